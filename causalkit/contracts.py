@@ -1,0 +1,228 @@
+"""The contracts every plugin kind implements: data, DGP, estimator and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Estimand",
+    "Roles",
+    "Dataset",
+    "Truth",
+    "Simulated",
+    "Fit",
+    "InferenceOutcome",
+    "Params",
+    "DataSource",
+    "DGP",
+    "Estimator",
+    "Inference",
+    "DiagnosticValue",
+]
+
+DiagnosticValue = float | int | bool | str
+
+
+class Estimand(str, Enum):
+    """Causal estimands; the single source of estimand labels."""
+
+    ATE = "ATE"
+    ATT = "ATT"
+    ATC = "ATC"
+    ITT = "ITT"
+    CACE = "CACE"
+    DIFF = "DIFF"  # a plain contrast with no causal label (e.g. a coefficient)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Params(BaseModel):
+    """Base class of every plugin's parameter model: immutable, unknown keys forbidden."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+class Roles(Params):
+    """Which column plays which part in the analysis.
+
+    Every role is optional here; each estimator declares the roles it requires.
+    """
+
+    unit: str | None = None
+    time: str | None = None
+    treatment: str | None = None
+    assignment: str | None = None
+    outcome: str | None = None
+    covariates: tuple[str, ...] = ()
+    selected: str | None = None
+    selection_covariates: tuple[str, ...] = ()
+    propensity_covariates: tuple[str, ...] | None = None
+    segments: tuple[str, ...] = ()
+    fold: str | None = None
+
+    def columns(self) -> list[str]:
+        """All columns named by a role, in a stable order, without duplicates."""
+        out: list[str] = []
+        for value in self.model_dump().values():
+            items = value if isinstance(value, tuple) else (value,)
+            for item in items:
+                if isinstance(item, str) and item not in out:
+                    out.append(item)
+        return out
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A table together with its roles."""
+
+    frame: pd.DataFrame
+    roles: Roles
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Known true values of estimands in a simulated world.
+
+    ``target`` names the estimand a study is about (e.g. the lift of exposure in the
+    contaminated-holdout study); when set, bias and coverage of every estimator in the
+    cell are measured against it. When ``None``, each estimator is compared with the
+    truth of its own estimand.
+    """
+
+    values: Mapping[str, float]
+    target: Estimand | None = None
+
+    def for_estimand(self, estimand: Estimand, override: Estimand | None = None) -> tuple[str, float] | None:
+        """Return ``(label, value)`` of the truth an estimate of ``estimand`` is judged by."""
+        key = override or self.target or estimand
+        if str(key) in self.values:
+            return str(key), float(self.values[str(key)])
+        return None
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """What a DGP returns: the simulated dataset and its truth."""
+
+    dataset: Dataset
+    truth: Truth
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What an estimator hands to inference.
+
+    Parameters
+    ----------
+    estimand : Estimand
+        The estimand the estimate targets.
+    estimate : float
+        The point estimate.
+    n : int
+        Number of units used.
+    influence : ndarray or None
+        Per-unit influence values :math:`\\psi_i` with
+        :math:`\\hat\\theta - \\theta = n^{-1}\\sum_i \\psi_i + o_p(n^{-1/2})`, accounting for
+        every estimated nuisance. Analytic and multiplier-bootstrap inference use it.
+    model_se : float or None
+        A standard error from the estimator's own variance formula (e.g. Heckman's corrected
+        covariance, Abadie-Imbens), used by analytic inference when ``influence`` is ``None``.
+    strata : ndarray or None
+        Integer stratum per unit for a stratified (paired) bootstrap, e.g. treated/control.
+    refit : callable or None
+        ``refit(indices)`` re-estimates on the units ``indices`` (with repeats) and returns the
+        estimate; raises :class:`~causalkit.errors.EstimationError` when it cannot.
+    placebo : callable or None
+        ``placebo(rng)`` returns one draw of the estimate under the sharp null (permutation).
+    diagnostics : mapping
+        Flat scalar diagnostics, e.g. ``max_abs_smd_after``, ``ess``, ``feasible``.
+    tables : mapping
+        Named tables (balance table, per-period gaps, ...), logged as artifacts.
+    warnings : tuple of str
+        Numerical or design trouble the user must see.
+    """
+
+    estimand: Estimand
+    estimate: float
+    n: int
+    influence: np.ndarray | None = None
+    model_se: float | None = None
+    strata: np.ndarray | None = None
+    refit: Callable[[np.ndarray], float] | None = None
+    placebo: Callable[[np.random.Generator], float] | None = None
+    diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InferenceOutcome:
+    """Uncertainty for one fit: SE, CI at ``level`` and a two-sided p-value for zero effect."""
+
+    method: str
+    se: float
+    ci_lower: float
+    ci_upper: float
+    p_value: float
+    level: float
+    diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """Loads a user's table (or nothing, for purely synthetic studies)."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+
+    def __init__(self, params: Params) -> None: ...
+
+    def load(self) -> Dataset | None: ...
+
+
+@runtime_checkable
+class DGP(Protocol):
+    """Simulates a world with known truth; may take covariates from a base dataset."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    needs_base: ClassVar[bool]
+
+    def __init__(self, params: Params) -> None: ...
+
+    def simulate(self, rng: np.random.Generator, base: Dataset | None) -> Simulated: ...
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """Turns a dataset into an estimate plus what inference needs."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+    required_roles: ClassVar[tuple[str, ...]]
+    default_inference: ClassVar[str]
+    supported_inference: ClassVar[tuple[str, ...]]
+
+    def __init__(self, params: Params) -> None: ...
+
+    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit: ...
+
+
+@runtime_checkable
+class Inference(Protocol):
+    """Turns a fit into uncertainty; never mutates the fit."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]]
+
+    def __init__(self, params: Params) -> None: ...
+
+    def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome: ...

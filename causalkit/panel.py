@@ -1,0 +1,205 @@
+"""Long panels and cross-sections reshaped into per-unit arrays, with the checks users need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from causalkit.contracts import Dataset
+from causalkit.errors import DataError
+
+__all__ = ["UnitTable", "unit_table", "require_roles", "binary_column"]
+
+
+@dataclass(frozen=True)
+class UnitTable:
+    """One row per unit.
+
+    Attributes
+    ----------
+    units : ndarray
+        Unit identifiers (row ``i`` of every array below).
+    group : ndarray of bool
+        The contrast indicator: actual treatment (``group_role="treatment"``) or the
+        randomised arm (``group_role="assignment"``), ever-on over the panel.
+    treatment, assignment : ndarray of bool or None
+        Both indicators when their roles are given.
+    X : ndarray, shape (n, d)
+        Time-invariant covariates.
+    y_pre, y_post : ndarray, shape (n, T_pre) / (n, T_post)
+        Outcomes before and from the treatment onset on. A cross-section has one post column.
+    pre_periods, post_periods : ndarray
+        Period labels of the columns of ``y_pre`` and ``y_post``.
+    """
+
+    units: np.ndarray
+    group: np.ndarray
+    treatment: np.ndarray | None
+    assignment: np.ndarray | None
+    X: np.ndarray
+    covariates: tuple[str, ...]
+    y_pre: np.ndarray
+    y_post: np.ndarray
+    pre_periods: np.ndarray
+    post_periods: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.units.shape[0])
+
+    @property
+    def y(self) -> np.ndarray:
+        """Per-unit outcome: the mean over post periods."""
+        return self.y_post.mean(axis=1)
+
+
+def require_roles(data: Dataset, roles: Sequence[str], who: str) -> None:
+    """Fail with one line when a role ``who`` needs is unset or names a missing column."""
+    for role in roles:
+        value = getattr(data.roles, role)
+        if value is None or (isinstance(value, tuple) and role == "covariates" and not value):
+            if role == "covariates":
+                raise DataError(f"roles.{role}", f"at least one covariate for {who}", "none")
+            raise DataError(f"roles.{role}", f"a column name (required by {who})", "nothing")
+    cols = set(data.frame.columns)
+    for name in data.roles.columns():
+        if name not in cols:
+            shown = ", ".join(map(str, list(data.frame.columns)[:12]))
+            raise DataError("roles", f"a column of the table ({shown}{', ...' if len(cols) > 12 else ''})", repr(name))
+
+
+def binary_column(values: pd.Series, role: str) -> np.ndarray:
+    """A 0/1 (or boolean) column as bool; anything else is a one-line error."""
+    if values.isna().any():
+        raise DataError(f"roles.{role}", "no missing values", f"{int(values.isna().sum())} missing in {values.name!r}")
+    uniq = pd.unique(values)
+    ok = set(np.asarray(uniq, dtype=object).tolist()) <= {0, 1, True, False, 0.0, 1.0}
+    if not ok:
+        shown = ", ".join(map(repr, list(uniq)[:5]))
+        raise DataError(f"roles.{role}", f"a binary 0/1 column in {values.name!r}", f"values {shown}")
+    return values.to_numpy().astype(bool)
+
+
+def _numeric(frame: pd.DataFrame, cols: Sequence[str], role: str) -> np.ndarray:
+    out = np.empty((len(frame), len(cols)), dtype=np.float64)
+    for j, c in enumerate(cols):
+        s = frame[c]
+        if s.dtype == bool:
+            s = s.astype(np.float64)
+        if not pd.api.types.is_numeric_dtype(s):
+            raise DataError(f"roles.{role}", f"numeric column {c!r} (encode categories first)", f"dtype {s.dtype}")
+        if s.isna().any():
+            raise DataError(f"roles.{role}", f"no missing values in {c!r}", f"{int(s.isna().sum())} missing")
+        out[:, j] = s.to_numpy(dtype=np.float64)
+    return out
+
+
+def unit_table(
+    data: Dataset,
+    group_role: Literal["treatment", "assignment"] = "treatment",
+    who: str = "estimator",
+) -> UnitTable:
+    """Reshape ``data`` into one row per unit.
+
+    A long panel (roles ``unit`` and ``time``) must be balanced, with one row per unit and
+    period, covariates constant within a unit, and a single treatment onset (no staggered
+    adoption). Periods from the onset on are post periods. Without ``time`` each row is a unit.
+    """
+    roles = data.roles
+    need = ["outcome", group_role]
+    require_roles(data, need, who)
+    frame = data.frame
+    covs = tuple(roles.covariates)
+    out_col = roles.outcome
+    assert out_col is not None
+
+    if roles.time is None:
+        g = binary_column(frame[getattr(roles, group_role)], group_role)
+        d = binary_column(frame[roles.treatment], "treatment") if roles.treatment else None
+        z = binary_column(frame[roles.assignment], "assignment") if roles.assignment else None
+        y = _numeric(frame, [out_col], "outcome")
+        X = _numeric(frame, covs, "covariates") if covs else np.empty((len(frame), 0))
+        units = frame[roles.unit].to_numpy() if roles.unit else np.arange(len(frame))
+        table = UnitTable(units, g, d, z, X, covs, np.empty((len(frame), 0)), y,
+                          np.empty(0), np.array([0]))
+        _check_groups(table, group_role)
+        return table
+
+    if roles.unit is None:
+        raise DataError("roles.unit", "a unit column when roles.time is set", "nothing")
+    u_codes, u_labels = pd.factorize(frame[roles.unit], sort=False)
+    t_codes, t_labels = pd.factorize(frame[roles.time], sort=True)
+    n_u, n_t = len(u_labels), len(t_labels)
+    if (u_codes < 0).any() or (t_codes < 0).any():
+        raise DataError("roles.unit/time", "no missing unit or time labels", "missing labels")
+    cell = u_codes.astype(np.int64) * n_t + t_codes
+    counts = np.bincount(cell, minlength=n_u * n_t)
+    if counts.max() > 1:
+        bad = int((counts > 1).sum())
+        raise DataError("roles.unit/time", "one row per unit and period", f"{bad} duplicated (unit, period) cells")
+    if counts.min() == 0:
+        missing_units = int((counts.reshape(n_u, n_t) == 0).any(axis=1).sum())
+        raise DataError("roles.time", "a balanced panel (every unit observed in every period)",
+                        f"{missing_units} units with missing periods")
+
+    def grid(values: np.ndarray) -> np.ndarray:
+        out = np.empty(n_u * n_t, dtype=values.dtype)
+        out[cell] = values
+        return out.reshape(n_u, n_t)
+
+    g_long = binary_column(frame[getattr(roles, group_role)], group_role)
+    d_grid = grid(binary_column(frame[roles.treatment], "treatment")) if roles.treatment else None
+    z_grid = grid(binary_column(frame[roles.assignment], "assignment")) if roles.assignment else None
+    g_grid = grid(g_long)
+    y_grid = grid(_numeric(frame, [out_col], "outcome")[:, 0])
+
+    X = np.empty((n_u, len(covs)))
+    if covs:
+        x_long = _numeric(frame, covs, "covariates")
+        for j, c in enumerate(covs):
+            xg = grid(x_long[:, j])
+            if not np.all(xg == xg[:, :1]):
+                nbad = int((xg != xg[:, :1]).any(axis=1).sum())
+                raise DataError("roles.covariates", f"{c!r} constant within each unit (time-invariant)",
+                                f"{nbad} units where it varies")
+            X[:, j] = xg[:, 0]
+
+    # The onset comes from the actual treatment when given (assignment is usually constant).
+    onset_grid = d_grid if d_grid is not None else g_grid
+    ever = onset_grid.any(axis=1)
+    if not ever.any():
+        raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
+    first = np.where(ever, onset_grid.argmax(axis=1), n_t)
+    onsets = np.unique(first[ever])
+    if onsets.size > 1:
+        shown = ", ".join(map(str, t_labels[onsets[:5]]))
+        raise DataError("roles.treatment", "a single treatment onset (no staggered adoption)",
+                        f"{onsets.size} onsets ({shown})")
+    t0 = int(onsets[0])
+    group = g_grid.any(axis=1)
+    table = UnitTable(
+        units=np.asarray(u_labels),
+        group=group,
+        treatment=None if d_grid is None else d_grid.any(axis=1),
+        assignment=None if z_grid is None else z_grid.any(axis=1),
+        X=X,
+        covariates=covs,
+        y_pre=y_grid[:, :t0],
+        y_post=y_grid[:, t0:],
+        pre_periods=np.asarray(t_labels[:t0]),
+        post_periods=np.asarray(t_labels[t0:]),
+    )
+    _check_groups(table, group_role)
+    return table
+
+
+def _check_groups(table: UnitTable, group_role: str) -> None:
+    n1 = int(table.group.sum())
+    if n1 == 0:
+        raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
+    if n1 == table.n:
+        raise DataError(f"roles.{group_role}", "at least one control unit", "none (every unit is treated)")

@@ -1,0 +1,103 @@
+"""The plugin registry: one object holding every data source, DGP, estimator and inference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from causalkit.errors import PluginError
+
+__all__ = ["Kind", "KINDS", "ENTRY_POINT_GROUPS", "Registry", "default_registry"]
+
+Kind = Literal["data", "dgp", "estimator", "inference"]
+KINDS: tuple[Kind, ...] = ("data", "dgp", "estimator", "inference")
+ENTRY_POINT_GROUPS: dict[Kind, str] = {kind: f"causalkit.{kind}" for kind in KINDS}
+
+_REQUIRED_ATTRS: dict[Kind, tuple[str, ...]] = {
+    "data": ("name", "Params", "load"),
+    "dgp": ("name", "Params", "simulate", "needs_base"),
+    "estimator": (
+        "name",
+        "Params",
+        "fit",
+        "required_roles",
+        "default_inference",
+        "supported_inference",
+    ),
+    "inference": ("name", "Params", "infer"),
+}
+
+
+@dataclass
+class Registry:
+    """Plugins by kind and name.
+
+    Built-in plugins are registered through the same entry-point groups a third-party
+    package uses (``causalkit.data``, ``causalkit.dgp``, ``causalkit.estimator``,
+    ``causalkit.inference``). Tests build a fresh ``Registry()`` and register by hand.
+    """
+
+    _plugins: dict[str, dict[str, type]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+
+    def register(self, kind: Kind, plugin: type, name: str | None = None) -> type:
+        """Validate and add ``plugin`` under ``kind``; returns the plugin (usable as decorator)."""
+        if kind not in KINDS:
+            raise PluginError(f"plugin kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        missing = [a for a in _REQUIRED_ATTRS[kind] if not hasattr(plugin, a)]
+        if missing:
+            raise PluginError(
+                f"{kind} plugin {getattr(plugin, '__name__', plugin)!r}: missing {', '.join(missing)}"
+            )
+        params = plugin.Params
+        if not (isinstance(params, type) and issubclass(params, BaseModel)):
+            raise PluginError(f"{kind} plugin {plugin.name!r}: Params must be a pydantic model")
+        if params.model_config.get("extra") != "forbid":
+            raise PluginError(f"{kind} plugin {plugin.name!r}: Params must forbid unknown keys")
+        key = name or plugin.name
+        existing = self._plugins[kind].get(key)
+        if existing is not None and existing is not plugin:
+            raise PluginError(
+                f"{kind} plugin {key!r}: registered twice ({existing.__module__} and {plugin.__module__})"
+            )
+        self._plugins[kind][key] = plugin
+        return plugin
+
+    def get(self, kind: Kind, name: str) -> Any:
+        """Return the plugin class; unknown names fail listing the registered ones."""
+        try:
+            return self._plugins[kind][name]
+        except KeyError:
+            known = ", ".join(sorted(self._plugins[kind])) or "(none)"
+            raise PluginError(f"{kind}: expected one of {known}, got {name!r}") from None
+
+    def names(self, kind: Kind) -> list[str]:
+        """Registered names of one kind, sorted."""
+        return sorted(self._plugins[kind])
+
+    def load_entry_points(self, groups: Iterable[Kind] = KINDS) -> Registry:
+        """Register every plugin advertised under the causalkit entry-point groups."""
+        for kind in groups:
+            for ep in entry_points(group=ENTRY_POINT_GROUPS[kind]):
+                try:
+                    plugin = ep.load()
+                except Exception as exc:  # a broken third-party package must name itself
+                    raise PluginError(f"{kind} plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+                self.register(kind, plugin, name=ep.name)
+        return self
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry built from installed entry points (built lazily, once)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Registry().load_entry_points()
+    return _DEFAULT

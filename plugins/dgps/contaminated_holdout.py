@@ -1,0 +1,134 @@
+"""Randomised ad holdout whose holdout arm is contaminated by a bidder selecting on covariates."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+from scipy.special import expit
+
+from causalkit.contracts import Dataset, Estimand, Params, Roles, Simulated, Truth
+
+__all__ = ["ContaminatedHoldout", "ContaminatedHoldoutParams"]
+
+COVARIATES = ("age", "device", "gender", "country_tier", "prior_engagement")
+
+
+class OutcomeCoefficients(Params):
+    """Log-odds coefficients of baseline (control) conversion."""
+
+    intercept: float = -1.5
+    age: float = 0.30
+    prior_engagement: float = 0.60
+    device: float = 0.20
+    gender: float = -0.10
+    country_tier: float = 0.20
+
+
+class ContaminationCoefficients(Params):
+    """Coefficients of the contamination score expit(.) over holdout users."""
+
+    prior_engagement: float = 0.8
+    age: float = 0.5
+    country_tier: float = 0.4
+
+
+class ContaminatedHoldoutParams(Params):
+    """Parameters of the contaminated-holdout world (defaults: the MicroSynth document)."""
+
+    n_users: int = Field(2000, ge=10)
+    n_exposed: int = Field(1200, ge=1, description="users randomly assigned to the exposed arm")
+    n_contaminated: int = Field(300, ge=0, description="holdout users who see the ad anyway")
+    lift: float = Field(0.05, ge=-1, le=1, description="true additive lift in conversion probability")
+    p_device: float = Field(0.4, gt=0, lt=1)
+    p_gender: float = Field(0.5, gt=0, lt=1)
+    outcome: OutcomeCoefficients = Field(default_factory=OutcomeCoefficients)
+    contamination: ContaminationCoefficients = Field(default_factory=ContaminationCoefficients)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ContaminatedHoldoutParams:
+        if self.n_exposed >= self.n_users:
+            raise ValueError(f"n_exposed must be below n_users={self.n_users}, got {self.n_exposed}")
+        if self.n_contaminated > self.n_users - self.n_exposed:
+            raise ValueError(
+                f"n_contaminated must be at most the holdout size {self.n_users - self.n_exposed}, "
+                f"got {self.n_contaminated}"
+            )
+        return self
+
+
+class ContaminatedHoldout:
+    r"""Contaminated randomised holdout (MicroSynth document, "Simulation Study").
+
+    Covariates: ``age, prior_engagement, country_tier`` ~ N(0, 1), ``device`` ~ Bern(0.4),
+    ``gender`` ~ Bern(0.5). Control conversion
+    :math:`p_0 = \operatorname{expit}(\beta_0 + x^\top\beta)` and treated
+    :math:`p_1 = \min(p_0 + \delta, 1)`; :math:`Y(0) \sim \text{Bern}(p_0)`,
+    :math:`Y(1) \sim \text{Bern}(p_1)` independently. ``n_exposed`` users are assigned to the
+    exposed arm by a random permutation; ``n_contaminated`` holdout users are drawn without
+    replacement with probability :math:`\propto \operatorname{expit}(0.8\,\text{eng} +
+    0.5\,\text{age} + 0.4\,\text{tier})` and see the ad anyway. Output is a two-week long
+    panel: week 0 (no exposure, outcome 0) and week 1 (observed outcome and exposure).
+
+    Truth: the lift of exposure :math:`\delta` is the study's target (ATT = ATE = δ; the
+    clip at 1 binds with probability below 1e-4 at the defaults). The ITT truth is
+    :math:`\delta (1 - n_{contam}/n_{holdout})`.
+
+    References
+    ----------
+    Robbins, M.W. & Davenport, S. (2021). microsynth. *J. Stat. Softw.* 97(2).
+    """
+
+    name: ClassVar[str] = "contaminated_holdout"
+    Params: ClassVar[type[Params]] = ContaminatedHoldoutParams
+    needs_base: ClassVar[bool] = False
+
+    def __init__(self, params: ContaminatedHoldoutParams | None = None) -> None:
+        self.params = params or ContaminatedHoldoutParams()
+
+    def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        p = self.params
+        n = p.n_users
+        age = rng.standard_normal(n)
+        eng = rng.standard_normal(n)
+        device = rng.binomial(1, p.p_device, n).astype(float)
+        gender = rng.binomial(1, p.p_gender, n).astype(float)
+        tier = rng.standard_normal(n)
+        b = p.outcome
+        p0 = expit(b.intercept + b.age * age + b.prior_engagement * eng + b.device * device
+                   + b.gender * gender + b.country_tier * tier)
+        p1 = np.clip(p0 + p.lift, 0.0, 1.0)
+        y0 = rng.binomial(1, p0)
+        y1 = rng.binomial(1, p1)
+
+        assigned = np.zeros(n, dtype=bool)
+        assigned[rng.permutation(n)[: p.n_exposed]] = True
+        holdout = np.flatnonzero(~assigned)
+        c = p.contamination
+        score = expit(c.prior_engagement * eng[holdout] + c.age * age[holdout]
+                      + c.country_tier * tier[holdout])
+        picked = rng.choice(holdout.size, size=p.n_contaminated, replace=False, p=score / score.sum())
+        saw = assigned.copy()
+        saw[holdout[picked]] = True
+        y = np.where(saw, y1, y0)
+
+        ids = np.char.add("u", np.char.zfill(np.arange(n).astype(str), 5))
+        covs = {"age": age, "device": device, "gender": gender, "country_tier": tier,
+                "prior_engagement": eng}
+        frame = pd.DataFrame({
+            "user_id": np.repeat(ids, 2),
+            "week": np.tile([0, 1], n),
+            **{k: np.repeat(v, 2) for k, v in covs.items()},
+            "assigned_exposed": np.repeat(assigned.astype(np.int64), 2),
+            "saw_ad": np.column_stack([np.zeros(n, np.int64), saw.astype(np.int64)]).ravel(),
+            "converted": np.column_stack([np.zeros(n, np.int64), y]).ravel(),
+        })
+        roles = Roles(unit="user_id", time="week", treatment="saw_ad", assignment="assigned_exposed",
+                      outcome="converted", covariates=COVARIATES)
+        holdout_share = p.n_contaminated / (n - p.n_exposed)
+        truth = Truth(values={"ATT": p.lift, "ATE": p.lift, "ITT": p.lift * (1 - holdout_share),
+                              "CACE": p.lift},
+                      target=Estimand.ATT)
+        return Simulated(dataset=Dataset(frame, roles), truth=truth)

@@ -1,0 +1,98 @@
+"""Unadjusted differences in means: as-treated (``naive``) and by randomised arm (``itt``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from causalkit.contracts import Dataset, Estimand, Fit, Params
+from causalkit.panel import unit_table
+
+__all__ = ["difference_in_means", "Naive", "ITT"]
+
+
+def difference_in_means(y: np.ndarray, group: np.ndarray) -> tuple[float, np.ndarray]:
+    r"""Difference of group means and its influence values.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+        Outcomes.
+    group : ndarray of bool, shape (n,)
+        Group indicator.
+
+    Returns
+    -------
+    estimate : float
+        :math:`\hat\tau = \bar y_1 - \bar y_0`.
+    influence : ndarray, shape (n,)
+        :math:`\psi_i = \frac{G_i (y_i - \bar y_1)}{\hat p} c_1 - \frac{(1-G_i)(y_i-\bar y_0)}{1-\hat p} c_0`
+        with :math:`\hat p = n_1/n` and :math:`c_g = \sqrt{n_g/(n_g-1)}`, so that
+        :math:`n^{-2}\sum_i\psi_i^2 = s_1^2/n_1 + s_0^2/n_0` (Welch / Neyman variance).
+    """
+    g = group.astype(bool)
+    n = y.shape[0]
+    n1 = int(g.sum())
+    n0 = n - n1
+    m1 = float(y[g].mean())
+    m0 = float(y[~g].mean())
+    p = n1 / n
+    c1 = np.sqrt(n1 / (n1 - 1)) if n1 > 1 else np.nan
+    c0 = np.sqrt(n0 / (n0 - 1)) if n0 > 1 else np.nan
+    psi = np.where(g, (y - m1) / p * c1, -(y - m0) / (1 - p) * c0)
+    return m1 - m0, psi
+
+
+class _DifferenceParams(Params):
+    """No parameters."""
+
+
+class _Difference:
+    """Shared fit for the two unadjusted contrasts; subclasses pick the grouping role."""
+
+    group_role: ClassVar[str]
+    estimand: ClassVar[Estimand]
+    Params: ClassVar[type[Params]] = _DifferenceParams
+    default_inference: ClassVar[str] = "analytic"
+    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "bootstrap", "none")
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+
+    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        table = unit_table(data, group_role=self.group_role, who=self.name)  # type: ignore[attr-defined]
+        y = table.y
+        g = table.group
+        est, psi = difference_in_means(y, g)
+
+        def refit(idx: np.ndarray) -> float:
+            return difference_in_means(y[idx], g[idx])[0]
+
+        return Fit(
+            estimand=self.estimand,
+            estimate=est,
+            n=table.n,
+            influence=psi,
+            strata=g.astype(np.int64),
+            refit=refit,
+            diagnostics={"n_treated": int(g.sum()), "n_control": int((~g).sum())},
+        )
+
+
+class Naive(_Difference):
+    """As-treated difference in means by the actual treatment (biased under selection)."""
+
+    name: ClassVar[str] = "naive"
+    group_role: ClassVar[str] = "treatment"
+    required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
+    estimand: ClassVar[Estimand] = Estimand.ATE
+
+
+class ITT(_Difference):
+    """Intention-to-treat difference in means by the randomised arm."""
+
+    name: ClassVar[str] = "itt"
+    group_role: ClassVar[str] = "assignment"
+    required_roles: ClassVar[tuple[str, ...]] = ("outcome", "assignment")
+    estimand: ClassVar[Estimand] = Estimand.ITT

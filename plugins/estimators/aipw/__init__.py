@@ -1,0 +1,1 @@
+"""aipw estimator plugins."""

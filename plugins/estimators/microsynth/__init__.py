@@ -1,0 +1,1 @@
+"""microsynth estimator plugins."""

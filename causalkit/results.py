@@ -152,3 +152,74 @@ def build_result(
         truth_estimand=None if truth is None else truth[0],
         warnings=tuple(fit.warnings),
     )
+
+
+CELL_METRICS: tuple[str, ...] = (
+    "mean_estimate",
+    "bias",
+    "bias_mcse",
+    "emp_se",
+    "emp_se_mcse",
+    "mean_se",
+    "mean_se_mcse",
+    "rmse",
+    "rmse_mcse",
+    "coverage",
+    "coverage_mcse",
+    "ci_width",
+    "ci_width_mcse",
+    "n_failed",
+    "reps",
+    "seconds",
+)
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    """Performance of one estimator + inference over the replications of a Monte Carlo cell.
+
+    ``metrics`` holds :data:`CELL_METRICS`; ``replications`` one row per replication
+    (failed ones with their error). Metric definitions and MCSEs follow Morris, White &
+    Crowther (2019), *Stat. Med.* 38:2074, Table 6.
+    """
+
+    estimator: str
+    inference: str
+    estimand: str
+    truth_estimand: str | None
+    truth: float | None
+    level: float
+    metrics: Mapping[str, float]
+    replications: pd.DataFrame
+
+    def to_dict(self) -> dict[str, float | str | None]:
+        return {"estimator": self.estimator, "inference": self.inference, "estimand": self.estimand,
+                "truth": self.truth, **self.metrics}
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([self.to_dict()])
+
+    def summary(self) -> str:
+        m = self.metrics
+        pct = int(round(self.level * 100))
+        truth = "none" if self.truth is None else f"{self.truth:+.4f} ({self.truth_estimand})"
+        lines = [
+            f"causalkit Monte Carlo cell: {self.estimator} / {self.inference}",
+            "=" * 64,
+            f"{'estimand':<26}{self.estimand}",
+            f"{'truth':<26}{truth}",
+            f"{'replications':<26}{int(m['reps'])} ({int(m['n_failed'])} failed)",
+            f"{'mean estimate':<26}{m['mean_estimate']:+.5f}",
+            f"{'bias':<26}{m['bias']:+.5f}  (MCSE {m['bias_mcse']:.5f})",
+            f"{'empirical SE':<26}{m['emp_se']:.5f}  (MCSE {m['emp_se_mcse']:.5f})",
+            f"{'mean model SE':<26}{m['mean_se']:.5f}  (MCSE {m['mean_se_mcse']:.5f})",
+            f"{'RMSE':<26}{m['rmse']:.5f}  (MCSE {m['rmse_mcse']:.5f})",
+            f"{f'coverage of {pct}% CI':<26}{m['coverage']:.4f}  (MCSE {m['coverage_mcse']:.4f})",
+            f"{'mean CI width':<26}{m['ci_width']:.5f}  (MCSE {m['ci_width_mcse']:.5f})",
+            f"{'seconds':<26}{m['seconds']:.2f}",
+            "=" * 64,
+        ]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()

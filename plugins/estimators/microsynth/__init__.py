@@ -1,1 +1,1 @@
-"""microsynth estimator plugins."""
+"""MicroSynth: user-level synthetic control by exact covariate balancing (Robbins & Davenport 2021)."""

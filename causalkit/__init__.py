@@ -1,0 +1,27 @@
+"""causalkit: declarative, config-driven causal-effect experiments."""
+
+from causalkit.api import fit, run, simulate
+from causalkit.contracts import Dataset, Estimand, Fit, Roles
+from causalkit.errors import CausalkitError, ConfigError, DataError, EstimationError
+from causalkit.registry import Registry, default_registry
+from causalkit.results import CellSummary, EffectResult
+
+__all__ = [
+    "fit",
+    "run",
+    "simulate",
+    "Dataset",
+    "Estimand",
+    "Fit",
+    "Roles",
+    "CausalkitError",
+    "ConfigError",
+    "DataError",
+    "EstimationError",
+    "Registry",
+    "default_registry",
+    "CellSummary",
+    "EffectResult",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""The Python API for notebook users: ``fit`` a frame, ``run`` a configured cell, ``simulate`` a DGP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from causalkit.config import validate, validate_params
+from causalkit.contracts import Dataset, Roles, Simulated
+from causalkit.errors import ConfigError, PluginError
+from causalkit.montecarlo import CellOutcome
+from causalkit.registry import Registry, default_registry
+from causalkit.results import EffectResult, build_result
+
+__all__ = ["fit", "run", "simulate"]
+
+_ROLE_FIELDS = frozenset(Roles.model_fields)
+
+
+def _plugin(registry: Registry, kind: str, name: str) -> Any:
+    try:
+        return registry.get(kind, name)  # type: ignore[arg-type]
+    except PluginError:
+        raise ConfigError(kind, f"one of {', '.join(registry.names(kind))}", name) from None  # type: ignore[arg-type]
+
+
+def fit(
+    frame: pd.DataFrame,
+    estimator: str,
+    *,
+    inference: str | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    registry: Registry | None = None,
+    **options: Any,
+) -> EffectResult:
+    """Estimate an effect on ``frame``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The data (long panel with ``unit``/``time`` roles, or one row per unit).
+    estimator : str
+        Registered estimator name, e.g. ``"microsynth"``.
+    inference : str or mapping, optional
+        Inference method name, or ``{"name": ..., **params}``; default: the estimator's.
+    seed : int
+        Root seed of the estimator's and the inference's random generators.
+    **options
+        Roles as keywords (``unit``, ``time``, ``treatment``, ``assignment``, ``outcome``,
+        ``covariates``, ...) and the estimator's parameters as further keywords.
+
+    Returns
+    -------
+    EffectResult
+        The same immutable result the command line produces.
+    """
+    registry = registry or default_registry()
+    est_cls = _plugin(registry, "estimator", estimator)
+    roles = validate_params("roles", Roles, {k: v for k, v in options.items() if k in _ROLE_FIELDS})
+    params = validate_params("estimator", est_cls.Params, {k: v for k, v in options.items() if k not in _ROLE_FIELDS})
+    if inference is None:
+        inf_name, inf_params = est_cls.default_inference, {}
+    elif isinstance(inference, str):
+        inf_name, inf_params = inference, {}
+    else:
+        inf_params = dict(inference)
+        inf_name = str(inf_params.pop("name", est_cls.default_inference))
+    if inf_name not in est_cls.supported_inference:
+        raise ConfigError("inference", f"one of {', '.join(est_cls.supported_inference)} for estimator {estimator}", inf_name)
+    inf_cls = _plugin(registry, "inference", inf_name)
+    inf = inf_cls(validate_params("inference", inf_cls.Params, inf_params))
+    assert isinstance(roles, Roles)
+    ss_est, ss_inf = np.random.SeedSequence(seed).spawn(2)
+    result = est_cls(params).fit(Dataset(frame, roles), np.random.Generator(np.random.PCG64(ss_est)))
+    outcome = inf.infer(result, np.random.Generator(np.random.PCG64(ss_inf)))
+    return build_result(estimator, result, outcome)
+
+
+def run(overrides: Sequence[str] = (), registry: Registry | None = None) -> CellOutcome:
+    """Run one cell composed from ``conf/`` with Hydra-style overrides, e.g. ``["estimator=itt", "mc.reps=50"]``."""
+    from causalkit.cli import compose
+    from causalkit.runner import execute
+
+    cfg = validate(compose(overrides), registry)
+    axes = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    return execute(cfg, axes, registry)
+
+
+def simulate(dgp: str, seed: int = 0, registry: Registry | None = None, **params: Any) -> Simulated:
+    """Draw one dataset (and its truth) from a registered DGP with the given parameters."""
+    registry = registry or default_registry()
+    cls = _plugin(registry, "dgp", dgp)
+    model = cls(validate_params("dgp", cls.Params, params))
+    return model.simulate(np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed))), None)

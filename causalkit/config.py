@@ -1,0 +1,189 @@
+"""Run-level configuration models and the one function that validates a composed config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from causalkit.contracts import Estimand, Params
+from causalkit.errors import ConfigError, PluginError
+from causalkit.registry import Kind, Registry, default_registry
+
+__all__ = [
+    "MCConfig",
+    "TrackingConfig",
+    "PluginChoice",
+    "RunConfig",
+    "validate",
+    "validate_params",
+    "format_validation_error",
+]
+
+
+class MCConfig(Params):
+    """Monte Carlo settings of a cell."""
+
+    reps: int = Field(1, ge=1, description="replications (fresh DGP draws)")
+    seed: int = Field(20261123, ge=0, description="root seed; combined with the cell's config hash")
+    n_jobs: int = Field(1, ge=1, description="worker processes for replications")
+    target: Literal["auto", "ATE", "ATT", "ATC", "ITT", "CACE"] = Field(
+        "auto", description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)"
+    )
+
+
+class TrackingConfig(Params):
+    """Where results are logged."""
+
+    backend: Literal["mlflow", "none"] = "mlflow"
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///runs/mlflow.db under the start directory")
+    experiment: str = Field("causalkit", min_length=1)
+    parent_run_id: str | None = Field(None, description="set by the CLI for the cells of a sweep")
+    run_name: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    """A plugin's registry name and its validated parameters."""
+
+    kind: Kind
+    name: str
+    params: BaseModel
+
+    def build(self, registry: Registry) -> Any:
+        return registry.get(self.kind, self.name)(self.params)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A fully validated run: four plugins, Monte Carlo settings and tracking."""
+
+    data: PluginChoice
+    dgp: PluginChoice
+    estimator: PluginChoice
+    inference: PluginChoice
+    mc: MCConfig
+    tracking: TrackingConfig
+
+    def cell_dict(self) -> dict[str, Any]:
+        """What defines a cell's results: everything but tracking, n_jobs and reps."""
+        return {
+            "data": self.data.as_dict(),
+            "dgp": self.dgp.as_dict(),
+            "estimator": self.estimator.as_dict(),
+            "inference": self.inference.as_dict(),
+            "mc": {"seed": self.mc.seed, "target": self.mc.target},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.cell_dict()
+        out["mc"] = self.mc.model_dump(mode="json")
+        out["tracking"] = self.tracking.model_dump(mode="json")
+        return out
+
+    @property
+    def cell_hash(self) -> str:
+        """Stable SHA-256 (hex, 16 chars) of :meth:`cell_dict` in canonical JSON."""
+        blob = json.dumps(self.cell_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @property
+    def target(self) -> Estimand | None:
+        return None if self.mc.target == "auto" else Estimand(self.mc.target)
+
+
+def _expected(err: Mapping[str, Any]) -> str:
+    msg = str(err.get("msg", "a valid value"))
+    for prefix in ("Input should be ", "Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return msg
+
+
+def format_validation_error(prefix: str, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+    """Turn the first pydantic error into a one-line :class:`ConfigError`."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    field = f"{prefix}.{loc}" if loc else prefix
+    if err["type"] == "extra_forbidden":
+        node: Any = model
+        for part in err["loc"][:-1]:
+            info = getattr(node, "model_fields", {}).get(part)
+            node = getattr(info, "annotation", None) if info else None
+        allowed = sorted(getattr(node, "model_fields", {})) if node is not None else []
+        return ConfigError(field, f"one of the keys {', '.join(allowed) or '(none)'}", f"unknown key {err['loc'][-1]!r}") if allowed else ConfigError(field, "no such key", err["loc"][-1])
+    if err["type"] == "missing":
+        return ConfigError(field, "a value (required)", "nothing")
+    return ConfigError(field, _expected(err), err.get("input"))
+
+
+def validate_params(prefix: str, model: type[BaseModel], values: Mapping[str, Any]) -> BaseModel:
+    """Validate ``values`` against a plugin's params model with one-line errors."""
+    try:
+        return model.model_validate(dict(values))
+    except ValidationError as exc:
+        raise format_validation_error(prefix, exc, model) from None
+
+
+def _choice(kind: Kind, group: str, raw: Any, registry: Registry) -> PluginChoice:
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise ConfigError(group, "a mapping with a 'name' key", raw)
+    values = dict(raw)
+    name = values.pop("name")
+    try:
+        plugin = registry.get(kind, str(name))
+    except PluginError as exc:
+        raise ConfigError(f"{group}.name", f"one of {', '.join(registry.names(kind))}", name) from exc
+    return PluginChoice(kind, str(name), validate_params(group, plugin.Params, values))
+
+
+def validate(raw: Mapping[str, Any], registry: Registry | None = None) -> RunConfig:
+    """Validate a composed (resolved, plain-container) config into a :class:`RunConfig`.
+
+    Each plugin's parameters are checked by its own params model (unknown keys forbidden);
+    ``inference: auto`` becomes the estimator's default; unsupported pairings, a real-data
+    run without a table, and replications without a simulator are rejected here, before any
+    work is done.
+    """
+    registry = registry or default_registry()
+    allowed_top = {"data", "dgp", "estimator", "inference", "mc", "tracking", "experiment"}
+    extra = sorted(set(raw) - allowed_top)
+    if extra:
+        raise ConfigError(extra[0], f"one of the top-level keys {', '.join(sorted(allowed_top))}", "unknown key")
+    for key in ("data", "dgp", "estimator", "inference"):
+        if key not in raw:
+            raise ConfigError(key, "a config group choice", "nothing")
+    data = _choice("data", "data", raw["data"], registry)
+    dgp = _choice("dgp", "dgp", raw["dgp"], registry)
+    estimator = _choice("estimator", "estimator", raw["estimator"], registry)
+    est_cls = registry.get("estimator", estimator.name)
+
+    inf_raw = dict(raw["inference"]) if isinstance(raw["inference"], Mapping) else raw["inference"]
+    if isinstance(inf_raw, Mapping) and inf_raw.get("name") == "auto":
+        rest = {k: v for k, v in inf_raw.items() if k != "name"}
+        if rest:
+            raise ConfigError(f"inference.{next(iter(rest))}", "no parameters with inference=auto (choose a method)", "a parameter")
+        inf_raw = {"name": est_cls.default_inference}
+    inference = _choice("inference", "inference", inf_raw, registry)
+    if inference.name not in est_cls.supported_inference:
+        raise ConfigError("inference", f"one of {', '.join(est_cls.supported_inference)} for estimator {estimator.name}", inference.name)
+
+    mc = validate_params("mc", MCConfig, raw.get("mc") or {})
+    tracking = validate_params("tracking", TrackingConfig, raw.get("tracking") or {})
+    assert isinstance(mc, MCConfig) and isinstance(tracking, TrackingConfig)
+
+    dgp_cls = registry.get("dgp", dgp.name)
+    data_cls = registry.get("data", data.name)
+    synthetic = data.name == "synthetic" or getattr(data_cls, "synthetic", False)
+    if dgp_cls.needs_base and synthetic:
+        raise ConfigError("data", f"a data source with a table (csv, parquet) for dgp={dgp.name}", data.name)
+    if dgp.name == "none" and mc.reps > 1:
+        raise ConfigError("mc.reps", "1 for a real analysis (dgp=none has no truth to replicate)", mc.reps)
+    return RunConfig(data, dgp, estimator, inference, mc, tracking)

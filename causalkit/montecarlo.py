@@ -1,0 +1,223 @@
+"""Seeds, the replication loop (serial or in worker processes) and Monte Carlo metrics with MCSEs."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from causalkit.config import RunConfig
+from causalkit.contracts import Dataset, DiagnosticValue
+from causalkit.errors import CausalkitError
+from causalkit.registry import Registry, default_registry
+from causalkit.results import CellSummary, EffectResult, build_result
+
+__all__ = [
+    "replication_seed",
+    "run_replication",
+    "run_cell",
+    "summarise",
+    "CellOutcome",
+]
+
+_MASK32 = (1 << 32) - 1
+
+
+def replication_seed(seed: int, cell_hash: str, r: int) -> np.random.SeedSequence:
+    """Seed of replication ``r``: child ``r`` of ``SeedSequence([seed, *hash words])``.
+
+    Independent of the number of replications, of the worker that runs it and of the order
+    of cells in a sweep; replications 0..R-1 of a longer run equal those of a shorter one.
+    """
+    h = int(cell_hash, 16)
+    words = [seed & _MASK32, seed >> 32]
+    while h:
+        words.append(h & _MASK32)
+        h >>= 32
+    return np.random.SeedSequence(entropy=words, spawn_key=(r,))
+
+
+def _load_base(cfg: RunConfig, registry: Registry) -> Dataset | None:
+    return cfg.data.build(registry).load()
+
+
+def run_replication(
+    cfg: RunConfig, r: int, base: Dataset | None, registry: Registry | None = None
+) -> EffectResult:
+    """Simulate (or pass through) the data, fit, infer, and attach the truth."""
+    registry = registry or default_registry()
+    ss_dgp, ss_est, ss_inf = replication_seed(cfg.mc.seed, cfg.cell_hash, r).spawn(3)
+    sim = cfg.dgp.build(registry).simulate(np.random.Generator(np.random.PCG64(ss_dgp)), base)
+    fit = cfg.estimator.build(registry).fit(sim.dataset, np.random.Generator(np.random.PCG64(ss_est)))
+    outcome = cfg.inference.build(registry).infer(fit, np.random.Generator(np.random.PCG64(ss_inf)))
+    truth = sim.truth.for_estimand(fit.estimand, cfg.target)
+    return build_result(cfg.estimator.name, fit, outcome, truth)
+
+
+@dataclass(frozen=True)
+class _Row:
+    r: int
+    values: dict[str, DiagnosticValue | None]
+    error: str | None
+
+
+def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        try:
+            res = run_replication(cfg, r, base)
+        except CausalkitError as exc:
+            return _Row(r, {}, f"{type(exc).__name__}: {exc}")
+        except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+            return _Row(r, {}, f"{type(exc).__name__}: {exc}")
+    vals = {k: v for k, v in res.to_dict().items() if isinstance(v, (int, float, bool)) or v is None}
+    vals["covers"] = res.covers
+    vals["truth_estimand"] = res.truth_estimand
+    vals["estimand"] = res.estimand
+    vals["inference"] = res.inference
+    return _Row(r, vals, None)
+
+
+def _chunk_rows(cfg: RunConfig, rs: Sequence[int], base: Dataset | None) -> list[_Row]:
+    return [_row(cfg, r, base) for r in rs]
+
+
+def summarise(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None) -> dict[str, float]:
+    r"""Monte Carlo performance measures and their Monte Carlo standard errors.
+
+    With :math:`R` successful replications, :math:`\bar\theta` their mean and
+    :math:`s^2` their variance: bias :math:`\bar\theta - \theta` (MCSE :math:`s/\sqrt R`),
+    empirical SE :math:`s` (MCSE :math:`s/\sqrt{2(R-1)}`), mean model SE (MCSE
+    :math:`\mathrm{sd}(\widehat{se})/\sqrt R`), RMSE (MCSE by the delta method,
+    :math:`\mathrm{sd}((\hat\theta-\theta)^2)/(2\,\mathrm{RMSE}\sqrt R)`), coverage
+    :math:`\hat c` (MCSE :math:`\sqrt{\hat c(1-\hat c)/R}`) and mean CI width.
+    """
+    R = est.size
+    nan = math.nan
+    out = dict.fromkeys(("mean_estimate", "bias", "bias_mcse", "emp_se", "emp_se_mcse", "mean_se",
+                         "mean_se_mcse", "rmse", "rmse_mcse", "coverage", "coverage_mcse", "ci_width",
+                         "ci_width_mcse"), nan)
+    if R == 0:
+        return out
+    sd = float(est.std(ddof=1)) if R > 1 else nan
+    out["mean_estimate"] = float(est.mean())
+    out["emp_se"] = sd
+    out["emp_se_mcse"] = sd / math.sqrt(2 * (R - 1)) if R > 1 else nan
+    if np.isfinite(se).all():
+        out["mean_se"] = float(se.mean())
+        out["mean_se_mcse"] = float(se.std(ddof=1) / math.sqrt(R)) if R > 1 else nan
+    width = hi - lo
+    if np.isfinite(width).all():
+        out["ci_width"] = float(width.mean())
+        out["ci_width_mcse"] = float(width.std(ddof=1) / math.sqrt(R)) if R > 1 else nan
+    if truth is not None:
+        err = est - truth
+        out["bias"] = float(err.mean())
+        out["bias_mcse"] = sd / math.sqrt(R) if R > 1 else nan
+        mse = float(np.mean(err**2))
+        out["rmse"] = math.sqrt(mse)
+        if R > 1 and mse > 0:
+            out["rmse_mcse"] = float(np.std(err**2, ddof=1) / math.sqrt(R) / (2 * math.sqrt(mse)))
+        if np.isfinite(width).all():
+            cov = float(np.mean((lo <= truth) & (truth <= hi)))
+            out["coverage"] = cov
+            out["coverage_mcse"] = math.sqrt(cov * (1 - cov) / R)
+    return out
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    """A cell's result: the single replication's full result (reps=1) or the MC summary."""
+
+    config: RunConfig
+    single: EffectResult | None
+    cell: CellSummary | None
+    replications: pd.DataFrame
+    errors: tuple[str, ...]
+    seconds: float
+
+    @property
+    def failed(self) -> bool:
+        return len(self.errors) == int(self.config.mc.reps)
+
+    def summary(self) -> str:
+        if self.single is not None:
+            return self.single.summary()
+        assert self.cell is not None
+        return self.cell.summary()
+
+
+def run_cell(
+    cfg: RunConfig,
+    registry: Registry | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CellOutcome:
+    """Run every replication of a cell and summarise.
+
+    With one replication the full :class:`EffectResult` is kept (and errors propagate to the
+    caller). With several, each replication runs in isolation (``mc.n_jobs`` worker processes,
+    one BLAS thread each); a failing replication is recorded with its error and counted, and
+    results are bit-identical whatever the number of workers.
+    """
+    registry = registry or default_registry()
+    t0 = time.perf_counter()
+    base = _load_base(cfg, registry)
+    reps = cfg.mc.reps
+    if reps == 1:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            res = run_replication(cfg, 0, base, registry)
+        seconds = time.perf_counter() - t0
+        row = {k: v for k, v in res.to_dict().items() if not isinstance(v, str)}
+        return CellOutcome(cfg, res, None, pd.DataFrame([{"replication": 0, **row}]), (), seconds)
+
+    if cfg.mc.n_jobs == 1:
+        rows = []
+        for r in range(reps):
+            rows.append(_row(cfg, r, base))
+            if progress is not None:
+                progress(r + 1, reps)
+    else:
+        from joblib import Parallel, delayed
+
+        n_chunks = min(reps, cfg.mc.n_jobs * 8)
+        chunks = [list(c) for c in np.array_split(np.arange(reps), n_chunks)]
+        parts = Parallel(n_jobs=cfg.mc.n_jobs, backend="loky")(
+            delayed(_chunk_rows)(cfg, [int(r) for r in c], base) for c in chunks
+        )
+        rows = [row for part in parts for row in part]
+    rows.sort(key=lambda x: x.r)
+    seconds = time.perf_counter() - t0
+    return _summarise_rows(cfg, rows, seconds)
+
+
+def _summarise_rows(cfg: RunConfig, rows: list[_Row], seconds: float) -> CellOutcome:
+    table = pd.DataFrame([{"replication": row.r, **row.values, "error": row.error} for row in rows])
+    ok = table[table["error"].isna()] if "error" in table else table
+    errors = tuple(f"replication {row.r}: {row.error}" for row in rows if row.error)
+    first = ok.iloc[0] if len(ok) else None
+    truth = None
+    if first is not None and first.get("truth") is not None and not pd.isna(first.get("truth")):
+        truth = float(first["truth"])
+    col = (lambda name: ok[name].to_numpy(dtype=float)) if len(ok) else (lambda name: np.empty(0))
+    metrics = summarise(col("estimate"), col("se"), col("ci_lower"), col("ci_upper"), truth)
+    metrics["n_failed"] = float(len(errors))
+    metrics["reps"] = float(len(rows))
+    metrics["seconds"] = float(seconds)
+    cell = CellSummary(
+        estimator=cfg.estimator.name,
+        inference=str(first["inference"]) if first is not None else cfg.inference.name,
+        estimand=str(first["estimand"]) if first is not None else "?",
+        truth_estimand=(str(first["truth_estimand"]) if first is not None and truth is not None else None),
+        truth=truth,
+        level=float(first["level"]) if first is not None else 0.95,
+        metrics=metrics,
+        replications=table,
+    )
+    return CellOutcome(cfg, None, cell, table, errors, seconds)

@@ -1,0 +1,96 @@
+"""Standard figures: love plot, overlap plot, gap trajectory and the Monte Carlo comparison."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["love_plot", "overlap_plot", "gap_plot", "comparison_plot", "figures_for_tables"]
+
+
+def love_plot(balance: pd.DataFrame, threshold: float = 0.1) -> Figure:
+    """|SMD| per covariate before and after weighting/matching."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(balance) + 1.6))
+    y = np.arange(len(balance))
+    ax.scatter(np.abs(balance["smd_before"]), y, marker="o", facecolors="none", edgecolors="C3", label="before")
+    ax.scatter(np.abs(balance["smd_after"]), y, marker="o", color="C0", label="after")
+    ax.axvline(threshold, color="grey", ls="--", lw=1)
+    ax.set_yticks(y, [str(i) for i in balance.index])
+    ax.set_xlabel("|standardised mean difference| (pooled SD)")
+    ax.set_title("Covariate balance")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def overlap_plot(overlap: pd.DataFrame) -> Figure:
+    """Histogram of the propensity score by arm (columns ``score``, ``treated``)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    t = overlap["treated"].astype(bool).to_numpy()
+    bins = np.linspace(0, 1, 41)
+    ax.hist(overlap["score"][~t], bins=bins, alpha=0.6, density=True, label="control")
+    ax.hist(overlap["score"][t], bins=bins, alpha=0.6, density=True, label="treated")
+    ax.set_xlabel("propensity score")
+    ax.set_ylabel("density")
+    ax.set_title("Overlap")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def gap_plot(gaps: pd.DataFrame) -> Figure:
+    """Treated vs synthetic outcome and their gap per period."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    x = np.arange(len(gaps))
+    ax.plot(x, gaps["treated"], marker="o", label="treated")
+    ax.plot(x, gaps["synthetic"], marker="s", label="synthetic")
+    if {"lower", "upper"} <= set(gaps.columns):
+        ax.fill_between(x, gaps["synthetic"] + gaps["gap"] - gaps["upper"],
+                        gaps["synthetic"] + gaps["gap"] - gaps["lower"], alpha=0.2, label="band")
+    ax.set_xticks(x, [str(p) for p in gaps["period"]])
+    ax.set_xlabel("period")
+    ax.set_title("Per-period effect")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def comparison_plot(table: pd.DataFrame, level: float = 0.95) -> Figure:
+    """Bias ± 1.96 MCSE, RMSE, coverage against the nominal level, and CI width by cell."""
+    labels = table["cell"].astype(str).tolist()
+    y = np.arange(len(labels))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 0.5 * len(labels) + 2), sharey=True)
+    axes[0].errorbar(table["bias"], y, xerr=1.96 * table["bias_mcse"].fillna(0), fmt="o")
+    axes[0].axvline(0, color="grey", lw=1)
+    axes[0].set_title("bias ± 1.96 MCSE")
+    axes[1].barh(y, table["rmse"])
+    axes[1].set_title("RMSE")
+    axes[2].errorbar(table["coverage"], y, xerr=1.96 * table["coverage_mcse"].fillna(0), fmt="o")
+    axes[2].axvline(level, color="grey", ls="--", lw=1)
+    reps = float(table["reps"].max()) if len(table) else 1.0
+    band = 1.96 * np.sqrt(level * (1 - level) / max(reps, 1.0))
+    axes[2].axvspan(level - band, level + band, color="grey", alpha=0.15)
+    axes[2].set_title("coverage (nominal ± binomial band)")
+    axes[3].barh(y, table["ci_width"])
+    axes[3].set_title("mean CI width")
+    axes[0].set_yticks(y, labels)
+    fig.tight_layout()
+    return fig
+
+
+def figures_for_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
+    """The standard figures implied by a result's tables (file name -> figure)."""
+    out: dict[str, Figure] = {}
+    if "balance" in tables and len(tables["balance"]):
+        out["love_plot.png"] = love_plot(tables["balance"])
+    if "overlap" in tables and len(tables["overlap"]):
+        out["overlap.png"] = overlap_plot(tables["overlap"])
+    if "gaps" in tables and len(tables["gaps"]) > 1:
+        out["gap_trajectory.png"] = gap_plot(tables["gaps"])
+    return out

@@ -1,0 +1,92 @@
+"""Run one validated cell with tracking: the MLflow run opens, results are logged, status is final."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from causalkit.config import RunConfig
+from causalkit.errors import EstimationError
+from causalkit.montecarlo import CellOutcome, run_cell
+from causalkit.registry import Registry, default_registry
+
+__all__ = ["execute", "run_name", "install_sigterm_handler"]
+
+
+def run_name(cfg: RunConfig, axes: Mapping[str, str]) -> str:
+    """Runs are named after their sweep axes (or the estimator when there are none)."""
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
+    shown = [f"{k}={v}" for k, v in axes.items() if not k.startswith("tracking.")]
+    return ",".join(shown) if shown else cfg.estimator.name
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into an exception so open runs are closed as KILLED, never left RUNNING."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not in the main thread
+        pass
+
+
+def _progress_printer() -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total)
+        sys.stderr.write(f"\rreplications [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def execute(
+    cfg: RunConfig,
+    axes: Mapping[str, str] | None = None,
+    registry: Registry | None = None,
+    start_dir: Path | None = None,
+) -> CellOutcome:
+    """Run a cell; with tracking, log it as one MLflow run (child of the sweep's parent run).
+
+    The run ends FINISHED, FAILED (with the error as tag ``causalkit.error``) or KILLED; an
+    exception is re-raised after the run is closed. A cell whose every replication failed is
+    FAILED and raises :class:`EstimationError` with the first error.
+    """
+    registry = registry or default_registry()
+    axes = dict(axes or {})
+    if cfg.tracking.backend == "none":
+        outcome = run_cell(cfg, registry, _progress_printer())
+        if outcome.failed:
+            raise EstimationError(outcome.errors[0])
+        return outcome
+
+    from causalkit.tracking import MlflowTracker, cell_tags
+
+    tracker = MlflowTracker(cfg.tracking, start_dir)
+    params = {k: v for k, v in axes.items() if not k.startswith("tracking.")}
+    params["config_hash"] = cfg.cell_hash
+    run_id = tracker.start_run(run_name(cfg, axes), params, cell_tags(cfg), cfg.tracking.parent_run_id)
+    try:
+        outcome = run_cell(cfg, registry, _progress_printer())
+        tracker.log_outcome(run_id, cfg, outcome)
+    except KeyboardInterrupt as exc:
+        tracker.end_run(run_id, "KILLED", error=f"interrupted: {exc}")
+        raise
+    except BaseException as exc:
+        tracker.end_run(run_id, "FAILED", error=f"{type(exc).__name__}: {exc}")
+        raise
+    if outcome.failed:
+        tracker.end_run(run_id, "FAILED", error=outcome.errors[0])
+        raise EstimationError(outcome.errors[0])
+    tracker.end_run(run_id, "FINISHED")
+    return outcome

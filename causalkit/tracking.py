@@ -1,0 +1,149 @@
+"""MLflow tracking: the store, sweep parent runs, one run per cell, metrics and artifacts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from causalkit.config import RunConfig, TrackingConfig
+from causalkit.montecarlo import CellOutcome
+
+__all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
+
+SWEEP_TAG = "causalkit.sweep"
+_log = logging.getLogger(__name__)
+
+
+def default_uri(start_dir: Path | None = None) -> str:
+    """``sqlite:///<start dir>/runs/mlflow.db`` (absolute, so later chdirs cannot move it)."""
+    root = (start_dir or Path.cwd()).resolve()
+    return f"sqlite:///{root / 'runs' / 'mlflow.db'}"
+
+
+def _quiet() -> None:
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking", "mlflow.store"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+class MlflowTracker:
+    """Logs causalkit runs to MLflow through an explicit ``MlflowClient`` (no fluent global state)."""
+
+    def __init__(self, cfg: TrackingConfig, start_dir: Path | None = None) -> None:
+        _quiet()
+        from mlflow.tracking import MlflowClient
+
+        self.cfg = cfg
+        self.start_dir = (start_dir or Path.cwd()).resolve()
+        self.uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(self.start_dir)
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created once (with artifacts under ``runs/artifacts``)."""
+        exp = self.client.get_experiment_by_name(self.cfg.experiment)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = None
+        if self.uri.startswith("sqlite:"):
+            location = (self.start_dir / "runs" / "artifacts").as_uri()
+        try:
+            return str(self.client.create_experiment(self.cfg.experiment, artifact_location=location))
+        except Exception:  # created concurrently by another process
+            exp = self.client.get_experiment_by_name(self.cfg.experiment)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
+
+    def start_run(self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None) -> str:
+        from mlflow.entities import Param, RunTag
+
+        all_tags = dict(tags)
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id(), run_name=name, tags=all_tags)
+        run_id = run.info.run_id
+        if params:
+            self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        return run_id
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+        if error:
+            self.set_tags(run_id, {"causalkit.error": error})
+        self.client.set_terminated(run_id, status=status)
+
+    def _metrics(self, run_id: str, values: dict[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), ts, 0) for k, v in values.items() if _finite(v)]
+        for i in range(0, len(metrics), 900):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 900])
+
+    def log_outcome(self, run_id: str, cfg: RunConfig, outcome: CellOutcome) -> None:
+        """Metrics, diagnostics, config.yaml, tables, replications and figures of a cell."""
+        from causalkit.plots import figures_for_tables
+
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            outcome.replications.to_parquet(d / "replications.parquet", index=False)
+            if outcome.single is not None:
+                res = outcome.single
+                flat = res.to_dict()
+                core = {k: flat[k] for k in ("estimate", "se", "ci_lower", "ci_upper", "p_value", "truth", "n")}
+                diag = {k: v for k, v in res.diagnostics.items()}
+                self._metrics(run_id, {**core, **diag})
+                text = {f"diag.{k}": v for k, v in diag.items() if isinstance(v, (str, bool))}
+                text["causalkit.estimand"] = res.estimand
+                if res.warnings:
+                    text["causalkit.warnings"] = " | ".join(res.warnings)
+                self.set_tags(run_id, text)
+                (d / "summary.txt").write_text(res.summary())
+                (d / "result.json").write_text(json.dumps(flat, default=str, indent=1))
+                for name, table in res.tables.items():
+                    table.to_csv(d / f"{name}.csv")
+                import matplotlib.pyplot as plt
+
+                for fname, fig in figures_for_tables(dict(res.tables)).items():
+                    fig.savefig(d / fname, dpi=110)
+                    plt.close(fig)
+            else:
+                assert outcome.cell is not None
+                self._metrics(run_id, dict(outcome.cell.metrics))
+                self.set_tags(run_id, {"causalkit.estimand": outcome.cell.estimand,
+                                       "causalkit.truth_estimand": str(outcome.cell.truth_estimand)})
+                (d / "summary.txt").write_text(outcome.cell.summary())
+                if outcome.errors:
+                    (d / "errors.txt").write_text("\n".join(outcome.errors))
+            self.client.log_artifacts(run_id, str(d))
+
+
+def cell_tags(cfg: RunConfig) -> dict[str, str]:
+    """The plugin tags every run carries."""
+    return {
+        "causalkit.data": cfg.data.name,
+        "causalkit.dgp": cfg.dgp.name,
+        "causalkit.estimator": cfg.estimator.name,
+        "causalkit.inference": cfg.inference.name,
+        "causalkit.config_hash": cfg.cell_hash,
+        "causalkit.kind": "cell" if cfg.mc.reps > 1 else "single",
+    }
+

@@ -1,0 +1,255 @@
+"""The ``heckman`` estimator: sample-selection model by two-step (corrected covariance) or ML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
+from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml
+from causalkit_plugins.estimators.selection.heckman_twostep import TwoStepResult, heckman_twostep
+from pydantic import Field
+from scipy import stats
+
+from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
+from causalkit.errors import EstimationError
+
+__all__ = ["Heckman", "HeckmanParams"]
+
+_RHO_START_BOUND = 0.99
+_IMR_R2_WARN = 0.9
+
+
+class HeckmanParams(Params):
+    """Parameters of the ``heckman`` estimator."""
+
+    method: Literal["twostep", "ml"] = Field("twostep", description="two-step (heckit) or full ML")
+    add_intercept: bool = Field(True, description="add an intercept to both equations")
+    max_iter: int = Field(200, ge=1, description="maximum Newton iterations (probit and ML)")
+    tol: float = Field(
+        1e-14, gt=0, lt=1e-4, description="ML convergence: Newton decrement g'(-H)^-1 g"
+    )
+
+
+@dataclass(frozen=True)
+class _Estimates:
+    """Both methods' results in one shape: named coefficients, covariance and extras."""
+
+    names: tuple[str, ...]  # coef.<name> keys: outcome eq., lambda, selection eq. as sel.<name>
+    coef: np.ndarray
+    vcov: np.ndarray
+    scalars: dict[str, DiagnosticValue]
+    converged: bool
+
+
+def _twostep_estimates(sd: SelectionData, ts: TwoStepResult) -> _Estimates:
+    k = sd.X.shape[1]
+    q = sd.W.shape[1]
+    names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
+    coef = np.concatenate([ts.coef, ts.probit.coef])
+    vcov = np.zeros((k + 1 + q, k + 1 + q))
+    vcov[: k + 1, : k + 1] = ts.vcov
+    vcov[k + 1 :, k + 1 :] = ts.probit.vcov
+    scalars: dict[str, DiagnosticValue] = {
+        "sigma": ts.sigma,
+        "rho": ts.rho,
+        "rho_raw": ts.rho_raw,
+        "probit_loglik": ts.probit.loglik,
+    }
+    return _Estimates(names, coef, vcov, scalars, ts.probit.converged)
+
+
+def _ml_estimates(sd: SelectionData, ml: MLResult) -> _Estimates:
+    q, k = sd.W.shape[1], sd.X.shape[1]
+    names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
+    # reorder (gamma, beta, sigma, rho) into (beta, lambda = rho*sigma, gamma); lambda by delta method
+    p = q + k + 2
+    jac = np.zeros((k + 1 + q, p))
+    jac[:k, q : q + k] = np.eye(k)
+    jac[k, q + k] = ml.rho
+    jac[k, q + k + 1] = ml.sigma
+    jac[k + 1 :, :q] = np.eye(q)
+    coef = np.concatenate([ml.beta, [ml.rho * ml.sigma], ml.gamma])
+    vcov = jac @ ml.vcov @ jac.T
+    scalars: dict[str, DiagnosticValue] = {
+        "sigma": ml.sigma,
+        "se.sigma": float(np.sqrt(ml.vcov[q + k, q + k])),
+        "rho": ml.rho,
+        "se.rho": float(np.sqrt(ml.vcov[q + k + 1, q + k + 1])),
+        "loglik": ml.loglik,
+        "ml_iterations": ml.n_iter,
+        "ml_newton_decrement": ml.grad_norm,
+    }
+    return _Estimates(names, coef, vcov, scalars, ml.converged)
+
+
+def _imr_collinearity(X: np.ndarray, imr: np.ndarray) -> tuple[float, float]:
+    """R² of the IMR on the outcome regressors, and the condition number of the scaled [X, λ]."""
+    fitted = X @ np.linalg.lstsq(X, imr, rcond=None)[0]
+    tss = float(((imr - imr.mean()) ** 2).sum())
+    r2 = 1.0 - float(((imr - fitted) ** 2).sum()) / tss if tss > 0 else 1.0
+    Z = np.column_stack([X, imr])
+    Z = Z / np.sqrt((Z**2).mean(axis=0))
+    return r2, float(np.linalg.cond(Z))
+
+
+class Heckman:
+    r"""Heckman sample-selection model.
+
+    Model: selection :math:`d_i = 1[w_i^\top\gamma + u_i > 0]`, outcome
+    :math:`y_i = x_i^\top\beta + \varepsilon_i` observed only when :math:`d_i = 1`, with
+    :math:`(u, \varepsilon)` bivariate normal, :math:`\operatorname{sd}(u)=1`,
+    :math:`\operatorname{sd}(\varepsilon)=\sigma`, :math:`\operatorname{corr}=\rho`. Then
+    :math:`E[y\mid x, d=1] = x^\top\beta + \beta_\lambda\lambda(w^\top\gamma)` with
+    :math:`\beta_\lambda = \rho\sigma` and :math:`\lambda = \phi/\Phi` (inverse Mills ratio).
+
+    ``method="twostep"``: probit, IMR, OLS on the selected units, with the Heckman/Greene
+    corrected covariance (:func:`~.heckman_twostep.corrected_covariance`), as R
+    ``sampleSelection::heckit`` and Stata ``heckman, twostep``. ``method="ml"``: full
+    information ML started from the two-step estimates, Newton to a stationary point with a
+    negative-definite Hessian; SEs from the observed information; ``coef.lambda`` is
+    :math:`\hat\rho\hat\sigma` (delta-method SE).
+
+    Roles: ``outcome`` (may be missing where ``selected`` is 0), ``selected``,
+    ``covariates`` (outcome equation), ``selection_covariates`` (selection equation). The
+    exclusion restriction is the selection covariates absent from the outcome equation;
+    without one, identification rests on the normality of the errors alone (warned).
+
+    Estimate: when ``treatment`` is set its column joins the outcome equation (if not listed)
+    and the estimate is its coefficient, the effect on the latent outcome (``Estimand.ATE``
+    under the model's constant effect). Otherwise the estimate is the selection term
+    :math:`\beta_\lambda` (``Estimand.DIFF``), whose test is the test of selection bias.
+    ``model_se`` is the corrected (two-step) or ML standard error. Every coefficient and SE is
+    in the diagnostics as ``coef.<name>`` / ``se.<name>``; selection-equation ones as
+    ``coef.sel.<name>``.
+
+    References
+    ----------
+    Heckman, J. (1979). Sample selection bias as a specification error. *Econometrica* 47(1).
+    Toomet, O. & Henningsen, A. (2008). Sample selection models in R: package sampleSelection.
+    *J. Stat. Softw.* 27(7). Wooldridge, J. (2010). *Econometric Analysis of Cross Section
+    and Panel Data*, 2nd ed., ch. 19.
+    """
+
+    name: ClassVar[str] = "heckman"
+    Params: ClassVar[type[Params]] = HeckmanParams
+    required_roles: ClassVar[tuple[str, ...]] = (
+        "outcome",
+        "selected",
+        "covariates",
+        "selection_covariates",
+    )
+    default_inference: ClassVar[str] = "analytic"
+    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "bootstrap", "none")
+
+    def __init__(self, params: HeckmanParams | None = None) -> None:
+        self.params = params or HeckmanParams()
+
+    def _estimate(
+        self, sd: SelectionData, ml_start: np.ndarray | None = None
+    ) -> tuple[_Estimates, TwoStepResult, MLResult | None]:
+        p = self.params
+        ts = heckman_twostep(sd.y, sd.X, sd.W, sd.d, max_iter=p.max_iter)
+        rank = np.linalg.matrix_rank(np.column_stack([sd.X, ts.imr]))
+        if rank < sd.X.shape[1] + 1:
+            raise EstimationError(
+                f"heckman: outcome regressors and the inverse Mills ratio are collinear (rank {rank} < {sd.X.shape[1] + 1})"
+            )
+        if p.method == "twostep":
+            return _twostep_estimates(sd, ts), ts, None
+        if ml_start is None:
+            rho0 = float(np.clip(ts.rho, -_RHO_START_BOUND, _RHO_START_BOUND))
+            ml_start = np.concatenate(
+                [ts.probit.coef, ts.coef[:-1], [np.log(ts.sigma), np.arctanh(rho0)]]
+            )
+        ml = heckman_ml(sd.y, sd.X, sd.W, sd.d, ml_start, max_iter=p.max_iter, tol=p.tol)
+        return _ml_estimates(sd, ml), ts, ml
+
+    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        sd = selection_data(data, self.params.add_intercept, who=self.name)
+        est, ts, ml = self._estimate(sd)
+        se = np.sqrt(np.clip(np.diag(est.vcov), 0.0, None))
+        target = sd.treatment if sd.treatment is not None else "lambda"
+        j = est.names.index(target)
+        estimand = Estimand.ATE if sd.treatment is not None else Estimand.DIFF
+
+        diag: dict[str, DiagnosticValue] = {"method": self.params.method}
+        for name, b, s in zip(est.names, est.coef, se, strict=True):
+            diag[f"coef.{name}"] = float(b)
+            diag[f"se.{name}"] = float(s)
+        diag.update(est.scalars)
+        jl = est.names.index("lambda")
+        t_lambda = float(est.coef[jl] / se[jl]) if se[jl] > 0 else float("nan")
+        diag["lambda_t"] = t_lambda
+        diag["lambda_p"] = float(2 * stats.norm.sf(abs(t_lambda)))
+        imr_r2, cond = _imr_collinearity(sd.X, ts.imr)
+        diag.update(
+            {
+                "imr_r2": imr_r2,
+                "imr_vif": 1.0 / max(1.0 - imr_r2, 1e-300),
+                "imr_condition_number": cond,
+                "exclusion_restriction": bool(sd.excluded),
+                "excluded_variables": ",".join(sd.excluded),
+                "n_selected": int(sd.d.sum()),
+                "n_unselected": int((~sd.d).sum()),
+                "probit_converged": ts.probit.converged,
+                "probit_separation": ts.probit.separation,
+                "converged": est.converged,
+            }
+        )
+
+        warnings: list[str] = []
+        if not sd.excluded:
+            warnings.append(
+                "heckman: no exclusion restriction (every selection covariate is in the outcome "
+                "equation); identification rests on normality alone"
+            )
+        if imr_r2 > _IMR_R2_WARN:
+            warnings.append(
+                f"heckman: inverse Mills ratio nearly collinear with the outcome regressors "
+                f"(R^2 = {imr_r2:.3f}); estimates are fragile"
+            )
+        if ts.probit.separation or not ts.probit.converged:
+            warnings.append(
+                "heckman: selection probit did not converge cleanly (separation or iteration limit)"
+            )
+        if abs(ts.rho_raw) > 1:
+            warnings.append(
+                f"heckman: two-step rho = {ts.rho_raw:.3f} outside [-1, 1]; truncated in the covariance"
+            )
+        if ml is not None and not ml.converged:
+            warnings.append(
+                f"heckman: ML did not reach a stationary point with a negative-definite Hessian "
+                f"in {ml.n_iter} iterations (Newton decrement {ml.grad_norm:.2e})"
+            )
+        if sd.treatment is not None and sd.treatment not in sd.selection_names:
+            warnings.append(
+                f"heckman: treatment {sd.treatment!r} is not a selection covariate; assumed not to affect selection"
+            )
+
+        ml_start = None if ml is None else ml.theta
+
+        def refit(idx: np.ndarray) -> float:
+            sub = sd.subset(np.asarray(idx))
+            if not 0 < sub.d.sum() < sub.n:
+                raise EstimationError(
+                    "heckman: resample without both selected and unselected units"
+                )
+            try:
+                e, _, m = self._estimate(sub, ml_start)
+            except np.linalg.LinAlgError as exc:
+                raise EstimationError(f"heckman: refit failed ({exc})") from exc
+            if m is not None and not m.converged:
+                raise EstimationError("heckman: ML refit did not converge")
+            return float(e.coef[j])
+
+        return Fit(
+            estimand=estimand,
+            estimate=float(est.coef[j]),
+            n=sd.n,
+            model_se=float(se[j]),
+            refit=refit,
+            diagnostics=diag,
+            warnings=tuple(warnings),
+        )

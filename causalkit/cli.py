@@ -50,7 +50,7 @@ def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
         parent, _, leaf = key.rpartition(".")
         allowed = _allowed_keys(parent, [o for o in overrides if not o.lstrip("+~").startswith(key)])
         shown = ", ".join(allowed) if allowed else "(see the group's YAML)"
-        return ConfigError(key, f"one of the keys {shown}", f"unknown key {leaf!r}")
+        return ConfigError(key, f"one of the keys {shown}", leaf)
     m = re.search(r"Key '([^']+)' (?:is not in struct|not in)", msg)
     if m:
         return ConfigError(m.group(1), "an existing key", "unknown key")

@@ -118,7 +118,7 @@ def format_validation_error(prefix: str, exc: ValidationError, model: type[BaseM
             info = getattr(node, "model_fields", {}).get(part)
             node = getattr(info, "annotation", None) if info else None
         allowed = sorted(getattr(node, "model_fields", {})) if node is not None else []
-        return ConfigError(field, f"one of the keys {', '.join(allowed) or '(none)'}", f"unknown key {err['loc'][-1]!r}") if allowed else ConfigError(field, "no such key", err["loc"][-1])
+        return ConfigError(field, f"one of the keys {', '.join(allowed) or '(none)'}", err['loc'][-1]) if allowed else ConfigError(field, "no such key", err["loc"][-1])
     if err["type"] == "missing":
         return ConfigError(field, "a value (required)", "nothing")
     return ConfigError(field, _expected(err), err.get("input"))

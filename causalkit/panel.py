@@ -77,7 +77,7 @@ def binary_column(values: pd.Series, role: str) -> np.ndarray:
     if values.isna().any():
         raise DataError(f"roles.{role}", "no missing values", f"{int(values.isna().sum())} missing in {values.name!r}")
     uniq = pd.unique(values)
-    ok = set(np.asarray(uniq, dtype=object).tolist()) <= {0, 1, True, False, 0.0, 1.0}
+    ok = set(np.asarray(uniq, dtype=object).tolist()) <= {0, 1}
     if not ok:
         shown = ", ".join(map(repr, list(uniq)[:5]))
         raise DataError(f"roles.{role}", f"a binary 0/1 column in {values.name!r}", f"values {shown}")

@@ -68,7 +68,7 @@ class MlflowTracker:
             return str(exp.experiment_id)
 
     def start_run(self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None) -> str:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         all_tags = dict(tags)
         if parent_id:

@@ -21,14 +21,13 @@ class FileParams(Params):
     roles: Roles = Field(default_factory=Roles)
 
 
-def _check(frame: pd.DataFrame, roles: Roles, path: str) -> Dataset:
-    missing = [c for c in roles.columns() if c not in frame.columns]
+def _check_columns(available: list[str], roles: Roles, path: str) -> None:
+    missing = [c for c in roles.columns() if c not in available]
     if missing:
-        shown = ", ".join(map(str, frame.columns[:15]))
-        raise DataError("data.roles", f"columns of {path} ({shown})", f"{', '.join(missing)}")
+        shown = ", ".join(map(str, available[:15])) + (", ..." if len(available) > 15 else "")
+        raise DataError("data.roles", f"columns of {path} ({shown})", ", ".join(missing))
     if roles.outcome is None:
         raise DataError("data.roles.outcome", "a column name", "nothing")
-    return Dataset(frame=frame, roles=roles)
 
 
 class _FileSource:
@@ -46,13 +45,17 @@ class _FileSource:
             raise DataError("data.path", "an existing file", str(path))
         return path
 
+    def _available(self, path: Path) -> list[str]:
+        raise NotImplementedError
+
     def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
         raise NotImplementedError
 
     def load(self) -> Dataset:
         path = self._path()
-        cols = self.params.roles.columns()
-        return _check(self._read(path, cols), self.params.roles, str(path))
+        roles = self.params.roles
+        _check_columns(self._available(path), roles, str(path))
+        return Dataset(frame=self._read(path, roles.columns()), roles=roles)
 
 
 class CsvSource(_FileSource):
@@ -60,13 +63,14 @@ class CsvSource(_FileSource):
 
     name: ClassVar[str] = "csv"
 
-    def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
+    def _available(self, path: Path) -> list[str]:
         try:
-            header = pd.read_csv(path, nrows=0).columns
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
         except Exception as exc:
             raise DataError("data.path", "a readable CSV file", f"{path} ({exc})") from None
-        use = [c for c in header if c in columns] or None
-        return pd.read_csv(path, usecols=use)
+
+    def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
+        return pd.read_csv(path, usecols=columns)
 
 
 class ParquetSource(_FileSource):
@@ -82,13 +86,13 @@ class ParquetSource(_FileSource):
             raise DataError("data.path", "an existing parquet file or directory", str(path))
         return path
 
-    def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
-        import pyarrow.parquet as pq
+    def _available(self, path: Path) -> list[str]:
+        import pyarrow.dataset as ds
 
         try:
-            schema = pq.read_schema(path) if path.is_file() else None
-            names = schema.names if schema is not None else None
-            use = [c for c in columns if names is None or c in names]
-            return pd.read_parquet(path, columns=use or None)
+            return [str(n) for n in ds.dataset(path, format="parquet").schema.names]
         except Exception as exc:
-            raise DataError("data.path", "a readable parquet file", f"{path} ({exc})") from None
+            raise DataError("data.path", "a readable parquet file or dataset", f"{path} ({exc})") from None
+
+    def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
+        return pd.read_parquet(path, columns=columns)

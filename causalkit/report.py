@@ -1,0 +1,109 @@
+"""``python -m causalkit.report``: the comparison table and plot of a sweep, read back from MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from causalkit.config import TrackingConfig
+from causalkit.errors import CausalkitError, ConfigError
+from causalkit.tracking import SWEEP_TAG, MlflowTracker
+
+__all__ = ["sweep_table", "latest_sweep", "main"]
+
+COLUMNS = ("estimator", "inference", "status", "bias", "bias_mcse", "emp_se", "mean_se", "rmse", "rmse_mcse",
+           "coverage", "coverage_mcse", "ci_width", "n_failed", "reps", "seconds")
+
+
+def latest_sweep(tracker: MlflowTracker) -> str:
+    """Id of the most recent sweep parent run in the experiment."""
+    runs = tracker.client.search_runs([tracker.experiment_id()], f"tags.`{SWEEP_TAG}` = '1'",
+                                      order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise ConfigError("report", f"a sweep in experiment {tracker.cfg.experiment!r} (run one with -m)", "none found")
+    return str(runs[0].info.run_id)
+
+
+def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
+    """One row per cell of the sweep: its axes, plugins, status and Monte Carlo metrics."""
+    runs = tracker.client.search_runs([tracker.experiment_id()], f"tags.mlflow.parentRunId = '{sweep_id}'",
+                                      max_results=10000, order_by=["attributes.start_time ASC"])
+    rows = []
+    seen: set[str] = set()
+    for run in runs:
+        h = run.data.tags.get("causalkit.config_hash", run.info.run_id)
+        if h in seen and run.info.status != "FINISHED":
+            continue
+        seen.add(h)
+        m = run.data.metrics
+        row = {
+            "cell": run.info.run_name,
+            "estimator": run.data.tags.get("causalkit.estimator"),
+            "inference": run.data.tags.get("causalkit.inference"),
+            "status": run.info.status,
+        }
+        if "bias" not in m and "estimate" in m:  # single-replication cells
+            m = {**m, "bias": m["estimate"] - m.get("truth", float("nan")), "reps": 1}
+        for col in COLUMNS[3:]:
+            row[col] = m.get(col, float("nan"))
+        row["error"] = run.data.tags.get("causalkit.error", "")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["cell", *COLUMNS, "error"])
+
+
+def render(table: pd.DataFrame) -> str:
+    """Plain-text table: bias ± MCSE, RMSE, coverage ± MCSE, CI width, seconds."""
+    lines = [f"{'cell':<34}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage ± MCSE':>18}{'CI width':>10}{'reps':>6}{'sec':>8}"]
+    for _, r in table.iterrows():
+        lines.append(
+            f"{str(r['cell'])[:33]:<34}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
+            f"{r['rmse']:>9.4f}{r['coverage']:>10.3f} ± {r['coverage_mcse']:<5.3f}{r['ci_width']:>10.4f}"
+            f"{int(r['reps']) if pd.notna(r['reps']) else 0:>6}{r['seconds']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m causalkit.report", description=__doc__)
+    parser.add_argument("--uri", default=None, help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
+    parser.add_argument("--experiment", default="causalkit")
+    parser.add_argument("--sweep", default=None, help="parent run id (default: the latest sweep)")
+    parser.add_argument("--out", default="runs/report", help="directory for CSV and plot")
+    args = parser.parse_args(argv)
+    try:
+        from causalkit.tracking import default_uri
+
+        uri = args.uri or default_uri()
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+            raise ConfigError("--uri", "an existing MLflow store (run an experiment first)", uri)
+        tracker = MlflowTracker(TrackingConfig(uri=uri, experiment=args.experiment))
+        sweep = args.sweep or latest_sweep(tracker)
+        table = sweep_table(tracker, sweep)
+    except CausalkitError as exc:
+        print(f"causalkit.report: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) / sweep
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"sweep {sweep}: {len(table)} cells")
+    print(render(table))
+    table.to_csv(out / "comparison.csv", index=False)
+    done = table[table["status"] == "FINISHED"]
+    if len(done):
+        import matplotlib.pyplot as plt
+
+        from causalkit.plots import comparison_plot
+
+        fig = comparison_plot(done)
+        fig.savefig(out / "comparison.png", dpi=110)
+        plt.close(fig)
+    tracker.client.log_artifacts(sweep, str(out), artifact_path="report")
+    print(f"written: {out / 'comparison.csv'}" + (f", {out / 'comparison.png'}" if len(done) else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""A whitelist of named scikit-learn nuisance learners and the covariate preprocessing recipe.
+
+Configs name learners (``"logistic"``, ``"gbm"``, ...) and pass plain parameters; nothing in a
+config can import a callable. Parameters are checked against the learner's ``get_params()``
+keys before anything is fitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from causalkit_plugins.estimators.selection.probit import fit_probit
+from scipy.special import ndtr
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from causalkit.errors import ConfigError
+
+__all__ = [
+    "LearnerSpec",
+    "LEARNERS",
+    "PROPENSITY_LEARNERS",
+    "OUTCOME_LEARNERS",
+    "ParamValue",
+    "ProbitClassifier",
+    "Recipe",
+    "make_learner",
+    "make_pipeline",
+    "split_columns",
+]
+
+ParamValue = float | int | str | bool | None
+
+
+class ProbitClassifier(ClassifierMixin, BaseEstimator):
+    r"""Unpenalised probit maximum likelihood as a scikit-learn classifier.
+
+    :math:`P(d=1\mid x) = \Phi(\gamma_0 + x^\top\gamma)`, fitted by Newton's method with
+    step halving (:func:`causalkit_plugins.estimators.selection.probit.fit_probit`).
+
+    Parameters
+    ----------
+    max_iter : int
+        Maximum Newton iterations.
+    tol : float
+        Convergence tolerance on the largest Newton step.
+    """
+
+    def __init__(self, max_iter: int = 100, tol: float = 1e-10) -> None:
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ProbitClassifier:
+        X = _dense(X)
+        res = fit_probit(
+            np.column_stack([np.ones(X.shape[0]), X]),
+            np.asarray(y),
+            max_iter=self.max_iter,
+            tol=self.tol,
+        )
+        self.intercept_ = np.array([res.coef[0]])
+        self.coef_ = res.coef[1:][None, :]
+        self.classes_ = np.array([0, 1])
+        self.converged_ = res.converged
+        self.separation_ = res.separation
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        return _dense(X) @ self.coef_[0] + self.intercept_[0]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = ndtr(self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(int)
+
+
+def _dense(X: object) -> np.ndarray:
+    toarray = getattr(X, "toarray", None)
+    return np.asarray(toarray() if toarray is not None else X, dtype=np.float64)
+
+
+Kind = Literal["classifier", "regressor"]
+Link = Literal["identity", "logit", "probit", "none"]
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """One whitelisted learner: a factory per task and, for parametric ones, its link.
+
+    ``link`` is ``"identity"``/``"logit"``/``"probit"`` for unpenalised GLMs (which the
+    stacked estimating-equation SE supports) and ``"none"`` otherwise.
+    """
+
+    classifier: Callable[[], BaseEstimator] | None
+    regressor: Callable[[], BaseEstimator] | None
+    link: Link = "none"
+    seeded: bool = False  # takes a random_state
+
+
+LEARNERS: Mapping[str, LearnerSpec] = {
+    "logistic": LearnerSpec(lambda: LogisticRegression(max_iter=1000), None),
+    "logistic_unpenalized": LearnerSpec(
+        lambda: LogisticRegression(penalty=None, solver="newton-cholesky", tol=1e-10, max_iter=200),
+        None,
+        "logit",
+    ),
+    "probit": LearnerSpec(ProbitClassifier, None, "probit"),
+    "linear": LearnerSpec(None, LinearRegression, "identity"),
+    "ridge": LearnerSpec(None, Ridge),
+    "lasso": LearnerSpec(None, lambda: Lasso(max_iter=5000)),
+    "gbm": LearnerSpec(HistGradientBoostingClassifier, HistGradientBoostingRegressor, seeded=True),
+    "random_forest": LearnerSpec(
+        lambda: RandomForestClassifier(n_estimators=200, min_samples_leaf=5),
+        lambda: RandomForestRegressor(n_estimators=200, min_samples_leaf=5),
+        seeded=True,
+    ),
+}
+PROPENSITY_LEARNERS = tuple(k for k, v in LEARNERS.items() if v.classifier is not None)
+OUTCOME_LEARNERS = tuple(LEARNERS)
+
+
+def make_learner(
+    name: str, kind: Kind, params: Mapping[str, ParamValue], field: str, seed: int
+) -> tuple[BaseEstimator, LearnerSpec]:
+    """Build the whitelisted learner ``name`` for ``kind`` with ``params`` validated.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`LEARNERS`.
+    kind : {"classifier", "regressor"}
+        Task: propensity and binary outcomes use classifiers, continuous outcomes regressors.
+    params : mapping
+        Learner parameters; every key must be one of the learner's ``get_params()`` keys.
+    field : str
+        Config path shown in errors, e.g. ``"estimator.propensity_params"``.
+    seed : int
+        Integer ``random_state`` for randomised learners (derived from the run's Generator).
+    """
+    spec = LEARNERS.get(name)
+    if spec is None:
+        raise ConfigError(field.replace("_params", "_model"), f"one of {', '.join(LEARNERS)}", name)
+    factory = spec.classifier if kind == "classifier" else spec.regressor
+    if factory is None:
+        allowed = [
+            k
+            for k, v in LEARNERS.items()
+            if (v.classifier if kind == "classifier" else v.regressor)
+        ]
+        task = "a binary target" if kind == "classifier" else "a continuous outcome"
+        raise ConfigError(
+            field.replace("_params", "_model"), f"a learner for {task} ({', '.join(allowed)})", name
+        )
+    learner = factory()
+    keys = set(learner.get_params(deep=False))
+    unknown = sorted(set(params) - keys)
+    if unknown:
+        raise ConfigError(
+            f"{field}.{unknown[0]}",
+            f"a parameter of {name} ({', '.join(sorted(keys))})",
+            unknown[0],
+        )
+    fixed: dict[str, ParamValue] = dict(params)
+    if spec.seeded and "random_state" not in fixed:
+        fixed["random_state"] = seed
+    try:
+        learner.set_params(**fixed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(field, f"valid parameters for {name}", f"{fixed} ({exc})") from None
+    return learner, spec
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Covariate preprocessing: median/mode imputation, scaling, one-hot with rare levels grouped.
+
+    Attributes
+    ----------
+    scale : bool
+        Standardise numeric columns (fitted on the training fold only).
+    rare_min_count : int
+        Levels seen fewer times in the training fold are grouped into one "infrequent" level;
+        unseen levels at prediction time go there too.
+    """
+
+    scale: bool = True
+    rare_min_count: int = 50
+
+
+def split_columns(
+    frame: pd.DataFrame, columns: Sequence[str], categorical: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """Numeric and categorical columns: non-numeric dtypes and ``categorical`` are categorical."""
+    cat = [
+        c
+        for c in columns
+        if c in categorical or not pd.api.types.is_numeric_dtype(frame[c]) or frame[c].dtype == bool
+    ]
+    num = [c for c in columns if c not in cat]
+    return num, cat
+
+
+def make_pipeline(
+    learner: BaseEstimator,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    recipe: Recipe,
+    drop_first: bool = False,
+) -> Pipeline:
+    """A fresh ``Pipeline(preprocess, model)`` for the given columns and recipe.
+
+    ``drop_first`` drops the first level of each one-hot block, as unpenalised GLMs with an
+    intercept need to keep a full-rank design.
+    """
+    steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
+    if recipe.scale:
+        steps.append(("scale", StandardScaler()))
+    parts: list[tuple[str, object, list[str]]] = []
+    if numeric:
+        parts.append(("num", Pipeline(steps), list(numeric)))
+    if categorical:
+        onehot = OneHotEncoder(
+            handle_unknown="infrequent_if_exist",
+            min_frequency=recipe.rare_min_count,
+            sparse_output=False,
+            dtype=np.float64,
+            drop="first" if drop_first else None,
+        )
+        parts.append(
+            (
+                "cat",
+                Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("onehot", onehot)]),
+                list(categorical),
+            )
+        )
+    pre = ColumnTransformer(parts, sparse_threshold=0.0)
+    return Pipeline([("preprocess", pre), ("model", clone(learner))])

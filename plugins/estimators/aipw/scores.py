@@ -1,0 +1,82 @@
+"""AIPW (doubly robust) scores for the ATE and the ATT, as ratio estimating equations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from causalkit.contracts import Estimand
+
+__all__ = ["Scores", "aipw_scores", "normalized_propensity", "ratio_effect"]
+
+
+@dataclass(frozen=True)
+class Scores:
+    r"""Per-row AIPW score elements: every effect is a ratio :math:`\sum num_i / \sum den_i`.
+
+    Attributes
+    ----------
+    num : ndarray
+        ATE: :math:`\varphi_i = \hat g_1 - \hat g_0 + \frac{d(y-\hat g_1)}{\hat m}
+        - \frac{(1-d)(y-\hat g_0)}{1-\hat m}`. ATT: :math:`a_i = d(\hat g_1-\hat g_0)
+        + \hat m\big[\frac{d(y-\hat g_1)}{\hat m} - \frac{(1-d)(y-\hat g_0)}{1-\hat m}\big]`.
+    den : ndarray
+        ATE: 1. ATT: :math:`d_i`.
+    """
+
+    estimand: Estimand
+    num: np.ndarray
+    den: np.ndarray
+
+    @property
+    def per_row(self) -> np.ndarray:
+        """The score scaled to the effect: ATE :math:`\\varphi_i`; ATT :math:`a_i/\\bar d` (DoubleML's ``psi_b``)."""
+        return self.num / self.den.mean()
+
+
+def normalized_propensity(m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    r"""The propensity that makes the IPW part use normalised (Hajek) weights.
+
+    Identical to DoubleML's ``normalize_ipw``: with :math:`s_1 = \overline{d/m}` and
+    :math:`s_0 = \overline{(1-d)/(1-m)}`, treated rows get :math:`m s_1` and controls
+    :math:`1 - (1-m) s_0`, so that the inverse weights average to one within each arm.
+    """
+    s1 = np.mean(d / m)
+    s0 = np.mean((1.0 - d) / (1.0 - m))
+    return d * m * s1 + (1.0 - d) * (1.0 - (1.0 - m) * s0)
+
+
+def aipw_scores(
+    y: np.ndarray, d: np.ndarray, g0: np.ndarray, g1: np.ndarray, m: np.ndarray, estimand: Estimand
+) -> Scores:
+    r"""AIPW score elements (Robins, Rotnitzky & Zhao 1994; Chernozhukov et al. 2018, eqs. 5.3-5.4).
+
+    Parameters
+    ----------
+    y, d : ndarray
+        Outcome and 0/1 treatment as floats.
+    g0, g1 : ndarray
+        Out-of-fold predictions of :math:`E[Y\mid D=0,X]` and :math:`E[Y\mid D=1,X]`.
+    m : ndarray
+        Out-of-fold (clipped, possibly normalised) propensity :math:`P(D=1\mid X)`.
+    estimand : Estimand
+        ``ATE`` or ``ATT``.
+
+    Notes
+    -----
+    ATE :math:`\hat\theta = n^{-1}\sum\varphi_i`; ATT
+    :math:`\hat\theta = \sum a_i / \sum d_i`, which equals DoubleML's ATTE
+    :math:`-\overline{\psi_b}/\overline{\psi_a}` with :math:`\psi_a = -d/\bar d`. The
+    influence value of a ratio is :math:`(num_i - \hat\theta\, den_i)/\overline{den}`.
+    """
+    ipw = d * (y - g1) / m - (1.0 - d) * (y - g0) / (1.0 - m)
+    if estimand == Estimand.ATE:
+        return Scores(estimand, (g1 - g0) + ipw, np.ones_like(y))
+    return Scores(estimand, d * (g1 - g0) + m * ipw, d.astype(np.float64))
+
+
+def ratio_effect(num: np.ndarray, den: np.ndarray) -> tuple[float, np.ndarray]:
+    r"""Effect :math:`\hat\theta = \sum num/\sum den` and influence :math:`(num - \hat\theta den)/\overline{den}`."""
+    theta = float(num.sum() / den.sum())
+    return theta, (num - theta * den) / den.mean()

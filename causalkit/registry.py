@@ -44,6 +44,7 @@ class Registry:
     _plugins: dict[str, dict[str, type]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
+    broken: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def register(self, kind: Kind, plugin: type, name: str | None = None) -> type:
         """Validate and add ``plugin`` under ``kind``; returns the plugin (usable as decorator)."""
@@ -70,6 +71,8 @@ class Registry:
 
     def get(self, kind: Kind, name: str) -> Any:
         """Return the plugin class; unknown names fail listing the registered ones."""
+        if (kind, name) in self.broken:
+            raise PluginError(self.broken[(kind, name)])
         try:
             return self._plugins[kind][name]
         except KeyError:
@@ -81,14 +84,18 @@ class Registry:
         return sorted(self._plugins[kind])
 
     def load_entry_points(self, groups: Iterable[Kind] = KINDS) -> Registry:
-        """Register every plugin advertised under the causalkit entry-point groups."""
+        """Register every plugin advertised under the causalkit entry-point groups.
+
+        A plugin that fails to import or to validate is recorded in :attr:`broken` and raises
+        :class:`PluginError` with the cause when it is requested.
+        """
         for kind in groups:
             for ep in entry_points(group=ENTRY_POINT_GROUPS[kind]):
+                # A broken package must not take the others down: it fails when asked for.
                 try:
-                    plugin = ep.load()
-                except Exception as exc:  # a broken third-party package must name itself
-                    raise PluginError(f"{kind} plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
-                self.register(kind, plugin, name=ep.name)
+                    self.register(kind, ep.load(), name=ep.name)
+                except Exception as exc:
+                    self.broken[(kind, ep.name)] = f"{kind} plugin {ep.name!r} ({ep.value}) is broken: {exc}"
         return self
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from causalkit_plugins.estimators.selection.probit import mills, mills_derivative
-from scipy.special import log_ndtr
+from causalkit_plugins.estimators.selection.probit import log_cdf, mills, mills_derivative
 
 __all__ = ["MLResult", "heckman_loglik", "heckman_ml"]
 
@@ -97,11 +96,12 @@ def heckman_loglik(
     eta = eta_all[d]
     r = (y - X @ beta) * es
     a = ch * eta + sh * r
-    ll = float(log_ndtr(-eta0).sum() + (log_ndtr(a) - s - 0.5 * r * r - _LOG_SQRT_2PI).sum())
+    lc0, lc = log_cdf(-eta0), log_cdf(a)
+    ll = float(lc0.sum() + (lc - s - 0.5 * r * r - _LOG_SQRT_2PI).sum())
     if derivatives == 0:
         return ll, None, None
-    m0 = mills(-eta0)
-    m = mills(a)
+    m0 = mills(-eta0, lc0)
+    m = mills(a, lc)
     # first derivatives of a and of -r^2/2 with respect to (eta, xi, s, t)
     a_xi = -sh * es
     a_s = -sh * r

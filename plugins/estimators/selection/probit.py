@@ -7,14 +7,27 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr, ndtr
 
-__all__ = ["ProbitFit", "fit_probit", "mills", "mills_derivative"]
+__all__ = ["ProbitFit", "fit_probit", "log_cdf", "mills", "mills_derivative"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
-def mills(a: np.ndarray) -> np.ndarray:
-    r"""Inverse Mills ratio :math:`m(a) = \phi(a)/\Phi(a)`, stable for very negative ``a``."""
-    return np.exp(-0.5 * a * a - _LOG_SQRT_2PI - log_ndtr(a))
+def log_cdf(a: np.ndarray) -> np.ndarray:
+    r""":math:`\log\Phi(a)`: ``log(ndtr)`` (3x faster) except in the far left tail (``log_ndtr``)."""
+    out = np.log(ndtr(a))
+    tail = a < -20.0
+    if tail.any():
+        out[tail] = log_ndtr(a[tail])
+    return out
+
+
+def mills(a: np.ndarray, logcdf: np.ndarray | None = None) -> np.ndarray:
+    r"""Inverse Mills ratio :math:`m(a) = \phi(a)/\Phi(a)`, stable for very negative ``a``.
+
+    ``logcdf`` may pass :math:`\log\Phi(a)` when already computed.
+    """
+    logcdf = log_cdf(a) if logcdf is None else logcdf
+    return np.exp(-0.5 * a * a - _LOG_SQRT_2PI - logcdf)
 
 
 def mills_derivative(a: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
@@ -68,10 +81,6 @@ class ProbitFit:
         return ndtr(self.index)
 
 
-def _loglik(X: np.ndarray, q: np.ndarray, coef: np.ndarray) -> float:
-    return float(log_ndtr(q * (X @ coef)).sum())
-
-
 def fit_probit(
     X: np.ndarray,
     d: np.ndarray,
@@ -111,35 +120,38 @@ def fit_probit(
     q = 2.0 * np.asarray(d, dtype=np.float64) - 1.0
     k = X.shape[1]
     coef = np.zeros(k) if start is None else np.asarray(start, dtype=np.float64).copy()
-    ll = _loglik(X, q, coef)
+    index = X @ coef
+    a = q * index
+    lc = log_cdf(a)
+    ll = float(lc.sum())
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
-        a = q * (X @ coef)
-        m = mills(a)
+        m = mills(a, lc)
         grad = X.T @ (q * m)
-        w = -mills_derivative(a, m)
-        info = (X * w[:, None]).T @ X
+        info = X.T @ (X * (-mills_derivative(a, m))[:, None])
         try:
             step = np.linalg.solve(info, grad)
         except np.linalg.LinAlgError:
             step = np.linalg.lstsq(info, grad, rcond=None)[0]
         t = 1.0
+        dindex = X @ step
         while True:
-            cand = coef + t * step
-            ll_new = _loglik(X, q, cand)
+            index_new = index + t * dindex
+            a_new = q * index_new
+            lc_new = log_cdf(a_new)
+            ll_new = float(lc_new.sum())
             if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-8:
                 break
             t *= 0.5
-        coef, ll = cand, ll_new
+        coef = coef + t * step
+        index, a, lc, ll = index_new, a_new, lc_new, ll_new
         if np.max(np.abs(t * step)) < tol:
             converged = True
             break
-    index = X @ coef
-    a = q * index
-    m = mills(a)
+    m = mills(a, lc)
     scores = X * (q * m)[:, None]
-    hessian = -(X * (-mills_derivative(a, m))[:, None]).T @ X
+    hessian = -(X.T @ (X * (-mills_derivative(a, m))[:, None]))
     try:
         vcov = np.linalg.inv(-hessian)
     except np.linalg.LinAlgError:

@@ -111,10 +111,11 @@ class LearnerSpec:
     regressor: Callable[[], BaseEstimator] | None
     link: Link = "none"
     seeded: bool = False  # takes a random_state
+    sparse: bool = False  # accepts a sparse design (one-hot blocks stay sparse)
 
 
 LEARNERS: Mapping[str, LearnerSpec] = {
-    "logistic": LearnerSpec(lambda: LogisticRegression(max_iter=1000), None),
+    "logistic": LearnerSpec(lambda: LogisticRegression(max_iter=1000), None, sparse=True),
     "logistic_unpenalized": LearnerSpec(
         lambda: LogisticRegression(penalty=None, solver="newton-cholesky", tol=1e-10, max_iter=200),
         None,
@@ -122,8 +123,8 @@ LEARNERS: Mapping[str, LearnerSpec] = {
     ),
     "probit": LearnerSpec(ProbitClassifier, None, "probit"),
     "linear": LearnerSpec(None, LinearRegression, "identity"),
-    "ridge": LearnerSpec(None, Ridge),
-    "lasso": LearnerSpec(None, lambda: Lasso(max_iter=5000)),
+    "ridge": LearnerSpec(None, Ridge, sparse=True),
+    "lasso": LearnerSpec(None, lambda: Lasso(max_iter=5000), sparse=True),
     "gbm": LearnerSpec(HistGradientBoostingClassifier, HistGradientBoostingRegressor, seeded=True),
     "random_forest": LearnerSpec(
         lambda: RandomForestClassifier(n_estimators=200, min_samples_leaf=5),
@@ -221,13 +222,15 @@ def make_pipeline(
     numeric: Sequence[str],
     categorical: Sequence[str],
     recipe: Recipe,
-    drop_first: bool = False,
+    spec: LearnerSpec,
 ) -> Pipeline:
     """A fresh ``Pipeline(preprocess, model)`` for the given columns and recipe.
 
-    ``drop_first`` drops the first level of each one-hot block, as unpenalised GLMs with an
-    intercept need to keep a full-rank design.
+    Unpenalised GLMs (``spec.link`` set) drop the first level of each one-hot block to keep
+    a full-rank design with their intercept; learners that accept sparse input get the
+    design as a sparse matrix when it has one-hot blocks.
     """
+    drop_first = spec.link != "none"
     steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
     if recipe.scale:
         steps.append(("scale", StandardScaler()))
@@ -238,7 +241,7 @@ def make_pipeline(
         onehot = OneHotEncoder(
             handle_unknown="infrequent_if_exist",
             min_frequency=recipe.rare_min_count,
-            sparse_output=False,
+            sparse_output=spec.sparse,
             dtype=np.float64,
             drop="first" if drop_first else None,
         )
@@ -249,5 +252,5 @@ def make_pipeline(
                 list(categorical),
             )
         )
-    pre = ColumnTransformer(parts, sparse_threshold=0.0)
+    pre = ColumnTransformer(parts, sparse_threshold=1.0 if spec.sparse else 0.0)
     return Pipeline([("preprocess", pre), ("model", clone(learner))])

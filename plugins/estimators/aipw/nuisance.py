@@ -151,7 +151,7 @@ def crossfit_nuisances(
         )[0]
         tasks.append(
             delayed(_fit_predict)(
-                make_pipeline(p_learner, pnum, pcat, spec.recipe, p_spec.link != "none"),
+                make_pipeline(p_learner, pnum, pcat, spec.recipe, p_spec),
                 Xp.iloc[train],
                 d[train],
                 [Xp.iloc[test]],
@@ -162,13 +162,12 @@ def crossfit_nuisances(
         o_learner, o_spec = make_learner(
             spec.outcome_model, y_kind, spec.outcome_params, "estimator.outcome_params", next(s)
         )
-        drop = o_spec.link != "none"
         if spec.outcome_design == "pooled":
             X1 = Xo.iloc[test].assign(**{_TREAT: 1.0})
             X0 = Xo.iloc[test].assign(**{_TREAT: 0.0})
             tasks.append(
                 delayed(_fit_predict)(
-                    make_pipeline(o_learner, onum, ocat, spec.recipe, drop),
+                    make_pipeline(o_learner, onum, ocat, spec.recipe, o_spec),
                     Xo.iloc[train],
                     y[train],
                     [X0, X1],
@@ -192,7 +191,7 @@ def crossfit_nuisances(
             )
             tasks.append(
                 delayed(_fit_predict)(
-                    make_pipeline(learner, onum, ocat, spec.recipe, drop),
+                    make_pipeline(learner, onum, ocat, spec.recipe, o_spec),
                     Xo.iloc[rows],
                     y[rows],
                     [Xo.iloc[test]],

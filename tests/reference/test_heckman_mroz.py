@@ -98,3 +98,17 @@ def test_mroz_through_python_api(mroz):
     d = result.to_dict()
     assert abs(d["coef.educ"] - 0.108350) < 5e-7
     assert abs(d["se.educ"] - 0.014861) < 5e-7
+
+
+def test_mroz_lr_test_of_rho_zero(mroz):
+    """LR statistic against the independent fit (statsmodels Probit + OLS log-likelihoods)."""
+    import statsmodels.api as sm
+
+    fit = _fit(mroz, "ml")
+    d = mroz["inlf"].to_numpy().astype(float)
+    ll_probit = sm.Probit(d, sm.add_constant(mroz[list(SELECTION)])).fit(disp=False, tol=1e-12).llf
+    sel = mroz[d == 1]
+    ll_ols = sm.OLS(sel["lwage"], sm.add_constant(sel[list(OUTCOME)])).fit().llf
+    expected = 2 * (fit.diagnostics["loglik"] - ll_probit - ll_ols)
+    assert fit.diagnostics["lr_rho0"] == pytest.approx(expected, abs=1e-6)
+    assert fit.diagnostics["lr_rho0_p"] > 0.5  # no evidence of selection bias in Example 17.5

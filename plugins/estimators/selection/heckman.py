@@ -60,7 +60,14 @@ def _twostep_estimates(sd: SelectionData, ts: TwoStepResult) -> _Estimates:
     return _Estimates(names, coef, vcov, scalars, ts.probit.converged)
 
 
-def _ml_estimates(sd: SelectionData, ml: MLResult) -> _Estimates:
+def _independent_loglik(sd: SelectionData, probit_loglik: float) -> float:
+    """Maximised log-likelihood under rho = 0: probit plus normal regression on the selected."""
+    resid = sd.y - sd.X @ np.linalg.lstsq(sd.X, sd.y, rcond=None)[0]
+    n1 = sd.y.shape[0]
+    return probit_loglik - 0.5 * n1 * (np.log(2.0 * np.pi * (resid @ resid) / n1) + 1.0)
+
+
+def _ml_estimates(sd: SelectionData, ml: MLResult, probit_loglik: float) -> _Estimates:
     q, k = sd.W.shape[1], sd.X.shape[1]
     names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
     # reorder (gamma, beta, sigma, rho) into (beta, lambda = rho*sigma, gamma); lambda by delta method
@@ -81,6 +88,9 @@ def _ml_estimates(sd: SelectionData, ml: MLResult) -> _Estimates:
         "ml_iterations": ml.n_iter,
         "ml_newton_decrement": ml.grad_norm,
     }
+    lr = max(2.0 * (ml.loglik - _independent_loglik(sd, probit_loglik)), 0.0)
+    scalars["lr_rho0"] = lr  # likelihood-ratio test of rho = 0 (no selection bias), chi2(1)
+    scalars["lr_rho0_p"] = float(stats.chi2.sf(lr, 1))
     return _Estimates(names, coef, vcov, scalars, ml.converged)
 
 
@@ -164,7 +174,7 @@ class Heckman:
                 [ts.probit.coef, ts.coef[:-1], [np.log(ts.sigma), np.arctanh(rho0)]]
             )
         ml = heckman_ml(sd.y, sd.X, sd.W, sd.d, ml_start, max_iter=p.max_iter, tol=p.tol)
-        return _ml_estimates(sd, ml), ts, ml
+        return _ml_estimates(sd, ml, ts.probit.loglik), ts, ml
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         sd = selection_data(data, self.params.add_intercept, who=self.name)

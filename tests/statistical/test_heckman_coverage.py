@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import stats
-
 from causalkit_plugins.dgps.heckman_selection import (
     HeckmanSelection,
     HeckmanSelectionParams,
@@ -21,6 +19,7 @@ from causalkit_plugins.dgps.heckman_selection import (
 from causalkit_plugins.estimators.selection.heckman import Heckman
 from causalkit_plugins.estimators.selection.ols import OLS, OLSParams
 from causalkit_plugins.inference.basic import Analytic
+from scipy import stats
 
 pytestmark = pytest.mark.statistical
 
@@ -36,15 +35,20 @@ def _rngs(seed: int) -> list[np.random.Generator]:
 
 def _assert_coverage(hits: np.ndarray, label: str) -> None:
     rate = float(np.mean(hits))
-    assert abs(rate - LEVEL) < 3 * MCSE, f"{label}: coverage {rate:.3f} outside {LEVEL} ± 3·{MCSE:.4f}"
+    assert abs(rate - LEVEL) < 3 * MCSE, (
+        f"{label}: coverage {rate:.3f} outside {LEVEL} ± 3·{MCSE:.4f}"
+    )
 
 
 def test_heckman_twostep_corrected_se_covers():
     # Heckman's model holds: probit selection, exogenous exposure, z excluded from spend
     sel = SelectionCoefficients(link="probit", u=0.7, z=0.8)
     out = OutcomeCoefficients(u=0.8, noise_sd=1.0)
-    dgp = HeckmanSelection(HeckmanSelectionParams(n=600, treatment=TreatmentCoefficients(u=0.0),
-                                                  selection=sel, outcome=out))
+    dgp = HeckmanSelection(
+        HeckmanSelectionParams(
+            n=600, treatment=TreatmentCoefficients(u=0.0), selection=sel, outcome=out
+        )
+    )
     # selection term: beta_lambda = cov(outcome error, selection error) / sd(selection error)
     beta_lambda = out.u * sel.u / np.sqrt(sel.u**2 + 1.0)
     est = Heckman()
@@ -63,8 +67,12 @@ def test_heckman_twostep_corrected_se_covers():
 @pytest.mark.parametrize("estimand", ["ate", "att"])
 def test_ols_ra_influence_se_covers(estimand):
     # no sample selection, exposure ignorable given (x1, x2), heterogeneous effect in x1
-    params = HeckmanSelectionParams(n=400, treatment=TreatmentCoefficients(u=0.0),
-                                    outcome=OutcomeCoefficients(tau_x1=1.0), outcome_observed="all")
+    params = HeckmanSelectionParams(
+        n=400,
+        treatment=TreatmentCoefficients(u=0.0),
+        outcome=OutcomeCoefficients(tau_x1=1.0),
+        outcome_observed="all",
+    )
     dgp = HeckmanSelection(params)
     est = OLS(OLSParams(estimand=estimand))
     hits = np.empty(REPS, bool)

@@ -205,3 +205,16 @@ def test_att_truth_quadrature_against_a_large_draw():
     mc = x1[t].mean()
     mcse = x1[t].std() / np.sqrt(t.sum())
     assert abs(treated_mean_of_x1(c) - mc) < 4 * mcse
+
+
+def test_conformance():
+    from causalkit_plugins.estimators.selection.ols import OLS
+    from causalkit_plugins.inference.basic import Analytic
+
+    from causalkit.testing import check_dgp, check_estimator, check_inference
+
+    check_dgp(HeckmanSelection)
+    data = _sim(VALID.model_copy(update={"n": 600}), seed=15).dataset
+    for cls in (Heckman, OLS):
+        fit = check_estimator(cls, data)
+        check_inference(Analytic, fit)

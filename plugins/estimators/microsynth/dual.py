@@ -5,9 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from causalkit_plugins.estimators.microsynth.hull import separating_direction
 from scipy import linalg
 
-__all__ = ["DualSolution", "solve_simplex_dual"]
+__all__ = ["DualSolution", "solve_simplex_dual", "weighted_gram"]
+
+_ARMIJO = 1e-4
+_MIN_STEP = 1e-10
+_INCREMENTAL = (
+    0.25  # update the Hessian by rank-k corrections when fewer rows than this share change
+)
 
 
 @dataclass(frozen=True)
@@ -17,7 +24,7 @@ class DualSolution:
     Attributes
     ----------
     w : ndarray, shape (n_C,)
-        Non-negative weights summing to one.
+        Non-negative weights (per distinct control row) with :math:`\\sum_j c_j w_j = 1`.
     mu : ndarray, shape (d + 1,)
         Dual variables (covariate multipliers, then the sum-to-one multiplier).
     iterations : int
@@ -25,7 +32,16 @@ class DualSolution:
     converged : bool
         Whether the balance residual reached ``tol``.
     residual : float
-        Final max-abs balance residual :math:`\\|A^\\top w - b\\|_\\infty` (standardised units).
+        Final max-abs residual :math:`\\|A^\\top \\mathrm{diag}(c) w - b\\|_\\infty` (standardised units).
+    hull_feasible : bool or None
+        ``False`` when a separating hyperplane proves the target lies outside the convex hull
+        of the control rows, ``True`` when a linear program proved it inside, ``None`` when
+        not checked (converged fits are feasible by construction).
+    message : str
+        One line on how the solve ended.
+    hessian : ndarray, shape (d + 1, d + 1)
+        The last generalised Hessian, reusable as a fixed Newton matrix (chord steps) for
+        nearby problems such as bootstrap resamples.
     """
 
     w: np.ndarray
@@ -33,35 +49,81 @@ class DualSolution:
     iterations: int
     converged: bool
     residual: float
+    hull_feasible: bool | None
+    message: str
+    hessian: np.ndarray
+
+
+def weighted_gram(X0: np.ndarray, rows: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+    """Gram matrix of ``[X0, 1]`` over ``rows`` (bool mask or indices), weighted by ``c``."""
+    every = rows.dtype == bool and bool(rows.all())
+    Xa = X0 if every else X0[rows]
+    d = X0.shape[1]
+    H = np.empty((d + 1, d + 1))
+    if c is None:
+        H[:d, :d] = Xa.T @ Xa
+        s = Xa.sum(axis=0)
+        H[d, d] = Xa.shape[0]
+    else:
+        ca = c if every else c[rows]
+        Xs = Xa * np.sqrt(ca)[:, None]
+        H[:d, :d] = Xs.T @ Xs
+        s = ca @ Xa
+        H[d, d] = ca.sum()
+    H[:d, d] = s
+    H[d, :d] = s
+    return H
+
+
+def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
+    Hr = H.copy()
+    Hr[np.diag_indices_from(Hr)] += 1e-12 * (1.0 + np.trace(H) / H.shape[0])
+    try:
+        return -linalg.solve(Hr, g, assume_a="pos", check_finite=False)
+    except (linalg.LinAlgError, ValueError):
+        return -np.linalg.lstsq(Hr, g, rcond=None)[0]
 
 
 def solve_simplex_dual(
     X0: np.ndarray,
     target: np.ndarray,
     *,
+    counts: np.ndarray | None = None,
     tol: float = 1e-11,
     max_iter: int = 50,
     mu0: np.ndarray | None = None,
+    hessian: np.ndarray | None = None,
+    check_hull: bool = True,
 ) -> DualSolution:
     r"""Solve the MicroSynth simplex QP through its (d+1)-dimensional dual.
 
-    The primal is
+    The primal, over control rows :math:`j` with frequency weights :math:`c_j` (all one
+    unless ``counts`` is given, e.g. bootstrap multiplicities, with :math:`m = \sum_j c_j`), is
 
     .. math::
-        \min_w \tfrac12\|w - n_C^{-1}\mathbf 1\|_2^2 \quad\text{s.t.}\quad
-        X_0^\top w = \bar x_1,\ \mathbf 1^\top w = 1,\ w \ge 0 .
+        \min_w \tfrac12\sum_j c_j (w_j - m^{-1})^2 \quad\text{s.t.}\quad
+        \sum_j c_j w_j x_j = \bar x_1,\ \sum_j c_j w_j = 1,\ w \ge 0 ,
 
-    With :math:`A = [X_0\ \mathbf 1]`, :math:`b = (\bar x_1, 1)` and :math:`u = n_C^{-1}\mathbf 1`,
-    the KKT conditions give :math:`w(\mu) = (u + A\mu)_+` and the dual is the smooth convex
-    problem :math:`\min_\mu F(\mu) = \tfrac12\|(u + A\mu)_+\|^2 - b^\top\mu`, whose gradient
-    :math:`A^\top w(\mu) - b` is exactly the balance residual. Its generalised Hessian is the
-    Gram matrix of the active rows, :math:`A_S^\top A_S` with :math:`S = \{j: w_j > 0\}`.
-    Semismooth Newton steps with an Armijo backtracking line search converge locally
-    quadratically (Qi & Sun 1993), typically in about five steps from the uniform start.
+    which is the problem on the materialised resample (duplicated rows get equal weights by
+    strict convexity). With :math:`a_j = (x_j, 1)` and :math:`b = (\bar x_1, 1)` the KKT
+    conditions give :math:`w_j(\mu) = (m^{-1} + a_j^\top\mu)_+` and the dual is the
+    once-differentiable convex problem
+    :math:`\min_\mu F(\mu) = \tfrac12\sum_j c_j w_j(\mu)^2 - b^\top\mu` whose gradient
+    :math:`\sum_j c_j w_j a_j - b` is exactly the balance residual. Its generalised Hessian
+    is the weighted Gram matrix of the active rows :math:`S = \{j: w_j > 0\}`. Semismooth
+    Newton steps with Armijo backtracking converge locally quadratically (Qi & Sun 1993).
+    The Hessian is updated by rank-k corrections when few rows enter or leave :math:`S`,
+    so a step costs two passes over the data. With ``hessian`` given (a nearby problem's
+    Hessian, e.g. the full-sample fit for a bootstrap resample) steps are chord steps with
+    that fixed matrix until progress slows, then exact.
 
     If :math:`\bar x_1` lies outside the convex hull of the control rows the dual is
-    unbounded below; the iteration then stalls with a residual that does not vanish and
-    the solution is returned with ``converged=False``.
+    unbounded below (a direction :math:`\delta` with :math:`a_j^\top\delta \le 0` for all
+    :math:`j` and :math:`b^\top\delta > 0` exists, Farkas' lemma). A coordinate outside the
+    controls' range is caught before iterating; otherwise, when Newton stalls,
+    :func:`~causalkit_plugins.estimators.microsynth.hull.separating_direction` decides by a
+    linear program and the solution is returned with ``converged=False``,
+    ``hull_feasible=False`` and the reason in ``message``.
 
     Parameters
     ----------
@@ -69,12 +131,18 @@ def solve_simplex_dual(
         Control covariates (ideally standardised).
     target : ndarray, shape (d,)
         Treated covariate mean :math:`\bar x_1`.
+    counts : ndarray, shape (n_C,), optional
+        Non-negative frequency weights of the control rows.
     tol : float
-        Convergence tolerance on :math:`\|A^\top w - b\|_\infty`.
+        Convergence tolerance on the max-abs residual.
     max_iter : int
         Maximum Newton steps.
     mu0 : ndarray, optional
         Warm start.
+    hessian : ndarray, optional
+        Fixed Newton matrix for chord steps (with ``mu0``).
+    check_hull : bool
+        Decide feasibility by linear programming when the iteration fails.
 
     References
     ----------
@@ -83,56 +151,126 @@ def solve_simplex_dual(
     """
     X0 = np.asarray(X0, dtype=np.float64)
     n, d = X0.shape
-    u = 1.0 / n
+    c = None if counts is None else np.asarray(counts, dtype=np.float64)
+    m = float(n if c is None else c.sum())
+    u = 1.0 / m
     b = np.append(np.asarray(target, dtype=np.float64), 1.0)
     mu = np.zeros(d + 1) if mu0 is None else np.array(mu0, dtype=np.float64)
 
-    def evaluate(m: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        v = u + X0 @ m[:d] + m[d]
-        w = np.maximum(v, 0.0)
-        f = 0.5 * float(w @ w) - float(b @ m)
-        g = np.append(X0.T @ w, w.sum()) - b
-        return w, f, g
+    # A target coordinate outside the controls' range is infeasible: cheap certificate.
+    present = slice(None) if c is None else c > 0
+    lo, hi = X0[present].min(axis=0), X0[present].max(axis=0)
+    outside = np.flatnonzero((b[:d] < lo) | (b[:d] > hi))
+    if outside.size:
+        k = int(outside[0])
+        msg = (
+            f"treated mean of covariate {k} ({b[k]:.4g}) is outside the controls' range "
+            f"[{lo[k]:.4g}, {hi[k]:.4g}]: outside the convex hull"
+        )
+        w = np.full(n, 1.0 / m)
+        return DualSolution(
+            w,
+            mu,
+            0,
+            False,
+            float(np.max(np.abs(b[:d] - X0[present].mean(axis=0)))),
+            False,
+            msg,
+            np.eye(d + 1),
+        )
 
-    w, f, g = evaluate(mu)
+    def value(mu_: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        w_ = X0 @ mu_[:d]
+        w_ += u + mu_[d]
+        np.maximum(w_, 0.0, out=w_)
+        cw_ = w_ if c is None else w_ * c
+        return w_, cw_, 0.5 * float(cw_ @ w_) - float(b @ mu_)
+
+    def gradient(cw_: np.ndarray) -> np.ndarray:
+        return np.append(cw_ @ X0, cw_.sum()) - b
+
+    w, cw, f = value(mu)
+    g = gradient(cw)
+    res = float(np.max(np.abs(g)))
+    active = w > 0
+    chord = hessian is not None
+    H = np.array(hessian, dtype=np.float64) if chord else weighted_gram(X0, active, c)
+    history = [res]
     it = 0
-    converged = bool(np.max(np.abs(g)) <= tol)
-    while not converged and it < max_iter:
+    stalled = False
+    while res > tol and it < max_iter:
         it += 1
-        active = w > 0
-        Xa = X0[active]
-        na = Xa.shape[0]
-        H = np.empty((d + 1, d + 1))
-        H[:d, :d] = Xa.T @ Xa
-        s = Xa.sum(axis=0)
-        H[:d, d] = s
-        H[d, :d] = s
-        H[d, d] = na
-        H[np.diag_indices(d + 1)] += 1e-12 * (1.0 + np.trace(H) / (d + 1))
-        try:
-            step = -linalg.solve(H, g, assume_a="pos")
-        except (linalg.LinAlgError, ValueError):
-            step = -np.linalg.lstsq(H, g, rcond=None)[0]
+        step = _solve(H, g)
         slope = float(g @ step)
         if slope >= 0:  # not a descent direction: fall back to steepest descent
-            step = -g
-            slope = -float(g @ g)
+            step, slope = -g, -float(g @ g)
         t = 1.0
         while True:
             cand = mu + t * step
-            w_new, f_new, g_new = evaluate(cand)
-            # Near the optimum F changes below its rounding error; the residual still decides.
-            if (f_new <= f + 1e-4 * t * slope
-                    or np.max(np.abs(g_new)) <= (1 - 1e-4 * t) * np.max(np.abs(g))
-                    or t < 1e-10):
+            w_new, cw_new, f_new = value(cand)
+            if f_new <= f + _ARMIJO * t * slope:
+                break
+            # Near the optimum F changes below its rounding error; the residual decides.
+            g_try = gradient(cw_new)
+            if float(np.max(np.abs(g_try))) <= (1 - _ARMIJO * t) * res or t < _MIN_STEP:
                 break
             t *= 0.5
-        if t < 1e-10 and f_new > f:
+        if t < _MIN_STEP and f_new > f:
+            stalled = True
             break
-        mu, w, f, g = cand, w_new, f_new, g_new
-        converged = bool(np.max(np.abs(g)) <= tol)
-    total = w.sum()
+        mu, w, cw, f = cand, w_new, cw_new, f_new
+        g = gradient(cw)
+        res_new = float(np.max(np.abs(g)))
+        new_active = w > 0
+        if chord and res_new > 0.1 * res:
+            chord = False  # the borrowed matrix no longer contracts fast: go exact
+            H = weighted_gram(X0, new_active, c)
+        elif not chord:
+            changed = new_active ^ active
+            k = int(changed.sum())
+            if k and k < _INCREMENTAL * max(int(new_active.sum()), 1):
+                added = np.flatnonzero(changed & new_active)
+                removed = np.flatnonzero(changed & active)
+                H = H + weighted_gram(X0, added, c) - weighted_gram(X0, removed, c)
+            elif k:
+                H = weighted_gram(X0, new_active, c)
+        active = new_active
+        res = res_new
+        history.append(res)
+        # An unbounded dual shows as a residual that stops shrinking.
+        if it >= 8 and res > 0.5 * history[-4]:
+            stalled = True
+            break
+
+    converged = res <= tol
+    hull: bool | None = None
+    if converged:
+        msg = f"converged in {it} Newton steps (residual {res:.1e})"
+    elif check_hull:
+        direction = separating_direction(X0, b[:d], c, start_rows=np.flatnonzero(active))
+        hull = direction is None
+        if hull:
+            msg = (
+                f"not converged after {it} steps (residual {res:.1e}); the target is inside the "
+                "convex hull but on or near its boundary (ill-conditioned)"
+            )
+        else:
+            msg = (
+                f"the treated mean lies outside the convex hull of the controls (separating "
+                f"hyperplane found after {it} Newton steps; residual {res:.1e})"
+            )
+    else:
+        msg = f"not converged after {it} steps (residual {res:.1e}{', stalled' if stalled else ''})"
+    total = float(cw.sum())
     if total > 0:
         w = w / total
-    residual = float(np.max(np.abs(X0.T @ w - b[:d]))) if d else 0.0
-    return DualSolution(w=w, mu=mu, iterations=it, converged=converged, residual=residual)
+    return DualSolution(
+        w=w,
+        mu=mu,
+        iterations=it,
+        converged=converged,
+        residual=res,
+        hull_feasible=hull,
+        message=msg,
+        hessian=H,
+    )

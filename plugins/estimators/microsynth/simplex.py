@@ -4,79 +4,208 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from causalkit_plugins.estimators.microsynth.dual import DualSolution, solve_simplex_dual
+from causalkit_plugins.estimators.microsynth.dual import DualSolution, weighted_gram
+from causalkit_plugins.estimators.microsynth.estimands import (
+    ESTIMANDS,
+    BalancedContrast,
+    group_role,
+)
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
+from causalkit_plugins.estimators.microsynth.simplex_data import simplex_inputs
 
 from causalkit.balance import balance_diagnostics, balance_table
-from causalkit.contracts import Dataset, Estimand, Fit
+from causalkit.contracts import Dataset, DiagnosticValue, Fit
 from causalkit.errors import DataError, EstimationError
-from causalkit.panel import unit_table
 
 __all__ = ["fit_simplex"]
 
 
-def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
-    """Fit simplex-mode MicroSynth; see :class:`~causalkit_plugins.estimators.microsynth.estimator.MicroSynth`."""
-    table = unit_table(data, group_role="treatment", who="microsynth")
-    if not table.covariates:
-        raise DataError("roles.covariates", "at least one covariate to balance", "none")
-    X = table.X
+def _standardise(
+    X: np.ndarray, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled centring and scaling (in a new array); constant columns are a one-line error."""
+    m = X.mean(axis=0)
     sd = X.std(axis=0)
-    constant = [c for c, s in zip(table.covariates, sd, strict=True) if s == 0]
+    constant = [c for c, s in zip(names, sd, strict=True) if not s > 0]
     if constant:
-        raise DataError("roles.covariates", "covariates that vary across units", f"constant {', '.join(constant)}")
-    Z = (X - X.mean(axis=0)) / sd
-    g = table.group
-    y_post = table.y_post
-    Zt, Zc = Z[g], Z[~g]
-    sol = solve_simplex_dual(Zc, Zt.mean(axis=0), tol=p.tol, max_iter=p.max_iter)
-    gaps = y_post[g].mean(axis=0) - sol.w @ y_post[~g]
-    att = float(gaps.mean())
+        raise DataError(
+            "roles.covariates",
+            "balance columns that vary across units",
+            f"constant {', '.join(constant)}",
+        )
+    Z = X - m
+    Z /= sd
+    return Z, m, sd
 
-    bal = balance_table(table.covariates, X[g], X[~g], w_c=sol.w)
+
+def _balance(
+    names: tuple[str, ...],
+    Zt: np.ndarray,
+    Zc: np.ndarray,
+    w: np.ndarray,
+    m: np.ndarray,
+    sd: np.ndarray,
+) -> pd.DataFrame:
+    """Balance table in raw units from standardised columns (SMD and variance ratios are scale-free)."""
+    bal = balance_table(names, Zt, Zc, w_c=w)
+    for col in ("mean_treated", "mean_control_before", "mean_control_after"):
+        bal[col] = bal[col].to_numpy() * sd + m
+    return bal
+
+
+def _band(
+    contrast: BalancedContrast,
+    treated: np.ndarray,
+    warm: DualSolution,
+    reps: int,
+    level: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Percentile band of the per-period contrasts over a paired (stratified) bootstrap."""
+    t_idx, c_idx = np.flatnonzero(treated), np.flatnonzero(~treated)
+    draws, failed = [], 0
+    for _ in range(reps):
+        idx = np.concatenate(
+            [
+                t_idx[rng.integers(0, t_idx.size, t_idx.size)],
+                c_idx[rng.integers(0, c_idx.size, c_idx.size)],
+            ]
+        )
+        try:
+            per, gap = contrast.resampled(idx, treated, warm)
+        except EstimationError:
+            failed += 1
+            continue
+        draws.append(per / gap)
+    if len(draws) < 2:
+        nan = np.full(contrast.post.size, np.nan)
+        return nan, nan, failed
+    a = (1 - level) / 2
+    lo, hi = np.quantile(np.asarray(draws), [a, 1 - a], axis=0)
+    return lo, hi, failed
+
+
+def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
+    """Fit simplex-mode MicroSynth; see :class:`~causalkit_plugins.estimators.microsynth.estimator.MicroSynth`.
+
+    ``estimand=att`` contrasts actually exposed units (role ``treatment``) with weighted
+    unexposed ones; ``itt`` contrasts the randomised arms (role ``assignment``), balancing
+    for precision; ``cace`` divides the balanced ITT by the balanced compliance gap (needs
+    both roles). The ``gaps`` table holds every period's contrast (pre periods are the
+    pre-trend diagnostic); the estimate is the mean post-period gap. When ``band_reps`` > 0
+    the table carries a per-period paired-bootstrap band (``lower``/``upper``) computed here
+    with the fit's ``rng``; the scalar CI comes from the chosen inference plugin.
+    """
+    role = group_role(p.estimand)
+    if p.estimand == "cace" and data.roles.treatment is None:
+        raise DataError("roles.treatment", "an exposure column for estimand=cace", "nothing")
+    inp = simplex_inputs(data, role, p.outcome_lag_periods, p.match_outcomes)
+    table = inp.table
+    names = tuple(table.covariates) + inp.lag_names
+    if not names:
+        raise DataError("roles.covariates", "at least one covariate to balance", "none")
+    X = np.column_stack([table.X, inp.lags]) if inp.lag_names else table.X
+    Z, m, sd = _standardise(X, names)
+    g = table.group
+    Zt, Zc = np.ascontiguousarray(Z[g]), np.ascontiguousarray(Z[~g])
+    del Z
+    Y = np.column_stack([table.y_pre, table.y_post])
+    periods = np.concatenate([table.pre_periods, table.post_periods])
+    post = np.arange(periods.size) >= table.y_pre.shape[1]
+    D = (
+        table.treatment.astype(np.float64)
+        if p.estimand == "cace" and table.treatment is not None
+        else None
+    )
+    contrast = BalancedContrast(
+        Zt,
+        Zc,
+        Y[g],
+        Y[~g],
+        post,
+        None if D is None else D[g],
+        None if D is None else D[~g],
+        p.tol,
+        p.max_iter,
+    )
+
+    sol = contrast.solve(None, None, None, check_hull=True)
+    per, gap = contrast.gaps(None, None, sol.w)
+    if gap == 0:
+        raise EstimationError(
+            "microsynth: the balanced compliance gap is zero; the CACE is undefined"
+        )
+    estimate = float(per[post].mean() / gap)
+
+    bal = _balance(names, Zt, Zc, sol.w, m, sd)
     diag = balance_diagnostics(bal, sol.w)
     feasible = bool(sol.converged and diag["max_abs_smd_after"] <= p.balance_tol)
     if feasible:
-        msg = f"balance achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} <= {p.balance_tol:.0e})"
+        msg = (
+            f"balance achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} <= {p.balance_tol:.0e})"
+        )
     else:
-        msg = (f"balance NOT achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} > {p.balance_tol:.0e}):"
-               " the treated mean may lie outside the convex hull of the controls")
-    warnings = () if feasible else (f"microsynth: {msg}",)
-    gaps_table = pd.DataFrame({
-        "period": table.post_periods,
-        "treated": y_post[g].mean(axis=0),
-        "synthetic": sol.w @ y_post[~g],
-        "gap": gaps,
-    })
+        msg = f"balance NOT achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} > {p.balance_tol:.0e}): {sol.message}"
+    warnings = [] if feasible else [f"microsynth: {msg}"]
 
-    y_bar = y_post.mean(axis=1)
-    mu_hat = sol.mu
+    treated_mean = Y[g].mean(axis=0)
+    gaps_table = pd.DataFrame(
+        {
+            "period": periods,
+            "post": post,
+            "treated": treated_mean,
+            "synthetic": treated_mean - per,
+            "gap": per / gap,
+        }
+    )
+    band_failed = 0
+    if p.band_reps > 0 and feasible:
+        lo, hi, band_failed = _band(contrast, g, sol, p.band_reps, p.band_level, rng)
+        gaps_table["lower"], gaps_table["upper"] = lo, hi
+
+    diagnostics: dict[str, DiagnosticValue] = {
+        "n_treated": int(g.sum()),
+        "n_control": int((~g).sum()),
+        "n_periods_post": int(post.sum()),
+        "n_balance_columns": len(names),
+        **diag,
+        "feasible": feasible,
+        "feasibility_message": msg,
+        "hull_feasible": sol.hull_feasible is not False,
+        "iterations": sol.iterations,
+        "converged": sol.converged,
+        "dual_residual": sol.residual,
+    }
+    if p.band_reps > 0:
+        diagnostics["band_failed"] = band_failed
+    if D is not None:
+        diagnostics["compliance_gap"] = gap
+        diagnostics["itt"] = float(per[post].mean())
+        if gap < p.min_compliance_gap:
+            warnings.append(
+                f"microsynth: weak first stage, balanced compliance gap {gap:.3g} "
+                f"< {p.min_compliance_gap:g}; the CACE is unstable"
+            )
 
     def refit(idx: np.ndarray) -> float:
-        gi = g[idx]
-        zi = Z[idx]
-        s: DualSolution = solve_simplex_dual(zi[~gi], zi[gi].mean(axis=0), tol=p.tol,
-                                             max_iter=p.max_iter, mu0=mu_hat)
-        if not s.converged:
-            raise EstimationError("microsynth: bootstrap dual did not converge")
-        yi = y_bar[idx]
-        return float(yi[gi].mean() - s.w @ yi[~gi])
+        per_b, gap_b = contrast.resampled(idx, g, sol)
+        return float(per_b[post].mean() / gap_b)
+
+    cache: dict[str, np.ndarray] = {}
+
+    def placebo(rng_p: np.random.Generator) -> float:
+        if "H" not in cache:
+            cache["H"] = weighted_gram(Zc, np.ones(Zc.shape[0], dtype=bool), None)
+        return contrast.placebo(rng_p, cache["H"], gap)
 
     return Fit(
-        estimand=Estimand.ATT,
-        estimate=att,
+        estimand=ESTIMANDS[p.estimand],
+        estimate=estimate,
         n=table.n,
         strata=g.astype(np.int64),
         refit=refit,
-        diagnostics={
-            "n_treated": int(g.sum()),
-            "n_control": int((~g).sum()),
-            **diag,
-            "feasible": feasible,
-            "feasibility_message": msg,
-            "iterations": sol.iterations,
-            "converged": sol.converged,
-        },
+        placebo=placebo,
+        diagnostics=diagnostics,
         tables={"balance": bal, "gaps": gaps_table},
-        warnings=warnings,
+        warnings=tuple(warnings),
     )

@@ -13,7 +13,7 @@ from causalkit_plugins.estimators.microsynth.estimands import (
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex_data import simplex_inputs
 
-from causalkit.balance import balance_diagnostics, balance_table
+from causalkit.balance import balance_diagnostics
 from causalkit.contracts import Dataset, DiagnosticValue, Fit
 from causalkit.errors import DataError, EstimationError
 
@@ -25,15 +25,19 @@ def _standardise(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pooled centring and scaling (in a new array); constant columns are a one-line error."""
     m = X.mean(axis=0)
-    sd = X.std(axis=0)
-    constant = [c for c, s in zip(names, sd, strict=True) if not s > 0]
+    Z = X - m
+    sd = np.sqrt(np.einsum("ij,ij->j", Z, Z) / Z.shape[0])
+    constant = [
+        c
+        for c, s in zip(names, sd, strict=True)
+        if not s > 1e-12 * (1.0 + abs(float(m[names.index(c)])))
+    ]
     if constant:
         raise DataError(
             "roles.covariates",
             "balance columns that vary across units",
             f"constant {', '.join(constant)}",
         )
-    Z = X - m
     Z /= sd
     return Z, m, sd
 
@@ -46,11 +50,47 @@ def _balance(
     m: np.ndarray,
     sd: np.ndarray,
 ) -> pd.DataFrame:
-    """Balance table in raw units from standardised columns (SMD and variance ratios are scale-free)."""
-    bal = balance_table(names, Zt, Zc, w_c=w)
-    for col in ("mean_treated", "mean_control_before", "mean_control_after"):
-        bal[col] = bal[col].to_numpy() * sd + m
-    return bal
+    """The columns of :func:`causalkit.balance.balance_table`, from one pass of moments.
+
+    Computed on the standardised columns (SMDs and variance ratios are invariant to the
+    per-column affine map; means are mapped back to raw units). Control moments use one
+    elementwise square of ``Zc`` instead of the framework's repeated centred passes, which
+    dominate the fit on a million units; equality with ``balance_table`` is a unit test.
+    """
+    n1, n0 = Zt.shape[0], Zc.shape[0]
+    m1 = Zt.mean(axis=0)
+    v1 = Zt.var(axis=0, ddof=1) if n1 > 1 else np.zeros(Zt.shape[1])
+    sq = Zc * Zc
+    m0 = Zc.mean(axis=0)
+    v0 = (sq.mean(axis=0) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(Zc.shape[1])
+    wn = w / w.sum()
+    m0w = wn @ Zc
+    v0w = wn @ sq - m0w * m0w
+    del sq
+    pooled = np.sqrt((v1 + v0) / 2)
+
+    def smd(diff: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(
+                pooled > 0,
+                diff / np.where(pooled > 0, pooled, 1.0),
+                np.where(diff == 0, 0.0, np.inf),
+            )
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vr_before, vr_after = v1 / v0, v1 / v0w
+    return pd.DataFrame(
+        {
+            "mean_treated": m1 * sd + m,
+            "mean_control_before": m0 * sd + m,
+            "mean_control_after": m0w * sd + m,
+            "smd_before": smd(m1 - m0),
+            "smd_after": smd(m1 - m0w),
+            "var_ratio_before": vr_before,
+            "var_ratio_after": vr_after,
+        },
+        index=pd.Index(list(names), name="covariate"),
+    )
 
 
 def _band(

@@ -1,0 +1,208 @@
+"""Simplex MicroSynth vs mlsynth 1.0.0, side by side in one process; ratios printed.
+
+Usage::
+
+    python benchmarks/microsynth_simplex.py [fit] [bootstrap] [study] [--users N] [--boot-users N]
+
+* ``fit``: simplex fit from a long data frame, 1M users x 20 covariates, two periods
+  (wall time and peak traced memory of ``MicroSynth.fit`` vs ``mlsynth.MicroSynth(...).fit()``
+  with ``run_inference=False``), plus convergence and balance of both.
+* ``bootstrap``: fit + paired stratified bootstrap, 500 replications, 100k users x 20
+  covariates (our ``bootstrap`` inference plugin vs mlsynth's ``n_bootstrap=500``).
+* ``study``: the contaminated-holdout Monte Carlo study (200 replications, naive / ITT /
+  MicroSynth without inference): the MicroSynth document's own loop with mlsynth vs our CLI
+  ``python -m causalkit -m estimator=naive,itt,microsynth mc.reps=200 inference=none``
+  run in a subprocess with MLflow tracking (wall time of the whole command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from causalkit.contracts import Dataset, Roles
+from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
+from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
+
+
+def user_panel(n: int, d: int, seed: int) -> tuple[pd.DataFrame, Roles]:
+    """Two-period long panel: exposure selected on covariates, effect 0.5 in the post period."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    beta = np.linspace(0.1, 0.6, d)
+    p = 1 / (1 + np.exp(-(0.25 * X[:, : min(d, 5)].sum(axis=1) - 0.8)))
+    D = rng.random(n) < p
+    base = X @ beta
+    y = np.column_stack([base, base + 0.5 * D]) + rng.standard_normal((n, 2))
+    cols = {f"x{j}": np.repeat(X[:, j], 2) for j in range(d)}
+    frame = pd.DataFrame({
+        "user_id": np.repeat(np.arange(n), 2), "week": np.tile([0, 1], n), **cols,
+        "saw_ad": np.column_stack([np.zeros(n, np.int64), D.astype(np.int64)]).ravel(),
+        "converted": y.ravel(),
+    })
+    roles = Roles(unit="user_id", time="week", treatment="saw_ad", outcome="converted", covariates=tuple(cols))
+    return frame, roles
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    gc.collect()
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def peak_mb(fn: Callable[[], Any]) -> float:
+    """Peak traced memory (MB) allocated while ``fn`` runs (numpy and pandas buffers included)."""
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def mlsynth_config(frame: pd.DataFrame, roles: Roles, **extra: Any) -> dict[str, Any]:
+    return {"df": frame, "outcome": roles.outcome, "treat": roles.treatment, "unitid": roles.unit,
+            "time": roles.time, "covariates": list(roles.covariates), "display_graphs": False, **extra}
+
+
+def bench_fit(n: int, d: int) -> None:
+    import mlsynth
+
+    frame, roles = user_panel(n, d, 0)
+    data = Dataset(frame, roles)
+    est = MicroSynth(MicroSynthParams())
+    ours, t_ours = timed(lambda: est.fit(data, np.random.default_rng(0)))
+    ref, t_ref = timed(lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit())
+    m_ours = peak_mb(lambda: est.fit(data, np.random.default_rng(0)))
+    m_ref = peak_mb(lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit())
+    print(f"[fit] {n:,} users x {d} covariates, two periods (frame {frame.memory_usage().sum() / 1e6:.0f} MB)")
+    print(f"  ours    {t_ours:7.2f} s  peak {m_ours:7.0f} MB  ATT {ours.estimate:+.6f}  "
+          f"max|SMD| {ours.diagnostics['max_abs_smd_after']:.1e}  converged {ours.diagnostics['converged']} "
+          f"({ours.diagnostics['iterations']} Newton steps)")
+    print(f"  mlsynth {t_ref:7.2f} s  peak {m_ref:7.0f} MB  ATT {ref.att:+.6f}  "
+          f"max|SMD| {np.max(np.abs(ref.design.smd_after)):.1e}  converged {ref.design.converged} "
+          f"({ref.design.n_iterations} L-BFGS-B iterations)")
+    print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x   memory ratio mlsynth/ours {m_ref / m_ours:.1f}x")
+
+
+def bench_bootstrap(n: int, d: int, reps: int) -> None:
+    import mlsynth
+
+    frame, roles = user_panel(n, d, 1)
+    data = Dataset(frame, roles)
+    est = MicroSynth(MicroSynthParams())
+    boot = Bootstrap(BootstrapParams(n_boot=reps))
+
+    def ours_run() -> tuple[Any, Any]:
+        fit = est.fit(data, np.random.default_rng(0))
+        return fit, boot.infer(fit, np.random.default_rng(1))
+
+    (fit, out), t_ours = timed(ours_run)
+    ref, t_ref = timed(lambda: mlsynth.MicroSynth(
+        mlsynth_config(frame, roles, run_inference=True, n_bootstrap=reps, seed=1)).fit())
+    inf = ref.inference
+    print(f"[bootstrap] {reps} paired replications, {n:,} users x {d} covariates (fit included)")
+    print(f"  ours    {t_ours:7.2f} s  SE {out.se:.5f}  CI [{out.ci_lower:+.5f}, {out.ci_upper:+.5f}]  "
+          f"converged {out.diagnostics['n_boot']}/{reps}")
+    print(f"  mlsynth {t_ref:7.2f} s  SE {inf.se:.5f}  CI [{inf.ci[0]:+.5f}, {inf.ci[1]:+.5f}]  "
+          f"converged {inf.n_bootstrap}/{reps}")
+    print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x")
+
+
+def _document_loop(reps: int) -> float:
+    """The MicroSynth document's "Simulation Study" loop, verbatim in substance (mlsynth fit per draw)."""
+    from mlsynth import MicroSynth as MlMicroSynth
+    from scipy.special import expit
+
+    covs = ["age", "device", "gender", "country_tier", "prior_engagement"]
+
+    def simulate_one(rng: np.random.Generator) -> pd.DataFrame:
+        n = 2000
+        age, eng = rng.standard_normal(n), rng.standard_normal(n)
+        device = rng.binomial(1, 0.4, n).astype(float)
+        gender = rng.binomial(1, 0.5, n).astype(float)
+        tier = rng.standard_normal(n)
+        p0 = expit(-1.5 + 0.30 * age + 0.60 * eng + 0.20 * device - 0.10 * gender + 0.20 * tier)
+        p1 = np.clip(p0 + 0.05, 0, 1)
+        y0, y1 = rng.binomial(1, p0), rng.binomial(1, p1)
+        assigned = np.zeros(n, dtype=bool)
+        assigned[rng.permutation(n)[:1200]] = True
+        hold = np.where(~assigned)[0]
+        score = expit(0.8 * eng[hold] + 0.5 * age[hold] + 0.4 * tier[hold])
+        pick = rng.choice(len(hold), size=300, replace=False, p=score / score.sum())
+        saw = assigned.copy()
+        saw[hold[pick]] = True
+        y = np.where(saw, y1, y0)
+        rows = []
+        for i in range(n):
+            base = dict(user_id=f"u{i:05d}", age=age[i], device=device[i], gender=gender[i],
+                        country_tier=tier[i], prior_engagement=eng[i], assigned_exposed=int(assigned[i]))
+            rows.append({**base, "week": 0, "converted": 0, "saw_ad": 0})
+            rows.append({**base, "week": 1, "converted": int(y[i]), "saw_ad": int(saw[i])})
+        return pd.DataFrame(rows)
+
+    t = time.perf_counter()
+    rng_mc = np.random.default_rng(7)
+    for _ in range(reps):
+        df = simulate_one(np.random.default_rng(rng_mc.integers(2**32)))
+        post = df[df["week"] == 1]
+        g = post.groupby("assigned_exposed")["converted"].mean()
+        _ = g[1] - g[0]
+        g = post.groupby("saw_ad")["converted"].mean()
+        _ = g[1] - g[0]
+        MlMicroSynth({"df": df, "outcome": "converted", "treat": "saw_ad", "unitid": "user_id", "time": "week",
+                      "covariates": covs, "run_inference": False, "display_graphs": False}).fit().att
+    return time.perf_counter() - t
+
+
+def bench_study(reps: int) -> None:
+    t_ref = _document_loop(reps)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "causalkit", "-m", "estimator=naive,itt,microsynth", f"mc.reps={reps}",
+               "inference=none"]
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env)
+        t_ours = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-3000:])
+        cells = [line for line in proc.stdout.splitlines() if line.startswith("seconds")]
+    print(f"[study] contaminated-holdout Monte Carlo, {reps} replications x (naive, itt, microsynth)")
+    print(f"  ours    {t_ours:7.2f} s  end to end (CLI, Hydra multirun, MLflow logging); "
+          f"cells: {', '.join(c.split()[-1] for c in cells)} s")
+    print(f"  mlsynth {t_ref:7.2f} s  (the document's loop)")
+    print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("parts", nargs="*", default=["fit", "bootstrap", "study"])
+    ap.add_argument("--users", type=int, default=1_000_000)
+    ap.add_argument("--boot-users", type=int, default=100_000)
+    ap.add_argument("--covariates", type=int, default=20)
+    ap.add_argument("--boot-reps", type=int, default=500)
+    ap.add_argument("--study-reps", type=int, default=200)
+    a = ap.parse_args()
+    if "fit" in a.parts:
+        bench_fit(a.users, a.covariates)
+    if "bootstrap" in a.parts:
+        bench_bootstrap(a.boot_users, a.covariates, a.boot_reps)
+    if "study" in a.parts:
+        bench_study(a.study_reps)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,8 @@ deliverable, in the table ``weights``. A cross-section (no time role) is allowed
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
 from causalkit_plugins.estimators.microsynth.panel_data import PanelArrays, panel_arrays
@@ -45,13 +47,19 @@ from causalkit_plugins.estimators.microsynth.panel_weights import (
 )
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.inference.permutation import permutation_p_values, placebo_interval
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from causalkit.balance import balance_table, effective_sample_size
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit
 from causalkit.errors import DataError, EstimationError
 
 __all__ = ["fit_panel"]
+
+
+@cache
+def _blas_controller() -> ThreadpoolController:
+    """One controller per process (building it scans the loaded libraries, ~10 ms)."""
+    return ThreadpoolController()
 
 
 def _outcome_sets(
@@ -113,7 +121,7 @@ def fit_panel(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> F
     The solvers work on small dense systems where threaded BLAS only adds contention, so
     BLAS runs single-threaded inside the fit and inside each placebo refit.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         return _fit_panel(data, p, rng)
 
 
@@ -215,7 +223,7 @@ def _fit_panel(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> 
     weights_table.loc[controls, "weight"] = w
 
     def placebo(g: np.random.Generator) -> float:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             area, donors, pw_r = _placebo_draw(arr, design, g)
         return float(_gaps(arr, primary, area, donors, pw_r.w)[post].mean())
 

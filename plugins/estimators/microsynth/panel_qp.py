@@ -82,7 +82,7 @@ def solve_panel_qp(
     L: np.ndarray | None,
     ell: np.ndarray | None,
     ridge: float,
-    tol: float = 1e-10,
+    tol: float = 1e-7,
     max_iter: int = 200,
     mu0: np.ndarray | None = None,
 ) -> PanelQPSolution:

@@ -15,7 +15,7 @@ from causalkit.errors import EstimationError
 
 __all__ = ["PanelDesign", "PanelWeights", "InfeasibleBalance"]
 
-_QP_TOL = 1e-9
+_QP_TOL = 1e-7
 
 
 class InfeasibleBalance(EstimationError):

@@ -106,14 +106,15 @@ def sorted_unit_table(
     X = np.empty((n_u, len(covs)))
     for j, c in enumerate(covs):
         xg = _float_column(frame, c, "covariates").reshape(n_u, n_t)
-        if np.isnan(xg).any():
-            raise DataError(
-                "roles.covariates",
-                f"no missing values in {c!r}",
-                f"{int(np.isnan(xg).sum())} missing",
-            )
         X[:, j] = xg[:, 0]
-        if n_t > 1:
+        same = all(np.array_equal(xg[:, k], X[:, j]) for k in range(1, n_t))
+        if not same or np.isnan(X[:, j]).any():
+            if np.isnan(xg).any():
+                raise DataError(
+                    "roles.covariates",
+                    f"no missing values in {c!r}",
+                    f"{int(np.isnan(xg).sum())} missing",
+                )
             varies = (xg[:, 1:] != X[:, j : j + 1]).any(axis=1)
             if varies.any():
                 raise DataError(

@@ -1,0 +1,76 @@
+"""Segment figures: a forest plot per segment column and the naive-vs-DR lift scatter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+__all__ = ["forest_plot", "naive_vs_dr_plot", "figures"]
+
+
+def forest_plot(table: pd.DataFrame, max_segments: int = 30) -> Figure:
+    """DR lift per kept segment with pointwise (thick) and joint (thin) CIs, largest first."""
+    ok = table[table["status"] == "ok"].sort_values("dr_lift", ascending=False).head(max_segments)
+    ok = ok.iloc[::-1]
+    y = np.arange(len(ok))
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(ok) + 1.2)))
+    ax.hlines(
+        y, ok["joint_ci_lower"], ok["joint_ci_upper"], color="C0", lw=1, alpha=0.6, label="joint CI"
+    )
+    ax.hlines(y, ok["ci_lower"], ok["ci_upper"], color="C0", lw=3, label="pointwise CI")
+    ax.plot(ok["dr_lift"], y, "o", color="C0")
+    ax.plot(ok["naive_lift"], y, "x", color="C3", label="naive lift")
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(y, ok["segment"].astype(str).tolist())
+    column = str(table["segment_col"].iloc[0]) if len(table) else ""
+    ax.set_xlabel("doubly robust lift")
+    ax.set_title(f"Segment effects by {column}")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def naive_vs_dr_plot(tables: Mapping[str, pd.DataFrame]) -> Figure:
+    """Naive lift against DR lift for every kept segment of every column, with the diagonal."""
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    lo, hi = np.inf, -np.inf
+    for i, (_, table) in enumerate(sorted(tables.items())):
+        ok = table[table["status"] == "ok"]
+        if ok.empty:
+            continue
+        ax.scatter(
+            ok["naive_lift"],
+            ok["dr_lift"],
+            s=30,
+            color=f"C{i % 10}",
+            label=str(ok["segment_col"].iloc[0]),
+        )
+        lo = min(lo, ok["naive_lift"].min(), ok["dr_lift"].min())
+        hi = max(hi, ok["naive_lift"].max(), ok["dr_lift"].max())
+    if np.isfinite(lo):
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.axhline(0, color="grey", lw=1)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_xlabel("naive lift")
+    ax.set_ylabel("doubly robust lift")
+    ax.set_title("Naive versus doubly robust segment lift")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+    """File name -> figure for the segment tables (``segments.<column>``) among ``tables``."""
+    seg = {k: v for k, v in tables.items() if k.startswith("segments.") and len(v)}
+    out = {f"forest_{k.split('.', 1)[1]}.png": forest_plot(v) for k, v in seg.items()}
+    if seg:
+        out["naive_vs_dr.png"] = naive_vs_dr_plot(seg)
+    return out

@@ -39,7 +39,7 @@ class AreaPanelParams(Params):
     season_sd: float = Field(1.0, ge=0, description="SD of common period shocks")
     noise_sd: float = Field(1.0, ge=0, description="SD of idiosyncratic noise")
     selection: float = Field(
-        0.5, description="log-odds tilt of treatment per SD of the first covariate"
+        0.3, description="log-odds tilt of treatment per SD of the first covariate"
     )
     effect: float = Field(-1.0, description="effect per treated area-unit per post period")
 

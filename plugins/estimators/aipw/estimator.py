@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -10,6 +11,7 @@ import pandas as pd
 from causalkit_plugins.estimators.aipw.folds import folds_from_column, stratified_folds
 from causalkit_plugins.estimators.aipw.learners import LEARNERS, ParamValue, Recipe
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
+from causalkit_plugins.estimators.aipw.plots import figures as segment_figures
 from causalkit_plugins.estimators.aipw.scores import (
     Scores,
     aipw_scores,
@@ -18,6 +20,7 @@ from causalkit_plugins.estimators.aipw.scores import (
 )
 from causalkit_plugins.estimators.aipw.segments import SegmentRules, all_segments, segment_columns
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
+from matplotlib.figure import Figure
 from pydantic import Field
 
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
@@ -132,6 +135,11 @@ class AIPW:
 
     def __init__(self, params: AIPWParams | None = None) -> None:
         self.params = params or AIPWParams()
+
+    @staticmethod
+    def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+        """Forest plot per ``segments.<column>`` table and the naive-vs-DR scatter (file name -> figure)."""
+        return segment_figures(tables)
 
     # -- inputs -----------------------------------------------------------------------------
     def _check(

@@ -113,7 +113,7 @@ def bench_bootstrap(n: int, d: int, reps: int) -> None:
     (fit, out), t_ours = timed(ours_run)
     ref, t_ref = timed(lambda: mlsynth.MicroSynth(
         mlsynth_config(frame, roles, run_inference=True, n_bootstrap=reps, seed=1)).fit())
-    inf = ref.inference
+    inf = ref.inference_detail
     print(f"[bootstrap] {reps} paired replications, {n:,} users x {d} covariates (fit included)")
     print(f"  ours    {t_ours:7.2f} s  SE {out.se:.5f}  CI [{out.ci_lower:+.5f}, {out.ci_upper:+.5f}]  "
           f"converged {out.diagnostics['n_boot']}/{reps}")

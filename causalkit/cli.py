@@ -153,10 +153,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         tracker = MlflowTracker(tracked[0].tracking)
         tracker.experiment_id()  # create the store and experiment once, before any worker
+        tracker.reap(f"tags.`{SWEEP_TAG}` = '1'")
         if plan.multirun:
             name = "sweep: " + " ".join(plan.overrides) if plan.overrides else "sweep"
-            parent = (tracker, tracker.start_run(name, {"sweep": " ".join(plan.overrides)[:500]},
-                                                 {SWEEP_TAG: "1", "causalkit.cells": str(len(plan.cells))}))
+            hashes = ",".join(c.cell_hash for c in plan.cells)
+            tags = {SWEEP_TAG: "1", "causalkit.cells": str(len(plan.cells)), "causalkit.cell_hashes": hashes}
+            parent = (tracker, tracker.start_run(name, {"sweep": " ".join(plan.overrides)[:500]}, tags))
             argv = [*argv, f"tracking.parent_run_id={parent[1]}"]
     status = "FINISHED"
     try:
@@ -180,9 +182,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _failed_children(tracker: Any, run_id: str) -> int:
-    runs = tracker.client.search_runs([tracker.experiment_id()], f"tags.mlflow.parentRunId = '{run_id}'",
-                                      max_results=10000)
-    return sum(1 for r in runs if r.info.status != "FINISHED")
+    from causalkit.report import sweep_table
+
+    table = sweep_table(tracker, run_id)
+    return int((table["status"] != "FINISHED").sum())
 
 
 def _hydra_main(argv: Sequence[str]) -> None:
@@ -209,7 +212,7 @@ def _task(dcfg: Any) -> None:
         axes[key.lstrip("+~")] = value
     try:
         cfg = validate(OmegaConf.to_container(dcfg, resolve=True))
-        outcome = execute(cfg, axes)
+        outcome = execute(cfg, axes, start_dir=Path.cwd())
     except KeyboardInterrupt:
         raise
     except CausalkitError as exc:

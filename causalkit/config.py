@@ -31,6 +31,7 @@ class MCConfig(Params):
     reps: int = Field(1, ge=1, description="replications (fresh DGP draws)")
     seed: int = Field(20261123, ge=0, description="root seed; combined with the cell's config hash")
     n_jobs: int = Field(1, ge=1, description="worker processes for replications")
+    resume: bool = Field(True, description="skip finished cells and resume checkpointed ones (false: run afresh)")
     target: Literal["auto", "ATE", "ATT", "ATC", "ITT", "CACE"] = Field(
         "auto", description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)"
     )

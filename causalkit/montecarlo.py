@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue
 from causalkit.errors import CausalkitError
@@ -156,13 +157,15 @@ def run_cell(
     cfg: RunConfig,
     registry: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> CellOutcome:
     """Run every replication of a cell and summarise.
 
     With one replication the full :class:`EffectResult` is kept (and errors propagate to the
     caller). With several, each replication runs in isolation (``mc.n_jobs`` worker processes,
     one BLAS thread each); a failing replication is recorded with its error and counted, and
-    results are bit-identical whatever the number of workers.
+    results are bit-identical whatever the number of workers. With a ``checkpoint``, finished
+    replications are saved chunk by chunk and reused when the cell is run again.
     """
     registry = registry or default_registry()
     t0 = time.perf_counter()
@@ -177,21 +180,38 @@ def run_cell(
         row = {k: v for k, v in res.to_dict().items() if not isinstance(v, str)}
         return CellOutcome(cfg, res, None, pd.DataFrame([{"replication": 0, **row}]), (), seconds)
 
-    if cfg.mc.n_jobs == 1:
-        rows = []
-        for r in range(reps):
-            rows.append(_row(cfg, r, base))
-            if progress is not None:
-                progress(r + 1, reps)
-    else:
-        from joblib import Parallel, delayed
+    done: dict[int, _Row] = {}
+    if checkpoint is not None:
+        done = {r: row for r, row in checkpoint.load().items() if isinstance(row, _Row) and r < reps}
+    todo = [r for r in range(reps) if r not in done]
+    chunk = max(20, 8 * cfg.mc.n_jobs)
+    pool = None
+    if cfg.mc.n_jobs > 1 and todo:
+        from joblib import Parallel
 
-        n_chunks = min(reps, cfg.mc.n_jobs * 8)
-        chunks = [list(c) for c in np.array_split(np.arange(reps), n_chunks)]
-        parts = Parallel(n_jobs=cfg.mc.n_jobs, backend="loky")(
-            delayed(_chunk_rows)(cfg, [int(r) for r in c], base) for c in chunks
-        )
-        rows = [row for part in parts for row in part]
+        pool = Parallel(n_jobs=cfg.mc.n_jobs, backend="loky")
+    try:
+        if pool is not None:
+            pool.__enter__()
+        for start in range(0, len(todo), chunk):
+            batch = todo[start : start + chunk]
+            if pool is None:
+                new = [_row(cfg, r, base) for r in batch]
+            else:
+                from joblib import delayed
+
+                parts = pool(delayed(_chunk_rows)(cfg, [int(r) for r in part], base)
+                             for part in np.array_split(np.asarray(batch), min(len(batch), cfg.mc.n_jobs)))
+                new = [row for part in parts for row in part]
+            done.update({row.r: row for row in new})
+            if checkpoint is not None:
+                checkpoint.save(done)
+            if progress is not None:
+                progress(len(done), reps)
+    finally:
+        if pool is not None:
+            pool.__exit__(None, None, None)
+    rows = list(done.values())
     rows.sort(key=lambda x: x.r)
     seconds = time.perf_counter() - t0
     return _summarise_rows(cfg, rows, seconds)

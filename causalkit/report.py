@@ -28,17 +28,34 @@ def latest_sweep(tracker: MlflowTracker) -> str:
     return str(runs[0].info.run_id)
 
 
+def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list:
+    """The run standing for each cell of a sweep: its latest FINISHED run by config hash.
+
+    Cells skipped on a resumed sweep live in an earlier run; each cell appears exactly once.
+    """
+    parent = tracker.client.get_run(sweep_id)
+    hashes = [h for h in parent.data.tags.get("causalkit.cell_hashes", "").split(",") if h]
+    exp = [tracker.experiment_id()]
+    if not hashes:
+        return list(tracker.client.search_runs(exp, f"tags.mlflow.parentRunId = '{sweep_id}'", max_results=10000,
+                                               order_by=["attributes.start_time ASC"]))
+    chosen = []
+    for h in dict.fromkeys(hashes):
+        runs = tracker.client.search_runs(exp, f"tags.`causalkit.config_hash` = '{h}'", max_results=200,
+                                          order_by=["attributes.start_time DESC"])
+        runs = [r for r in runs if "sweep" not in r.data.tags.get("causalkit.kind", "")]
+        if not runs:
+            continue
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        mine = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep_id]
+        chosen.append((finished or mine or runs)[0])
+    return chosen
+
+
 def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
     """One row per cell of the sweep: its axes, plugins, status and Monte Carlo metrics."""
-    runs = tracker.client.search_runs([tracker.experiment_id()], f"tags.mlflow.parentRunId = '{sweep_id}'",
-                                      max_results=10000, order_by=["attributes.start_time ASC"])
     rows = []
-    seen: set[str] = set()
-    for run in runs:
-        h = run.data.tags.get("causalkit.config_hash", run.info.run_id)
-        if h in seen and run.info.status != "FINISHED":
-            continue
-        seen.add(h)
+    for run in _cell_runs(tracker, sweep_id):
         m = run.data.metrics
         row = {
             "cell": run.info.run_name,
@@ -51,8 +68,9 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
         for col in COLUMNS[3:]:
             row[col] = m.get(col, float("nan"))
         row["error"] = run.data.tags.get("causalkit.error", "")
+        row["run_id"] = run.info.run_id
         rows.append(row)
-    return pd.DataFrame(rows, columns=["cell", *COLUMNS, "error"])
+    return pd.DataFrame(rows, columns=["cell", *COLUMNS, "error", "run_id"])
 
 
 def render(table: pd.DataFrame) -> str:

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,16 @@ def default_uri(start_dir: Path | None = None) -> str:
 def _quiet() -> None:
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _finite(value: Any) -> bool:
@@ -70,7 +81,7 @@ class MlflowTracker:
     def start_run(self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None) -> str:
         from mlflow.entities import Param
 
-        all_tags = dict(tags)
+        all_tags = {**tags, "causalkit.pid": str(os.getpid()), "causalkit.host": socket.gethostname()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id(), run_name=name, tags=all_tags)
@@ -78,6 +89,31 @@ class MlflowTracker:
         if params:
             self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         return run_id
+
+    def find_finished(self, cfg: RunConfig) -> Any | None:
+        """The latest FINISHED run of this cell (same config hash and number of replications)."""
+        runs = self.client.search_runs(
+            [self.experiment_id()],
+            f"tags.`causalkit.config_hash` = '{cfg.cell_hash}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=50)
+        for run in runs:
+            reps = run.data.metrics.get("reps", 1.0)
+            if int(reps) == cfg.mc.reps and run.data.tags.get("causalkit.kind") == ("cell" if cfg.mc.reps > 1 else "single"):
+                return run
+        return None
+
+    def reap(self, filter_string: str) -> int:
+        """Mark RUNNING runs whose process died (same host, pid gone) as KILLED; returns how many."""
+        runs = self.client.search_runs([self.experiment_id()], f"{filter_string} and attributes.status = 'RUNNING'",
+                                       max_results=1000)
+        reaped = 0
+        for run in runs:
+            pid = run.data.tags.get("causalkit.pid")
+            if run.data.tags.get("causalkit.host") != socket.gethostname() or not pid or _alive(int(pid)):
+                continue
+            self.end_run(run.info.run_id, "KILLED", error=f"process {pid} died before the run ended")
+            reaped += 1
+        return reaped
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

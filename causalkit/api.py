@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from causalkit.config import validate, validate_params
+from causalkit.config import inference_options, validate, validate_params
 from causalkit.contracts import Dataset, Roles, Simulated
 from causalkit.errors import ConfigError, PluginError
 from causalkit.montecarlo import CellOutcome
@@ -61,15 +61,16 @@ def fit(
     est_cls = _plugin(registry, "estimator", estimator)
     roles = validate_params("roles", Roles, {k: v for k, v in options.items() if k in _ROLE_FIELDS})
     params = validate_params("estimator", est_cls.Params, {k: v for k, v in options.items() if k not in _ROLE_FIELDS})
+    default_inf, supported_inf = inference_options(est_cls, params)
     if inference is None:
-        inf_name, inf_params = est_cls.default_inference, {}
+        inf_name, inf_params = default_inf, {}
     elif isinstance(inference, str):
         inf_name, inf_params = inference, {}
     else:
         inf_params = dict(inference)
-        inf_name = str(inf_params.pop("name", est_cls.default_inference))
-    if inf_name not in est_cls.supported_inference:
-        raise ConfigError("inference", f"one of {', '.join(est_cls.supported_inference)} for estimator {estimator}", inf_name)
+        inf_name = str(inf_params.pop("name", default_inf))
+    if inf_name not in supported_inf:
+        raise ConfigError("inference", f"one of {', '.join(supported_inf)} for estimator {estimator}", inf_name)
     inf_cls = _plugin(registry, "inference", inf_name)
     inf = inf_cls(validate_params("inference", inf_cls.Params, inf_params))
     assert isinstance(roles, Roles)

@@ -20,6 +20,16 @@ _PASSTHROUGH_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "
 _MAX_PREFLIGHT = 5000
 
 
+def _register_resolvers() -> None:
+    """``${ck_root:}`` is the causalkit checkout (the folder holding ``conf/``), for presets' data paths."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("ck_root", lambda: str(CONF_DIR.parent), replace=True)
+
+
+_register_resolvers()
+
+
 @dataclass(frozen=True)
 class Plan:
     """What pre-flight found: the validated cells and whether this is a sweep."""

@@ -21,6 +21,7 @@ __all__ = [
     "RunConfig",
     "validate",
     "validate_params",
+    "inference_options",
     "format_validation_error",
 ]
 
@@ -133,6 +134,19 @@ def validate_params(prefix: str, model: type[BaseModel], values: Mapping[str, An
         raise format_validation_error(prefix, exc, model) from None
 
 
+def inference_options(est_cls: Any, params: BaseModel) -> tuple[str, tuple[str, ...]]:
+    """``(default, supported)`` inference of an estimator, possibly depending on its params.
+
+    An estimator may define ``inference_for(params)`` when the valid methods depend on its mode;
+    otherwise its ``default_inference`` and ``supported_inference`` class attributes apply.
+    """
+    hook = getattr(est_cls, "inference_for", None)
+    if callable(hook):
+        default, supported = hook(params)
+        return str(default), tuple(supported)
+    return est_cls.default_inference, tuple(est_cls.supported_inference)
+
+
 def _choice(kind: Kind, group: str, raw: Any, registry: Registry) -> PluginChoice:
     if not isinstance(raw, Mapping) or "name" not in raw:
         raise ConfigError(group, "a mapping with a 'name' key", raw)
@@ -165,16 +179,17 @@ def validate(raw: Mapping[str, Any], registry: Registry | None = None) -> RunCon
     dgp = _choice("dgp", "dgp", raw["dgp"], registry)
     estimator = _choice("estimator", "estimator", raw["estimator"], registry)
     est_cls = registry.get("estimator", estimator.name)
+    default_inf, supported_inf = inference_options(est_cls, estimator.params)
 
     inf_raw = dict(raw["inference"]) if isinstance(raw["inference"], Mapping) else raw["inference"]
     if isinstance(inf_raw, Mapping) and inf_raw.get("name") == "auto":
         rest = {k: v for k, v in inf_raw.items() if k != "name"}
         if rest:
             raise ConfigError(f"inference.{next(iter(rest))}", "no parameters with inference=auto (choose a method)", "a parameter")
-        inf_raw = {"name": est_cls.default_inference}
+        inf_raw = {"name": default_inf}
     inference = _choice("inference", "inference", inf_raw, registry)
-    if inference.name not in est_cls.supported_inference:
-        raise ConfigError("inference", f"one of {', '.join(est_cls.supported_inference)} for estimator {estimator.name}", inference.name)
+    if inference.name not in supported_inf:
+        raise ConfigError("inference", f"one of {', '.join(supported_inf)} for estimator {estimator.name}", inference.name)
 
     mc = validate_params("mc", MCConfig, raw.get("mc") or {})
     tracking = validate_params("tracking", TrackingConfig, raw.get("tracking") or {})

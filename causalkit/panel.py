@@ -46,6 +46,7 @@ class UnitTable:
     y_post: np.ndarray
     pre_periods: np.ndarray
     post_periods: np.ndarray
+    n_unselected: int = 0
 
     @property
     def n(self) -> int:
@@ -108,11 +109,18 @@ def unit_table(
     A long panel (roles ``unit`` and ``time``) must be balanced, with one row per unit and
     period, covariates constant within a unit, and a single treatment onset (no staggered
     adoption). Periods from the onset on are post periods. Without ``time`` each row is a unit.
+    When the ``selected`` role is set (outcome observed only where it is 1), the estimator
+    analyses the selected rows and ``n_unselected`` counts the rows left out.
     """
     roles = data.roles
     need = ["outcome", group_role]
     require_roles(data, need, who)
     frame = data.frame
+    n_unselected = 0
+    if roles.selected is not None:
+        keep = binary_column(frame[roles.selected], "selected")
+        n_unselected = int((~keep).sum())
+        frame = frame[keep]
     covs = tuple(roles.covariates)
     out_col = roles.outcome
     assert out_col is not None
@@ -125,7 +133,7 @@ def unit_table(
         X = _numeric(frame, covs, "covariates") if covs else np.empty((len(frame), 0))
         units = frame[roles.unit].to_numpy() if roles.unit else np.arange(len(frame))
         table = UnitTable(units, g, d, z, X, covs, np.empty((len(frame), 0)), y,
-                          np.empty(0), np.array([0]))
+                          np.empty(0), np.array([0]), n_unselected)
         _check_groups(table, group_role)
         return table
 
@@ -192,6 +200,7 @@ def unit_table(
         y_post=y_grid[:, t0:],
         pre_periods=np.asarray(t_labels[:t0]),
         post_periods=np.asarray(t_labels[t0:]),
+        n_unselected=n_unselected,
     )
     _check_groups(table, group_role)
     return table

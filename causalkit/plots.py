@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["love_plot", "overlap_plot", "gap_plot", "comparison_plot", "figures_for_tables"]
+__all__ = ["love_plot", "overlap_plot", "gap_plot", "weights_plot", "comparison_plot", "figures_for_tables"]
 
 
 def love_plot(balance: pd.DataFrame, threshold: float = 0.1) -> Figure:
@@ -61,6 +61,23 @@ def gap_plot(gaps: pd.DataFrame) -> Figure:
     return fig
 
 
+def weights_plot(weights: pd.DataFrame) -> Figure:
+    """Distribution of the control weights (column ``weight``) with the uniform weight marked."""
+    if "treated" in weights.columns:
+        weights = weights[~weights["treated"].astype(bool)]
+    w = weights["weight"].to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.hist(w, bins=50)
+    if w.size:
+        ax.axvline(w.sum() / w.size, color="grey", ls="--", lw=1, label="uniform")
+        ax.legend()
+    ax.set_xlabel("weight")
+    ax.set_ylabel("controls")
+    ax.set_title(f"Control weights (n={w.size}, zero: {int((w <= 0).sum())})")
+    fig.tight_layout()
+    return fig
+
+
 def comparison_plot(table: pd.DataFrame, level: float = 0.95) -> Figure:
     """Bias ± 1.96 MCSE, RMSE, coverage against the nominal level, and CI width by cell."""
     labels = table["cell"].astype(str).tolist()
@@ -91,6 +108,8 @@ def figures_for_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
         out["love_plot.png"] = love_plot(tables["balance"])
     if "overlap" in tables and len(tables["overlap"]):
         out["overlap.png"] = overlap_plot(tables["overlap"])
+    if "weights" in tables and "weight" in tables["weights"].columns and len(tables["weights"]):
+        out["weights.png"] = weights_plot(tables["weights"])
     if "gaps" in tables and len(tables["gaps"]) > 1:
         out["gap_trajectory.png"] = gap_plot(tables["gaps"])
     return out

@@ -108,7 +108,7 @@ def execute(
     run_id = tracker.start_run(run_name(cfg, axes), params, cell_tags(cfg), cfg.tracking.parent_run_id)
     try:
         outcome = run_cell(cfg, registry, _progress_printer(), checkpoint)
-        tracker.log_outcome(run_id, cfg, outcome)
+        tracker.log_outcome(run_id, cfg, outcome, registry.get("estimator", cfg.estimator.name))
     except KeyboardInterrupt as exc:
         tracker.end_run(run_id, "KILLED", error=f"interrupted: {exc}")
         raise

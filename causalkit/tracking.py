@@ -133,8 +133,12 @@ class MlflowTracker:
         for i in range(0, len(metrics), 900):
             self.client.log_batch(run_id, metrics=metrics[i : i + 900])
 
-    def log_outcome(self, run_id: str, cfg: RunConfig, outcome: CellOutcome) -> None:
-        """Metrics, diagnostics, config.yaml, tables, replications and figures of a cell."""
+    def log_outcome(self, run_id: str, cfg: RunConfig, outcome: CellOutcome, estimator_cls: type | None = None) -> None:
+        """Metrics, diagnostics, config.yaml, tables, replications and figures of a cell.
+
+        Figures: the standard ones implied by the result's tables (love plot, overlap, gap
+        trajectory, weights) plus whatever the estimator's optional ``figures(tables)`` returns.
+        """
         from causalkit.plots import figures_for_tables
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +162,11 @@ class MlflowTracker:
                     table.to_csv(d / f"{name}.csv")
                 import matplotlib.pyplot as plt
 
-                for fname, fig in figures_for_tables(dict(res.tables)).items():
+                figures = figures_for_tables(dict(res.tables))
+                hook = getattr(estimator_cls, "figures", None) if estimator_cls is not None else None
+                if callable(hook):
+                    figures.update(hook(res.tables))
+                for fname, fig in figures.items():
                     fig.savefig(d / fname, dpi=110)
                     plt.close(fig)
             else:

@@ -19,10 +19,15 @@ class FileParams(Params):
 
     path: str | None = Field(None, description="file to read")
     roles: Roles = Field(default_factory=Roles)
+    columns: tuple[str, ...] = Field((), description="further columns to read besides the role columns")
 
 
-def _check_columns(available: list[str], roles: Roles, path: str) -> None:
-    missing = [c for c in roles.columns() if c not in available]
+def _wanted(params: FileParams) -> list[str]:
+    return list(dict.fromkeys([*params.roles.columns(), *params.columns]))
+
+
+def _check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
+    missing = [c for c in wanted if c not in available]
     if missing:
         shown = ", ".join(map(str, available[:15])) + (", ..." if len(available) > 15 else "")
         raise DataError("data.roles", f"columns of {path} ({shown})", ", ".join(missing))
@@ -54,8 +59,9 @@ class _FileSource:
     def load(self) -> Dataset:
         path = self._path()
         roles = self.params.roles
-        _check_columns(self._available(path), roles, str(path))
-        return Dataset(frame=self._read(path, roles.columns()), roles=roles)
+        wanted = _wanted(self.params)
+        _check_columns(self._available(path), wanted, roles, str(path))
+        return Dataset(frame=self._read(path, wanted), roles=roles)
 
 
 class CsvSource(_FileSource):

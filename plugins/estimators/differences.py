@@ -76,7 +76,10 @@ class _Difference:
             influence=psi,
             strata=g.astype(np.int64),
             refit=refit,
-            diagnostics={"n_treated": int(g.sum()), "n_control": int((~g).sum())},
+            diagnostics={"n_treated": int(g.sum()), "n_control": int((~g).sum()),
+                         "n_unselected": table.n_unselected},
+            warnings=(f"{self.name}: {table.n_unselected} rows with selected=0 (outcome unobserved) left out;"
+                      " the contrast is on the selected sample",) if table.n_unselected else (),
         )
 
 

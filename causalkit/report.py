@@ -85,6 +85,29 @@ def render(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def html_page(table: pd.DataFrame, sweep_id: str, sweep_name: str, png: bytes | None) -> str:
+    """A self-contained HTML report: the comparison table and the embedded comparison figure."""
+    import base64
+    import html
+
+    shown = table.drop(columns=["run_id"], errors="ignore")
+    body = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="cells")
+    img = (f'<img alt="comparison" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+           if png else "<p>No finished cells to plot.</p>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>causalkit sweep {html.escape(sweep_id)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table.cells{{border-collapse:collapse;font-size:.9em}}
+table.cells th,table.cells td{{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:right}}
+table.cells td:first-child,table.cells th:first-child{{text-align:left}} img{{max-width:100%}}</style></head>
+<body><h1>causalkit sweep</h1><p>{html.escape(sweep_name)}<br>parent run <code>{html.escape(sweep_id)}</code>,
+{len(table)} cells. Bias and coverage carry their Monte Carlo standard errors (Morris, White &amp; Crowther 2019);
+the coverage panel shades the nominal level ± 1.96 binomial MCSE.</p>
+{body}
+<h2>Comparison</h2>{img}
+</body></html>
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m causalkit.report", description=__doc__)
     parser.add_argument("--uri", default=None, help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
@@ -106,10 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out = Path(args.out) / sweep
     out.mkdir(parents=True, exist_ok=True)
-    print(f"sweep {sweep}: {len(table)} cells")
-    print(render(table))
+    name = tracker.client.get_run(sweep).info.run_name or sweep
+    print(f"{name} ({sweep}): {len(table)} cells")
+    text = render(table)
+    print(text)
+    (out / "comparison.txt").write_text(text + "\n")
     table.to_csv(out / "comparison.csv", index=False)
     done = table[table["status"] == "FINISHED"]
+    png = None
     if len(done):
         import matplotlib.pyplot as plt
 
@@ -118,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         fig = comparison_plot(done)
         fig.savefig(out / "comparison.png", dpi=110)
         plt.close(fig)
+        png = (out / "comparison.png").read_bytes()
+    (out / "report.html").write_text(html_page(table, sweep, name, png))
     tracker.client.log_artifacts(sweep, str(out), artifact_path="report")
-    print(f"written: {out / 'comparison.csv'}" + (f", {out / 'comparison.png'}" if len(done) else ""))
+    print(f"written: {out}/comparison.txt, comparison.csv, report.html" + (", comparison.png" if png else ""))
     return 0
 
 

@@ -60,8 +60,19 @@ class MicroSynth:
     def __init__(self, params: MicroSynthParams | None = None) -> None:
         self.params = params or MicroSynthParams()
 
+    @classmethod
+    def inference_for(cls, params: MicroSynthParams) -> tuple[str, tuple[str, ...]]:
+        """Default and supported inference by mode: panel has R's linearization (analytic) SE."""
+        if params.weight_method == "panel" or params.propensity_mode:
+            return "analytic", ("analytic", "permutation", "none")
+        return "bootstrap", ("bootstrap", "permutation", "none")
+
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
-        """Dispatch on ``weight_method``."""
+        """Dispatch on ``weight_method`` (and ``backend``: columnar.py, spark_backend.py)."""
+        if self.params.backend != "memory":
+            from causalkit_plugins.estimators.microsynth.columnar import fit_scaled
+
+            return fit_scaled(data, self.params, rng)
         if self.params.weight_method == "panel" or self.params.propensity_mode:
             return fit_panel(data, self.params, rng)
         return fit_simplex(data, self.params, rng)

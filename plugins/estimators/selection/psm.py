@@ -1,0 +1,382 @@
+"""The ``psm`` estimator: nearest-neighbour matching on the propensity score or on covariates."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from causalkit.balance import balance_diagnostics, balance_table, effective_sample_size
+from causalkit.contracts import Dataset, DiagnosticValue, Fit, Params
+from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit_plugins.estimators.selection.ipw import (
+    ESTIMANDS,
+    overlap_diagnostics,
+    propensity_warnings,
+)
+from causalkit_plugins.estimators.selection.propensity import (
+    PropensityFit,
+    PropensityModel,
+    TreatmentData,
+    fit_propensity,
+    treatment_data,
+    unselected_warnings,
+)
+from causalkit_plugins.estimators.selection.psm_match import (
+    MatchSpec,
+    Pairs,
+    match_greedy,
+    match_with_replacement,
+)
+from causalkit_plugins.estimators.selection.psm_variance import (
+    MatchedPairs,
+    MatchingResult,
+    ai_standard_error,
+    conditional_variances,
+    matching_estimate,
+)
+from causalkit_plugins.estimators.selection.sensitivity import (
+    e_value_difference,
+    pooled_sd,
+    rosenbaum_bounds,
+)
+
+__all__ = ["PSM", "PSMParams", "match_units"]
+
+
+class PSMParams(Params):
+    """Parameters of the ``psm`` estimator."""
+
+    estimand: Literal["att", "ate", "atc"] = Field("att", description="target population")
+    k: int = Field(1, ge=1, le=1000, description="matches per unit")
+    match_on: Literal["propensity", "logit", "covariates"] = Field(
+        "propensity", description="the score, its logit, or the covariates themselves"
+    )
+    propensity_model: PropensityModel = Field("logit", description="logit or probit score model")
+    distance: Literal["inverse_variance", "mahalanobis"] = Field(
+        "inverse_variance", description="covariate metric (match_on=covariates)"
+    )
+    replace: bool = Field(True, description="match with replacement (the AI SE assumes it)")
+    order: Literal["largest", "smallest", "random", "data"] = Field(
+        "largest", description="greedy order without replacement (by score; MatchIt m.order)"
+    )
+    caliper: float | None = Field(
+        None, gt=0, description="max distance in SDs of the score (or of each covariate)"
+    )
+    ties: bool = Field(True, description="keep all pool units tied at the k-th distance")
+    exact: tuple[str, ...] = Field((), description="columns matched exactly (strata)")
+    bias_adjust: bool = Field(False, description="Abadie-Imbens (2011) regression bias adjustment")
+    var_matches: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="same-arm matches for the conditional variance (0: homoskedastic)",
+    )
+    variance: Literal["population", "sample"] = Field(
+        "population", description="AI variance of the population or the sample average effect"
+    )
+    tie_tolerance: float = Field(
+        1e-5, ge=0.0, description="squared standardised distances this close tie"
+    )
+    gammas: tuple[float, ...] = Field((1.0, 1.5, 2.0, 2.5, 3.0), description="Rosenbaum bounds")
+    overlap_bound: float = Field(
+        0.05, gt=0.0, lt=0.5, description="scores this close to 0/1 flagged"
+    )
+    level: float = Field(
+        0.95, gt=0.0, lt=1.0, description="confidence level of the E-value's limit"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PSMParams:
+        if self.estimand == "ate" and not self.replace:
+            raise ConfigError(
+                "estimator.replace",
+                "true for estimand=ate (greedy matching is one-directional)",
+                False,
+            )
+        if any(g < 1 for g in self.gammas):
+            raise ConfigError("estimator.gammas", "values >= 1", self.gammas)
+        return self
+
+
+def _standardise(X: np.ndarray) -> np.ndarray:
+    sd = X.std(axis=0, ddof=1)
+    sd = np.where(sd > 1e-5, sd, 1e-5)
+    return (X - X.mean(axis=0)) / sd
+
+
+def _strata(frame: pd.DataFrame, exact: tuple[str, ...]) -> np.ndarray:
+    for c in exact:
+        if c not in frame.columns:
+            raise DataError("estimator.exact", "columns of the table", repr(c))
+        if frame[c].isna().any():
+            raise DataError(
+                "estimator.exact",
+                f"no missing values in {c!r}",
+                f"{int(frame[c].isna().sum())} missing",
+            )
+    if not exact:
+        return np.zeros(len(frame), dtype=np.int64)
+    return frame.groupby(list(exact), sort=False).ngroup().to_numpy(np.int64)
+
+
+def match_units(
+    Q: np.ndarray,
+    S: np.ndarray,
+    d: np.ndarray,
+    strata: np.ndarray,
+    directions: list[bool],
+    spec: MatchSpec,
+    replace: bool,
+    order_key: np.ndarray,
+) -> MatchedPairs:
+    """Match every focal arm in ``directions`` (True: treated focal) within each stratum.
+
+    Returns the pairs in global indices with weights :math:`1/M_i`, and the number of focal
+    units left without a match (caliper, empty stratum, or pool used up).
+    """
+    focal_parts, match_parts = [], []
+    n_focal = 0
+    for treated_focal in directions:
+        fmask = d if treated_focal else ~d
+        n_focal += int(fmask.sum())
+        for s in np.unique(strata[fmask]):
+            fi = np.flatnonzero(fmask & (strata == s))
+            pi = np.flatnonzero(~fmask & (strata == s))
+            if pi.size == 0:
+                continue
+            if replace:
+                pairs = match_with_replacement(Q[fi], Q[pi], S[fi], S[pi], spec)
+            else:
+                order = np.argsort(order_key[fi], kind="stable")
+                pairs = match_greedy(Q[fi], Q[pi], S[fi], S[pi], spec, order)
+            focal_parts.append(fi[pairs.focal])
+            match_parts.append(pi[pairs.pool])
+    pairs = Pairs(
+        np.concatenate(focal_parts) if focal_parts else Pairs.empty().focal,
+        np.concatenate(match_parts) if match_parts else Pairs.empty().pool,
+    )
+    m = np.bincount(pairs.focal, minlength=d.shape[0]).astype(np.float64)
+    n_matched = int((m > 0).sum())
+    return MatchedPairs(pairs.focal, pairs.pool, 1.0 / m[pairs.focal], n_focal - n_matched)
+
+
+class PSM:
+    r"""Nearest-neighbour matching with Abadie-Imbens standard errors.
+
+    Units are matched on the estimated propensity score (``match_on="propensity"``), its
+    logit, or on ``roles.covariates`` (standardised: inverse-variance distance, or the
+    Mahalanobis distance of the standardised covariates, R ``Matching``'s ``Weight=1/2``).
+    ``k`` nearest matches with replacement (ties kept and weights split, as R ``Matching``
+    with ``ties=TRUE``), or greedy matching without replacement in ``order`` (MatchIt's
+    ``m.order``; ``random`` uses the run's generator). A ``caliper`` (in SDs of the score,
+    or of each covariate) and ``exact`` strata drop focal units without an acceptable match;
+    the estimate is then for the matched units, and the count is reported.
+
+    No distance matrix is formed: a 1-D score is matched by binary search in the sorted
+    pool (ties are a contiguous run), covariates with a k-d tree (:mod:`.psm_match`).
+
+    Standard error (``Fit.model_se``, used by ``analytic`` inference): Abadie & Imbens
+    (2006), for the population (default) or the sample average effect, with conditional
+    variances from ``var_matches`` same-arm matches or, with 0, homoskedastic
+    (:func:`~.psm_variance.matching_estimate`). **The AI SE treats an estimated propensity
+    score as known.** Abadie & Imbens (2016) derive the correction; it is not implemented.
+    For the ATE ignoring the first step is conservative (the corrected variance is smaller);
+    for the ATT it can go either way. The SE assumes matching with replacement; without
+    replacement it is reported with a warning. The bootstrap is not offered: it is invalid
+    for nearest-neighbour matching (Abadie & Imbens 2008).
+
+    Tables: ``balance`` (weights: the number of times each unit appears in the matched
+    sample), ``overlap`` (when a score is fitted) and ``rosenbaum`` (Γ bounds on the
+    signed-rank p-value of the matched differences). Diagnostics include the E-value.
+
+    References
+    ----------
+    Abadie, A. & Imbens, G. (2006). *Econometrica* 74(1), 235-267.
+    Abadie, A. & Imbens, G. (2008). On the failure of the bootstrap for matching
+    estimators. *Econometrica* 76(6), 1537-1557.
+    Abadie, A. & Imbens, G. (2016). Matching on the estimated propensity score.
+    *Econometrica* 84(2), 781-807.
+    Sekhon, J. (2011). Multivariate and propensity score matching software with automated
+    balance optimization: the Matching package for R. *J. Stat. Softw.* 42(7).
+    """
+
+    name: ClassVar[str] = "psm"
+    Params: ClassVar[type[Params]] = PSMParams
+    required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
+    default_inference: ClassVar[str] = "analytic"
+    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "none")
+
+    def __init__(self, params: PSMParams | None = None) -> None:
+        self.params = params or PSMParams()
+
+    def _space(self, td: TreatmentData) -> tuple[np.ndarray, np.ndarray, PropensityFit | None]:
+        """Matching coordinates ``Q`` (Euclidean = the metric), standardised ``S``, the score fit."""
+        p = self.params
+        needs_ps = p.match_on != "covariates" or (
+            not p.replace and p.order in ("largest", "smallest")
+        )
+        ps = fit_propensity(td.P, td.d, p.propensity_model) if needs_ps else None
+        if p.match_on != "covariates":
+            assert ps is not None
+            e = ps.score
+            x = e if p.match_on == "propensity" else np.log(e) - np.log1p(-e)
+            S = _standardise(x[:, None])
+            return S, S, ps
+        if td.X.shape[1] == 0:
+            raise DataError(
+                "roles.covariates", "at least one covariate for match_on=covariates", "none"
+            )
+        S = _standardise(td.X)
+        if p.distance == "inverse_variance":
+            return S, S, ps
+        W = np.linalg.pinv(S.T @ S / S.shape[0])
+        try:
+            L = np.linalg.cholesky(W)
+        except np.linalg.LinAlgError as err:
+            raise EstimationError(
+                "psm: the covariate covariance is singular (mahalanobis distance)"
+            ) from err
+        return S @ L, S, ps
+
+    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        p = self.params
+        td = treatment_data(data, self.name)
+        y, d = td.y, td.d
+        Q, S, ps = self._space(td)
+        strata = _strata(td.frame, p.exact)
+        if p.order == "random":
+            key = rng.random(td.n)
+        elif p.order == "data":
+            key = np.arange(td.n, dtype=np.float64)
+        else:
+            key = (
+                np.zeros(td.n) if ps is None else (-ps.score if p.order == "largest" else ps.score)
+            )
+        directions = {"att": [True], "atc": [False], "ate": [True, False]}[p.estimand]
+        spec = MatchSpec(k=p.k, ties=p.ties and p.replace, tol=p.tie_tolerance, caliper=p.caliper)
+        pairs = match_units(Q, S, d, strata, directions, spec, p.replace, key)
+        if pairs.focal.size == 0:
+            raise EstimationError("psm: no unit found a match (caliper or exact strata too strict)")
+        sigma2 = (
+            conditional_variances(Q, y, d, p.var_matches, p.tie_tolerance)
+            if p.var_matches
+            else None
+        )
+        if p.bias_adjust and td.X.shape[1] == 0:
+            raise DataError("roles.covariates", "covariates for bias_adjust=true", "none")
+        res = matching_estimate(
+            pairs, y, d, sigma2, td.X if p.bias_adjust else None, p.estimand == "ate"
+        )
+        se = ai_standard_error(res, p.variance)
+        table = self._balance(td, ps, res.unit_weight)
+        return Fit(
+            estimand=ESTIMANDS[p.estimand],
+            estimate=res.estimate,
+            n=td.n,
+            model_se=se,
+            diagnostics=self._diagnostics(td, ps, pairs, res, se, sigma2, table),
+            tables=self._tables(td, ps, res, table),
+            warnings=tuple(self._warnings(td, ps, pairs, sigma2)),
+        )
+
+    def _balance(
+        self, td: TreatmentData, ps: PropensityFit | None, weight: np.ndarray
+    ) -> pd.DataFrame:
+        d = td.d
+        if self.params.match_on == "covariates":
+            names, M = td.covariates, td.X
+        else:
+            assert ps is not None
+            names, M = (
+                (*td.propensity_covariates, "propensity_score"),
+                np.column_stack([td.P, ps.score]),
+            )
+        return balance_table(names, M[d], M[~d], w_c=weight[~d], w_t=weight[d])
+
+    def _tables(
+        self, td: TreatmentData, ps: PropensityFit | None, res: MatchingResult, table: pd.DataFrame
+    ) -> dict[str, pd.DataFrame]:
+        focal = np.isfinite(res.unit_effect)
+        out = {
+            "balance": table,
+            "rosenbaum": rosenbaum_bounds(res.unit_effect[focal], self.params.gammas),
+        }
+        if ps is not None:
+            out["overlap"] = pd.DataFrame({"score": ps.score, "treated": td.d.astype(np.int64)})
+        return out
+
+    def _diagnostics(
+        self,
+        td: TreatmentData,
+        ps: PropensityFit | None,
+        pairs: MatchedPairs,
+        res: MatchingResult,
+        se: float,
+        sigma2: np.ndarray | None,
+        table: pd.DataFrame,
+    ) -> dict[str, DiagnosticValue]:
+        p = self.params
+        d, w = td.d, res.unit_weight
+        e_val, e_val_ci = e_value_difference(res.estimate, se, pooled_sd(td.y, d), p.level)
+        out: dict[str, DiagnosticValue] = {
+            "n_treated": int(d.sum()),
+            "n_control": int((~d).sum()),
+            "n_matched": res.n_focal,
+            "n_unmatched": pairs.n_unmatched,
+            "n_unselected_dropped": td.n_unselected,
+            "n_pairs": int(pairs.focal.size),
+            "n_treated_used": int(np.sum((w > 0) & d)),
+            "n_control_used": int(np.sum((w > 0) & ~d)),
+            "mean_matches": float(pairs.focal.size / res.n_focal),
+            "max_times_used": float(res.times_used.max()),
+            **balance_diagnostics(table, w[~d]),
+            "ess_treated": effective_sample_size(w[d]),
+            "ess_control": effective_sample_size(w[~d]),
+            "se_sample": float(np.sqrt(res.var_sample)),
+            "se_population": float(np.sqrt(res.var_population)),
+            "ps_estimation_ignored_in_se": ps is not None and p.match_on != "covariates",
+            "e_value": e_val,
+            "e_value_ci": e_val_ci,
+        }
+        if ps is not None:
+            out.update(overlap_diagnostics(ps.score, d, p.overlap_bound))
+        if sigma2 is not None:
+            out["n_sigma2_undefined"] = int(np.sum(~np.isfinite(sigma2)))
+        return out
+
+    def _warnings(
+        self,
+        td: TreatmentData,
+        ps: PropensityFit | None,
+        pairs: MatchedPairs,
+        sigma2: np.ndarray | None,
+    ) -> list[str]:
+        p = self.params
+        out = unselected_warnings(self.name, td)
+        if ps is not None:
+            out += propensity_warnings(self.name, ps, 0, 0, td.n)
+        if ps is not None and p.match_on != "covariates":
+            out.append(
+                "psm: the Abadie-Imbens SE treats the estimated propensity score as known "
+                "(Abadie & Imbens 2016 correction not applied; conservative for the ATE)"
+            )
+        if not p.replace:
+            out.append("psm: the Abadie-Imbens SE is derived for matching with replacement")
+        if pairs.n_unmatched:
+            out.append(
+                f"psm: {pairs.n_unmatched} focal units without an acceptable match were dropped; "
+                "the estimate is for the matched units"
+            )
+        if sigma2 is not None and not np.all(np.isfinite(sigma2)):
+            out.append(
+                "psm: conditional variances undefined (an arm with a single unit); SE is NaN"
+            )
+        if p.match_on == "covariates" and td.X.shape[1] > 1 and not p.bias_adjust:
+            out.append(
+                "psm: matching on more than one continuous covariate has a bias of order "
+                "N^(-1/k); consider bias_adjust=true"
+            )
+        return out

@@ -142,6 +142,10 @@ class Fit:
         estimate; raises :class:`~causalkit.errors.EstimationError` when it cannot.
     placebo : callable or None
         ``placebo(rng)`` returns one draw of the estimate under the sharp null (permutation).
+    replicates : callable or None
+        ``replicates(rng, B)`` returns ``B`` bootstrap replicates of the estimate at once (NaN
+        where a replicate failed), for backends that resample without copying the data
+        (e.g. Poisson weights on Spark). Used by the bootstrap when ``refit`` is ``None``.
     diagnostics : mapping
         Flat scalar diagnostics, e.g. ``max_abs_smd_after``, ``ess``, ``feasible``.
     tables : mapping
@@ -158,6 +162,7 @@ class Fit:
     strata: np.ndarray | None = None
     refit: Callable[[np.ndarray], float] | None = None
     placebo: Callable[[np.random.Generator], float] | None = None
+    replicates: Callable[[np.random.Generator, int], np.ndarray] | None = None
     diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()

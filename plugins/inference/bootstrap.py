@@ -60,17 +60,20 @@ class Bootstrap:
         self.params = params or BootstrapParams()
 
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
-        if fit.refit is None:
-            raise PluginError("inference=bootstrap: this estimator provides no refit hook")
         p = self.params
-        strata = fit.strata if p.stratified else None
-        draws = np.full(p.n_boot, np.nan)
-        for b in range(p.n_boot):
-            idx = resample_indices(rng, strata, fit.n)
-            try:
-                draws[b] = fit.refit(idx)
-            except EstimationError:
-                continue
+        if fit.refit is not None:
+            strata = fit.strata if p.stratified else None
+            draws = np.full(p.n_boot, np.nan)
+            for b in range(p.n_boot):
+                idx = resample_indices(rng, strata, fit.n)
+                try:
+                    draws[b] = fit.refit(idx)
+                except EstimationError:
+                    continue
+        elif fit.replicates is not None:
+            draws = np.asarray(fit.replicates(rng, p.n_boot), dtype=float)
+        else:
+            raise PluginError("inference=bootstrap: this estimator provides no refit or replicates hook")
         ok = draws[np.isfinite(draws)]
         n_failed = int(p.n_boot - ok.size)
         if ok.size < 2:

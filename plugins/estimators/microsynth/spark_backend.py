@@ -331,10 +331,17 @@ def fit_spark_units(units: SparkUnits, p: MicroSynthParams) -> Fit:
                 *warnings,
                 f"microsynth: {draws.size - ok.size} Poisson-bootstrap replications did not converge",
             )
+    mu_hat = sol.mu[0]
+
+    def replicates(rng: np.random.Generator, n_boot: int) -> np.ndarray:
+        seeded = p.model_copy(update={"seed": int(rng.integers(0, 2**62))})
+        return poisson_bootstrap(units, mean, sd, u, mu_hat, seeded, n_boot)[0]
+
     return Fit(
         estimand=Estimand.ATT,
         estimate=att,
         n=int(mom.n.sum()),
+        replicates=replicates,
         diagnostics={**diag, **extra},
         tables=tables,
         warnings=warnings,

@@ -129,15 +129,17 @@ def ipw_estimate(
     kept = np.ones_like(d) if trim <= 0 else (e_raw >= trim) & (e_raw <= 1.0 - trim)
     n_trimmed = int((~kept).sum())
     k = kept.astype(np.float64)
-    a, b, da, db = _arm_weights(e, estimand)
-    w1, w0 = k * df * a, k * (1.0 - df) * b
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        a, b, da, db = _arm_weights(e, estimand)
+        w1, w0 = np.where(k * df > 0, a, 0.0), np.where(k * (1.0 - df) > 0, b, 0.0)
+        da, db = np.where(k * df > 0, da, 0.0), np.where(k * (1.0 - df) > 0, db, 0.0)
     if w1.sum() <= 0 or w0.sum() <= 0:
         raise EstimationError("ipw: no treated or no control units left after trimming")
     r = {"ate": k, "att": k * df, "atc": k * (1.0 - df)}[estimand]
     grad = ps.gradient * free[:, None]  # d e_i / d gamma, zero where clipped
     phis = []
-    for w, dw, arm in ((w1, da, df), (w0, db, 1.0 - df)):
-        dwg = k * arm * dw  # d w_i / d e_i
+    # dw: d w_i / d e_i (zero outside the arm and for trimmed units)
+    for w, dwg in ((w1, da), (w0, db)):
         if normalized:
             mu = float(w @ y / w.sum())
             m = w * (y - mu)

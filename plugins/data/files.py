@@ -26,7 +26,7 @@ def _wanted(params: FileParams) -> list[str]:
     return list(dict.fromkeys([*params.roles.columns(), *params.columns]))
 
 
-def _check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
+def check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
     missing = [c for c in wanted if c not in available]
     if missing:
         shown = ", ".join(map(str, available[:15])) + (", ..." if len(available) > 15 else "")
@@ -60,7 +60,7 @@ class _FileSource:
         path = self._path()
         roles = self.params.roles
         wanted = _wanted(self.params)
-        _check_columns(self._available(path), wanted, roles, str(path))
+        check_columns(self._available(path), wanted, roles, str(path))
         return Dataset(frame=self._read(path, wanted), roles=roles)
 
 

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from causalkit_plugins.data.files import _check_columns
+from causalkit_plugins.data.files import check_columns
 from causalkit_plugins.estimators.microsynth.aggregates import (
     Moments,
     chunk_moments,
@@ -17,6 +17,7 @@ from causalkit_plugins.estimators.microsynth.aggregates import (
     merge_moments,
     merge_sums,
 )
+from causalkit_plugins.estimators.microsynth.dual import solve_simplex_dual
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.pass_newton import (
     Oracle,
@@ -237,9 +238,16 @@ def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -
         raise DataError("roles.covariates", "at least one covariate to balance", "none")
     mom = local_moments(arr)
     mean, sd = standardisation(mom, arr.covariates)
-    d = len(arr.covariates)
+    # The Newton iterations run on the standardised control matrix with BLAS (dual.py); the
+    # chunked pass at the solution then yields every aggregate the result needs (and checks it).
+    ctrl = ~arr.group
+    Zc = np.subtract(arr.X[ctrl], mean, dtype=np.float64)
+    Zc /= sd
+    target = (mom.mean[1] - mean) / sd
+    fast = solve_simplex_dual(Zc, target, tol=p.tol, max_iter=p.max_iter)
+    del Zc
     sol = solve_by_passes(
-        local_oracle(arr, mean, sd), np.zeros((1, d + 1)), tol=p.tol, max_iter=p.max_iter
+        local_oracle(arr, mean, sd), fast.mu[None, :], tol=p.tol, max_iter=p.max_iter
     )
     att, tables, diag, warnings = att_and_tables(
         sol, mom, mean, sd, arr.covariates, arr.post_periods, p.balance_tol
@@ -310,7 +318,7 @@ class ParquetUnitsSource:
         if not path.exists():
             raise DataError("data.path", "an existing parquet file or directory", str(path))
         names = [str(n) for n in ds.dataset(path, format="parquet").schema.names]
-        _check_columns(names, p.roles, str(path))
+        check_columns(names, p.roles.columns(), p.roles, str(path))
         if p.lazy:
             frame = pd.DataFrame({c: pd.Series(dtype=float) for c in p.roles.columns()})
             frame.attrs[LAZY_ATTR] = str(path)

@@ -9,6 +9,11 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
+
+from causalkit.contracts import Dataset, Estimand, Fit, Params, Roles
+from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit.panel import unit_table
 from causalkit_plugins.data.files import check_columns
 from causalkit_plugins.estimators.microsynth.aggregates import (
     Moments,
@@ -21,15 +26,11 @@ from causalkit_plugins.estimators.microsynth.dual import solve_simplex_dual
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.pass_newton import (
     Oracle,
+    PassSolution,
     att_and_tables,
     solve_by_passes,
     standardisation,
 )
-from pydantic import Field
-
-from causalkit.contracts import Dataset, Estimand, Fit, Params, Roles
-from causalkit.errors import ConfigError, DataError, EstimationError
-from causalkit.panel import unit_table
 
 __all__ = [
     "UnitArrays",
@@ -238,17 +239,31 @@ def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -
         raise DataError("roles.covariates", "at least one covariate to balance", "none")
     mom = local_moments(arr)
     mean, sd = standardisation(mom, arr.covariates)
-    # The Newton iterations run on the standardised control matrix with BLAS (dual.py); the
-    # chunked pass at the solution then yields every aggregate the result needs (and checks it).
+    # The Newton iterations run on the standardised control matrix with BLAS (dual.py), and the
+    # aggregates the result needs are read off the weights in memory: no extra data pass.
     ctrl = ~arr.group
     Zc = np.subtract(arr.X[ctrl], mean, dtype=np.float64)
     Zc /= sd
-    target = (mom.mean[1] - mean) / sd
-    fast = solve_simplex_dual(Zc, target, tol=p.tol, max_iter=p.max_iter)
+    fast = solve_simplex_dual(Zc, (mom.mean[1] - mean) / sd, tol=p.tol, max_iter=p.max_iter)
+    w = fast.w
+    d = len(arr.covariates)
+    wz2 = np.zeros(d)
+    for s0 in range(0, Zc.shape[0], _CHUNK):
+        zc = Zc[s0 : s0 + _CHUNK]
+        wz2 += w[s0 : s0 + _CHUNK] @ (zc * zc)
+    sums = {
+        "g": np.append(w @ Zc, w.sum())[None, :],
+        "wz2": wz2[None, :],
+        "wy": (w @ arr.Y[ctrl])[None, :],
+        "wmax": np.array([w.max()]),
+        "f2": np.array([w @ w]),
+        "tn": np.array([float(arr.group.sum())]),
+        "ty": arr.Y[arr.group].sum(axis=0)[None, :],
+    }
     del Zc
-    sol = solve_by_passes(
-        local_oracle(arr, mean, sd), fast.mu[None, :], tol=p.tol, max_iter=p.max_iter
-    )
+    sol = PassSolution(mu=fast.mu[None, :], b=np.append((mom.mean[1] - mean) / sd, 1.0)[None, :], sums=sums,
+                       iterations=np.array([fast.iterations]), converged=np.array([fast.converged]),
+                       residual=np.array([fast.residual]), passes=0)
     att, tables, diag, warnings = att_and_tables(
         sol, mom, mean, sd, arr.covariates, arr.post_periods, p.balance_tol
     )

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from causalkit.contracts import Dataset, Roles
 from causalkit_plugins.dgps.position_bias import PositionBias, PositionBiasParams
 from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
 from causalkit_plugins.estimators.differences import difference_in_means
 from causalkit_plugins.inference.basic import Analytic
-
-from causalkit.contracts import Dataset, Roles
 
 pytestmark = [pytest.mark.statistical, pytest.mark.slow]
 
@@ -30,29 +30,39 @@ def _world() -> PositionBias:
                                            size_median=8.0, size_sigma=0.5, click_intercept=-2.2, rank_noise=2.0))
 
 
-def test_overall_and_segment_coverage():
+def _replication(ss: np.random.SeedSequence) -> tuple[bool, bool, list[bool], bool]:
     world = _world()
     est = AIPW(AIPWParams(folds=2, clip=0.01, segments=(SEGMENT,), min_segment_rows=300,
                           min_segment_treated=30, min_segment_controls=30))
+    rng = np.random.default_rng(ss)
+    sim = world.simulate(rng, None)
+    roles = Roles(treatment="is_top_3", outcome="clicked", covariates=COVS)
+    fit = est.fit(Dataset(sim.dataset.frame, roles), rng)
+    out = Analytic().infer(fit, rng)
+    truth = sim.truth.values["ATE"]
+    frame = sim.dataset.frame
+    nv, psi = difference_in_means(frame["clicked"].to_numpy(float), frame["is_top_3"].to_numpy(bool))
+    se = np.sqrt(np.sum(psi**2)) / psi.size
+    table = fit.tables[f"segments.{SEGMENT}"]
+    ok = table[table["status"] == "ok"]
+    t = np.array([sim.truth.values[f"segment.{SEGMENT}.{s}"] for s in ok["segment"]])
+    return (
+        bool(out.ci_lower <= truth <= out.ci_upper),
+        bool(abs(nv - truth) <= 1.96 * se),
+        ((ok["ci_lower"] <= t) & (t <= ok["ci_upper"])).tolist(),
+        bool(((ok["joint_ci_lower"] <= t) & (t <= ok["joint_ci_upper"])).all()),
+    )
+
+
+def test_overall_and_segment_coverage():
+    from joblib import Parallel, delayed
+
     seeds = np.random.SeedSequence(20261123).spawn(REPS)
-    hit, naive_hit, seg_hits, seg_joint = [], [], [], []
-    for ss in seeds:
-        rng = np.random.default_rng(ss)
-        sim = world.simulate(rng, None)
-        roles = Roles(treatment="is_top_3", outcome="clicked", covariates=COVS)
-        fit = est.fit(Dataset(sim.dataset.frame, roles), rng)
-        out = Analytic().infer(fit, rng)
-        truth = sim.truth.values["ATE"]
-        hit.append(out.ci_lower <= truth <= out.ci_upper)
-        frame = sim.dataset.frame
-        nv, psi = difference_in_means(frame["clicked"].to_numpy(float), frame["is_top_3"].to_numpy(bool))
-        se = np.sqrt(np.sum(psi**2)) / psi.size
-        naive_hit.append(abs(nv - truth) <= 1.96 * se)
-        table = fit.tables[f"segments.{SEGMENT}"]
-        ok = table[table["status"] == "ok"]
-        t = np.array([sim.truth.values[f"segment.{SEGMENT}.{s}"] for s in ok["segment"]])
-        seg_hits.extend(((ok["ci_lower"] <= t) & (t <= ok["ci_upper"])).tolist())
-        seg_joint.append(bool(((ok["joint_ci_lower"] <= t) & (t <= ok["joint_ci_upper"])).all()))
+    rows = Parallel(n_jobs=2)(delayed(_replication)(ss) for ss in seeds)
+    hit = [r[0] for r in rows]
+    naive_hit = [r[1] for r in rows]
+    seg_hits = [h for r in rows for h in r[2]]
+    seg_joint = [r[3] for r in rows]
     for name, h in (("ATE", hit), ("segments", seg_hits), ("joint", seg_joint)):
         cov = float(np.mean(h))
         mcse = np.sqrt(LEVEL * (1 - LEVEL) / len(h))

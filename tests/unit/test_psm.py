@@ -35,8 +35,9 @@ def _brute_knn(Qf, Qp, Sf, Sp, spec):
         d2 = np.sum((Qp - Qf[i]) ** 2, axis=1)
         kk = min(spec.k, len(d2))
         if spec.ties:
-            dk = np.sort(d2)[kk - 1]
-            cand = np.flatnonzero(d2 <= dk + spec.tol)
+            dist = np.sqrt(d2)
+            dk = np.sort(dist)[kk - 1]
+            cand = np.flatnonzero(dist <= dk + spec.tol)
         else:
             cand = np.argsort(d2, kind="stable")[:kk]
         for j in cand:

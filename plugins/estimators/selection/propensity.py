@@ -190,11 +190,12 @@ def fit_propensity(X: np.ndarray, d: np.ndarray, model: PropensityModel = "logit
     n = X.shape[0]
     Z = np.column_stack([np.ones(n), X])
     dd = np.asarray(d, dtype=np.float64)
-    if np.linalg.matrix_rank(Z) < Z.shape[1]:
+    rank = np.linalg.matrix_rank(Z.T @ Z)
+    if rank < Z.shape[1]:
         raise DataError(
             "roles.covariates",
             "propensity covariates that are not collinear (with the intercept)",
-            f"rank {np.linalg.matrix_rank(Z)} < {Z.shape[1]} columns",
+            f"rank {rank} < {Z.shape[1]} columns",
         )
     if model == "logit":
         coef, index, converged = fit_logit(Z, dd)

@@ -77,9 +77,7 @@ class PSMParams(Params):
     variance: Literal["population", "sample"] = Field(
         "population", description="AI variance of the population or the sample average effect"
     )
-    tie_tolerance: float = Field(
-        1e-5, ge=0.0, description="squared standardised distances this close tie"
-    )
+    tie_tolerance: float = Field(1e-5, ge=0.0, description="standardised distances this close tie")
     gammas: tuple[float, ...] = Field((1.0, 1.5, 2.0, 2.5, 3.0), description="Rosenbaum bounds")
     overlap_bound: float = Field(
         0.05, gt=0.0, lt=0.5, description="scores this close to 0/1 flagged"

@@ -126,10 +126,31 @@ def _expand(overrides: Sequence[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*axes)]
 
 
+def _preset_sweep(overrides: Sequence[str]) -> list[str]:
+    """Sweep axes an experiment preset declares under ``hydra.sweeper.params`` (CLI axes win)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    plain = [o for o in overrides if "," not in o.split("=", 1)[-1] and not _is_hydra_override(o)]
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="causalkit"):
+            cfg = hydra_compose(config_name="config", overrides=plain, return_hydra_config=True)
+        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    except Exception as exc:
+        raise _translate(exc, overrides) from None
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    return [f"{k}={v}" for k, v in dict(params).items() if k not in given]
+
+
 def preflight(argv: Sequence[str]) -> Plan:
     """Validate every cell a command would run, before any work starts."""
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if not a.startswith("-") and not _is_hydra_override(a)]
+    if multirun:
+        overrides = [*overrides, *_preset_sweep(overrides)]
     combos = _expand(overrides) if multirun else [list(overrides)]
     cells = []
     for combo in combos[:_MAX_PREFLIGHT]:

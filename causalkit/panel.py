@@ -12,7 +12,7 @@ import pandas as pd
 from causalkit.contracts import Dataset
 from causalkit.errors import DataError
 
-__all__ = ["UnitTable", "unit_table", "require_roles", "binary_column"]
+__all__ = ["UnitTable", "unit_table", "require_roles", "binary_column", "numeric_columns"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def binary_column(values: pd.Series, role: str) -> np.ndarray:
     return values.to_numpy().astype(bool)
 
 
-def _numeric(frame: pd.DataFrame, cols: Sequence[str], role: str) -> np.ndarray:
+def numeric_columns(frame: pd.DataFrame, cols: Sequence[str], role: str) -> np.ndarray:
+    """Numeric columns as a float64 matrix; non-numeric or missing values are a one-line DataError."""
     out = np.empty((len(frame), len(cols)), dtype=np.float64)
     for j, c in enumerate(cols):
         s = frame[c]
@@ -129,8 +130,8 @@ def unit_table(
         g = binary_column(frame[getattr(roles, group_role)], group_role)
         d = binary_column(frame[roles.treatment], "treatment") if roles.treatment else None
         z = binary_column(frame[roles.assignment], "assignment") if roles.assignment else None
-        y = _numeric(frame, [out_col], "outcome")
-        X = _numeric(frame, covs, "covariates") if covs else np.empty((len(frame), 0))
+        y = numeric_columns(frame, [out_col], "outcome")
+        X = numeric_columns(frame, covs, "covariates") if covs else np.empty((len(frame), 0))
         units = frame[roles.unit].to_numpy() if roles.unit else np.arange(len(frame))
         table = UnitTable(units, g, d, z, X, covs, np.empty((len(frame), 0)), y,
                           np.empty(0), np.array([0]), n_unselected)
@@ -163,11 +164,11 @@ def unit_table(
     d_grid = grid(binary_column(frame[roles.treatment], "treatment")) if roles.treatment else None
     z_grid = grid(binary_column(frame[roles.assignment], "assignment")) if roles.assignment else None
     g_grid = grid(g_long)
-    y_grid = grid(_numeric(frame, [out_col], "outcome")[:, 0])
+    y_grid = grid(numeric_columns(frame, [out_col], "outcome")[:, 0])
 
     X = np.empty((n_u, len(covs)))
     if covs:
-        x_long = _numeric(frame, covs, "covariates")
+        x_long = numeric_columns(frame, covs, "covariates")
         for j, c in enumerate(covs):
             xg = grid(x_long[:, j])
             if not np.all(xg == xg[:, :1]):

@@ -8,6 +8,12 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import Field
+
+from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
+from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit.panel import binary_column, require_roles
 from causalkit_plugins.estimators.aipw.folds import folds_from_column, stratified_folds
 from causalkit_plugins.estimators.aipw.learners import LEARNERS, ParamValue, Recipe
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
@@ -20,12 +26,6 @@ from causalkit_plugins.estimators.aipw.scores import (
 )
 from causalkit_plugins.estimators.aipw.segments import SegmentRules, all_segments, segment_columns
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
-from matplotlib.figure import Figure
-from pydantic import Field
-
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
-from causalkit.errors import ConfigError, DataError, EstimationError
-from causalkit.panel import binary_column, require_roles
 
 __all__ = ["AIPW", "AIPWParams", "CrossFit"]
 

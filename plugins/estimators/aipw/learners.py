@@ -13,7 +13,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from causalkit_plugins.estimators.selection.probit import fit_probit
 from scipy.special import ndtr
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.compose import ColumnTransformer
@@ -29,6 +28,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from causalkit.errors import ConfigError
+from causalkit_plugins.estimators.selection.probit import fit_probit
 
 __all__ = [
     "LearnerSpec",

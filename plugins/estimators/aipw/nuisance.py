@@ -8,6 +8,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator
+from sklearn.metrics import average_precision_score, brier_score_loss, r2_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+
 from causalkit_plugins.estimators.aipw.folds import fold_splits
 from causalkit_plugins.estimators.aipw.learners import (
     ParamValue,
@@ -16,10 +21,6 @@ from causalkit_plugins.estimators.aipw.learners import (
     make_pipeline,
     split_columns,
 )
-from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator
-from sklearn.metrics import average_precision_score, brier_score_loss, r2_score, roc_auc_score
-from sklearn.pipeline import Pipeline
 
 __all__ = ["NuisanceSpec", "Nuisances", "crossfit_nuisances"]
 

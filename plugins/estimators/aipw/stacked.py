@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from causalkit_plugins.estimators.aipw.learners import Link, _dense
-from causalkit_plugins.estimators.selection.probit import mills, mills_derivative
 from scipy.stats import norm
 from sklearn.pipeline import Pipeline
 
 from causalkit.contracts import Estimand
+from causalkit_plugins.estimators.aipw.learners import Link, _dense
+from causalkit_plugins.estimators.selection.probit import mills, mills_derivative
 
 __all__ = ["GLMPiece", "glm_piece", "stacked_correction"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from causalkit_plugins.estimators.microsynth.hull import separating_direction
 from scipy.linalg.blas import dsyrk
+
+from causalkit_plugins.estimators.microsynth.hull import separating_direction
 
 __all__ = ["DualSolution", "solve_simplex_dual", "weighted_gram"]
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from causalkit_plugins.estimators.microsynth.dual import DualSolution, solve_simplex_dual
 
 from causalkit.contracts import Estimand
 from causalkit.errors import EstimationError
+from causalkit_plugins.estimators.microsynth.dual import DualSolution, solve_simplex_dual
 
 __all__ = ["ESTIMANDS", "BalancedContrast"]
 

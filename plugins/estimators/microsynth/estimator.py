@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+
+from causalkit.contracts import Dataset, Fit, Params
 from causalkit_plugins.estimators.microsynth.panel import fit_panel
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import fit_simplex
-
-from causalkit.contracts import Dataset, Fit, Params
 
 __all__ = ["MicroSynth", "MicroSynthParams"]
 

@@ -38,6 +38,11 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import ThreadpoolController
+
+from causalkit.balance import balance_table, effective_sample_size
+from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit
+from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.microsynth.panel_data import PanelArrays, panel_arrays
 from causalkit_plugins.estimators.microsynth.panel_inference import linear_test
 from causalkit_plugins.estimators.microsynth.panel_weights import (
@@ -47,11 +52,6 @@ from causalkit_plugins.estimators.microsynth.panel_weights import (
 )
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.inference.permutation import permutation_p_values, placebo_interval
-from threadpoolctl import ThreadpoolController
-
-from causalkit.balance import balance_table, effective_sample_size
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit
-from causalkit.errors import DataError, EstimationError
 
 __all__ = ["fit_panel"]
 

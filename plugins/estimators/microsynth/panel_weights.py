@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from causalkit.errors import EstimationError
 from causalkit_plugins.estimators.microsynth.panel_calibration import (
     calibrate_linear,
     independent_columns,
 )
 from causalkit_plugins.estimators.microsynth.panel_qp import hard_block_feasible, solve_panel_qp
-
-from causalkit.errors import EstimationError
 
 __all__ = ["PanelDesign", "PanelWeights", "InfeasibleBalance"]
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from causalkit_plugins.estimators.microsynth.aggregates import Moments
 from scipy import linalg
 
 from causalkit.contracts import DiagnosticValue
 from causalkit.errors import DataError
+from causalkit_plugins.estimators.microsynth.aggregates import Moments
 
 __all__ = ["Oracle", "PassSolution", "solve_by_passes", "standardisation", "att_and_tables"]
 

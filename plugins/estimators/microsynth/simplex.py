@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from causalkit.balance import balance_diagnostics
+from causalkit.contracts import Dataset, DiagnosticValue, Fit
+from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.microsynth.dual import DualSolution, weighted_gram
 from causalkit_plugins.estimators.microsynth.estimands import (
     ESTIMANDS,
@@ -12,10 +16,6 @@ from causalkit_plugins.estimators.microsynth.estimands import (
 )
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex_data import simplex_inputs
-
-from causalkit.balance import balance_diagnostics
-from causalkit.contracts import Dataset, DiagnosticValue, Fit
-from causalkit.errors import DataError, EstimationError
 
 __all__ = ["fit_simplex"]
 

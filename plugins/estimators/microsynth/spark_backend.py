@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Roles
+from causalkit.errors import ConfigError, DataError
 from causalkit_plugins.estimators.microsynth.aggregates import (
     chunk_moments,
     dual_sums,
@@ -35,9 +38,6 @@ from causalkit_plugins.estimators.microsynth.pass_newton import (
     solve_by_passes,
     standardisation,
 )
-
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Roles
-from causalkit.errors import ConfigError, DataError
 
 __all__ = [
     "spark_session",

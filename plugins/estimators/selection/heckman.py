@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
-from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
-from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml
-from causalkit_plugins.estimators.selection.heckman_twostep import TwoStepResult, heckman_twostep
 from pydantic import Field
 from scipy import stats
 
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
 from causalkit.errors import EstimationError
+from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
+from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml
+from causalkit_plugins.estimators.selection.heckman_twostep import TwoStepResult, heckman_twostep
 
 __all__ = ["Heckman", "HeckmanParams"]
 

@@ -10,9 +10,7 @@ import pandas as pd
 
 from causalkit.contracts import Dataset
 from causalkit.errors import ConfigError, DataError
-
-# _numeric is the framework's column reader (private; asked the lead to make it public).
-from causalkit.panel import _numeric, binary_column, require_roles
+from causalkit.panel import binary_column, numeric_columns, require_roles
 
 __all__ = ["SelectionData", "selection_data", "INTERCEPT"]
 
@@ -119,8 +117,8 @@ def selection_data(data: Dataset, add_intercept: bool, who: str = "heckman") -> 
             f"{roles.outcome!r} observed wherever {roles.selected!r} is 1",
             f"{int(np.isnan(y).sum())} missing among selected units",
         )
-    X = _numeric(frame.loc[d, out_cols], out_cols, "covariates")
-    W = _numeric(frame, sel_cols, "selection_covariates")
+    X = numeric_columns(frame.loc[d, out_cols], out_cols, "covariates")
+    W = numeric_columns(frame, sel_cols, "selection_covariates")
     if add_intercept:
         X = np.column_stack([np.ones(n1), X])
         W = np.column_stack([np.ones(d.size), W])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from causalkit_plugins.estimators.selection.probit import log_cdf, mills, mills_derivative
 
 __all__ = ["MLResult", "heckman_loglik", "heckman_ml"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from causalkit_plugins.estimators.selection.probit import ProbitFit, fit_probit, mills
 
 __all__ = ["TwoStepResult", "heckman_twostep", "corrected_covariance"]

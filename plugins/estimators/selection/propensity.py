@@ -11,9 +11,7 @@ from scipy.special import expit, ndtr
 
 from causalkit.contracts import Dataset
 from causalkit.errors import DataError
-
-# _numeric is the framework's column reader (private; heckman_data uses it too).
-from causalkit.panel import _numeric, binary_column, unit_table
+from causalkit.panel import binary_column, numeric_columns, unit_table
 from causalkit_plugins.estimators.selection.probit import fit_probit
 
 __all__ = [
@@ -73,7 +71,7 @@ def treatment_data(data: Dataset, who: str) -> TreatmentData:
     pcols = tuple(pcols)
     if not pcols:
         raise DataError("roles.covariates", f"at least one covariate for {who}", "none")
-    P = table.X if pcols == table.covariates else _numeric(frame, pcols, "propensity_covariates")
+    P = table.X if pcols == table.covariates else numeric_columns(frame, pcols, "propensity_covariates")
     return TreatmentData(
         table.y, table.group, table.X, P, table.covariates, pcols, frame, n_unselected
     )

@@ -14,6 +14,7 @@ from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue
 from causalkit.errors import CausalkitError
+from causalkit.progress import quiet
 from causalkit.registry import Registry, default_registry
 from causalkit.results import CellSummary, EffectResult, build_result
 
@@ -69,7 +70,7 @@ class _Row:
 def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1):
+    with threadpool_limits(limits=1), quiet():
         try:
             res = run_replication(cfg, r, base)
         except CausalkitError as exc:

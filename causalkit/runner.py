@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +37,19 @@ def install_sigterm_handler() -> None:
 
 
 def _progress_printer() -> Callable[[int, int], None] | None:
-    if not sys.stderr.isatty():
-        return None
+    from causalkit.progress import bar
+
+    state: dict[str, object] = {}
 
     def show(done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / total)
-        sys.stderr.write(f"\rreplications [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        if "bar" not in state:
+            state["bar"] = bar(total, "replications")
+        b = state["bar"]
+        if b is None:
+            return
+        b.update(done - b.n)  # type: ignore[attr-defined]
+        if done >= total:
+            b.close()  # type: ignore[attr-defined]
 
     return show
 

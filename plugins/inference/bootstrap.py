@@ -11,6 +11,7 @@ from scipy import stats
 
 from causalkit.contracts import Fit, InferenceOutcome, Params
 from causalkit.errors import EstimationError, PluginError
+from causalkit.progress import progress
 from causalkit_plugins.inference.basic import normal_outcome
 
 __all__ = ["Bootstrap", "BootstrapParams", "resample_indices"]
@@ -64,7 +65,7 @@ class Bootstrap:
         if fit.refit is not None:
             strata = fit.strata if p.stratified else None
             draws = np.full(p.n_boot, np.nan)
-            for b in range(p.n_boot):
+            for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
                 idx = resample_indices(rng, strata, fit.n)
                 try:
                     draws[b] = fit.refit(idx)

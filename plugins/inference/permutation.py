@@ -37,6 +37,7 @@ from pydantic import Field
 
 from causalkit.contracts import Fit, InferenceOutcome, Params
 from causalkit.errors import EstimationError, PluginError
+from causalkit.progress import progress
 
 __all__ = ["Permutation", "PermutationParams", "permutation_p_values", "placebo_interval"]
 
@@ -108,7 +109,7 @@ class Permutation:
             raise PluginError("inference=permutation: this estimator provides no placebo hook")
         p = self.params
         draws = np.full(p.n_perm, np.nan)
-        for r in range(p.n_perm):
+        for r in progress(range(p.n_perm), p.n_perm, "permutations"):
             try:
                 draws[r] = fit.placebo(rng)
             except EstimationError:

@@ -12,7 +12,7 @@ import pandas as pd
 from causalkit.contracts import Dataset
 from causalkit.errors import DataError
 
-__all__ = ["UnitTable", "unit_table", "require_roles", "binary_column", "numeric_columns"]
+__all__ = ["UnitTable", "unit_table", "require_roles", "binary_column", "numeric_columns", "single_onset"]
 
 
 @dataclass(frozen=True)
@@ -178,17 +178,7 @@ def unit_table(
             X[:, j] = xg[:, 0]
 
     # The onset comes from the actual treatment when given (assignment is usually constant).
-    onset_grid = d_grid if d_grid is not None else g_grid
-    ever = onset_grid.any(axis=1)
-    if not ever.any():
-        raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
-    first = np.where(ever, onset_grid.argmax(axis=1), n_t)
-    onsets = np.unique(first[ever])
-    if onsets.size > 1:
-        shown = ", ".join(map(str, t_labels[onsets[:5]]))
-        raise DataError("roles.treatment", "a single treatment onset (no staggered adoption)",
-                        f"{onsets.size} onsets ({shown})")
-    t0 = int(onsets[0])
+    t0 = single_onset(d_grid if d_grid is not None else g_grid, np.asarray(t_labels), group_role)
     group = g_grid.any(axis=1)
     table = UnitTable(
         units=np.asarray(u_labels),
@@ -205,6 +195,24 @@ def unit_table(
     )
     _check_groups(table, group_role)
     return table
+
+
+def single_onset(onset_grid: np.ndarray, periods: np.ndarray, group_role: str) -> int:
+    """Column index of the one treatment onset in a units x periods 0/1 grid.
+
+    Raises a one-line :class:`DataError` when nobody is treated or when units start treatment
+    in different periods (staggered adoption).
+    """
+    ever = onset_grid.any(axis=1)
+    if not ever.any():
+        raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
+    first = np.where(ever, onset_grid.argmax(axis=1), onset_grid.shape[1])
+    onsets = np.unique(first[ever])
+    if onsets.size > 1:
+        shown = ", ".join(map(str, periods[onsets[:5]]))
+        raise DataError("roles.treatment", "a single treatment onset (no staggered adoption)",
+                        f"{onsets.size} onsets ({shown})")
+    return int(onsets[0])
 
 
 def _check_groups(table: UnitTable, group_role: str) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from causalkit.contracts import Dataset
 from causalkit.errors import ConfigError, DataError
-from causalkit.panel import UnitTable, binary_column, require_roles, unit_table
+from causalkit.panel import UnitTable, binary_column, require_roles, single_onset, unit_table
 
 __all__ = ["SimplexInputs", "simplex_inputs", "sorted_unit_table"]
 
@@ -122,20 +122,7 @@ def sorted_unit_table(
                     f"{c!r} constant within each unit (time-invariant)",
                     f"{int(varies.sum())} units where it varies",
                 )
-    onset_grid = d_grid if d_grid is not None else g_grid
-    ever = onset_grid.any(axis=1)
-    if not ever.any():
-        raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
-    first = np.where(ever, onset_grid.argmax(axis=1), n_t)
-    onsets = np.unique(first[ever])
-    if onsets.size > 1:
-        shown = ", ".join(map(str, periods[onsets[:5]]))
-        raise DataError(
-            "roles.treatment",
-            "a single treatment onset (no staggered adoption)",
-            f"{onsets.size} onsets ({shown})",
-        )
-    t0 = int(onsets[0])
+    t0 = single_onset(d_grid if d_grid is not None else g_grid, np.asarray(periods), group_role)
     group = g_grid.any(axis=1)
     n1 = int(group.sum())
     if n1 == 0:

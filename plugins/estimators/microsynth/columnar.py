@@ -149,21 +149,22 @@ def read_unit_arrays(
         u, t = ucode[r0:r1], tcode[r0:r1]
         D[u, t] = _binary(b[roles.treatment], "treatment")
         Yg[u, t] = b[roles.outcome]
-        xb = (
-            np.column_stack([b[c] for c in covs]).astype(ft) if covs else np.empty((r1 - r0, 0), ft)
-        )
         fresh = ~seen[u]
         first_u, first_i = np.unique(u[fresh], return_index=True)
-        X[first_u] = xb[np.flatnonzero(fresh)[first_i]]
+        rows = np.flatnonzero(fresh)[first_i]
         seen[first_u] = True
-        differ = (X[u] != xb) & ~(np.isnan(xb) & np.isnan(X[u]))
-        if differ.any():
-            c = covs[int(np.argmax(differ.any(axis=0)))]
-            raise DataError(
-                "roles.covariates",
-                f"{c!r} constant within each unit (time-invariant)",
-                "values that vary within a unit",
-            )
+        # Column by column: no (rows x d) temporary; a unit's first row sets X, later rows must agree.
+        for j, c in enumerate(covs):
+            col = np.asarray(b[c], dtype=ft)
+            X[first_u, j] = col[rows]
+            xj = X[u, j]
+            differ = xj != col
+            if differ.any() and (differ & ~(np.isnan(xj) & np.isnan(col))).any():
+                raise DataError(
+                    "roles.covariates",
+                    f"{c!r} constant within each unit (time-invariant)",
+                    "values that vary within a unit",
+                )
         r0 = r1
     ever = D.any(axis=1)
     if not ever.any():

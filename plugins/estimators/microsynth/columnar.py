@@ -139,7 +139,7 @@ def read_unit_arrays(
             f"{int((counts != 1).sum())} (unit, period) cells missing or duplicated",
         )
     del counts
-    X = np.empty((n_u, len(covs)), dtype=ft)
+    X = np.empty((n_u, len(covs)), dtype=ft, order="F")  # column scatter/gather stays contiguous
     seen = np.zeros(n_u, dtype=bool)
     D = np.zeros((n_u, n_t), dtype=bool)
     Yg = np.empty((n_u, n_t))
@@ -243,8 +243,9 @@ def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -
     # The Newton iterations run on the standardised control matrix with BLAS (dual.py), and the
     # aggregates the result needs are read off the weights in memory: no extra data pass.
     ctrl = ~arr.group
-    Zc = np.subtract(arr.X[ctrl], mean, dtype=np.float64)
-    Zc /= sd
+    Zc = np.empty((int(ctrl.sum()), len(arr.covariates)))
+    for j in range(Zc.shape[1]):  # column by column: X may be column-major (columnar read)
+        Zc[:, j] = (arr.X[ctrl, j] - mean[j]) / sd[j]
     fast = solve_simplex_dual(Zc, (mom.mean[1] - mean) / sd, tol=p.tol, max_iter=p.max_iter)
     w = fast.w
     d = len(arr.covariates)

@@ -182,8 +182,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if tracked:
         from causalkit.tracking import SWEEP_TAG, MlflowTracker
 
-        tracker = MlflowTracker(tracked[0].tracking)
-        tracker.experiment_id()  # create the store and experiment once, before any worker
+        try:
+            tracker = MlflowTracker(tracked[0].tracking)
+            tracker.experiment_id()  # create the store and experiment once, before any worker
+        except CausalkitError as exc:
+            _fail(exc)
+            return
         tracker.reap(f"tags.`{SWEEP_TAG}` = '1'")
         if plan.multirun:
             name = "sweep: " + " ".join(plan.overrides) if plan.overrides else "sweep"

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from causalkit.config import RunConfig, TrackingConfig
+from causalkit.errors import CausalkitError, ConfigError
 from causalkit.montecarlo import CellOutcome
 
 __all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
@@ -59,11 +60,26 @@ class MlflowTracker:
         self.start_dir = (start_dir or Path.cwd()).resolve()
         self.uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(self.start_dir)
         if self.uri.startswith("sqlite:///"):
-            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(self.uri[len("sqlite:///"):]).parent
+            if folder.exists() and not folder.is_dir():
+                raise ConfigError("tracking.uri", f"a directory at {folder} for the MLflow store", "a regular file")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError("tracking.uri", "a writable MLflow store location", f"{self.uri} ({exc.strerror})") from None
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def experiment_id(self) -> str:
         """The experiment's id, created once (with artifacts under ``runs/artifacts``)."""
+        try:
+            return self._experiment_id()
+        except CausalkitError:
+            raise
+        except Exception as exc:  # an unreachable or unwritable store must be one line
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ConfigError("tracking.uri", "a reachable, writable MLflow store", f"{self.uri} ({first})") from None
+
+    def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.cfg.experiment)
         if exp is not None:
             return str(exp.experiment_id)

@@ -46,7 +46,11 @@ def _alive(pid: int) -> bool:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 class MlflowTracker:
@@ -60,13 +64,21 @@ class MlflowTracker:
         self.start_dir = (start_dir or Path.cwd()).resolve()
         self.uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(self.start_dir)
         if self.uri.startswith("sqlite:///"):
-            folder = Path(self.uri[len("sqlite:///"):]).parent
+            folder = Path(self.uri[len("sqlite:///") :]).parent
             if folder.exists() and not folder.is_dir():
-                raise ConfigError("tracking.uri", f"a directory at {folder} for the MLflow store", "a regular file")
+                raise ConfigError(
+                    "tracking.uri",
+                    f"a directory at {folder} for the MLflow store",
+                    "a regular file",
+                )
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ConfigError("tracking.uri", "a writable MLflow store location", f"{self.uri} ({exc.strerror})") from None
+                raise ConfigError(
+                    "tracking.uri",
+                    "a writable MLflow store location",
+                    f"{self.uri} ({exc.strerror})",
+                ) from None
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def experiment_id(self) -> str:
@@ -76,8 +88,12 @@ class MlflowTracker:
         except CausalkitError:
             raise
         except Exception as exc:  # an unreachable or unwritable store must be one line
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ConfigError("tracking.uri", "a reachable, writable MLflow store", f"{self.uri} ({first})") from None
+            first = (
+                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            )
+            raise ConfigError(
+                "tracking.uri", "a reachable, writable MLflow store", f"{self.uri} ({first})"
+            ) from None
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.cfg.experiment)
@@ -87,23 +103,38 @@ class MlflowTracker:
         if self.uri.startswith("sqlite:"):
             location = (self.start_dir / "runs" / "artifacts").as_uri()
         try:
-            return str(self.client.create_experiment(self.cfg.experiment, artifact_location=location))
+            # The kind tag opens the MLflow UI on its "Model training" runs table, not the GenAI view.
+            return str(
+                self.client.create_experiment(
+                    self.cfg.experiment,
+                    artifact_location=location,
+                    tags={"mlflow.experimentKind": "custom_model_development"},
+                )
+            )
         except Exception:  # created concurrently by another process
             exp = self.client.get_experiment_by_name(self.cfg.experiment)
             if exp is None:
                 raise
             return str(exp.experiment_id)
 
-    def start_run(self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None) -> str:
+    def start_run(
+        self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None
+    ) -> str:
         from mlflow.entities import Param
 
-        all_tags = {**tags, "causalkit.pid": str(os.getpid()), "causalkit.host": socket.gethostname()}
+        all_tags = {
+            **tags,
+            "causalkit.pid": str(os.getpid()),
+            "causalkit.host": socket.gethostname(),
+        }
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id(), run_name=name, tags=all_tags)
         run_id = run.info.run_id
         if params:
-            self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+            self.client.log_batch(
+                run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+            )
         return run_id
 
     def find_finished(self, cfg: RunConfig) -> Any | None:
@@ -111,23 +142,36 @@ class MlflowTracker:
         runs = self.client.search_runs(
             [self.experiment_id()],
             f"tags.`causalkit.config_hash` = '{cfg.cell_hash}' and attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=50)
+            order_by=["attributes.start_time DESC"],
+            max_results=50,
+        )
         for run in runs:
             reps = run.data.metrics.get("reps", 1.0)
-            if int(reps) == cfg.mc.reps and run.data.tags.get("causalkit.kind") == ("cell" if cfg.mc.reps > 1 else "single"):
+            if int(reps) == cfg.mc.reps and run.data.tags.get("causalkit.kind") == (
+                "cell" if cfg.mc.reps > 1 else "single"
+            ):
                 return run
         return None
 
     def reap(self, filter_string: str) -> int:
         """Mark RUNNING runs whose process died (same host, pid gone) as KILLED; returns how many."""
-        runs = self.client.search_runs([self.experiment_id()], f"{filter_string} and attributes.status = 'RUNNING'",
-                                       max_results=1000)
+        runs = self.client.search_runs(
+            [self.experiment_id()],
+            f"{filter_string} and attributes.status = 'RUNNING'",
+            max_results=1000,
+        )
         reaped = 0
         for run in runs:
             pid = run.data.tags.get("causalkit.pid")
-            if run.data.tags.get("causalkit.host") != socket.gethostname() or not pid or _alive(int(pid)):
+            if (
+                run.data.tags.get("causalkit.host") != socket.gethostname()
+                or not pid
+                or _alive(int(pid))
+            ):
                 continue
-            self.end_run(run.info.run_id, "KILLED", error=f"process {pid} died before the run ended")
+            self.end_run(
+                run.info.run_id, "KILLED", error=f"process {pid} died before the run ended"
+            )
             reaped += 1
         return reaped
 
@@ -149,7 +193,9 @@ class MlflowTracker:
         for i in range(0, len(metrics), 900):
             self.client.log_batch(run_id, metrics=metrics[i : i + 900])
 
-    def log_outcome(self, run_id: str, cfg: RunConfig, outcome: CellOutcome, estimator_cls: type | None = None) -> None:
+    def log_outcome(
+        self, run_id: str, cfg: RunConfig, outcome: CellOutcome, estimator_cls: type | None = None
+    ) -> None:
         """Metrics, diagnostics, config.yaml, tables, replications and figures of a cell.
 
         Figures: the standard ones implied by the result's tables (love plot, overlap, gap
@@ -164,7 +210,10 @@ class MlflowTracker:
             if outcome.single is not None:
                 res = outcome.single
                 flat = res.to_dict()
-                core = {k: flat[k] for k in ("estimate", "se", "ci_lower", "ci_upper", "p_value", "truth", "n")}
+                core = {
+                    k: flat[k]
+                    for k in ("estimate", "se", "ci_lower", "ci_upper", "p_value", "truth", "n")
+                }
                 diag = {k: v for k, v in res.diagnostics.items()}
                 self._metrics(run_id, {**core, **diag})
                 text = {f"diag.{k}": v for k, v in diag.items() if isinstance(v, (str, bool))}
@@ -179,7 +228,9 @@ class MlflowTracker:
                 import matplotlib.pyplot as plt
 
                 figures = figures_for_tables(dict(res.tables))
-                hook = getattr(estimator_cls, "figures", None) if estimator_cls is not None else None
+                hook = (
+                    getattr(estimator_cls, "figures", None) if estimator_cls is not None else None
+                )
                 if callable(hook):
                     figures.update(hook(res.tables))
                 for fname, fig in figures.items():
@@ -188,8 +239,13 @@ class MlflowTracker:
             else:
                 assert outcome.cell is not None
                 self._metrics(run_id, dict(outcome.cell.metrics))
-                self.set_tags(run_id, {"causalkit.estimand": outcome.cell.estimand,
-                                       "causalkit.truth_estimand": str(outcome.cell.truth_estimand)})
+                self.set_tags(
+                    run_id,
+                    {
+                        "causalkit.estimand": outcome.cell.estimand,
+                        "causalkit.truth_estimand": str(outcome.cell.truth_estimand),
+                    },
+                )
                 (d / "summary.txt").write_text(outcome.cell.summary())
                 if outcome.errors:
                     (d / "errors.txt").write_text("\n".join(outcome.errors))
@@ -206,4 +262,3 @@ def cell_tags(cfg: RunConfig) -> dict[str, str]:
         "causalkit.config_hash": cfg.cell_hash,
         "causalkit.kind": "cell" if cfg.mc.reps > 1 else "single",
     }
-

@@ -257,15 +257,15 @@ def test_python_api_and_cli(workdir):
 
 def test_balance_moments_equal_framework_balance_table():
     from causalkit.balance import balance_table
-    from causalkit_plugins.estimators.microsynth.simplex import _balance, _standardise
+    from causalkit_plugins.estimators.microsynth.simplex import _balance, _standardise_split
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((500, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]
     g = rng.random(500) < 0.3
     w = rng.random(int((~g).sum()))
     w /= w.sum()
-    Z, m, sd = _standardise(X, ("a", "b", "c"))
-    ours = _balance(("a", "b", "c"), Z[g], Z[~g], w, m, sd)
+    Zt, Zc, m, sd = _standardise_split(list(X.T), ("a", "b", "c"), g)
+    ours = _balance(("a", "b", "c"), Zt, Zc, w, m, sd)
     ref = balance_table(("a", "b", "c"), X[g], X[~g], w_c=w)
     pd.testing.assert_frame_equal(ours, ref, rtol=1e-9, atol=1e-12)
 

@@ -56,10 +56,13 @@ class DualSolution:
 
 
 def _syrk(M: np.ndarray) -> np.ndarray:
-    """:math:`M^\top M` by BLAS ``dsyrk`` on the F-ordered transpose (several times faster than ``M.T @ M``)."""
+    """:math:`M^\top M` by BLAS ``dsyrk`` without copying a C- or F-ordered ``M`` (faster than ``M.T @ M``)."""
     if M.shape[0] == 0:
         return np.zeros((M.shape[1], M.shape[1]))
-    U = dsyrk(1.0, np.asfortranarray(M.T) if not M.T.flags.f_contiguous else M.T, trans=0)
+    if M.flags.f_contiguous:  # column-major M: A^T A with trans=1, no copy
+        U = dsyrk(1.0, M, trans=1)
+    else:
+        U = dsyrk(1.0, np.asfortranarray(M.T), trans=0)
     return np.triu(U) + np.triu(U, 1).T
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -20,26 +22,48 @@ from causalkit_plugins.estimators.microsynth.simplex_data import simplex_inputs
 __all__ = ["fit_simplex"]
 
 
-def _standardise(
-    X: np.ndarray, names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled centring and scaling (in a new array); constant columns are a one-line error."""
-    m = X.mean(axis=0)
-    Z = X - m
-    sd = np.sqrt(np.einsum("ij,ij->j", Z, Z) / Z.shape[0])
-    constant = [
-        c
-        for c, s in zip(names, sd, strict=True)
-        if not s > 1e-12 * (1.0 + abs(float(m[names.index(c)])))
-    ]
+def _standardise_split(
+    columns: Sequence[np.ndarray], names: tuple[str, ...], group: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled centring and scaling, split by ``group`` into new column-major arrays.
+
+    Each balance column (a per-unit vector, possibly a strided view) is gathered once into
+    the treated and control matrices and centred and scaled there in place, column by
+    column, so no ``n x d`` temporary is made. Column-major (Fortran) order makes the
+    solver's ``w @ Z`` products several times faster than row-major. Constant columns are a
+    one-line error.
+
+    Returns
+    -------
+    Zt, Zc : ndarray, shape (n_T, d) / (n_C, d), Fortran order
+        Standardised columns of the ``group`` rows and of the others.
+    m, sd : ndarray, shape (d,)
+        Pooled means and standard deviations (ddof=0).
+    """
+    t_idx, c_idx = np.flatnonzero(group), np.flatnonzero(~group)
+    n, d = group.size, len(columns)
+    Zt = np.empty((t_idx.size, d), order="F")
+    Zc = np.empty((c_idx.size, d), order="F")
+    m, sd = np.empty(d), np.empty(d)
+    for j, col in enumerate(columns):
+        zt, zc = Zt[:, j], Zc[:, j]
+        np.take(col, t_idx, out=zt, mode="clip")  # indices are valid; "clip" avoids buffering
+        np.take(col, c_idx, out=zc, mode="clip")
+        m[j] = (zt.sum() + zc.sum()) / n
+        zt -= m[j]
+        zc -= m[j]
+        sd[j] = np.sqrt((zt @ zt + zc @ zc) / n)
+        if sd[j] > 1e-12 * (1.0 + abs(float(m[j]))):
+            zt /= sd[j]
+            zc /= sd[j]
+    constant = [c for c, s, mj in zip(names, sd, m, strict=True) if not s > 1e-12 * (1.0 + abs(mj))]
     if constant:
         raise DataError(
             "roles.covariates",
             "balance columns that vary across units",
             f"constant {', '.join(constant)}",
         )
-    Z /= sd
-    return Z, m, sd
+    return Zt, Zc, m, sd
 
 
 def _balance(
@@ -54,19 +78,24 @@ def _balance(
 
     Computed on the standardised columns (SMDs and variance ratios are invariant to the
     per-column affine map; means are mapped back to raw units). Control moments use one
-    elementwise square of ``Zc`` instead of the framework's repeated centred passes, which
+    pass per column instead of the framework's repeated centred passes, which would
     dominate the fit on a million units; equality with ``balance_table`` is a unit test.
     """
-    n1, n0 = Zt.shape[0], Zc.shape[0]
+    (n1, d), n0 = Zt.shape, Zc.shape[0]
     m1 = Zt.mean(axis=0)
-    v1 = Zt.var(axis=0, ddof=1) if n1 > 1 else np.zeros(Zt.shape[1])
-    sq = Zc * Zc
     m0 = Zc.mean(axis=0)
-    v0 = (sq.mean(axis=0) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(Zc.shape[1])
     wn = w / w.sum()
     m0w = wn @ Zc
-    v0w = wn @ sq - m0w * m0w
-    del sq
+    v1, s2, ws2 = np.zeros(d), np.empty(d), np.empty(d)
+    for j in range(d):  # column by column: no n x d temporary
+        if n1 > 1:
+            zt = Zt[:, j] - m1[j]
+            v1[j] = (zt @ zt) / (n1 - 1)
+        z = Zc[:, j]
+        s2[j] = z @ z
+        ws2[j] = (wn * z) @ z
+    v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
+    v0w = ws2 - m0w * m0w
     pooled = np.sqrt((v1 + v0) / 2)
 
     def smd(diff: np.ndarray) -> np.ndarray:
@@ -144,11 +173,10 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     names = tuple(table.covariates) + inp.lag_names
     if not names:
         raise DataError("roles.covariates", "at least one covariate to balance", "none")
-    X = np.column_stack([table.X, inp.lags]) if inp.lag_names else table.X
-    Z, m, sd = _standardise(X, names)
+    columns = [table.X[:, j] for j in range(table.X.shape[1])]
+    columns += [inp.lags[:, j] for j in range(inp.lags.shape[1])]
     g = table.group
-    Zt, Zc = np.ascontiguousarray(Z[g]), np.ascontiguousarray(Z[~g])
-    del Z
+    Zt, Zc, m, sd = _standardise_split(columns, names, g)
     Y = np.column_stack([table.y_pre, table.y_post])
     periods = np.concatenate([table.pre_periods, table.post_periods])
     post = np.arange(periods.size) >= table.y_pre.shape[1]

@@ -103,12 +103,13 @@ def sorted_unit_table(
         )
     y_grid = y.reshape(n_u, n_t)
     covs = tuple(roles.covariates)
-    X = np.empty((n_u, len(covs)))
+    X = np.empty((n_u, len(covs)), order="F")  # column-major: contiguous per-column writes
     for j, c in enumerate(covs):
         xg = _float_column(frame, c, "covariates").reshape(n_u, n_t)
         X[:, j] = xg[:, 0]
-        same = all(np.array_equal(xg[:, k], X[:, j]) for k in range(1, n_t))
-        if not same or np.isnan(X[:, j]).any():
+        # NaN != NaN, so equal periods also rule out missing values (one period: check them).
+        same = all(np.array_equal(xg[:, k], xg[:, 0]) for k in range(1, n_t))
+        if not same or (n_t == 1 and np.isnan(X[:, j]).any()):
             if np.isnan(xg).any():
                 raise DataError(
                     "roles.covariates",

@@ -12,7 +12,8 @@ Usage::
 * ``study``: the contaminated-holdout Monte Carlo study (200 replications, naive / ITT /
   MicroSynth without inference): the MicroSynth document's own loop with mlsynth vs our CLI
   ``python -m causalkit -m estimator=naive,itt,microsynth mc.reps=200 inference=none``
-  run in a subprocess with MLflow tracking (wall time of the whole command).
+  run in a subprocess with MLflow tracking (wall time of the whole command), and the same
+  three cells in this process through ``causalkit.api.run`` with MLflow logging to SQLite.
 """
 
 from __future__ import annotations
@@ -163,13 +164,36 @@ def _document_loop(reps: int) -> float:
         _ = g[1] - g[0]
         g = post.groupby("saw_ad")["converted"].mean()
         _ = g[1] - g[0]
-        MlMicroSynth({"df": df, "outcome": "converted", "treat": "saw_ad", "unitid": "user_id", "time": "week",
+        _ = MlMicroSynth({"df": df, "outcome": "converted", "treat": "saw_ad", "unitid": "user_id", "time": "week",
                       "covariates": covs, "run_inference": False, "display_graphs": False}).fit().att
     return time.perf_counter() - t
 
 
+def _study_in_process(reps: int, tmp: str) -> tuple[float, list[float]]:
+    """The same three cells through the Python API (``causalkit.api.run``), MLflow on (SQLite).
+
+    Timed from before the first cell: MLflow's import and the creation of the store included.
+    """
+    from causalkit.api import run
+
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    t = time.perf_counter()
+    cells = []
+    for est in ("naive", "itt", "microsynth"):
+        out = run([f"estimator={est}", f"mc.reps={reps}", "inference=none", f"tracking.uri={uri}"])
+        cells.append(out.seconds)
+    return time.perf_counter() - t, cells
+
+
 def bench_study(reps: int) -> None:
     t_ref = _document_loop(reps)
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # checkpoints under runs/ of the start directory
+        try:
+            t_api, api_cells = _study_in_process(reps, tmp)
+        finally:
+            os.chdir(cwd)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "causalkit", "-m", "estimator=naive,itt,microsynth", f"mc.reps={reps}",
                "inference=none"]
@@ -183,8 +207,10 @@ def bench_study(reps: int) -> None:
     print(f"[study] contaminated-holdout Monte Carlo, {reps} replications x (naive, itt, microsynth)")
     print(f"  ours    {t_ours:7.2f} s  end to end (CLI, Hydra multirun, MLflow logging); "
           f"cells: {', '.join(c.split()[-1] for c in cells)} s")
+    print(f"  ours    {t_api:7.2f} s  in process (causalkit.api.run per cell, MLflow SQLite logging, mlflow "
+          f"import included); cells: {', '.join(f'{c:.2f}' for c in api_cells)} s")
     print(f"  mlsynth {t_ref:7.2f} s  (the document's loop)")
-    print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x")
+    print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x (CLI), {t_ref / t_api:.1f}x (in process)")
 
 
 def main() -> None:

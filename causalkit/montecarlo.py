@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,7 @@ __all__ = [
     "run_cell",
     "summarise",
     "CellOutcome",
+    "one_blas_thread",
 ]
 
 _MASK32 = (1 << 32) - 1
@@ -67,10 +71,25 @@ class _Row:
     error: str | None
 
 
-def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
-    from threadpoolctl import threadpool_limits
+@functools.lru_cache(maxsize=1)
+def _controller(n_modules: int) -> Any:
+    from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits=1), quiet():
+    return ThreadpoolController()
+
+
+def one_blas_thread() -> Any:
+    """``threadpool_limits(limits=1)`` without rescanning the process's libraries every time.
+
+    The scan (~5 ms, more than a small replication) is redone only after new modules were
+    imported, since a new native library comes with a module. Also for plugins whose
+    many small BLAS calls (e.g. bootstrap refits) only lose from thread hand-offs.
+    """
+    return _controller(len(sys.modules)).limit(limits=1)
+
+
+def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
+    with one_blas_thread(), quiet():
         try:
             res = run_replication(cfg, r, base)
         except CausalkitError as exc:

@@ -75,6 +75,10 @@ def require_roles(data: Dataset, roles: Sequence[str], who: str) -> None:
 
 def binary_column(values: pd.Series, role: str) -> np.ndarray:
     """A 0/1 (or boolean) column as bool; anything else is a one-line error."""
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":  # fast path, no pandas ops
+        arr = values.to_numpy()
+        if arr.dtype == bool or ((arr == 0) | (arr == 1)).all():  # NaN fails: reported below
+            return arr.astype(bool)
     if values.isna().any():
         raise DataError(f"roles.{role}", "no missing values", f"{int(values.isna().sum())} missing in {values.name!r}")
     uniq = pd.unique(values)
@@ -90,6 +94,11 @@ def numeric_columns(frame: pd.DataFrame, cols: Sequence[str], role: str) -> np.n
     out = np.empty((len(frame), len(cols)), dtype=np.float64)
     for j, c in enumerate(cols):
         s = frame[c]
+        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":  # fast path, no pandas ops
+            arr = s.to_numpy()
+            if arr.dtype.kind != "f" or not np.isnan(arr).any():
+                out[:, j] = arr
+                continue
         if s.dtype == bool:
             s = s.astype(np.float64)
         if not pd.api.types.is_numeric_dtype(s):

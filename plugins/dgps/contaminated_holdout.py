@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import numpy as np
@@ -59,6 +60,16 @@ class ContaminatedHoldoutParams(Params):
         return self
 
 
+@functools.lru_cache(maxsize=4)
+def _user_ids(n: int) -> pd.api.extensions.ExtensionArray:
+    """Long-format ids ``u00000, u00000, u00001, ...``: the same in every draw, so built once.
+
+    The frame gets a copy (pandas copies arrays passed in a dict), never this array.
+    """
+    ids = np.char.add("u", np.char.zfill(np.arange(n).astype(str), 5))
+    return pd.array(np.repeat(ids, 2), dtype="str")
+
+
 class ContaminatedHoldout:
     r"""Contaminated randomised holdout (MicroSynth document, "Simulation Study").
 
@@ -114,11 +125,10 @@ class ContaminatedHoldout:
         saw[holdout[picked]] = True
         y = np.where(saw, y1, y0)
 
-        ids = np.char.add("u", np.char.zfill(np.arange(n).astype(str), 5))
         covs = {"age": age, "device": device, "gender": gender, "country_tier": tier,
                 "prior_engagement": eng}
         frame = pd.DataFrame({
-            "user_id": np.repeat(ids, 2),
+            "user_id": _user_ids(n),
             "week": np.tile([0, 1], n),
             **{k: np.repeat(v, 2) for k, v in covs.items()},
             "assigned_exposed": np.repeat(assigned.astype(np.int64), 2),

@@ -26,18 +26,27 @@ class BootstrapParams(Params):
     stratified: bool = Field(True, description="resample within the fit's strata (treated/control)")
 
 
-def resample_indices(rng: np.random.Generator, strata: np.ndarray | None, n: int) -> np.ndarray:
+def resample_indices(
+    rng: np.random.Generator,
+    strata: np.ndarray | None,
+    n: int,
+    members: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """Indices of one bootstrap sample; within each stratum when ``strata`` is given.
 
     Stratified ("paired") resampling keeps each stratum's size, so the treated fraction is fixed.
+    ``members`` (from :func:`stratum_members`) saves regrouping the strata on every call.
     """
     if strata is None:
         return rng.integers(0, n, size=n)
-    parts = []
-    for s in np.unique(strata):
-        members = np.flatnonzero(strata == s)
-        parts.append(members[rng.integers(0, members.size, size=members.size)])
-    return np.concatenate(parts)
+    if members is None:
+        members = stratum_members(strata)
+    return np.concatenate([m[rng.integers(0, m.size, size=m.size)] for m in members])
+
+
+def stratum_members(strata: np.ndarray) -> list[np.ndarray]:
+    """Positions of each stratum's units, strata in sorted order."""
+    return [np.flatnonzero(strata == s) for s in np.unique(strata)]
 
 
 class Bootstrap:
@@ -64,9 +73,10 @@ class Bootstrap:
         p = self.params
         if fit.refit is not None:
             strata = fit.strata if p.stratified else None
+            members = None if strata is None else stratum_members(strata)
             draws = np.full(p.n_boot, np.nan)
             for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
-                idx = resample_indices(rng, strata, fit.n)
+                idx = resample_indices(rng, strata, fit.n, members)
                 try:
                     draws[b] = fit.refit(idx)
                 except EstimationError:

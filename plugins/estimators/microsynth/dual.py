@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import linalg
 from scipy.linalg.blas import dsyrk
 
 from causalkit_plugins.estimators.microsynth.hull import separating_direction
@@ -86,12 +87,17 @@ def weighted_gram(X0: np.ndarray, rows: np.ndarray, c: np.ndarray | None) -> np.
     return H
 
 
-def _solve(H: np.ndarray, g: np.ndarray) -> np.ndarray:
-    Hr = H + np.diag(np.full(H.shape[0], 1e-12 * (1.0 + np.trace(H) / H.shape[0])))
+def _inverse(H: np.ndarray) -> np.ndarray:
+    """Inverse of the slightly regularised Newton matrix (Cholesky; pseudo-inverse if not PD).
+
+    Factored once per matrix, so chord steps with a fixed matrix cost one small mat-vec.
+    """
+    p = H.shape[0]
+    Hr = H + np.diag(np.full(p, 1e-12 * (1.0 + np.trace(H) / p)))
     try:
-        return -np.linalg.solve(Hr, g)
-    except np.linalg.LinAlgError:
-        return -np.linalg.lstsq(Hr, g, rcond=None)[0]
+        return linalg.cho_solve(linalg.cho_factor(Hr, check_finite=False), np.eye(p))
+    except (linalg.LinAlgError, ValueError):
+        return np.linalg.pinv(Hr)
 
 
 def solve_simplex_dual(
@@ -210,12 +216,15 @@ def solve_simplex_dual(
     chord = hessian is not None
     H = np.array(hessian, dtype=np.float64) if chord else weighted_gram(X0, active, c)
     full = H if (not chord and bool(active.all())) else None
+    H_inv, H_used = None, None
     history = [res]
     it = 0
     stalled = False
     while res > tol and it < max_iter:
         it += 1
-        step = _solve(H, g)
+        if H_used is not H:
+            H_inv, H_used = _inverse(H), H
+        step = -(H_inv @ g)
         slope = float(g @ step)
         if slope >= 0:  # not a descent direction: fall back to steepest descent
             step, slope = -g, -float(g @ g)
@@ -223,6 +232,7 @@ def solve_simplex_dual(
         while True:
             cand = mu + t * step
             w_new, cw_new, f_new = value(cand)
+            g_try = None
             if f_new <= f + _ARMIJO * t * slope:
                 break
             # Near the optimum F changes below its rounding error; the residual decides.
@@ -234,7 +244,7 @@ def solve_simplex_dual(
             stalled = True
             break
         mu, w, cw, f = cand, w_new, cw_new, f_new
-        g = gradient(cw)
+        g = gradient(cw) if g_try is None else g_try
         res_new = float(np.max(np.abs(g)))
         new_active = w > 0
         if chord and res_new > 0.1 * res:

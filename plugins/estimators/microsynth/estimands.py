@@ -104,15 +104,18 @@ class BalancedContrast:
         return float(per[self.post].mean() / gap)
 
     def resampled(
-        self, idx: np.ndarray, treated: np.ndarray, warm: DualSolution
+        self, idx: np.ndarray, rows: tuple[np.ndarray, np.ndarray], warm: DualSolution
     ) -> tuple[np.ndarray, float]:
         """Per-period contrasts and gap on the units ``idx`` (with repeats): the bootstrap refit.
 
-        Multiplicities come from ``bincount``, so no row of the covariate matrix is copied;
-        the dual is warm-started from the full-sample solution (``warm``) with its Hessian.
+        ``rows`` are the unit positions of the treated and of the control rows (in the order
+        of ``Zt`` and ``Zc``). Multiplicities come from ``bincount``, so no row of the
+        covariate matrix is copied; the dual is warm-started from the full-sample solution
+        (``warm``) with its Hessian as a fixed (chord) Newton matrix.
         """
-        counts = np.bincount(idx, minlength=treated.size).astype(np.float64)
-        ct, cc = counts[treated], counts[~treated]
+        t_rows, c_rows = rows
+        counts = np.bincount(idx, minlength=t_rows.size + c_rows.size).astype(np.float64)
+        ct, cc = counts.take(t_rows), counts.take(c_rows)
         if ct.sum() == 0 or cc.sum() == 0:
             raise EstimationError("microsynth: a resample without treated or control units")
         sol = self.solve(ct, cc, warm, check_hull=False)

@@ -51,7 +51,13 @@ def _grid_if_sorted(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Unit labels and period labels when rows are sorted by unit, then period, and balanced."""
     t = frame[time].to_numpy()
-    labels = np.sort(pd.unique(t))
+    if t.dtype.kind in "iuf" and t.size > 1:
+        # Sorted and balanced means every unit's block repeats the first block, which then
+        # holds every label in increasing order: no hashing of the column needed.
+        stops = np.flatnonzero(t[1:] <= t[:-1])
+        labels = t[: stops[0] + 1 if stops.size else t.size].copy()
+    else:
+        labels = np.sort(pd.unique(t))
     n_t = labels.size
     if n_t == 0 or len(frame) % n_t:
         return None
@@ -61,7 +67,7 @@ def _grid_if_sorted(
     first = u[:, 0]
     if n_t > 1 and not (u[:, 1:] == first[:, None]).all():
         return None
-    if pd.isna(first).any() or not pd.Index(first).is_unique:
+    if pd.isna(first).any() or pd.unique(first).size != first.size:
         return None
     return first, labels
 

@@ -140,6 +140,10 @@ class Fit:
     refit : callable or None
         ``refit(indices)`` re-estimates on the units ``indices`` (with repeats) and returns the
         estimate; raises :class:`~causalkit.errors.EstimationError` when it cannot.
+    refit_batch : callable or None
+        ``refit_batch(index_sets)`` re-estimates on several index sets at once (as ``refit``
+        on each) and returns an array of the estimates, NaN where one failed. The bootstrap
+        uses it instead of ``refit`` when given (e.g. resamples solved in lockstep).
     placebo : callable or None
         ``placebo(rng)`` returns one draw of the estimate under the sharp null (permutation).
     replicates : callable or None
@@ -161,6 +165,7 @@ class Fit:
     model_se: float | None = None
     strata: np.ndarray | None = None
     refit: Callable[[np.ndarray], float] | None = None
+    refit_batch: Callable[[list[np.ndarray]], np.ndarray] | None = None
     placebo: Callable[[np.random.Generator], float] | None = None
     replicates: Callable[[np.random.Generator, int], np.ndarray] | None = None
     diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)

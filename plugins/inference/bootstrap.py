@@ -11,10 +11,13 @@ from scipy import stats
 
 from causalkit.contracts import Fit, InferenceOutcome, Params
 from causalkit.errors import EstimationError, PluginError
-from causalkit.progress import progress
+from causalkit.progress import bar, progress
 from causalkit_plugins.inference.basic import normal_outcome
 
 __all__ = ["Bootstrap", "BootstrapParams", "resample_indices"]
+
+REFIT_BATCH = 32
+"""Resamples handed to ``Fit.refit_batch`` per call: a constant, so results never depend on it."""
 
 
 class BootstrapParams(Params):
@@ -56,7 +59,9 @@ class Bootstrap:
     and ``stratified``), refit, and collect :math:`\hat\theta^{(b)}`. SE is their SD
     (ddof=1); the CI is the percentile interval :math:`[q_{\alpha/2}, q_{1-\alpha/2}]` or the
     normal interval; the p-value is the normal one, :math:`2\Phi(-|\hat\theta|/\widehat{se})`.
-    Replications whose refit fails are dropped and counted (``n_failed``).
+    Replications whose refit fails are dropped and counted (``n_failed``). When the fit offers
+    ``refit_batch`` the same resamples (same draws, same order) are re-estimated
+    ``REFIT_BATCH`` at a time through it.
 
     References
     ----------
@@ -75,16 +80,32 @@ class Bootstrap:
             strata = fit.strata if p.stratified else None
             members = None if strata is None else stratum_members(strata)
             draws = np.full(p.n_boot, np.nan)
-            for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
-                idx = resample_indices(rng, strata, fit.n, members)
-                try:
-                    draws[b] = fit.refit(idx)
-                except EstimationError:
-                    continue
+            if fit.refit_batch is not None:
+                # The same draws in the same order as one at a time, solved in fixed-size batches.
+                shown = bar(p.n_boot, "bootstrap")
+                for start in range(0, p.n_boot, REFIT_BATCH):
+                    stop = min(start + REFIT_BATCH, p.n_boot)
+                    idxs = [
+                        resample_indices(rng, strata, fit.n, members) for _ in range(start, stop)
+                    ]
+                    draws[start:stop] = fit.refit_batch(idxs)
+                    if shown is not None:
+                        shown.update(stop - start)
+                if shown is not None:
+                    shown.close()
+            else:
+                for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
+                    idx = resample_indices(rng, strata, fit.n, members)
+                    try:
+                        draws[b] = fit.refit(idx)
+                    except EstimationError:
+                        continue
         elif fit.replicates is not None:
             draws = np.asarray(fit.replicates(rng, p.n_boot), dtype=float)
         else:
-            raise PluginError("inference=bootstrap: this estimator provides no refit or replicates hook")
+            raise PluginError(
+                "inference=bootstrap: this estimator provides no refit or replicates hook"
+            )
         ok = draws[np.isfinite(draws)]
         n_failed = int(p.n_boot - ok.size)
         if ok.size < 2:
@@ -98,5 +119,6 @@ class Bootstrap:
             lo, hi = (float(v) for v in np.quantile(ok, [alpha / 2, 1 - alpha / 2]))
         z = abs(fit.estimate) / se if se > 0 else math.nan
         pval = float(2 * stats.norm.sf(z)) if math.isfinite(z) else math.nan
-        return InferenceOutcome(self.name, se, lo, hi, pval, p.level,
-                                {"n_boot": int(ok.size), "n_failed": n_failed})
+        return InferenceOutcome(
+            self.name, se, lo, hi, pval, p.level, {"n_boot": int(ok.size), "n_failed": n_failed}
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,6 +12,10 @@ import numpy as np
 from causalkit.contracts import Estimand
 from causalkit.errors import EstimationError
 from causalkit_plugins.estimators.microsynth.dual import DualSolution, solve_simplex_dual
+from causalkit_plugins.estimators.microsynth.dual_batch import (
+    BatchDesign,
+    solve_simplex_dual_batch,
+)
 
 __all__ = ["ESTIMANDS", "BalancedContrast"]
 
@@ -124,6 +130,63 @@ class BalancedContrast:
         per, gap = self.gaps(ct, cc, sol.w)
         if gap == 0:
             raise EstimationError("microsynth: resample with zero compliance gap")
+        return per, gap
+
+    @functools.cached_property
+    def _values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-unit values averaged by a contrast: outcomes by period, then exposure (CACE)."""
+        if self.Dt is None or self.Dc is None:
+            return self.Yt, self.Yc
+        return np.column_stack([self.Yt, self.Dt]), np.column_stack([self.Yc, self.Dc])
+
+    @functools.cached_property
+    def _design(self) -> BatchDesign:
+        """Controls' ``[Z, 1, Y, D]`` for the batched solver (built on the first batch)."""
+        return BatchDesign.build(self.Zc, self._values[1])
+
+    def resampled_batch(
+        self, idxs: Sequence[np.ndarray], rows: tuple[np.ndarray, np.ndarray], warm: DualSolution
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`resampled` for several index sets at once; NaN rows where one failed.
+
+        The duals are solved in lockstep by
+        :func:`~causalkit_plugins.estimators.microsynth.dual_batch.solve_simplex_dual_batch`
+        (same warm start and initial matrix); a resample it leaves unconverged is re-solved by
+        :meth:`resampled` itself, so a replication fails exactly when the one-at-a-time path
+        fails. Returns per-period contrasts (k x T) and compliance gaps (k,).
+        """
+        t_rows, c_rows = rows
+        n, k = t_rows.size + c_rows.size, len(idxs)
+        CT, CC = np.empty((k, t_rows.size)), np.empty((k, c_rows.size))
+        for i, idx in enumerate(idxs):
+            counts = np.bincount(idx, minlength=n)
+            CT[i], CC[i] = counts.take(t_rows), counts.take(c_rows)
+        mt = CT.sum(axis=1)
+        per = np.full((k, self.post.size), np.nan)
+        gap = np.full(k, np.nan)
+        ok = np.flatnonzero((mt > 0) & (CC.sum(axis=1) > 0))
+        if ok.size:
+            vt = self._values[0]
+            treated = (CT[ok] @ vt) / mt[ok, None]
+            sol = solve_simplex_dual_batch(
+                self._design,
+                (CT[ok] @ self.Zt) / mt[ok, None],
+                CC[ok],
+                mu0=warm.mu,
+                hessian=warm.hessian,
+                tol=self.tol,
+                max_iter=self.max_iter,
+            )
+            diff = treated - sol.moments
+            T = self.post.size
+            per[ok] = diff[:, :T]
+            gap[ok] = diff[:, T] if diff.shape[1] > T else 1.0
+            for i in ok[~sol.converged]:
+                try:
+                    per[i], gap[i] = self.resampled(idxs[i], rows, warm)
+                except EstimationError:
+                    per[i], gap[i] = np.nan, np.nan
+        gap[gap == 0] = np.nan
         return per, gap
 
     def placebo(self, rng: np.random.Generator, hessian: np.ndarray, scale: float) -> float:

@@ -137,6 +137,9 @@ def _covariate_index(names: tuple[str, ...]) -> pd.Index:
     return pd.Index(list(names), name="covariate")
 
 
+_BAND_BATCH = 32  # resamples solved in lockstep per batch (fixed: results never depend on it)
+
+
 def _band(
     contrast: BalancedContrast,
     treated: np.ndarray,
@@ -147,25 +150,27 @@ def _band(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Percentile band of the per-period contrasts over a paired (stratified) bootstrap."""
     t_idx, c_idx = np.flatnonzero(treated), np.flatnonzero(~treated)
-    draws, failed = [], 0
-    for _ in range(reps):
-        idx = np.concatenate(
-            [
-                t_idx[rng.integers(0, t_idx.size, t_idx.size)],
-                c_idx[rng.integers(0, c_idx.size, c_idx.size)],
-            ]
-        )
-        try:
-            per, gap = contrast.resampled(idx, (t_idx, c_idx), warm)
-        except EstimationError:
-            failed += 1
-            continue
-        draws.append(per / gap)
-    if len(draws) < 2:
+    draws = []
+    for start in range(0, reps, _BAND_BATCH):
+        idxs = [
+            np.concatenate(
+                [
+                    t_idx[rng.integers(0, t_idx.size, t_idx.size)],
+                    c_idx[rng.integers(0, c_idx.size, c_idx.size)],
+                ]
+            )
+            for _ in range(min(_BAND_BATCH, reps - start))
+        ]
+        per, gap = contrast.resampled_batch(idxs, (t_idx, c_idx), warm)
+        draws.append(per / gap[:, None])
+    every = np.concatenate(draws)
+    good = every[np.isfinite(every).all(axis=1)]
+    failed = reps - good.shape[0]
+    if good.shape[0] < 2:
         nan = np.full(contrast.post.size, np.nan)
         return nan, nan, failed
     a = (1 - level) / 2
-    lo, hi = np.quantile(np.asarray(draws), [a, 1 - a], axis=0)
+    lo, hi = np.quantile(good, [a, 1 - a], axis=0)
     return lo, hi, failed
 
 
@@ -280,6 +285,11 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
             per_b, gap_b = contrast.resampled(idx, rows, sol)
         return float(per_b[post].mean() / gap_b)
 
+    def refit_batch(idxs: list[np.ndarray]) -> np.ndarray:
+        with one_blas_thread():
+            per_b, gap_b = contrast.resampled_batch(idxs, rows, sol)
+        return per_b[:, post].mean(axis=1) / gap_b
+
     cache: dict[str, np.ndarray] = {}
 
     def placebo(rng_p: np.random.Generator) -> float:
@@ -293,6 +303,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         n=table.n,
         strata=g.astype(np.int64),
         refit=refit,
+        refit_batch=refit_batch,
         placebo=placebo,
         diagnostics=diagnostics,
         tables={"balance": bal, "gaps": gaps_table},

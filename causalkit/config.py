@@ -200,6 +200,9 @@ def validate(raw: Mapping[str, Any], registry: Registry | None = None) -> RunCon
     synthetic = data.name == "synthetic" or getattr(data_cls, "synthetic", False)
     if dgp_cls.needs_base and synthetic:
         raise ConfigError("data", f"a data source with a table (csv, parquet) for dgp={dgp.name}", data.name)
+    if not dgp_cls.needs_base and not synthetic:
+        # The simulator would replace the user's table: the data source would be read and ignored.
+        raise ConfigError("dgp", f"none (a real analysis of data={data.name}) or a DGP that uses the table", dgp.name)
     if dgp.name == "none" and mc.reps > 1:
         raise ConfigError("mc.reps", "1 for a real analysis (dgp=none has no truth to replicate)", mc.reps)
     return RunConfig(data, dgp, estimator, inference, mc, tracking)

@@ -152,6 +152,7 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
     "unreadable parquet": (["tracking=none", "data=parquet", "data.path=garbage.csv", *ROLES], "data.path"),
     "missing column": (["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-2], "data.roles.covariates=[nope]", "dgp=none"], "data.roles"),
     "unwritable mlflow uri": (["tracking.uri=sqlite:////proc/nope/x.db", "estimator=itt"], "tracking.uri"),
+    "own data with a simulator": (["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-1]], "dgp: expected none"),
 }
 
 

@@ -95,9 +95,16 @@ def _standardised(M: np.ndarray, mean: np.ndarray, sd: np.ndarray, inplace: bool
 
 
 def local_oracle(
-    arr: UnitArrays, mean: np.ndarray, sd: np.ndarray, counts: np.ndarray | None = None
+    arr: UnitArrays,
+    mean: np.ndarray | None,
+    sd: np.ndarray | None,
+    counts: np.ndarray | None = None,
 ) -> Oracle:
-    """Chunked in-process oracle; ``counts`` are case weights in unit order (one weighting) or ``None``."""
+    """Chunked in-process oracle; ``counts`` are case weights in unit order (one weighting) or ``None``.
+
+    ``mean``/``sd`` standardise each chunk on the fly; ``None`` when the blocks are already
+    standardised float64 (the fit's own arrays), so chunks are used as they are.
+    """
     u = 1.0 / float(arr.Xc.shape[0])
     cc = None if counts is None else counts[~arr.group]
     ct = None if counts is None else counts[arr.group]
@@ -108,7 +115,7 @@ def local_oracle(
         for M, Y, c, treated in blocks:
             for s in range(0, M.shape[0], _CHUNK):
                 sl = slice(s, s + _CHUNK)
-                Z = (M[sl].astype(np.float64) - mean) / sd
+                Z = M[sl] if mean is None or sd is None else (M[sl].astype(np.float64) - mean) / sd
                 g = np.full(Z.shape[0], treated)
                 part = dual_sums(Z, g, Y[sl], None if c is None else c[sl, None], mus, u)
                 total = part if total is None else merge_sums(total, part)
@@ -163,13 +170,12 @@ def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -
     att, tables, diag, warnings = att_and_tables(
         sol, mom, mean, sd, z.covariates, z.post_periods, p.balance_tol
     )
-    unit_scale = (np.zeros(d), np.ones(d))  # z is standardised already: x - 0 and / 1 are exact
     mu_hat = sol.mu
 
     def refit(idx: np.ndarray) -> float:
         counts = np.bincount(idx, minlength=z.n).astype(np.float64)
         s = solve_by_passes(
-            local_oracle(z, *unit_scale, counts), mu_hat, tol=p.tol, max_iter=p.max_iter
+            local_oracle(z, None, None, counts), mu_hat, tol=p.tol, max_iter=p.max_iter
         )
         if not s.converged[0]:
             raise EstimationError("microsynth: bootstrap dual did not converge")

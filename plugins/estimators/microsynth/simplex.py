@@ -25,9 +25,9 @@ __all__ = ["fit_simplex"]
 
 
 def _standardise_split(
-    columns: Sequence[np.ndarray], names: tuple[str, ...], group: np.ndarray
+    columns: Sequence[np.ndarray], names: tuple[str, ...], rows: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled centring and scaling, split by ``group`` into new column-major arrays.
+    """Pooled centring and scaling, split into new column-major arrays of the treated and control ``rows``.
 
     Each balance column (a per-unit vector, possibly a strided view) is gathered once into
     the treated and control matrices and centred and scaled there in place, column by
@@ -38,12 +38,12 @@ def _standardise_split(
     Returns
     -------
     Zt, Zc : ndarray, shape (n_T, d) / (n_C, d), Fortran order
-        Standardised columns of the ``group`` rows and of the others.
+        Standardised columns of the treated rows and of the control rows.
     m, sd : ndarray, shape (d,)
         Pooled means and standard deviations (ddof=0).
     """
-    t_idx, c_idx = np.flatnonzero(group), np.flatnonzero(~group)
-    n, d = group.size, len(columns)
+    t_idx, c_idx = rows
+    n, d = t_idx.size + c_idx.size, len(columns)
     Zt = np.empty((t_idx.size, d), order="F")
     Zc = np.empty((c_idx.size, d), order="F")
     m, sd = np.empty(d), np.empty(d)
@@ -142,14 +142,17 @@ _BAND_BATCH = 32  # resamples solved in lockstep per batch (fixed: results never
 
 def _band(
     contrast: BalancedContrast,
-    treated: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
     warm: DualSolution,
     reps: int,
     level: float,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Percentile band of the per-period contrasts over a paired (stratified) bootstrap."""
-    t_idx, c_idx = np.flatnonzero(treated), np.flatnonzero(~treated)
+    """Percentile band of the per-period contrasts over a paired (stratified) bootstrap.
+
+    ``rows`` are the positions of the treated and of the control units.
+    """
+    t_idx, c_idx = rows
     draws = []
     for start in range(0, reps, _BAND_BATCH):
         idxs = [
@@ -161,7 +164,7 @@ def _band(
             )
             for _ in range(min(_BAND_BATCH, reps - start))
         ]
-        per, gap = contrast.resampled_batch(idxs, (t_idx, c_idx), warm)
+        per, gap = contrast.resampled_batch(idxs, rows, warm)
         draws.append(per / gap[:, None])
     every = np.concatenate(draws)
     good = every[np.isfinite(every).all(axis=1)]
@@ -196,7 +199,8 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     columns = [table.X[:, j] for j in range(table.X.shape[1])]
     columns += [inp.lags[:, j] for j in range(inp.lags.shape[1])]
     g = table.group
-    Zt, Zc, m, sd = _standardise_split(columns, names, g)
+    rows = (np.flatnonzero(g), np.flatnonzero(~g))  # treated, control positions
+    Zt, Zc, m, sd = _standardise_split(columns, names, rows)
     Y = np.column_stack([table.y_pre, table.y_post])
     periods = np.concatenate([table.pre_periods, table.post_periods])
     post = np.arange(periods.size) >= table.y_pre.shape[1]
@@ -249,7 +253,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     band_failed = 0
     if p.band_reps > 0 and feasible:
         with one_blas_thread():
-            lo, hi, band_failed = _band(contrast, g, sol, p.band_reps, p.band_level, rng)
+            lo, hi, band_failed = _band(contrast, rows, sol, p.band_reps, p.band_level, rng)
         gaps_table["lower"], gaps_table["upper"] = lo, hi
 
     diagnostics: dict[str, DiagnosticValue] = {
@@ -275,8 +279,6 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
                 f"microsynth: weak first stage, balanced compliance gap {gap:.3g} "
                 f"< {p.min_compliance_gap:g}; the CACE is unstable"
             )
-
-    rows = (np.flatnonzero(g), np.flatnonzero(~g))
 
     def refit(idx: np.ndarray) -> float:
         # Each refit is a few mat-vecs on n_C x d: BLAS thread hand-offs only cost (and stall

@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["smd", "balance_table", "effective_sample_size", "balance_diagnostics"]
+__all__ = [
+    "smd",
+    "balance_table",
+    "effective_sample_size",
+    "balance_diagnostics",
+    "balance_scalars",
+]
 
 
 def _wmean_var(X: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -81,10 +87,38 @@ def balance_table(
 
 def balance_diagnostics(table: pd.DataFrame, w_c: np.ndarray) -> dict[str, float]:
     """The scalar balance diagnostics every balancing estimator reports."""
+    return balance_scalars(
+        np.asarray(table["smd_before"], dtype=float),
+        np.asarray(table["smd_after"], dtype=float),
+        w_c,
+    )
+
+
+def balance_scalars(
+    smd_before: np.ndarray, smd_after: np.ndarray, w_c: np.ndarray
+) -> dict[str, float]:
+    r""":func:`balance_diagnostics` from the SMD columns as arrays (no table needed).
+
+    ``max_abs_smd_*`` is the largest :math:`|\mathrm{SMD}|` ignoring NaN (as pandas'
+    ``max``), NaN when every value is NaN and 0 when there are no covariates; ``ess`` is
+    Kish's effective sample size and ``max_weight`` the largest normalised weight.
+    """
     w = np.asarray(w_c, dtype=float)
     return {
-        "max_abs_smd_before": float(np.max(np.abs(table["smd_before"]))) if len(table) else 0.0,
-        "max_abs_smd_after": float(np.max(np.abs(table["smd_after"]))) if len(table) else 0.0,
+        "max_abs_smd_before": _max_abs(smd_before),
+        "max_abs_smd_after": _max_abs(smd_after),
         "ess": effective_sample_size(w),
         "max_weight": float(w.max() / w.sum()),
     }
+
+
+def _max_abs(x: np.ndarray) -> float:
+    """Largest absolute value skipping NaN; NaN if all are NaN, 0.0 if ``x`` is empty."""
+    if x.size == 0:
+        return 0.0
+    a = np.abs(x)
+    top = a.max()
+    if np.isnan(top):
+        a = a[~np.isnan(a)]
+        return float(a.max()) if a.size else float("nan")
+    return float(top)

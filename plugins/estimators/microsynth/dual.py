@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 from scipy.linalg.blas import dsyrk
+from scipy.linalg.lapack import dpotrf, dpotrs
 
 from causalkit_plugins.estimators.microsynth.hull import separating_direction
 
@@ -64,7 +65,15 @@ def _syrk(M: np.ndarray) -> np.ndarray:
         U = dsyrk(1.0, M, trans=1)
     else:
         U = dsyrk(1.0, np.asfortranarray(M.T), trans=0)
-    return np.triu(U) + np.triu(U, 1).T
+    lower = _lower(U.shape[0])
+    U[lower] = U.T[lower]  # dsyrk fills the upper triangle: mirror it
+    return U
+
+
+@functools.lru_cache(maxsize=16)
+def _lower(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the strict lower triangle of a ``p x p`` matrix."""
+    return np.tril_indices(p, -1)
 
 
 def weighted_gram(X0: np.ndarray, rows: np.ndarray, c: np.ndarray | None) -> np.ndarray:
@@ -93,11 +102,24 @@ def _inverse(H: np.ndarray) -> np.ndarray:
     Factored once per matrix, so chord steps with a fixed matrix cost one small mat-vec.
     """
     p = H.shape[0]
-    Hr = H + np.diag(np.full(p, 1e-12 * (1.0 + np.trace(H) / p)))
-    try:
-        return linalg.cho_solve(linalg.cho_factor(Hr, check_finite=False), np.eye(p))
-    except (linalg.LinAlgError, ValueError):
-        return np.linalg.pinv(Hr)
+    Hr = H.copy()
+    Hr.flat[:: p + 1] += 1e-12 * (1.0 + np.trace(H) / p)
+    # LAPACK directly (as scipy's cho_factor/cho_solve call it, without their checks: this
+    # runs once per Newton step); a failed or non-finite factor falls back as they would.
+    factor, info = dpotrf(Hr, lower=0, clean=0)
+    if info == 0 and np.isfinite(factor).all():
+        inv, info = dpotrs(factor, _eye(p), lower=0)
+        if info == 0:
+            return inv
+    return np.linalg.pinv(Hr)
+
+
+@functools.lru_cache(maxsize=16)
+def _eye(p: int) -> np.ndarray:
+    """A read-only identity (right-hand side of the inverse's solve; ``dpotrs`` copies it)."""
+    out = np.eye(p)
+    out.flags.writeable = False
+    return out
 
 
 def solve_simplex_dual(
@@ -171,7 +193,8 @@ def solve_simplex_dual(
     c = None if counts is None else np.asarray(counts, dtype=np.float64)
     m = float(n if c is None else c.sum())
     u = 1.0 / m
-    b = np.append(np.asarray(target, dtype=np.float64), 1.0)
+    b = np.empty(d + 1)
+    b[:d], b[d] = target, 1.0
     mu = np.zeros(d + 1) if mu0 is None else np.array(mu0, dtype=np.float64)
 
     # A target coordinate outside the controls' range is infeasible: cheap certificate.

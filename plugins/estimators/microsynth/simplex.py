@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from causalkit.balance import balance_diagnostics
+from causalkit.balance import balance_scalars
 from causalkit.contracts import Dataset, DiagnosticValue, Fit
 from causalkit.errors import DataError, EstimationError
 from causalkit.montecarlo import one_blas_thread
@@ -68,15 +68,14 @@ def _standardise_split(
     return Zt, Zc, m, sd
 
 
-def _balance(
-    names: tuple[str, ...],
+def _balance_columns(
     Zt: np.ndarray,
     Zc: np.ndarray,
     w: np.ndarray,
     m: np.ndarray,
     sd: np.ndarray,
-) -> pd.DataFrame:
-    """The columns of :func:`causalkit.balance.balance_table`, from one pass of moments.
+) -> np.ndarray:
+    """The columns of :func:`causalkit.balance.balance_table` (as a ``d x 7`` block), from one pass of moments.
 
     Computed on the standardised columns (SMDs and variance ratios are invariant to the
     per-column affine map; means are mapped back to raw units). Control moments use one
@@ -99,23 +98,40 @@ def _balance(
     v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
     v0w = ws2 - m0w * m0w
     pooled = np.sqrt((v1 + v0) / 2)
+    positive = pooled > 0
+    scale = np.where(positive, pooled, 1.0)
 
     def smd(diff: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(
-                pooled > 0,
-                diff / np.where(pooled > 0, pooled, 1.0),
-                np.where(diff == 0, 0.0, np.inf),
-            )
+            return np.where(positive, diff / scale, np.where(diff == 0, 0.0, np.inf))
 
+    out = np.empty((d, 7))
+    out[:, 0] = m1 * sd + m
+    out[:, 1] = m0 * sd + m
+    out[:, 2] = m0w * sd + m
+    out[:, 3] = smd(m1 - m0)
+    out[:, 4] = smd(m1 - m0w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        vr_before, vr_after = v1 / v0, v1 / v0w
-    columns = (m1 * sd + m, m0 * sd + m, m0w * sd + m)
-    columns += (smd(m1 - m0), smd(m1 - m0w), vr_before, vr_after)
+        np.divide(v1, v0, out=out[:, 5])
+        np.divide(v1, v0w, out=out[:, 6])
+    return out
+
+
+def _balance(
+    names: tuple[str, ...],
+    Zt: np.ndarray,
+    Zc: np.ndarray,
+    w: np.ndarray,
+    m: np.ndarray,
+    sd: np.ndarray,
+) -> pd.DataFrame:
+    """:func:`causalkit.balance.balance_table` of the fit, from :func:`_balance_columns`."""
+    return _balance_frame(names, _balance_columns(Zt, Zc, w, m, sd))
+
+
+def _balance_frame(names: tuple[str, ...], block: np.ndarray) -> pd.DataFrame:
     # One float block (cheaper than a dict of columns: this runs in every MC replication).
-    return pd.DataFrame(
-        np.column_stack(columns), index=_covariate_index(names).copy(), columns=_BALANCE.copy()
-    )
+    return pd.DataFrame(block, index=_covariate_index(names).copy(), columns=_BALANCE.copy())
 
 
 _BALANCE = pd.Index(
@@ -131,10 +147,32 @@ _BALANCE = pd.Index(
 )
 
 
+@functools.lru_cache(maxsize=16)
+def _labels(names: tuple[str, ...]) -> pd.Index:
+    """Column labels, built once per set of names (string indexes cost ~50 us to build)."""
+    return pd.Index(list(names))
+
+
 @functools.lru_cache(maxsize=64)
 def _covariate_index(names: tuple[str, ...]) -> pd.Index:
     """The balance table's row index, built once per set of names (tables get shallow copies)."""
     return pd.Index(list(names), name="covariate")
+
+
+def _column_frame(columns: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
+    """``pd.DataFrame(columns, index=index)`` for 1-D numpy columns of ``len(index)``, without copies.
+
+    The public constructor re-infers every column and rebuilds the column labels (about
+    0.2 ms for a few short columns, more than the rest of a small fit); the arrays are
+    already what pandas would store, so the frame is assembled from them directly when this
+    pandas has ``DataFrame._from_arrays`` (the result is identical, a unit test).
+    """
+    try:
+        build = pd.DataFrame._from_arrays
+    except AttributeError:  # pragma: no cover - pandas without the private constructor
+        return pd.DataFrame(columns, index=index)
+    labels = _labels(tuple(columns)).copy()  # a frame's labels are its own (names are settable)
+    return build(list(columns.values()), labels, index, verify_integrity=False)
 
 
 _BAND_BATCH = 32  # resamples solved in lockstep per batch (fixed: results never depend on it)
@@ -201,7 +239,9 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     g = table.group
     rows = (np.flatnonzero(g), np.flatnonzero(~g))  # treated, control positions
     Zt, Zc, m, sd = _standardise_split(columns, names, rows)
+    t_idx, c_idx = rows
     Y = np.column_stack([table.y_pre, table.y_post])
+    Yt = Y.take(t_idx, axis=0)  # row-major, as the treated means were always taken
     periods = np.concatenate([table.pre_periods, table.post_periods])
     post = np.arange(periods.size) >= table.y_pre.shape[1]
     D = (
@@ -212,11 +252,11 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     contrast = BalancedContrast(
         Zt,
         Zc,
-        np.asfortranarray(Y[g]),
-        np.asfortranarray(Y[~g]),
+        np.asfortranarray(Yt),
+        np.asfortranarray(Y.take(c_idx, axis=0)),
         post,
-        None if D is None else D[g],
-        None if D is None else D[~g],
+        None if D is None else D.take(t_idx),
+        None if D is None else D.take(c_idx),
         p.tol,
         p.max_iter,
     )
@@ -227,10 +267,11 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         raise EstimationError(
             "microsynth: the balanced compliance gap is zero; the CACE is undefined"
         )
-    estimate = float(per[post].mean() / gap)
+    itt = float(per[post].mean())
+    estimate = itt / gap
 
-    bal = _balance(names, Zt, Zc, sol.w, m, sd)
-    diag = balance_diagnostics(bal, sol.w)
+    bal = _balance_columns(Zt, Zc, sol.w, m, sd)
+    diag = balance_scalars(bal[:, 3], bal[:, 4], sol.w)
     feasible = bool(sol.converged and diag["max_abs_smd_after"] <= p.balance_tol)
     if feasible:
         msg = (
@@ -240,25 +281,23 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         msg = f"balance NOT achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} > {p.balance_tol:.0e}): {sol.message}"
     warnings = [] if feasible else [f"microsynth: {msg}"]
 
-    treated_mean = Y[g].mean(axis=0)
-    gaps_table = pd.DataFrame(
-        {
-            "period": periods,
-            "post": post,
-            "treated": treated_mean,
-            "synthetic": treated_mean - per,
-            "gap": per / gap,
-        }
-    )
+    treated_mean = Yt.mean(axis=0)
+    gaps_columns = {
+        "period": periods,
+        "post": post.copy(),  # the refit closures keep ``post``: the table gets its own
+        "treated": treated_mean,
+        "synthetic": treated_mean - per,
+        "gap": per / gap,
+    }
     band_failed = 0
     if p.band_reps > 0 and feasible:
         with one_blas_thread():
             lo, hi, band_failed = _band(contrast, rows, sol, p.band_reps, p.band_level, rng)
-        gaps_table["lower"], gaps_table["upper"] = lo, hi
+        gaps_columns["lower"], gaps_columns["upper"] = lo, hi
 
     diagnostics: dict[str, DiagnosticValue] = {
-        "n_treated": int(g.sum()),
-        "n_control": int((~g).sum()),
+        "n_treated": int(t_idx.size),
+        "n_control": int(c_idx.size),
         "n_periods_post": int(post.sum()),
         "n_balance_columns": len(names),
         **diag,
@@ -273,7 +312,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         diagnostics["band_failed"] = band_failed
     if D is not None:
         diagnostics["compliance_gap"] = gap
-        diagnostics["itt"] = float(per[post].mean())
+        diagnostics["itt"] = itt
         if gap < p.min_compliance_gap:
             warnings.append(
                 f"microsynth: weak first stage, balanced compliance gap {gap:.3g} "
@@ -308,6 +347,9 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         refit_batch=refit_batch,
         placebo=placebo,
         diagnostics=diagnostics,
-        tables={"balance": bal, "gaps": gaps_table},
+        tables={
+            "balance": _balance_frame(names, bal),
+            "gaps": _column_frame(gaps_columns, pd.RangeIndex(periods.size)),
+        },
         warnings=tuple(warnings),
     )

@@ -15,6 +15,7 @@ __all__ = [
     "Estimand",
     "Roles",
     "Dataset",
+    "PanelArrays",
     "Truth",
     "Simulated",
     "Fit",
@@ -80,11 +81,96 @@ class Roles(Params):
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A table together with its roles."""
+class PanelArrays:
+    """A balanced long panel held as per-unit arrays, before (or instead of) any table.
 
-    frame: pd.DataFrame
+    What a simulator has in hand right after its draws. Estimators that reshape a long table
+    into one row per unit (:func:`causalkit.panel.unit_table`) read these arrays directly;
+    the long table itself is only built (by :meth:`to_frame`) when somebody asks for it.
+
+    Parameters
+    ----------
+    unit, time : str
+        Names of the unit and period columns of the long table.
+    units : array-like, shape (n,)
+        Unit labels, one per unit (a numpy array or a pandas extension array).
+    periods : ndarray, shape (T,)
+        Period labels, increasing.
+    columns : mapping of str to ndarray
+        Every other column, in the table's order: shape ``(n,)`` for a time-invariant column
+        (repeated over periods in the table) or ``(n, T)`` for one value per unit and period.
+    """
+
+    unit: str
+    time: str
+    units: np.ndarray | pd.api.extensions.ExtensionArray
+    periods: np.ndarray
+    columns: Mapping[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return len(self.units)
+
+    def names(self) -> list[str]:
+        """Column names of the long table."""
+        return [self.unit, self.time, *self.columns]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The long table: one row per unit and period, sorted by unit, then period."""
+        n, t = self.n, len(self.periods)
+        units = self.units
+        if isinstance(units, np.ndarray):
+            unit_col = np.repeat(units, t)
+        else:
+            unit_col = units.take(np.repeat(np.arange(n), t))
+        cols = {self.unit: unit_col, self.time: np.tile(self.periods, n)}
+        for name, v in self.columns.items():
+            cols[name] = v.ravel() if v.ndim == 2 else np.repeat(v, t)
+        return pd.DataFrame(cols)
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class Dataset:
+    """A table together with its roles.
+
+    Built from a table (``Dataset(frame, roles)``) or, by simulators, from panel arrays
+    (:meth:`from_panel`), in which case ``frame`` is built on first access.
+    """
+
     roles: Roles
+    panel: PanelArrays | None
+    _frame: pd.DataFrame | None = field(repr=False)
+
+    def __init__(self, frame: pd.DataFrame | None, roles: Roles, panel: PanelArrays | None = None) -> None:
+        if frame is None and panel is None:
+            raise ValueError("Dataset needs a frame or panel arrays")
+        object.__setattr__(self, "roles", roles)
+        object.__setattr__(self, "panel", panel)
+        object.__setattr__(self, "_frame", frame)
+
+    @classmethod
+    def from_panel(cls, panel: PanelArrays, roles: Roles) -> Dataset:
+        """A dataset whose long table is built only when read."""
+        return cls(None, roles, panel)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            assert self.panel is not None
+            object.__setattr__(self, "_frame", self.panel.to_frame())
+        assert self._frame is not None
+        return self._frame
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names of the table (without building a table held as panel arrays)."""
+        if self._frame is None and self.panel is not None:
+            return self.panel.names()
+        return [str(c) for c in self.frame.columns]
+
+    def with_roles(self, roles: Roles) -> Dataset:
+        """The same data under other roles."""
+        return Dataset(self._frame, roles, self.panel)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,26 @@ def check_dgp(cls: type, seed: int = 0) -> None:
         assert col in a.dataset.frame.columns, f"role column {col!r} missing from the simulated table"
     for key, value in a.truth.values.items():
         assert isinstance(key, str) and math.isfinite(float(value))
+    if a.dataset.panel is not None:
+        check_panel_arrays(a.dataset)
+
+
+def check_panel_arrays(data: Dataset) -> None:
+    """Panel arrays and the long table they stand for give the same per-unit tables."""
+    from causalkit.panel import unit_table
+
+    table_only = Dataset(data.frame, data.roles)
+    for role in ("treatment", "assignment"):
+        if getattr(data.roles, role) is None:
+            continue
+        a, b = unit_table(data, group_role=role), unit_table(table_only, group_role=role)  # type: ignore[arg-type]
+        for name in ("units", "group", "treatment", "assignment", "X", "y_pre", "y_post", "pre_periods",
+                     "post_periods"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert (x is None) == (y is None), f"panel arrays disagree with the table on {name}"
+            if x is not None:
+                assert np.array_equal(np.asarray(x), np.asarray(y)), f"panel arrays disagree with the table on {name}"
+        assert a.covariates == b.covariates
 
 
 def check_registry(registry: Registry) -> None:

@@ -17,6 +17,7 @@ import yaml
 from causalkit.config import RunConfig, TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
 from causalkit.montecarlo import CellOutcome
+from causalkit.store import seed_sqlite_store
 
 __all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
 
@@ -79,6 +80,7 @@ class MlflowTracker:
                     "a writable MLflow store location",
                     f"{self.uri} ({exc.strerror})",
                 ) from None
+            seed_sqlite_store(Path(self.uri[len("sqlite:///") :]))
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def experiment_id(self) -> str:

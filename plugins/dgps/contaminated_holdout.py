@@ -6,11 +6,11 @@ import functools
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, model_validator
 from scipy.special import expit
 
-from causalkit.contracts import Dataset, Estimand, Params, Roles, Simulated, Truth
+from causalkit.contracts import Dataset, Estimand, PanelArrays, Params, Roles, Simulated, Truth
+from causalkit_plugins.dgps.draws import bernoulli
 
 __all__ = ["ContaminatedHoldout", "ContaminatedHoldoutParams"]
 
@@ -61,13 +61,11 @@ class ContaminatedHoldoutParams(Params):
 
 
 @functools.lru_cache(maxsize=4)
-def _user_ids(n: int) -> pd.api.extensions.ExtensionArray:
-    """Long-format ids ``u00000, u00000, u00001, ...``: the same in every draw, so built once.
-
-    The frame gets a copy (pandas copies arrays passed in a dict), never this array.
-    """
-    ids = np.char.add("u", np.char.zfill(np.arange(n).astype(str), 5))
-    return pd.array(np.repeat(ids, 2), dtype="str")
+def _user_ids(n: int) -> np.ndarray:
+    """User ids ``u00000, u00001, ...``: the same in every draw, so built once (read-only)."""
+    ids = np.char.add("u", np.char.zfill(np.arange(n).astype(str), 5)).astype(object)
+    ids.setflags(write=False)
+    return ids
 
 
 class ContaminatedHoldout:
@@ -81,7 +79,8 @@ class ContaminatedHoldout:
     exposed arm by a random permutation; ``n_contaminated`` holdout users are drawn without
     replacement with probability :math:`\propto \operatorname{expit}(0.8\,\text{eng} +
     0.5\,\text{age} + 0.4\,\text{tier})` and see the ad anyway. Output is a two-week long
-    panel: week 0 (no exposure, outcome 0) and week 1 (observed outcome and exposure).
+    panel: week 0 (no exposure, outcome 0) and week 1 (observed outcome and exposure),
+    handed over as panel arrays (the long table is built when read).
 
     Truth: the lift of exposure :math:`\delta` is the study's target (ATT = ATE = δ; the
     clip at 1 binds with probability below 1e-4 at the defaults). The ITT truth is
@@ -104,15 +103,15 @@ class ContaminatedHoldout:
         n = p.n_users
         age = rng.standard_normal(n)
         eng = rng.standard_normal(n)
-        device = rng.binomial(1, p.p_device, n).astype(float)
-        gender = rng.binomial(1, p.p_gender, n).astype(float)
+        device = bernoulli(rng, p.p_device, n).astype(float)
+        gender = bernoulli(rng, p.p_gender, n).astype(float)
         tier = rng.standard_normal(n)
         b = p.outcome
         p0 = expit(b.intercept + b.age * age + b.prior_engagement * eng + b.device * device
                    + b.gender * gender + b.country_tier * tier)
         p1 = np.clip(p0 + p.lift, 0.0, 1.0)
-        y0 = rng.binomial(1, p0)
-        y1 = rng.binomial(1, p1)
+        y0 = bernoulli(rng, p0)
+        y1 = bernoulli(rng, p1)
 
         assigned = np.zeros(n, dtype=bool)
         assigned[rng.permutation(n)[: p.n_exposed]] = True
@@ -123,22 +122,25 @@ class ContaminatedHoldout:
         picked = rng.choice(holdout.size, size=p.n_contaminated, replace=False, p=score / score.sum())
         saw = assigned.copy()
         saw[holdout[picked]] = True
-        y = np.where(saw, y1, y0)
+        y = np.where(saw, y1, y0).astype(np.int64)
 
-        covs = {"age": age, "device": device, "gender": gender, "country_tier": tier,
-                "prior_engagement": eng}
-        frame = pd.DataFrame({
-            "user_id": _user_ids(n),
-            "week": np.tile([0, 1], n),
-            **{k: np.repeat(v, 2) for k, v in covs.items()},
-            "assigned_exposed": np.repeat(assigned.astype(np.int64), 2),
-            "saw_ad": np.column_stack([np.zeros(n, np.int64), saw.astype(np.int64)]).ravel(),
-            "converted": np.column_stack([np.zeros(n, np.int64), y]).ravel(),
-        })
+        zeros = np.zeros(n, np.int64)
+        panel = PanelArrays(
+            unit="user_id",
+            time="week",
+            units=_user_ids(n),
+            periods=np.array([0, 1]),
+            columns={
+                "age": age, "device": device, "gender": gender, "country_tier": tier, "prior_engagement": eng,
+                "assigned_exposed": assigned.astype(np.int64),
+                "saw_ad": np.column_stack([zeros, saw.astype(np.int64)]),
+                "converted": np.column_stack([zeros, y]),
+            },
+        )
         roles = Roles(unit="user_id", time="week", treatment="saw_ad", assignment="assigned_exposed",
                       outcome="converted", covariates=COVARIATES)
         holdout_share = p.n_contaminated / (n - p.n_exposed)
         truth = Truth(values={"ATT": p.lift, "ATE": p.lift, "ITT": p.lift * (1 - holdout_share),
                               "CACE": p.lift},
                       target=Estimand.ATT)
-        return Simulated(dataset=Dataset(frame, roles), truth=truth)
+        return Simulated(dataset=Dataset.from_panel(panel, roles), truth=truth)

@@ -11,7 +11,14 @@ import pandas as pd
 
 from causalkit.contracts import Dataset
 from causalkit.errors import ConfigError, DataError
-from causalkit.panel import UnitTable, binary_column, require_roles, single_onset, unit_table
+from causalkit.panel import (
+    UnitTable,
+    binary_column,
+    ever_on,
+    require_roles,
+    single_onset,
+    unit_table,
+)
 
 __all__ = ["SimplexInputs", "simplex_inputs", "sorted_unit_table"]
 
@@ -85,6 +92,8 @@ def sorted_unit_table(
     roles = data.roles
     if roles.time is None or roles.unit is None:
         return None
+    if data.panel is not None:  # already per-unit arrays: the framework reads them off directly
+        return unit_table(data, group_role=group_role, who=who)
     require_roles(data, ["outcome", group_role], who)
     frame = data.frame
     found = _grid_if_sorted(frame, roles.unit, roles.time)
@@ -130,7 +139,7 @@ def sorted_unit_table(
                     f"{int(varies.sum())} units where it varies",
                 )
     t0 = single_onset(d_grid if d_grid is not None else g_grid, np.asarray(periods), group_role)
-    group = g_grid.any(axis=1)
+    group = ever_on(g_grid)
     n1 = int(group.sum())
     if n1 == 0:
         raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
@@ -141,8 +150,8 @@ def sorted_unit_table(
     return UnitTable(
         units=units,
         group=group,
-        treatment=None if d_grid is None else d_grid.any(axis=1),
-        assignment=None if z_grid is None else z_grid.any(axis=1),
+        treatment=None if d_grid is None else ever_on(d_grid),
+        assignment=None if z_grid is None else ever_on(z_grid),
         X=X,
         covariates=covs,
         y_pre=y_grid[:, :t0],
@@ -161,7 +170,7 @@ def _pre_outcomes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pre-period outcome matrix of column ``outcome`` (units in the table's order)."""
     roles = data.roles.model_copy(update={"outcome": outcome, "covariates": ()})
-    sub = Dataset(data.frame, roles)
+    sub = data.with_roles(roles)
     t = sorted_unit_table(sub, group_role, who) if fast else None
     t = t if t is not None else unit_table(sub, group_role=group_role, who=who)
     return t.y_pre, t.pre_periods
@@ -199,7 +208,7 @@ def simplex_inputs(
             )
         pos.append(hits[0])
     outcomes = list(match_outcomes) or [data.roles.outcome]
-    missing = [o for o in outcomes if o not in data.frame.columns]
+    missing = [o for o in outcomes if o not in data.columns]
     if missing:
         raise ConfigError(
             "estimator.match_outcomes", "columns of the table", ", ".join(map(repr, missing))

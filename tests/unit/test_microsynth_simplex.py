@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from causalkit_plugins.dgps.ad_holdout import AdHoldout, AdHoldoutParams
-from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
-from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
 
 import causalkit
 from causalkit.contracts import Dataset, Estimand, Roles
 from causalkit.errors import ConfigError, DataError
 from causalkit.testing import check_estimator
+from causalkit_plugins.dgps.ad_holdout import AdHoldout, AdHoldoutParams
+from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
+from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
 
 COVS = ("x1", "x2")
 
@@ -265,7 +265,7 @@ def test_balance_moments_equal_framework_balance_table():
     w = rng.random(int((~g).sum()))
     w /= w.sum()
     Zt, Zc, m, sd = _standardise_split(
-        list(X.T), ("a", "b", "c"), (np.flatnonzero(g), np.flatnonzero(~g))
+        [X[:, :1], X[:, 1:]], ("a", "b", "c"), (np.flatnonzero(g), np.flatnonzero(~g))
     )
     ours = _balance(("a", "b", "c"), Zt, Zc, w, m, sd)
     ref = balance_table(("a", "b", "c"), X[g], X[~g], w_c=w)

@@ -71,7 +71,7 @@ class BalancedContrast:
         check_hull: bool,
     ) -> DualSolution:
         """Dual solve for frequency weights ``ct`` (treated) and ``cc`` (controls)."""
-        target = self.Zt.mean(axis=0) if ct is None else (ct @ self.Zt) / ct.sum()
+        target = self.target if ct is None else (ct @ self.Zt) / ct.sum()
         return solve_simplex_dual(
             self.Zc,
             target,
@@ -82,6 +82,11 @@ class BalancedContrast:
             hessian=None if warm is None else warm.hessian,
             check_hull=check_hull,
         )
+
+    @functools.cached_property
+    def target(self) -> np.ndarray:
+        """Treated means of the standardised balance columns (the full-sample target)."""
+        return self.Zt.mean(axis=0)
 
     @staticmethod
     def _delta(

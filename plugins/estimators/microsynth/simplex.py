@@ -25,13 +25,13 @@ __all__ = ["fit_simplex"]
 
 
 def _standardise_split(
-    columns: Sequence[np.ndarray], names: tuple[str, ...], rows: tuple[np.ndarray, np.ndarray]
+    blocks: Sequence[np.ndarray], names: tuple[str, ...], rows: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pooled centring and scaling, split into new column-major arrays of the treated and control ``rows``.
 
-    Each balance column (a per-unit vector, possibly a strided view) is gathered once into
-    the treated and control matrices and centred and scaled there in place, column by
-    column, so no ``n x d`` temporary is made. Column-major (Fortran) order makes the
+    The balance columns (the columns of the per-unit ``blocks``, each ``n x k``) are
+    gathered once into the treated and control matrices and centred and scaled there in
+    place, so no ``n x d`` temporary is made. Column-major (Fortran) order makes the
     solver's ``w @ Z`` products several times faster than row-major. Constant columns are a
     one-line error.
 
@@ -43,28 +43,34 @@ def _standardise_split(
         Pooled means and standard deviations (ddof=0).
     """
     t_idx, c_idx = rows
-    n, d = t_idx.size + c_idx.size, len(columns)
+    n, d = t_idx.size + c_idx.size, len(names)
     Zt = np.empty((t_idx.size, d), order="F")
     Zc = np.empty((c_idx.size, d), order="F")
-    m, sd = np.empty(d), np.empty(d)
-    for j, col in enumerate(columns):
+    start = 0
+    for block in blocks:
+        stop = start + block.shape[1]
+        # indices are valid; "clip" avoids buffering
+        np.take(block, t_idx, axis=0, out=Zt[:, start:stop], mode="clip")
+        np.take(block, c_idx, axis=0, out=Zc[:, start:stop], mode="clip")
+        start = stop
+    m = (Zt.sum(axis=0) + Zc.sum(axis=0)) / n  # column sums of Fortran arrays: pairwise
+    Zt -= m
+    Zc -= m
+    ss = np.empty(d)
+    for j in range(d):  # BLAS dot per column: no n x d temporary
         zt, zc = Zt[:, j], Zc[:, j]
-        np.take(col, t_idx, out=zt, mode="clip")  # indices are valid; "clip" avoids buffering
-        np.take(col, c_idx, out=zc, mode="clip")
-        m[j] = (zt.sum() + zc.sum()) / n
-        zt -= m[j]
-        zc -= m[j]
-        sd[j] = np.sqrt((zt @ zt + zc @ zc) / n)
-        if sd[j] > 1e-12 * (1.0 + abs(float(m[j]))):
-            zt /= sd[j]
-            zc /= sd[j]
-    constant = [c for c, s, mj in zip(names, sd, m, strict=True) if not s > 1e-12 * (1.0 + abs(mj))]
-    if constant:
+        ss[j] = zt @ zt + zc @ zc
+    sd = np.sqrt(ss / n)
+    varying = sd > 1e-12 * (1.0 + np.abs(m))
+    if not varying.all():
+        constant = [c for c, v in zip(names, varying, strict=True) if not v]
         raise DataError(
             "roles.covariates",
             "balance columns that vary across units",
             f"constant {', '.join(constant)}",
         )
+    Zt /= sd
+    Zc /= sd
     return Zt, Zc, m, sd
 
 
@@ -74,6 +80,7 @@ def _balance_columns(
     w: np.ndarray,
     m: np.ndarray,
     sd: np.ndarray,
+    m1: np.ndarray | None = None,
 ) -> np.ndarray:
     """The columns of :func:`causalkit.balance.balance_table` (as a ``d x 7`` block), from one pass of moments.
 
@@ -81,20 +88,20 @@ def _balance_columns(
     per-column affine map; means are mapped back to raw units). Control moments use one
     pass per column instead of the framework's repeated centred passes, which would
     dominate the fit on a million units; equality with ``balance_table`` is a unit test.
+    ``m1`` are the treated means of ``Zt`` when already computed.
     """
     (n1, d), n0 = Zt.shape, Zc.shape[0]
-    m1 = Zt.mean(axis=0)
+    m1 = Zt.mean(axis=0) if m1 is None else m1
     m0 = Zc.mean(axis=0)
     wn = w / w.sum()
     m0w = wn @ Zc
-    v1, s2, ws2 = np.zeros(d), np.empty(d), np.empty(d)
-    for j in range(d):  # column by column: no n x d temporary
-        if n1 > 1:
-            zt = Zt[:, j] - m1[j]
-            v1[j] = (zt @ zt) / (n1 - 1)
-        z = Zc[:, j]
-        s2[j] = z @ z
-        ws2[j] = (wn * z) @ z
+    v1 = np.zeros(d)
+    for j in range(d if n1 > 1 else 0):  # centred (two-pass), column by column
+        zt = Zt[:, j] - m1[j]
+        v1[j] = (zt @ zt) / (n1 - 1)
+    # control second moments in one pass over the matrix, no n x d temporary
+    s2 = np.einsum("ij,ij->j", Zc, Zc)
+    ws2 = np.einsum("i,ij,ij->j", wn, Zc, Zc)
     v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
     v0w = ws2 - m0w * m0w
     pooled = np.sqrt((v1 + v0) / 2)
@@ -234,11 +241,9 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     names = tuple(table.covariates) + inp.lag_names
     if not names:
         raise DataError("roles.covariates", "at least one covariate to balance", "none")
-    columns = [table.X[:, j] for j in range(table.X.shape[1])]
-    columns += [inp.lags[:, j] for j in range(inp.lags.shape[1])]
     g = table.group
     rows = (np.flatnonzero(g), np.flatnonzero(~g))  # treated, control positions
-    Zt, Zc, m, sd = _standardise_split(columns, names, rows)
+    Zt, Zc, m, sd = _standardise_split((table.X, inp.lags), names, rows)
     t_idx, c_idx = rows
     Y = np.column_stack([table.y_pre, table.y_post])
     Yt = Y.take(t_idx, axis=0)  # row-major, as the treated means were always taken
@@ -270,7 +275,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     itt = float(per[post].mean())
     estimate = itt / gap
 
-    bal = _balance_columns(Zt, Zc, sol.w, m, sd)
+    bal = _balance_columns(Zt, Zc, sol.w, m, sd, contrast.target)
     diag = balance_scalars(bal[:, 3], bal[:, 4], sol.w)
     feasible = bool(sol.converged and diag["max_abs_smd_after"] <= p.balance_tol)
     if feasible:

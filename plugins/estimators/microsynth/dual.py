@@ -199,25 +199,27 @@ def solve_simplex_dual(
 
     # A target coordinate outside the controls' range is infeasible: cheap certificate.
     present = slice(None) if c is None else c > 0
-    lo, hi = (X0[present].min(axis=0), X0[present].max(axis=0)) if check_hull else (b[:d], b[:d])
-    outside = np.flatnonzero((b[:d] < lo) | (b[:d] > hi))
-    if outside.size:
-        k = int(outside[0])
-        msg = (
-            f"treated mean of covariate {k} ({b[k]:.4g}) is outside the controls' range "
-            f"[{lo[k]:.4g}, {hi[k]:.4g}]: outside the convex hull"
-        )
-        w = np.full(n, 1.0 / m)
-        return DualSolution(
-            w,
-            mu,
-            0,
-            False,
-            float(np.max(np.abs(b[:d] - X0[present].mean(axis=0)))),
-            False,
-            msg,
-            np.eye(d + 1),
-        )
+    if check_hull:
+        bt = b[:d]
+        lo, hi = X0[present].min(axis=0), X0[present].max(axis=0)
+        outside = (bt < lo) | (bt > hi)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            msg = (
+                f"treated mean of covariate {k} ({b[k]:.4g}) is outside the controls' range "
+                f"[{lo[k]:.4g}, {hi[k]:.4g}]: outside the convex hull"
+            )
+            w = np.full(n, 1.0 / m)
+            return DualSolution(
+                w,
+                mu,
+                0,
+                False,
+                float(np.max(np.abs(bt - X0[present].mean(axis=0)))),
+                False,
+                msg,
+                np.eye(d + 1),
+            )
 
     def value(mu_: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         w_ = X0 @ mu_[:d]
@@ -234,7 +236,7 @@ def solve_simplex_dual(
 
     w, cw, f = value(mu)
     g = gradient(cw)
-    res = float(np.max(np.abs(g)))
+    res = float(np.abs(g).max())
     active = w > 0
     chord = hessian is not None
     H = np.array(hessian, dtype=np.float64) if chord else weighted_gram(X0, active, c)
@@ -260,7 +262,7 @@ def solve_simplex_dual(
                 break
             # Near the optimum F changes below its rounding error; the residual decides.
             g_try = gradient(cw_new)
-            if float(np.max(np.abs(g_try))) <= (1 - _ARMIJO * t) * res or t < _MIN_STEP:
+            if float(np.abs(g_try).max()) <= (1 - _ARMIJO * t) * res or t < _MIN_STEP:
                 break
             t *= 0.5
         if t < _MIN_STEP and f_new > f:
@@ -268,7 +270,7 @@ def solve_simplex_dual(
             break
         mu, w, cw, f = cand, w_new, cw_new, f_new
         g = gradient(cw) if g_try is None else g_try
-        res_new = float(np.max(np.abs(g)))
+        res_new = float(np.abs(g).max())
         new_active = w > 0
         if chord and res_new > 0.1 * res:
             chord = False  # the borrowed matrix no longer contracts fast: go exact

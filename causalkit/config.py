@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -33,6 +34,12 @@ class MCConfig(Params):
     seed: int = Field(20261123, ge=0, description="root seed; combined with the cell's config hash")
     n_jobs: int = Field(1, ge=1, description="worker processes for replications")
     resume: bool = Field(True, description="skip finished cells and resume checkpointed ones (false: run afresh)")
+    common_random_numbers: bool = Field(
+        False,
+        description="every estimator and inference of a study analyses the same simulated datasets (draws seeded "
+        "from data, dgp and seed only; reused across cells in one process): paired comparisons, as in the "
+        "MicroSynth document's own study",
+    )
     target: Literal["auto", "ATE", "ATT", "ATC", "ITT", "CACE"] = Field(
         "auto", description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)"
     )
@@ -63,6 +70,11 @@ class PluginChoice:
         return {"name": self.name, **self.params.model_dump(mode="json")}
 
 
+def _hash(obj: Mapping[str, Any]) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A fully validated run: four plugins, Monte Carlo settings and tracking."""
@@ -81,7 +93,9 @@ class RunConfig:
             "dgp": self.dgp.as_dict(),
             "estimator": self.estimator.as_dict(),
             "inference": self.inference.as_dict(),
-            "mc": {"seed": self.mc.seed, "target": self.mc.target},
+            # A key only when set, so the hashes (and seeds) of studies without it never change.
+            "mc": {"seed": self.mc.seed, "target": self.mc.target}
+            | ({"common_random_numbers": True} if self.mc.common_random_numbers else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,11 +104,18 @@ class RunConfig:
         out["tracking"] = self.tracking.model_dump(mode="json")
         return out
 
-    @property
+    @functools.cached_property
     def cell_hash(self) -> str:
         """Stable SHA-256 (hex, 16 chars) of :meth:`cell_dict` in canonical JSON."""
-        blob = json.dumps(self.cell_dict(), sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return _hash(self.cell_dict())
+
+    @functools.cached_property
+    def draw_hash(self) -> str:
+        """What seeds the simulated datasets: the cell hash, or with common random numbers only
+        what defines the draws (data, dgp, seed), shared by every estimator and inference."""
+        if not self.mc.common_random_numbers:
+            return self.cell_hash
+        return _hash({"data": self.data.as_dict(), "dgp": self.dgp.as_dict(), "seed": self.mc.seed, "crn": True})
 
     @property
     def target(self) -> Estimand | None:

@@ -15,7 +15,8 @@ import pandas as pd
 
 from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
-from causalkit.contracts import Dataset, DiagnosticValue
+from causalkit.contracts import Dataset, DiagnosticValue, Simulated
+from causalkit.drawcache import draws
 from causalkit.errors import CausalkitError
 from causalkit.progress import quiet
 from causalkit.registry import Registry, default_registry
@@ -57,11 +58,26 @@ def run_replication(
     """Simulate (or pass through) the data, fit, infer, and attach the truth."""
     registry = registry or default_registry()
     ss_dgp, ss_est, ss_inf = replication_seed(cfg.mc.seed, cfg.cell_hash, r).spawn(3)
-    sim = cfg.dgp.build(registry).simulate(np.random.Generator(np.random.PCG64(ss_dgp)), base)
+    sim = _simulate(cfg, r, base, registry, ss_dgp)
     fit = cfg.estimator.build(registry).fit(sim.dataset, np.random.Generator(np.random.PCG64(ss_est)))
     outcome = cfg.inference.build(registry).infer(fit, np.random.Generator(np.random.PCG64(ss_inf)))
     truth = sim.truth.for_estimand(fit.estimand, cfg.target)
     return build_result(cfg.estimator.name, fit, outcome, truth)
+
+
+def _simulate(
+    cfg: RunConfig, r: int, base: Dataset | None, registry: Registry, ss_dgp: np.random.SeedSequence
+) -> Simulated:
+    """Replication ``r``'s draw; with common random numbers seeded by the draw hash and shared."""
+    if not cfg.mc.common_random_numbers:
+        return cfg.dgp.build(registry).simulate(np.random.Generator(np.random.PCG64(ss_dgp)), base)
+    key = (cfg.draw_hash, r)
+    sim = draws.get(key)
+    if sim is None:
+        ss = replication_seed(cfg.mc.seed, cfg.draw_hash, r)
+        sim = cfg.dgp.build(registry).simulate(np.random.Generator(np.random.PCG64(ss)), base)
+        draws.put(key, sim)
+    return sim
 
 
 @dataclass(frozen=True)
@@ -89,13 +105,13 @@ def one_blas_thread() -> Any:
 
 
 def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
-    with one_blas_thread(), quiet():
-        try:
-            res = run_replication(cfg, r, base)
-        except CausalkitError as exc:
-            return _Row(r, {}, f"{type(exc).__name__}: {exc}")
-        except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
-            return _Row(r, {}, f"{type(exc).__name__}: {exc}")
+    """One replication as a row; call inside :func:`one_blas_thread` and ``quiet()`` (per chunk)."""
+    try:
+        res = run_replication(cfg, r, base)
+    except CausalkitError as exc:
+        return _Row(r, {}, f"{type(exc).__name__}: {exc}")
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+        return _Row(r, {}, f"{type(exc).__name__}: {exc}")
     vals = {k: v for k, v in res.to_dict().items() if isinstance(v, (int, float, bool)) or v is None}
     vals["covers"] = res.covers
     vals["truth_estimand"] = res.truth_estimand
@@ -105,7 +121,8 @@ def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
 
 
 def _chunk_rows(cfg: RunConfig, rs: Sequence[int], base: Dataset | None) -> list[_Row]:
-    return [_row(cfg, r, base) for r in rs]
+    with one_blas_thread(), quiet():
+        return [_row(cfg, r, base) for r in rs]
 
 
 def summarise(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None) -> dict[str, float]:
@@ -216,7 +233,7 @@ def run_cell(
         for start in range(0, len(todo), chunk):
             batch = todo[start : start + chunk]
             if pool is None:
-                new = [_row(cfg, r, base) for r in batch]
+                new = _chunk_rows(cfg, batch, base)
             else:
                 from joblib import delayed
 

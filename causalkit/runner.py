@@ -95,11 +95,9 @@ def execute(
     from causalkit.tracking import MlflowTracker, cell_tags
 
     tracker = MlflowTracker(cfg.tracking, start_dir)
-    tracker.reap(f"tags.`causalkit.config_hash` = '{cfg.cell_hash}'")
-    if cfg.mc.resume:
-        previous = tracker.find_finished(cfg)
-        if previous is not None:
-            return SkippedCell(cfg, previous.info.run_id, previous.info.run_name, dict(previous.data.metrics))
+    previous = tracker.find_finished(cfg)  # also marks this cell's dead runs KILLED
+    if cfg.mc.resume and previous is not None:
+        return SkippedCell(cfg, previous.info.run_id, previous.info.run_name, dict(previous.data.metrics))
     checkpoint = None
     if cfg.mc.reps > 1:
         checkpoint = Checkpoint.for_cell(tracker.start_dir, cfg.cell_hash)

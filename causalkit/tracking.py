@@ -9,6 +9,7 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,15 @@ class MlflowTracker:
                 ) from None
             seed_sqlite_store(Path(self.uri[len("sqlite:///") :]))
         self.client = MlflowClient(tracking_uri=self.uri)
+        self._exp_id: str | None = None
 
     def experiment_id(self) -> str:
         """The experiment's id, created once (with artifacts under ``runs/artifacts``)."""
+        if self._exp_id is not None:
+            return self._exp_id
         try:
-            return self._experiment_id()
+            self._exp_id = self._experiment_id()
+            return self._exp_id
         except CausalkitError:
             raise
         except Exception as exc:  # an unreachable or unwritable store must be one line
@@ -140,18 +145,24 @@ class MlflowTracker:
         return run_id
 
     def find_finished(self, cfg: RunConfig) -> Any | None:
-        """The latest FINISHED run of this cell (same config hash and number of replications)."""
+        """Mark this cell's dead RUNNING runs KILLED; return its latest FINISHED run, if any.
+
+        A FINISHED run counts when it has the same config hash and number of replications.
+        One search serves both (the cell's runs, newest first).
+        """
         runs = self.client.search_runs(
             [self.experiment_id()],
-            f"tags.`causalkit.config_hash` = '{cfg.cell_hash}' and attributes.status = 'FINISHED'",
+            f"tags.`causalkit.config_hash` = '{cfg.cell_hash}'",
             order_by=["attributes.start_time DESC"],
-            max_results=50,
+            max_results=1000,
         )
+        self._reap(run for run in runs if run.info.status == "RUNNING")
+        kind = "cell" if cfg.mc.reps > 1 else "single"
         for run in runs:
+            if run.info.status != "FINISHED":
+                continue
             reps = run.data.metrics.get("reps", 1.0)
-            if int(reps) == cfg.mc.reps and run.data.tags.get("causalkit.kind") == (
-                "cell" if cfg.mc.reps > 1 else "single"
-            ):
+            if int(reps) == cfg.mc.reps and run.data.tags.get("causalkit.kind") == kind:
                 return run
         return None
 
@@ -162,6 +173,9 @@ class MlflowTracker:
             f"{filter_string} and attributes.status = 'RUNNING'",
             max_results=1000,
         )
+        return self._reap(runs)
+
+    def _reap(self, runs: Iterable[Any]) -> int:
         reaped = 0
         for run in runs:
             pid = run.data.tags.get("causalkit.pid")
@@ -187,13 +201,15 @@ class MlflowTracker:
             self.set_tags(run_id, {"causalkit.error": error})
         self.client.set_terminated(run_id, status=status)
 
-    def _metrics(self, run_id: str, values: dict[str, Any]) -> None:
-        from mlflow.entities import Metric
+    def _metrics(self, run_id: str, values: dict[str, Any], tags: dict[str, str] | None = None) -> None:
+        """Finite numeric ``values`` as metrics (and ``tags``) in as few batches as MLflow allows."""
+        from mlflow.entities import Metric, RunTag
 
         ts = int(time.time() * 1000)
         metrics = [Metric(k, float(v), ts, 0) for k, v in values.items() if _finite(v)]
-        for i in range(0, len(metrics), 900):
-            self.client.log_batch(run_id, metrics=metrics[i : i + 900])
+        run_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(metrics), 1), 900):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 900], tags=run_tags if i == 0 else [])
 
     def log_outcome(
         self, run_id: str, cfg: RunConfig, outcome: CellOutcome, estimator_cls: type | None = None
@@ -217,12 +233,11 @@ class MlflowTracker:
                     for k in ("estimate", "se", "ci_lower", "ci_upper", "p_value", "truth", "n")
                 }
                 diag = {k: v for k, v in res.diagnostics.items()}
-                self._metrics(run_id, {**core, **diag})
                 text = {f"diag.{k}": v for k, v in diag.items() if isinstance(v, (str, bool))}
                 text["causalkit.estimand"] = res.estimand
                 if res.warnings:
                     text["causalkit.warnings"] = " | ".join(res.warnings)
-                self.set_tags(run_id, text)
+                self._metrics(run_id, {**core, **diag}, text)
                 (d / "summary.txt").write_text(res.summary())
                 (d / "result.json").write_text(json.dumps(flat, default=str, indent=1))
                 for name, table in res.tables.items():
@@ -240,9 +255,9 @@ class MlflowTracker:
                     plt.close(fig)
             else:
                 assert outcome.cell is not None
-                self._metrics(run_id, dict(outcome.cell.metrics))
-                self.set_tags(
+                self._metrics(
                     run_id,
+                    dict(outcome.cell.metrics),
                     {
                         "causalkit.estimand": outcome.cell.estimand,
                         "causalkit.truth_estimand": str(outcome.cell.truth_estimand),

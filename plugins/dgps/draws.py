@@ -17,6 +17,10 @@ def bernoulli(rng: np.random.Generator, p: float | np.ndarray, size: int | None 
     exactly 0 or 1 consume no uniform in numpy, so arrays holding them go through
     ``rng.binomial`` itself.
     """
+    if size is not None and np.ndim(p) == 0 and 0 < float(p) < 1:  # one probability: one comparison
+        q = float(p)
+        u = rng.random(size)
+        return u > 1 - q if q <= 0.5 else u <= q
     p_arr = np.asarray(p, dtype=np.float64)
     if size is not None:
         p_arr = np.broadcast_to(p_arr, (size,))

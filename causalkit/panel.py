@@ -14,6 +14,7 @@ from causalkit.errors import DataError
 
 __all__ = [
     "UnitTable", "unit_table", "require_roles", "binary_column", "numeric_columns", "single_onset", "ever_on",
+    "time_invariant",
 ]
 
 
@@ -78,10 +79,10 @@ def require_roles(data: Dataset, roles: Sequence[str], who: str) -> None:
 
 def binary_column(values: pd.Series, role: str) -> np.ndarray:
     """A 0/1 (or boolean) column as bool; anything else is a one-line error."""
-    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf":  # fast path, no pandas ops
-        arr = values.to_numpy()
-        if arr.dtype == bool or ((arr == 0) | (arr == 1)).all():  # NaN fails: reported below
-            return arr.astype(bool)
+    if isinstance(values.dtype, np.dtype):  # fast path, no pandas ops; NaN fails: reported below
+        clean = _clean(values.to_numpy(), binary=True)
+        if clean is not None:
+            return clean
     if values.isna().any():
         raise DataError(f"roles.{role}", "no missing values", f"{int(values.isna().sum())} missing in {values.name!r}")
     uniq = pd.unique(values)
@@ -97,11 +98,10 @@ def numeric_columns(frame: pd.DataFrame, cols: Sequence[str], role: str) -> np.n
     out = np.empty((len(frame), len(cols)), dtype=np.float64)
     for j, c in enumerate(cols):
         s = frame[c]
-        if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":  # fast path, no pandas ops
-            arr = s.to_numpy()
-            if arr.dtype.kind != "f" or not np.isnan(arr).any():
-                out[:, j] = arr
-                continue
+        clean = _clean(s.to_numpy(), binary=False) if isinstance(s.dtype, np.dtype) else None
+        if clean is not None:  # fast path, no pandas ops
+            out[:, j] = clean
+            continue
         if s.dtype == bool:
             s = s.astype(np.float64)
         if not pd.api.types.is_numeric_dtype(s):
@@ -186,7 +186,7 @@ def unit_table(
     if covs:
         x_long = numeric_columns(frame, covs, "covariates")
         for j, c in enumerate(covs):
-            X[:, j] = _time_invariant(grid(x_long[:, j]), c)
+            X[:, j] = time_invariant(grid(x_long[:, j]), c)
 
     return _assemble(np.asarray(u_labels), np.asarray(t_labels), g_grid, d_grid, z_grid, y_grid, X, covs,
                      n_unselected, group_role)
@@ -224,7 +224,7 @@ def _assemble(
     return table
 
 
-def _time_invariant(xg: np.ndarray, name: str) -> np.ndarray:
+def time_invariant(xg: np.ndarray, name: str) -> np.ndarray:
     """The per-unit value of a units x periods covariate grid that must not vary over time."""
     if not np.all(xg == xg[:, :1]):
         nbad = int((xg != xg[:, :1]).any(axis=1).sum())
@@ -279,7 +279,7 @@ def _panel_table(data: Dataset, group_role: str) -> UnitTable | None:
         xg = _clean(np.asarray(panel.columns[c]), False)
         if xg is None:
             return None
-        X[:, j] = _time_invariant(xg, c) if xg.ndim == 2 else xg
+        X[:, j] = time_invariant(xg, c) if xg.ndim == 2 else xg
     return _assemble(np.asarray(panel.units), np.asarray(panel.periods), grids[group_role],
                      grids.get("treatment"), grids.get("assignment"), grids["outcome"], X, covs, 0, group_role)
 

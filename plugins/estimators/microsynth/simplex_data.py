@@ -17,6 +17,7 @@ from causalkit.panel import (
     ever_on,
     require_roles,
     single_onset,
+    time_invariant,
     unit_table,
 )
 
@@ -131,13 +132,7 @@ def sorted_unit_table(
                     f"no missing values in {c!r}",
                     f"{int(np.isnan(xg).sum())} missing",
                 )
-            varies = (xg[:, 1:] != X[:, j : j + 1]).any(axis=1)
-            if varies.any():
-                raise DataError(
-                    "roles.covariates",
-                    f"{c!r} constant within each unit (time-invariant)",
-                    f"{int(varies.sum())} units where it varies",
-                )
+            time_invariant(xg, c)  # raises: some unit's value varies
     t0 = single_onset(d_grid if d_grid is not None else g_grid, np.asarray(periods), group_role)
     group = ever_on(g_grid)
     n1 = int(group.sum())

@@ -209,9 +209,7 @@ def run_cell(
     base = _load_base(cfg, registry)
     reps = cfg.mc.reps
     if reps == 1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1):
+        with one_blas_thread():
             res = run_replication(cfg, 0, base, registry)
         seconds = time.perf_counter() - t0
         row = {k: v for k, v in res.to_dict().items() if not isinstance(v, str)}

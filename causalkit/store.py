@@ -37,7 +37,7 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "causalkit"
 
 
-def _template() -> Path | None:
+def _template() -> Path:
     """The empty-store template of the installed MLflow version, made on first use."""
     from mlflow.version import VERSION
 
@@ -85,10 +85,7 @@ def seed_sqlite_store(db_path: Path) -> bool:
     if db_path.exists():
         return False
     try:
-        template = _template()
-        if template is None:
-            return False
-        _place(template, db_path)
+        _place(_template(), db_path)
     except Exception as exc:  # no cache, read-only home, other MLflow internals: MLflow's own path
         _log.debug("MLflow store template not used: %s", exc)
         return False

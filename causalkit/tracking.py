@@ -192,23 +192,21 @@ class MlflowTracker:
         return reaped
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self._log(run_id, {}, tags)
 
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
         if error:
             self.set_tags(run_id, {"causalkit.error": error})
         self.client.set_terminated(run_id, status=status)
 
-    def _metrics(self, run_id: str, values: dict[str, Any], tags: dict[str, str] | None = None) -> None:
-        """Finite numeric ``values`` as metrics (and ``tags``) in as few batches as MLflow allows."""
+    def _log(self, run_id: str, values: dict[str, Any], tags: dict[str, Any] | None = None) -> None:
+        """Finite numeric ``values`` as metrics and ``tags`` in as few batches as MLflow allows."""
         from mlflow.entities import Metric, RunTag
 
         ts = int(time.time() * 1000)
         metrics = [Metric(k, float(v), ts, 0) for k, v in values.items() if _finite(v)]
         run_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
-        for i in range(0, max(len(metrics), 1), 900):
+        for i in range(0, max(len(metrics), 1 if run_tags else 0), 900):
             self.client.log_batch(run_id, metrics=metrics[i : i + 900], tags=run_tags if i == 0 else [])
 
     def log_outcome(
@@ -237,7 +235,7 @@ class MlflowTracker:
                 text["causalkit.estimand"] = res.estimand
                 if res.warnings:
                     text["causalkit.warnings"] = " | ".join(res.warnings)
-                self._metrics(run_id, {**core, **diag}, text)
+                self._log(run_id, {**core, **diag}, text)
                 (d / "summary.txt").write_text(res.summary())
                 (d / "result.json").write_text(json.dumps(flat, default=str, indent=1))
                 for name, table in res.tables.items():
@@ -255,7 +253,7 @@ class MlflowTracker:
                     plt.close(fig)
             else:
                 assert outcome.cell is not None
-                self._metrics(
+                self._log(
                     run_id,
                     dict(outcome.cell.metrics),
                     {

@@ -257,7 +257,11 @@ def test_python_api_and_cli(workdir):
 
 def test_balance_moments_equal_framework_balance_table():
     from causalkit.balance import balance_table
-    from causalkit_plugins.estimators.microsynth.simplex import _balance, _standardise_split
+    from causalkit_plugins.estimators.microsynth.simplex import (
+        _balance_columns,
+        _balance_frame,
+        _standardise_split,
+    )
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((500, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]
@@ -267,7 +271,7 @@ def test_balance_moments_equal_framework_balance_table():
     Zt, Zc, m, sd = _standardise_split(
         [X[:, :1], X[:, 1:]], ("a", "b", "c"), (np.flatnonzero(g), np.flatnonzero(~g))
     )
-    ours = _balance(("a", "b", "c"), Zt, Zc, w, m, sd)
+    ours = _balance_frame(("a", "b", "c"), _balance_columns(Zt, Zc, w, m, sd))
     ref = balance_table(("a", "b", "c"), X[g], X[~g], w_c=w)
     pd.testing.assert_frame_equal(ours, ref, rtol=1e-9, atol=1e-12)
 

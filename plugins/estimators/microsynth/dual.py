@@ -11,10 +11,12 @@ from scipy.linalg.lapack import dpotrf, dpotrs
 
 from causalkit_plugins.estimators.microsynth.hull import separating_direction
 
-__all__ = ["DualSolution", "solve_simplex_dual", "weighted_gram"]
+__all__ = ["CHORD_CONTRACTION", "DualSolution", "solve_simplex_dual", "weighted_gram"]
 
 _ARMIJO = 1e-4
 _MIN_STEP = 1e-10
+CHORD_CONTRACTION = 0.1
+"""A chord (fixed-matrix) step is kept while it cuts the residual at least by this factor."""
 _INCREMENTAL = (
     0.25  # update the Hessian by rank-k corrections when fewer rows than this share change
 )
@@ -272,7 +274,7 @@ def solve_simplex_dual(
         g = gradient(cw) if g_try is None else g_try
         res_new = float(np.abs(g).max())
         new_active = w > 0
-        if chord and res_new > 0.1 * res:
+        if chord and res_new > CHORD_CONTRACTION * res:
             chord = False  # the borrowed matrix no longer contracts fast: go exact
             H = weighted_gram(X0, new_active, c)
         elif not chord:

@@ -6,14 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from causalkit_plugins.estimators.microsynth.dual import _inverse
+from causalkit_plugins.estimators.microsynth.dual import CHORD_CONTRACTION, _inverse
 
 __all__ = ["BatchDesign", "BatchSolution", "solve_simplex_dual_batch"]
 
 _BLOCK = 1 << 16  # elements of a (problems x rows) block: ~0.5 MB, stays in a core's L2
-_CONTRACT = (
-    0.1  # a step must cut the residual by this factor (as chord steps in solve_simplex_dual)
-)
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,7 @@ def solve_simplex_dual_batch(
     problem and step.
 
     A problem leaves the batch converged once its max-abs residual is at most ``tol``. A
-    step is accepted only if it cuts the residual by the factor ``_CONTRACT`` (the same test
+    step is accepted only if it cuts the residual by the factor ``CHORD_CONTRACTION`` (the same test
     under which the one-at-a-time solver keeps its chord steps); otherwise, and at
     ``max_iter``, the problem leaves unconverged and the caller re-solves it with
     ``solve_simplex_dual`` (which backtracks and switches to exact Newton steps). Since the
@@ -209,7 +206,7 @@ def solve_simplex_dual_batch(
         S_new = _sums(A, d, MU + step, C, u)
         G_new = S_new[: d + 1] - Bt
         res_new = np.max(np.abs(G_new), axis=0)
-        ok = (res_new <= tol) | (res_new <= _CONTRACT * res)
+        ok = (res_new <= tol) | (res_new <= CHORD_CONTRACTION * res)
         fail = ~ok
         # Broyden's good update of the inverse Jacobian estimate, per problem.
         s, y = step.T, (G_new - G).T

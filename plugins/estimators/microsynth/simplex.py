@@ -141,20 +141,11 @@ def _balance_columns(
     return out.T
 
 
-def _balance(
-    names: tuple[str, ...],
-    Zt: np.ndarray,
-    Zc: np.ndarray,
-    w: np.ndarray,
-    m: np.ndarray,
-    sd: np.ndarray,
-) -> pd.DataFrame:
-    """:func:`causalkit.balance.balance_table` of the fit, from :func:`_balance_columns`."""
-    return _balance_frame(names, _balance_columns(Zt, Zc, w, m, sd))
-
-
 def _balance_frame(names: tuple[str, ...], block: np.ndarray) -> pd.DataFrame:
-    # One float block (cheaper than a dict of columns: this runs in every MC replication).
+    """:func:`causalkit.balance.balance_table` of the fit from :func:`_balance_columns`'s block.
+
+    One float block (cheaper than a dict of columns: this runs in every MC replication).
+    """
     return pd.DataFrame(block, index=_covariate_index(names).copy(), columns=_BALANCE.copy())
 
 

@@ -20,6 +20,7 @@ from causalkit.panel import (
     time_invariant,
     unit_table,
 )
+from causalkit_plugins.estimators.microsynth.unit_arrays import sorted_layout
 
 __all__ = ["SimplexInputs", "simplex_inputs", "sorted_unit_table"]
 
@@ -58,26 +59,9 @@ def _grid_if_sorted(
     frame: pd.DataFrame, unit: str, time: str
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Unit labels and period labels when rows are sorted by unit, then period, and balanced."""
-    t = frame[time].to_numpy()
-    if t.dtype.kind in "iuf" and t.size > 1:
-        # Sorted and balanced means every unit's block repeats the first block, which then
-        # holds every label in increasing order: no hashing of the column needed.
-        stops = np.flatnonzero(t[1:] <= t[:-1])
-        labels = t[: stops[0] + 1 if stops.size else t.size].copy()
-    else:
-        labels = np.sort(pd.unique(t))
-    n_t = labels.size
-    if n_t == 0 or len(frame) % n_t:
-        return None
-    if not np.array_equal(t.reshape(-1, n_t), np.broadcast_to(labels, (len(frame) // n_t, n_t))):
-        return None
-    u = frame[unit].to_numpy().reshape(-1, n_t)
-    first = u[:, 0]
-    if n_t > 1 and not (u[:, 1:] == first[:, None]).all():
-        return None
-    if pd.isna(first).any() or pd.unique(first).size != first.size:
-        return None
-    return first, labels
+    u = frame[unit].to_numpy()
+    labels = sorted_layout(u, frame[time].to_numpy())
+    return None if labels is None else (u[:: labels.size], labels)
 
 
 def sorted_unit_table(

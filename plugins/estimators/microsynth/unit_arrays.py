@@ -20,7 +20,7 @@ from causalkit.contracts import Roles
 from causalkit.errors import DataError
 from causalkit.panel import binary_column, single_onset
 
-__all__ = ["UnitArrays", "split_units", "read_unit_arrays"]
+__all__ = ["UnitArrays", "split_units", "read_unit_arrays", "sorted_layout"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _equal(a: np.ndarray, b: np.ndarray | float) -> bool:
     return bool(eq.all() or (eq | (np.isnan(a) & np.isnan(b))).all())
 
 
-def _sorted_layout(unit: np.ndarray, time: np.ndarray) -> np.ndarray | None:
+def sorted_layout(unit: np.ndarray, time: np.ndarray) -> np.ndarray | None:
     """Period labels when rows are sorted by unit, then period, one row per unit and period.
 
     Then row ``r`` is unit ``r // T``, period ``r % T``: a unit's rows are strided slices and
@@ -150,7 +150,7 @@ def _grid(files: list[str], roles: Roles) -> tuple[_Grid, np.ndarray, int]:
         periods, T = np.array([0]), 1
     else:
         unit, time = whole[str(roles.unit)], whole[str(roles.time)]
-        labels = _sorted_layout(unit, time)
+        labels = sorted_layout(unit, time)
         if labels is not None:
             periods, T = labels, labels.size
         else:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from causalkit.contracts import Roles
 from causalkit.errors import DataError
-from causalkit.panel import binary_column, single_onset
+from causalkit.panel import binary_column, ever_on, single_onset
 
 __all__ = ["UnitArrays", "split_units", "read_unit_arrays", "sorted_layout"]
 
@@ -172,7 +172,7 @@ def _grid(files: list[str], roles: Roles) -> tuple[_Grid, np.ndarray, int]:
         D = np.zeros((int(codes[0].max()) + 1, T), dtype=bool)
         D[codes] = d_rows
     t0 = single_onset(D, np.asarray(periods), "treatment")
-    ever = D.any(axis=1)
+    ever = ever_on(D)
     if ever.all():
         raise DataError(
             "roles.treatment", "at least one control unit", "none (every unit is treated)"

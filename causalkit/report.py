@@ -74,11 +74,16 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame) -> str:
-    """Plain-text table: bias ± MCSE, RMSE, coverage ± MCSE, CI width, seconds."""
-    lines = [f"{'cell':<34}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage ± MCSE':>18}{'CI width':>10}{'reps':>6}{'sec':>8}"]
+    """Plain-text table: bias ± MCSE, RMSE, coverage ± MCSE, CI width, seconds.
+
+    The cell column is as wide as the longest cell name: names are the sweep axes, and cutting
+    them hides the axis that tells the cells apart.
+    """
+    w = max([34, *(len(str(c)) + 1 for c in table["cell"])])
+    lines = [f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage ± MCSE':>18}{'CI width':>10}{'reps':>6}{'sec':>8}"]
     for _, r in table.iterrows():
         lines.append(
-            f"{str(r['cell'])[:33]:<34}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
+            f"{str(r['cell']):<{w}}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
             f"{r['rmse']:>9.4f}{r['coverage']:>10.3f} ± {r['coverage_mcse']:<5.3f}{r['ci_width']:>10.4f}"
             f"{int(r['reps']) if pd.notna(r['reps']) else 0:>6}{r['seconds']:>8.1f}"
         )

@@ -1,0 +1,17 @@
+"""The plain-text sweep report keeps every cell name whole."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from causalkit.report import COLUMNS, render
+
+
+def test_render_keeps_long_cell_names_apart():
+    names = [f"experiment=contaminated_holdout,estimator={e},mc.reps=200" for e in ("naive", "itt", "microsynth")]
+    rows = [{"cell": n, "status": "FINISHED", **{c: 0.5 for c in COLUMNS[3:]}} for n in names]
+    text = render(pd.DataFrame(rows))
+    lines = text.splitlines()
+    assert len(lines) == 4 and len({len(line.split("FINISHED")[0]) for line in lines[1:]}) == 1  # aligned
+    for name, line in zip(names, lines[1:], strict=True):
+        assert line.startswith(name + " ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def _schema(db: Path) -> tuple[list[tuple[str, str, tuple[str, ...]]], list[tupl
         # Alembic's batch table rebuilds write constraints in set order, which differs between two
         # stores MLflow itself creates: compare each statement's clauses as a sorted list.
         objects = sorted(
-            (kind, name, tuple(sorted(part.strip() for part in sql.strip().removesuffix(")").split(",\n"))))
+            (kind, name, tuple(sorted(part.strip() for part in re.split(r",\s*\n", sql.strip().removesuffix(")")))))
             for kind, name, sql in con.execute("select type, name, coalesce(sql, '') from sqlite_master")
         )
         version = con.execute("select version_num from alembic_version").fetchall()

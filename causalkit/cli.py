@@ -80,13 +80,54 @@ def _allowed_keys(parent: str, overrides: Sequence[str]) -> list[str]:
 
 
 def _compose_raw(overrides: Sequence[str]) -> Any:
-    from hydra import compose as hydra_compose
+    """``conf/`` composed with ``overrides``, without the ``hydra`` node.
+
+    Hydra's ``compose`` builds its own configuration (launcher, sweeper, logging, help, ...)
+    beside the application's and then drops it; that costs more than composing ``conf/``
+    (~0.07 s of ~0.13 s per cell). The application's part goes through Hydra's own steps
+    (override parsing, defaults list, merge, overrides applied in struct mode) with the
+    Hydra defaults left out; ``tests/unit/test_compose.py`` checks both give the same
+    configuration and the same errors for every preset and group choice.
+    """
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="causalkit"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        return _compose_app(list(overrides))
+
+
+def _compose_app(overrides: list[str]) -> Any:
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.defaults_list import create_defaults_list
+        from hydra.errors import ConfigCompositionException
+        from hydra.types import RunMode
+    except ImportError:  # a Hydra without these internals: its public compose
+        from hydra import compose as hydra_compose
+
+        return hydra_compose(config_name="config", overrides=overrides)
+
+    loader = GlobalHydra.instance().config_loader()
+    assert isinstance(loader, ConfigLoaderImpl)
+    try:
+        loader.ensure_main_config_source_available()
+        parsed, repo = loader._parse_overrides_and_create_caching_repo("config", overrides)
+        loader.validate_sweep_overrides_legal(overrides=parsed, run_mode=RunMode.RUN, from_shell=False)
+        defaults = create_defaults_list(repo=repo, config_name="config", overrides_list=parsed,
+                                        prepend_hydra=False, skip_missing=False)
+        cfg = loader._compose_config_from_defaults_list(defaults=defaults.defaults, repo=repo)
+        OmegaConf.set_struct(cfg, True)
+        ConfigLoaderImpl._apply_overrides_to_config(defaults.config_overrides, cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigCompositionException().with_traceback(exc.__traceback__) from exc
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
 
 
 def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -72,7 +72,8 @@ class Roles(Params):
     def columns(self) -> list[str]:
         """All columns named by a role, in a stable order, without duplicates."""
         out: list[str] = []
-        for value in self.model_dump().values():
+        for role in type(self).model_fields:
+            value = getattr(self, role)
             items = value if isinstance(value, tuple) else (value,)
             for item in items:
                 if isinstance(item, str) and item not in out:

@@ -24,6 +24,7 @@ from causalkit.results import CellSummary, EffectResult, build_result
 
 __all__ = [
     "replication_seed",
+    "replication_stream",
     "run_replication",
     "run_cell",
     "summarise",
@@ -34,18 +35,33 @@ __all__ = [
 _MASK32 = (1 << 32) - 1
 
 
+@functools.lru_cache(maxsize=64)
+def _entropy(seed: int, cell_hash: str) -> tuple[int, ...]:
+    h = int(cell_hash, 16)
+    words = [seed & _MASK32, seed >> 32]
+    while h:
+        words.append(h & _MASK32)
+        h >>= 32
+    return tuple(words)
+
+
 def replication_seed(seed: int, cell_hash: str, r: int) -> np.random.SeedSequence:
     """Seed of replication ``r``: child ``r`` of ``SeedSequence([seed, *hash words])``.
 
     Independent of the number of replications, of the worker that runs it and of the order
     of cells in a sweep; replications 0..R-1 of a longer run equal those of a shorter one.
     """
-    h = int(cell_hash, 16)
-    words = [seed & _MASK32, seed >> 32]
-    while h:
-        words.append(h & _MASK32)
-        h >>= 32
-    return np.random.SeedSequence(entropy=words, spawn_key=(r,))
+    return np.random.SeedSequence(entropy=_entropy(seed, cell_hash), spawn_key=(r,))
+
+
+def replication_stream(seed: int, cell_hash: str, r: int, k: int) -> np.random.Generator:
+    """Generator of stream ``k`` of replication ``r``: ``replication_seed(seed, cell_hash, r).spawn(k + 1)[k]``.
+
+    Built directly from its spawn key ``(r, k)`` (what ``spawn`` does), without seeding the
+    parent and its other children first; the same numbers, at a third of the cost.
+    """
+    ss = np.random.SeedSequence(entropy=_entropy(seed, cell_hash), spawn_key=(r, k))
+    return np.random.Generator(np.random.PCG64(ss))
 
 
 def _load_base(cfg: RunConfig, registry: Registry) -> Dataset | None:
@@ -57,20 +73,18 @@ def run_replication(
 ) -> EffectResult:
     """Simulate (or pass through) the data, fit, infer, and attach the truth."""
     registry = registry or default_registry()
-    ss_dgp, ss_est, ss_inf = replication_seed(cfg.mc.seed, cfg.cell_hash, r).spawn(3)
-    sim = _simulate(cfg, r, base, registry, ss_dgp)
-    fit = cfg.estimator.build(registry).fit(sim.dataset, np.random.Generator(np.random.PCG64(ss_est)))
-    outcome = cfg.inference.build(registry).infer(fit, np.random.Generator(np.random.PCG64(ss_inf)))
+    seed, cell = cfg.mc.seed, cfg.cell_hash
+    sim = _simulate(cfg, r, base, registry)
+    fit = cfg.estimator.build(registry).fit(sim.dataset, replication_stream(seed, cell, r, 1))
+    outcome = cfg.inference.build(registry).infer(fit, replication_stream(seed, cell, r, 2))
     truth = sim.truth.for_estimand(fit.estimand, cfg.target)
     return build_result(cfg.estimator.name, fit, outcome, truth)
 
 
-def _simulate(
-    cfg: RunConfig, r: int, base: Dataset | None, registry: Registry, ss_dgp: np.random.SeedSequence
-) -> Simulated:
-    """Replication ``r``'s draw; with common random numbers seeded by the draw hash and shared."""
+def _simulate(cfg: RunConfig, r: int, base: Dataset | None, registry: Registry) -> Simulated:
+    """Replication ``r``'s draw (stream 0); with common random numbers seeded by the draw hash and shared."""
     if not cfg.mc.common_random_numbers:
-        return cfg.dgp.build(registry).simulate(np.random.Generator(np.random.PCG64(ss_dgp)), base)
+        return cfg.dgp.build(registry).simulate(replication_stream(cfg.mc.seed, cfg.cell_hash, r, 0), base)
     key = (cfg.draw_hash, r)
     sim = draws.get(key)
     if sim is None:

@@ -250,7 +250,11 @@ def _clean(v: np.ndarray, binary: bool) -> np.ndarray | None:
     if v.dtype.kind not in "biuf":
         return None
     if binary:
-        return v.astype(bool) if v.dtype == bool or ((v == 0) | (v == 1)).all() else None
+        if v.dtype == bool:
+            return v.copy()
+        if v.dtype.kind in "iu":  # two reductions instead of three temporaries
+            return v.astype(bool) if v.size == 0 or (v.min() >= 0 and v.max() <= 1) else None
+        return v.astype(bool) if ((v == 0) | (v == 1)).all() else None
     out = v.astype(np.float64)
     return None if np.isnan(out).any() else out
 

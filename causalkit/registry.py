@@ -89,8 +89,9 @@ class Registry:
         A plugin that fails to import or to validate is recorded in :attr:`broken` and raises
         :class:`PluginError` with the cause when it is requested.
         """
+        advertised = entry_points()  # one scan of the installed distributions for every group
         for kind in groups:
-            for ep in entry_points(group=ENTRY_POINT_GROUPS[kind]):
+            for ep in advertised.select(group=ENTRY_POINT_GROUPS[kind]):
                 # A broken package must not take the others down: it fails when asked for.
                 try:
                     self.register(kind, ep.load(), name=ep.name)

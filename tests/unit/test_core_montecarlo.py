@@ -12,7 +12,7 @@ import pytest
 import causalkit as ck
 from causalkit.cli import compose
 from causalkit.config import validate
-from causalkit.montecarlo import replication_seed, run_cell, summarise
+from causalkit.montecarlo import replication_seed, replication_stream, run_cell, summarise
 
 
 def _cfg(*overrides: str):
@@ -25,6 +25,16 @@ def test_replication_seed_depends_on_seed_hash_and_index_only():
     c = replication_seed(7, "00ff00ff00ff00fe", 3).generate_state(4)
     d = replication_seed(7, "00ff00ff00ff00ff", 4).generate_state(4)
     assert np.array_equal(a, b) and not np.array_equal(a, c) and not np.array_equal(a, d)
+
+
+def test_replication_stream_is_the_spawned_child():
+    for seed, cell_hash, r in [(7, "00ff00ff00ff00ff", 3), (2**40 + 5, "9" * 64, 0), (0, "1", 199)]:
+        children = replication_seed(seed, cell_hash, r).spawn(3)
+        for k, child in enumerate(children):
+            ours = replication_stream(seed, cell_hash, r, k)
+            ref = np.random.Generator(np.random.PCG64(child))
+            assert np.array_equal(ours.random(50), ref.random(50))
+            assert ours.bit_generator.state == ref.bit_generator.state
 
 
 def test_results_bit_identical_for_one_and_two_jobs():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import ClassVar, Protocol, runtime_checkable
@@ -19,6 +19,7 @@ __all__ = [
     "Truth",
     "Simulated",
     "Fit",
+    "LazyTables",
     "InferenceOutcome",
     "Params",
     "DataSource",
@@ -240,7 +241,8 @@ class Fit:
     diagnostics : mapping
         Flat scalar diagnostics, e.g. ``max_abs_smd_after``, ``ess``, ``feasible``.
     tables : mapping
-        Named tables (balance table, per-period gaps, ...), logged as artifacts.
+        Named tables (balance table, per-period gaps, ...), logged as artifacts; a
+        :class:`LazyTables` builds each only when read.
     warnings : tuple of str
         Numerical or design trouble the user must see.
     """
@@ -258,6 +260,32 @@ class Fit:
     diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+
+class LazyTables(Mapping[str, pd.DataFrame]):
+    """Read-only named tables, each built by its function on first access (then kept).
+
+    For estimators whose tables are cheap to describe but costly to assemble relative to
+    the fit (pandas frames in every Monte Carlo replication, where nobody reads them).
+    """
+
+    def __init__(self, builders: Mapping[str, Callable[[], pd.DataFrame]]) -> None:
+        self._builders = dict(builders)
+        self._built: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
+
+    def __repr__(self) -> str:
+        return f"LazyTables({list(self._builders)})"
 
 
 @dataclass(frozen=True)

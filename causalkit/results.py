@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 import pandas as pd
 
-from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome
+from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, LazyTables
 
 __all__ = ["EffectResult", "build_result"]
 
@@ -147,7 +147,7 @@ def build_result(
         level=float(outcome.level),
         n=int(fit.n),
         diagnostics=MappingProxyType(diagnostics),
-        tables=MappingProxyType(dict(fit.tables)),
+        tables=fit.tables if isinstance(fit.tables, LazyTables) else MappingProxyType(dict(fit.tables)),
         truth=None if truth is None else truth[1],
         truth_estimand=None if truth is None else truth[0],
         warnings=tuple(fit.warnings),

@@ -108,3 +108,26 @@ def test_fit_api_rejects_bad_parameters(holdout_panel):
         ck.fit(frame, estimator="microsynth", unit="user_id", outcome="converted", weight_methd="x")
     with pytest.raises(ck.ConfigError, match="inference: expected one of bootstrap"):
         ck.fit(frame, estimator="microsynth", unit="user_id", outcome="converted", inference="analytic")
+
+
+def test_lazy_tables_build_once_on_first_read_and_stay_read_only():
+    from causalkit.contracts import LazyTables
+
+    calls: list[str] = []
+
+    def build(name: str) -> pd.DataFrame:
+        calls.append(name)
+        return pd.DataFrame({"x": [1.0]})
+
+    tables = LazyTables({"a": lambda: build("a"), "b": lambda: build("b")})
+    assert list(tables) == ["a", "b"] and len(tables) == 2 and not calls
+    first = tables["a"]
+    assert tables["a"] is first and calls == ["a"]
+    assert dict(tables).keys() == {"a", "b"} and calls == ["a", "b"]
+    with pytest.raises(TypeError):
+        tables["c"] = first  # type: ignore[index]
+    res = ck.fit(pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0, 2.0, 5.0], "d": [0, 0, 0, 1, 1, 1],
+                               "x": [0.1, 0.4, 0.3, 0.2, 0.35, 0.25]}),
+                 estimator="microsynth", outcome="y", treatment="d", covariates=["x"], inference="none")
+    assert isinstance(res.tables, LazyTables)
+    assert res.tables["balance"].loc["x", "smd_after"] == pytest.approx(0.0, abs=1e-6)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from causalkit.balance import balance_scalars
-from causalkit.contracts import Dataset, DiagnosticValue, Fit
+from causalkit.contracts import Dataset, DiagnosticValue, Fit, LazyTables
 from causalkit.errors import DataError, EstimationError
 from causalkit.montecarlo import one_blas_thread
 from causalkit_plugins.estimators.microsynth.dual import DualSolution, weighted_gram
@@ -360,9 +360,9 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         refit_batch=refit_batch,
         placebo=placebo,
         diagnostics=diagnostics,
-        tables={
-            "balance": _balance_frame(names, bal),
-            "gaps": _column_frame(gaps_columns, pd.RangeIndex(periods.size)),
-        },
+        tables=LazyTables({
+            "balance": lambda: _balance_frame(names, bal),
+            "gaps": lambda: _column_frame(gaps_columns, pd.RangeIndex(periods.size)),
+        }),
         warnings=tuple(warnings),
     )

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/microsynth_simplex.py [fit] [bootstrap] [study] [--users N] [--boot-users N]
+    python benchmarks/microsynth_simplex.py [fit] [bootstrap] [study] [--users N] [--boot-users N] [--rounds R]
 
 * ``fit``: simplex fit from a long data frame, 1M users x 20 covariates, two periods
   (wall time and peak traced memory of ``MicroSynth.fit`` vs ``mlsynth.MicroSynth(...).fit()``
@@ -15,7 +15,9 @@ Usage::
   ``causalkit.api.run`` with MLflow logging to a fresh SQLite store (the figure the target is
   about), and our CLI ``python -m causalkit -m experiment=contaminated_holdout
   estimator=naive,itt,microsynth mc.reps=200 inference=none`` from the shell (wall time of
-  the whole command, interpreter start-up and imports included).
+  the whole command, interpreter start-up and imports included). ``--rounds`` fresh
+  interpreters (default 5) each time both sides, alternating which goes first; the median
+  ratio is the figure.
 """
 
 from __future__ import annotations
@@ -238,38 +240,78 @@ def _preimport(call: str) -> tuple[float, int]:
     return time.perf_counter() - t, n
 
 
-def bench_study(reps: int) -> None:
+def _study_round(reps: int, ours_first: bool) -> None:
+    """One round in this (fresh) process: both sides' modules imported, then both clocks, in the given order."""
+    import json
+
     t_imp_ref, n_ref = _preimport("B._document_loop(2)")
-    t_ref = _document_loop(reps)
     note = _template_ready()
     t_imp_ours, n_ours = _preimport("import os; B._study_in_process(2, os.getcwd())")
-    with tempfile.TemporaryDirectory() as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)  # checkpoints under runs/ of the start directory
-        try:
-            t_api, api_cells = _study_in_process(reps, tmp)
-        finally:
-            os.chdir(cwd)
+
+    def ours() -> tuple[float, list[float]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            cwd = os.getcwd()
+            os.chdir(tmp)  # checkpoints under runs/ of the start directory
+            try:
+                return _study_in_process(reps, tmp)
+            finally:
+                os.chdir(cwd)
+
+    if ours_first:
+        t_api, cells = ours()
+        t_ref = _document_loop(reps)
+    else:
+        t_ref = _document_loop(reps)
+        t_api, cells = ours()
+    print(json.dumps({"ref": t_ref, "ours": t_api, "cells": cells, "ours_first": ours_first, "note": note,
+                      "imports": [n_ref, t_imp_ref, n_ours, t_imp_ours]}))
+
+
+def bench_study(reps: int, rounds: int) -> None:
+    """``rounds`` rounds, each a fresh interpreter running both sides (alternating which goes first).
+
+    The two clocks differ ~30% from run to run on this machine, so a single round can land on
+    either side of a ratio; the median over rounds is the figure, every round is printed.
+    """
+    import json
+
+    results = []
+    for i in range(rounds):
+        cmd = [sys.executable, __file__, "study-round", f"--study-reps={reps}"] + (["--ours-first"] if i % 2 else [])
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-3000:])
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "causalkit", "-m", *STUDY, f"estimator={','.join(ESTIMATORS)}",
                f"mc.reps={reps}"]
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env)
-        t_ours = time.perf_counter() - t
+        t_cli = time.perf_counter() - t
         if proc.returncode != 0:
             raise SystemExit(proc.stderr[-3000:])
-        cells = [line for line in proc.stdout.splitlines() if line.startswith("seconds")]
+        cli_cells = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("seconds")]
+    n_ref, t_imp_ref, n_ours, t_imp_ours = results[0]["imports"]
     print(f"[study] contaminated-holdout Monte Carlo, {reps} replications x (naive, itt, microsynth), "
-          f"common random numbers ({note})")
-    print(f"  ours    {t_api:7.2f} s  in process (causalkit.api.run per cell, fresh MLflow SQLite store, all "
-          f"logging; imports before the clock as for mlsynth); cells: {', '.join(f'{c:.2f}' for c in api_cells)} s")
-    print(f"  ours    {t_ours:7.2f} s  CLI from the shell (interpreter start, imports, Hydra multirun, MLflow); "
-          f"cells: {', '.join(c.split()[-1] for c in cells)} s")
-    print(f"  mlsynth {t_ref:7.2f} s  (the document's loop)")
-    print(f"  imports before the clocks: mlsynth side {n_ref} modules {t_imp_ref:.2f} s, ours {n_ours} more "
-          f"{t_imp_ours:.2f} s")
-    print(f"  speed ratio mlsynth/ours {t_ref / t_api:.1f}x (in process), {t_ref / t_ours:.1f}x (CLI)")
+          f"common random numbers ({results[0]['note']})")
+    print("  each round: a fresh interpreter imports every module either side loads (mlsynth side "
+          f"{n_ref} modules {t_imp_ref:.2f} s, ours {n_ours} more {t_imp_ours:.2f} s), then times the "
+          "document's loop with mlsynth and ours in process (causalkit.api.run per cell, fresh MLflow "
+          "SQLite store, all logging)")
+    ratios = []
+    for i, r in enumerate(results):
+        ratios.append(r["ref"] / r["ours"])
+        order = "ours first" if r["ours_first"] else "mlsynth first"
+        print(f"  round {i + 1} ({order:13s}): mlsynth {r['ref']:6.2f} s, ours {r['ours']:5.2f} s "
+              f"(cells {', '.join(f'{c:.2f}' for c in r['cells'])} s) -> {ratios[-1]:5.1f}x")
+    refs = [r["ref"] for r in results]
+    print(f"  ours    {t_cli:7.2f} s  CLI from the shell (interpreter start, imports, Hydra multirun, MLflow); "
+          f"cells: {', '.join(cli_cells)} s")
+    print(f"  speed ratio mlsynth/ours in process: median {float(np.median(ratios)):.1f}x "
+          f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x over {rounds} rounds); "
+          f"CLI {float(np.median(refs)) / t_cli:.1f}x (against the median mlsynth loop)")
 
 
 def main() -> None:
@@ -280,13 +322,18 @@ def main() -> None:
     ap.add_argument("--covariates", type=int, default=20)
     ap.add_argument("--boot-reps", type=int, default=500)
     ap.add_argument("--study-reps", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5, help="study: fresh-interpreter rounds (median ratio)")
+    ap.add_argument("--ours-first", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.parts == ["study-round"]:
+        _study_round(a.study_reps, a.ours_first)
+        return
     if "fit" in a.parts:
         bench_fit(a.users, a.covariates)
     if "bootstrap" in a.parts:
         bench_bootstrap(a.boot_users, a.covariates, a.boot_reps)
     if "study" in a.parts:
-        bench_study(a.study_reps)
+        bench_study(a.study_reps, a.rounds)
 
 
 if __name__ == "__main__":

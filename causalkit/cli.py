@@ -89,12 +89,17 @@ def _compose_raw(overrides: Sequence[str]) -> Any:
     Hydra defaults left out; ``tests/unit/test_compose.py`` checks both give the same
     configuration and the same errors for every preset and group choice.
     """
+    with _conf_dir():
+        return _compose_app(list(overrides))
+
+
+def _conf_dir() -> Any:
+    """Hydra initialised on ``conf/`` (a context manager; any earlier initialisation cleared)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="causalkit"):
-        return _compose_app(list(overrides))
+    return initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="causalkit")
 
 
 def _compose_app(overrides: list[str]) -> Any:
@@ -170,14 +175,11 @@ def _expand(overrides: Sequence[str]) -> list[list[str]]:
 def _preset_sweep(overrides: Sequence[str]) -> list[str]:
     """Sweep axes an experiment preset declares under ``hydra.sweeper.params`` (CLI axes win)."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     plain = [o for o in overrides if "," not in o.split("=", 1)[-1] and not _is_hydra_override(o)]
     try:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="causalkit"):
+        with _conf_dir():
             cfg = hydra_compose(config_name="config", overrides=plain, return_hydra_config=True)
         params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     except Exception as exc:

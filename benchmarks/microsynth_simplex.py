@@ -211,6 +211,15 @@ def _template_ready() -> str:
         return f"store template made now, once for this machine: {time.perf_counter() - t:.2f} s"
 
 
+def _run(cmd: list[str], cwd: str | None = None) -> subprocess.CompletedProcess:
+    """``cmd`` in a subprocess without the caller's ``MLFLOW_TRACKING_URI``; its stderr tail on failure."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return proc
+
+
 def _preimport(call: str) -> tuple[float, int]:
     """Import here every module a fresh interpreter loads while running ``call`` (two replications).
 
@@ -222,11 +231,8 @@ def _preimport(call: str) -> tuple[float, int]:
 
     script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import microsynth_simplex as B; "
               f"{call}; print('@@'); print('\\n'.join(sys.modules))")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", script], cwd=tmp, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(out.stderr[-3000:])
+        out = _run([sys.executable, "-c", script], cwd=tmp)
     names = out.stdout.split("@@\n", 1)[1].split()
     t, n = time.perf_counter(), 0
     for name in names:
@@ -278,20 +284,14 @@ def bench_study(reps: int, rounds: int) -> None:
     results = []
     for i in range(rounds):
         cmd = [sys.executable, __file__, "study-round", f"--study-reps={reps}"] + (["--ours-first"] if i % 2 else [])
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr[-3000:])
+        proc = _run(cmd)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "causalkit", "-m", *STUDY, f"estimator={','.join(ESTIMATORS)}",
                f"mc.reps={reps}"]
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         t = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env)
+        proc = _run(cmd, cwd=tmp)
         t_cli = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise SystemExit(proc.stderr[-3000:])
         cli_cells = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("seconds")]
     n_ref, t_imp_ref, n_ours, t_imp_ours = results[0]["imports"]
     print(f"[study] contaminated-holdout Monte Carlo, {reps} replications x (naive, itt, microsynth), "

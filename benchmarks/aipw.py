@@ -12,12 +12,12 @@ import time
 import doubleml as dml
 import numpy as np
 import pandas as pd
-from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
-from causalkit_plugins.estimators.aipw.folds import stratified_folds
-from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe, make_pipeline
 from sklearn.linear_model import LogisticRegression
 
 from causalkit.contracts import Dataset, Roles
+from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
+from causalkit_plugins.estimators.aipw.folds import stratified_folds
+from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe, make_pipeline
 
 
 def main(n: int = 150_000, p: int = 10, n_jobs: int = 2) -> None:
@@ -33,7 +33,7 @@ def main(n: int = 150_000, p: int = 10, n_jobs: int = 2) -> None:
     ]
     # the same preprocessing and learner, columns by position (DoubleML passes arrays)
     learner = make_pipeline(
-        LogisticRegression(max_iter=1000), list(range(p)), [], Recipe(), LEARNERS["logistic"]
+        LogisticRegression(max_iter=1000), list(range(p)), [], Recipe(), LEARNERS["logit"]
     )
 
     data = dml.DoubleMLData(frame, "y", "d", cols)
@@ -45,14 +45,12 @@ def main(n: int = 150_000, p: int = 10, n_jobs: int = 2) -> None:
 
     est = AIPW(
         AIPWParams(
-            folds=3,
-            fold_column="fold",
-            propensity_model="logistic",
-            outcome_model="logistic",
+            propensity_model="logit",
+            outcome_model="logit",
             n_jobs=n_jobs,
         )
     )
-    roles = Roles(outcome="y", treatment="d", covariates=tuple(cols))
+    roles = Roles(outcome="y", treatment="d", covariates=tuple(cols), fold="fold")
     t0 = time.perf_counter()
     fit = est.fit(Dataset(frame, roles), np.random.default_rng(2))
     t_ours = time.perf_counter() - t0

@@ -15,6 +15,11 @@ import time
 
 import numpy as np
 import statsmodels.api as sm
+from scipy.special import log_ndtr
+from scipy.stats import norm
+from statsmodels.base.model import GenericLikelihoodModel
+
+from causalkit.contracts import Dataset
 from causalkit_plugins.dgps.heckman_selection import (
     HeckmanSelection,
     HeckmanSelectionParams,
@@ -22,11 +27,6 @@ from causalkit_plugins.dgps.heckman_selection import (
     TreatmentCoefficients,
 )
 from causalkit_plugins.estimators.selection.heckman import Heckman, HeckmanParams
-from scipy.special import log_ndtr
-from scipy.stats import norm
-from statsmodels.base.model import GenericLikelihoodModel
-
-from causalkit.contracts import Dataset
 
 
 class _HeckmanLL(GenericLikelihoodModel):

@@ -43,7 +43,7 @@ def main() -> None:
 
     def ours():
         fit = IPW().fit(data, np.random.default_rng(0))
-        return fit.estimate, Analytic().infer(fit, np.random.default_rng(0)).se
+        return fit.estimate, Analytic().infer(fit, np.random.default_rng(0)).se[0]
 
     def statsmodels_route():
         d = frame["treat"].to_numpy()

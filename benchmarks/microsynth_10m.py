@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from causalkit_plugins.estimators.microsynth.columnar import ParquetUnitsParams, ParquetUnitsSource
-from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
-from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 
 from causalkit.contracts import Roles
+from causalkit_plugins.data.files import ParquetUnitsParams, ParquetUnitsSource
+from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
+from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 
 D = 20
 

@@ -1,4 +1,4 @@
-"""MicroSynth panel mode vs mlsynth 1.0.0's panel QP: 50k areas, 12 pre + 4 post periods, 5 covariates.
+"""``microsynth_panel`` (R microsynth's panel mode) vs mlsynth 1.0.0's panel QP: 50k areas, 12 pre + 4 post periods, 5 covariates.
 
 Both fit from the same long data frame in one process; the placebo figure is the time of one
 placebo-permutation refit (mlsynth: ``panel_permutation_test`` with ``n_perm`` draws,
@@ -10,9 +10,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
 from causalkit_plugins.dgps.area_panel import AreaPanel, AreaPanelParams
-from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
-from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
+from causalkit_plugins.estimators.microsynth.panel_estimator import (
+    MicroSynthPanel,
+    MicroSynthPanelParams,
+)
 
 N_UNITS, N_TREATED, N_PRE, N_POST, N_COV, N_PERM = 50_000, 100, 12, 4, 5, 5
 
@@ -75,14 +78,14 @@ def main() -> None:
         f"mlsynth 1.0.0 fit (cvxpy/Clarabel QP)      {t_ml:8.3f} s   placebo refit {t_ml_perm:8.3f} s"
     )
     for method in ("qp", "calibration"):
-        est = MicroSynth(MicroSynthParams(weight_method="panel", panel_weights=method))
+        est = MicroSynthPanel(MicroSynthPanelParams(weighting=method))
         fit = est.fit(sim.dataset, np.random.default_rng(0))
         t_fit = _best(lambda est=est: est.fit(sim.dataset, np.random.default_rng(0)))
         rng = np.random.default_rng(1)
         t_perm = _best(lambda fit=fit, rng=rng: [fit.placebo(rng) for _ in range(N_PERM)]) / N_PERM
         rel = abs(fit.estimate / res["ml"].att - 1)
         print(
-            f"causalkit panel_weights={method:<12s}       {t_fit:8.3f} s   placebo refit {t_perm:8.3f} s"
+            f"causalkit weighting={method:<12s}          {t_fit:8.3f} s   placebo refit {t_perm:8.3f} s"
             f"   speed-up fit {t_ml / t_fit:6.1f}x  placebo {t_ml_perm / t_perm:6.1f}x"
             f"   |ATT/ATT_mlsynth - 1| = {rel:.1e}"
         )

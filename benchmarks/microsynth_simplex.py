@@ -52,12 +52,18 @@ def user_panel(n: int, d: int, seed: int) -> tuple[pd.DataFrame, Roles]:
     base = X @ beta
     y = np.column_stack([base, base + 0.5 * D]) + rng.standard_normal((n, 2))
     cols = {f"x{j}": np.repeat(X[:, j], 2) for j in range(d)}
-    frame = pd.DataFrame({
-        "user_id": np.repeat(np.arange(n), 2), "week": np.tile([0, 1], n), **cols,
-        "saw_ad": np.column_stack([np.zeros(n, np.int64), D.astype(np.int64)]).ravel(),
-        "converted": y.ravel(),
-    })
-    roles = Roles(unit="user_id", time="week", treatment="saw_ad", outcome="converted", covariates=tuple(cols))
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(n), 2),
+            "week": np.tile([0, 1], n),
+            **cols,
+            "saw_ad": np.column_stack([np.zeros(n, np.int64), D.astype(np.int64)]).ravel(),
+            "converted": y.ravel(),
+        }
+    )
+    roles = Roles(
+        unit="user_id", time="week", treatment="saw_ad", outcome="converted", covariates=tuple(cols)
+    )
     return frame, roles
 
 
@@ -80,8 +86,16 @@ def peak_mb(fn: Callable[[], Any]) -> float:
 
 
 def mlsynth_config(frame: pd.DataFrame, roles: Roles, **extra: Any) -> dict[str, Any]:
-    return {"df": frame, "outcome": roles.outcome, "treat": roles.treatment, "unitid": roles.unit,
-            "time": roles.time, "covariates": list(roles.covariates), "display_graphs": False, **extra}
+    return {
+        "df": frame,
+        "outcome": roles.outcome,
+        "treat": roles.treatment,
+        "unitid": roles.unit,
+        "time": roles.time,
+        "covariates": list(roles.covariates),
+        "display_graphs": False,
+        **extra,
+    }
 
 
 def bench_fit(n: int, d: int) -> None:
@@ -91,17 +105,29 @@ def bench_fit(n: int, d: int) -> None:
     data = Dataset(frame, roles)
     est = MicroSynth(MicroSynthParams())
     ours, t_ours = timed(lambda: est.fit(data, np.random.default_rng(0)))
-    ref, t_ref = timed(lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit())
+    ref, t_ref = timed(
+        lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit()
+    )
     m_ours = peak_mb(lambda: est.fit(data, np.random.default_rng(0)))
-    m_ref = peak_mb(lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit())
-    print(f"[fit] {n:,} users x {d} covariates, two periods (frame {frame.memory_usage().sum() / 1e6:.0f} MB)")
-    print(f"  ours    {t_ours:7.2f} s  peak {m_ours:7.0f} MB  ATT {ours.estimate:+.6f}  "
-          f"max|SMD| {ours.diagnostics['max_abs_smd_after']:.1e}  converged {ours.diagnostics['converged']} "
-          f"({ours.diagnostics['iterations']} Newton steps)")
-    print(f"  mlsynth {t_ref:7.2f} s  peak {m_ref:7.0f} MB  ATT {ref.att:+.6f}  "
-          f"max|SMD| {np.max(np.abs(ref.design.smd_after)):.1e}  converged {ref.design.converged} "
-          f"({ref.design.n_iterations} L-BFGS-B iterations)")
-    print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x   memory ratio mlsynth/ours {m_ref / m_ours:.1f}x")
+    m_ref = peak_mb(
+        lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit()
+    )
+    print(
+        f"[fit] {n:,} users x {d} covariates, two periods (frame {frame.memory_usage().sum() / 1e6:.0f} MB)"
+    )
+    print(
+        f"  ours    {t_ours:7.2f} s  peak {m_ours:7.0f} MB  ATT {ours.estimate:+.6f}  "
+        f"max|SMD| {ours.diagnostics['max_abs_smd_after']:.1e}  converged {ours.diagnostics['converged']} "
+        f"({ours.diagnostics['iterations']} Newton steps)"
+    )
+    print(
+        f"  mlsynth {t_ref:7.2f} s  peak {m_ref:7.0f} MB  ATT {ref.att:+.6f}  "
+        f"max|SMD| {np.max(np.abs(ref.design.smd_after)):.1e}  converged {ref.design.converged} "
+        f"({ref.design.n_iterations} L-BFGS-B iterations)"
+    )
+    print(
+        f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x   memory ratio mlsynth/ours {m_ref / m_ours:.1f}x"
+    )
 
 
 def bench_bootstrap(n: int, d: int, reps: int) -> None:
@@ -117,14 +143,21 @@ def bench_bootstrap(n: int, d: int, reps: int) -> None:
         return fit, boot.infer(fit, np.random.default_rng(1))
 
     (fit, out), t_ours = timed(ours_run)
-    ref, t_ref = timed(lambda: mlsynth.MicroSynth(
-        mlsynth_config(frame, roles, run_inference=True, n_bootstrap=reps, seed=1)).fit())
+    ref, t_ref = timed(
+        lambda: mlsynth.MicroSynth(
+            mlsynth_config(frame, roles, run_inference=True, n_bootstrap=reps, seed=1)
+        ).fit()
+    )
     inf = ref.inference_detail
     print(f"[bootstrap] {reps} paired replications, {n:,} users x {d} covariates (fit included)")
-    print(f"  ours    {t_ours:7.2f} s  SE {out.se:.5f}  CI [{out.ci_lower:+.5f}, {out.ci_upper:+.5f}]  "
-          f"converged {out.diagnostics['n_boot']}/{reps}")
-    print(f"  mlsynth {t_ref:7.2f} s  SE {inf.se:.5f}  CI [{inf.ci[0]:+.5f}, {inf.ci[1]:+.5f}]  "
-          f"converged {inf.n_bootstrap}/{reps}")
+    print(
+        f"  ours    {t_ours:7.2f} s  SE {out.se[0]:.5f}  CI [{out.ci_lower[0]:+.5f}, {out.ci_upper[0]:+.5f}]  "
+        f"converged {out.diagnostics['n_boot']}/{reps}"
+    )
+    print(
+        f"  mlsynth {t_ref:7.2f} s  SE {inf.se:.5f}  CI [{inf.ci[0]:+.5f}, {inf.ci[1]:+.5f}]  "
+        f"converged {inf.n_bootstrap}/{reps}"
+    )
     print(f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x")
 
 
@@ -154,8 +187,15 @@ def _document_loop(reps: int) -> float:
         y = np.where(saw, y1, y0)
         rows = []
         for i in range(n):
-            base = dict(user_id=f"u{i:05d}", age=age[i], device=device[i], gender=gender[i],
-                        country_tier=tier[i], prior_engagement=eng[i], assigned_exposed=int(assigned[i]))
+            base = dict(
+                user_id=f"u{i:05d}",
+                age=age[i],
+                device=device[i],
+                gender=gender[i],
+                country_tier=tier[i],
+                prior_engagement=eng[i],
+                assigned_exposed=int(assigned[i]),
+            )
             rows.append({**base, "week": 0, "converted": 0, "saw_ad": 0})
             rows.append({**base, "week": 1, "converted": int(y[i]), "saw_ad": int(saw[i])})
         return pd.DataFrame(rows)
@@ -169,8 +209,22 @@ def _document_loop(reps: int) -> float:
         _ = g[1] - g[0]
         g = post.groupby("saw_ad")["converted"].mean()
         _ = g[1] - g[0]
-        _ = MlMicroSynth({"df": df, "outcome": "converted", "treat": "saw_ad", "unitid": "user_id", "time": "week",
-                      "covariates": covs, "run_inference": False, "display_graphs": False}).fit().att
+        _ = (
+            MlMicroSynth(
+                {
+                    "df": df,
+                    "outcome": "converted",
+                    "treat": "saw_ad",
+                    "unitid": "user_id",
+                    "time": "week",
+                    "covariates": covs,
+                    "run_inference": False,
+                    "display_graphs": False,
+                }
+            )
+            .fit()
+            .att
+        )
     return time.perf_counter() - t
 
 
@@ -229,8 +283,10 @@ def _preimport(call: str) -> tuple[float, int]:
     """
     import importlib
 
-    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import microsynth_simplex as B; "
-              f"{call}; print('@@'); print('\\n'.join(sys.modules))")
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import microsynth_simplex as B; "
+        f"{call}; print('@@'); print('\\n'.join(sys.modules))"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = _run([sys.executable, "-c", script], cwd=tmp)
     names = out.stdout.split("@@\n", 1)[1].split()
@@ -269,8 +325,18 @@ def _study_round(reps: int, ours_first: bool) -> None:
     else:
         t_ref = _document_loop(reps)
         t_api, cells = ours()
-    print(json.dumps({"ref": t_ref, "ours": t_api, "cells": cells, "ours_first": ours_first, "note": note,
-                      "imports": [n_ref, t_imp_ref, n_ours, t_imp_ours]}))
+    print(
+        json.dumps(
+            {
+                "ref": t_ref,
+                "ours": t_api,
+                "cells": cells,
+                "ours_first": ours_first,
+                "note": note,
+                "imports": [n_ref, t_imp_ref, n_ours, t_imp_ours],
+            }
+        )
+    )
 
 
 def bench_study(reps: int, rounds: int) -> None:
@@ -283,46 +349,71 @@ def bench_study(reps: int, rounds: int) -> None:
 
     results = []
     for i in range(rounds):
-        cmd = [sys.executable, __file__, "study-round", f"--study-reps={reps}"] + (["--ours-first"] if i % 2 else [])
+        cmd = [sys.executable, __file__, "study-round", f"--study-reps={reps}"] + (
+            ["--ours-first"] if i % 2 else []
+        )
         proc = _run(cmd)
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "causalkit", "-m", *STUDY, f"estimator={','.join(ESTIMATORS)}",
-               f"mc.reps={reps}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "causalkit",
+            "-m",
+            *STUDY,
+            f"estimator={','.join(ESTIMATORS)}",
+            f"mc.reps={reps}",
+        ]
         t = time.perf_counter()
         proc = _run(cmd, cwd=tmp)
         t_cli = time.perf_counter() - t
-        cli_cells = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("seconds")]
+        cli_cells = [
+            line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("seconds")
+        ]
     n_ref, t_imp_ref, n_ours, t_imp_ours = results[0]["imports"]
-    print(f"[study] contaminated-holdout Monte Carlo, {reps} replications x (naive, itt, microsynth), "
-          f"common random numbers ({results[0]['note']})")
-    print("  each round: a fresh interpreter imports every module either side loads (mlsynth side "
-          f"{n_ref} modules {t_imp_ref:.2f} s, ours {n_ours} more {t_imp_ours:.2f} s), then times the "
-          "document's loop with mlsynth and ours in process (causalkit.api.run per cell, fresh MLflow "
-          "SQLite store, all logging)")
+    print(
+        f"[study] contaminated-holdout Monte Carlo, {reps} replications x (naive, itt, microsynth), "
+        f"common random numbers ({results[0]['note']})"
+    )
+    print(
+        "  each round: a fresh interpreter imports every module either side loads (mlsynth side "
+        f"{n_ref} modules {t_imp_ref:.2f} s, ours {n_ours} more {t_imp_ours:.2f} s), then times the "
+        "document's loop with mlsynth and ours in process (causalkit.api.run per cell, fresh MLflow "
+        "SQLite store, all logging)"
+    )
     ratios = []
     for i, r in enumerate(results):
         ratios.append(r["ref"] / r["ours"])
         order = "ours first" if r["ours_first"] else "mlsynth first"
-        print(f"  round {i + 1} ({order:13s}): mlsynth {r['ref']:6.2f} s, ours {r['ours']:5.2f} s "
-              f"(cells {', '.join(f'{c:.2f}' for c in r['cells'])} s) -> {ratios[-1]:5.1f}x")
+        print(
+            f"  round {i + 1} ({order:13s}): mlsynth {r['ref']:6.2f} s, ours {r['ours']:5.2f} s "
+            f"(cells {', '.join(f'{c:.2f}' for c in r['cells'])} s) -> {ratios[-1]:5.1f}x"
+        )
     refs = [r["ref"] for r in results]
-    print(f"  ours    {t_cli:7.2f} s  CLI from the shell (interpreter start, imports, Hydra multirun, MLflow); "
-          f"cells: {', '.join(cli_cells)} s")
-    print(f"  speed ratio mlsynth/ours in process: median {float(np.median(ratios)):.1f}x "
-          f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x over {rounds} rounds); "
-          f"CLI {float(np.median(refs)) / t_cli:.1f}x (against the median mlsynth loop)")
+    print(
+        f"  ours    {t_cli:7.2f} s  CLI from the shell (interpreter start, imports, Hydra multirun, MLflow); "
+        f"cells: {', '.join(cli_cells)} s"
+    )
+    print(
+        f"  speed ratio mlsynth/ours in process: median {float(np.median(ratios)):.1f}x "
+        f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x over {rounds} rounds); "
+        f"CLI {float(np.median(refs)) / t_cli:.1f}x (against the median mlsynth loop)"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("parts", nargs="*", default=["fit", "bootstrap", "study"])
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--boot-users", type=int, default=100_000)
     ap.add_argument("--covariates", type=int, default=20)
     ap.add_argument("--boot-reps", type=int, default=500)
     ap.add_argument("--study-reps", type=int, default=200)
-    ap.add_argument("--rounds", type=int, default=5, help="study: fresh-interpreter rounds (median ratio)")
+    ap.add_argument(
+        "--rounds", type=int, default=5, help="study: fresh-interpreter rounds (median ratio)"
+    )
     ap.add_argument("--ours-first", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.parts == ["study-round"]:

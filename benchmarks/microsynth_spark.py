@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from causalkit.contracts import Dataset, Roles
 from causalkit_plugins.estimators.microsynth import spark_backend
 from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
-
-from causalkit.contracts import Dataset, Roles
 
 D = 20
 

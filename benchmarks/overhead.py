@@ -22,14 +22,28 @@ def main() -> None:
     reps = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "causalkit", "-m", "estimator=itt", f"mc.seed=range(1,{cells + 1})",
-                        f"mc.reps={reps}"], cwd=tmp, check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "causalkit",
+                "-m",
+                "estimator=itt",
+                f"mc.seed=range(1,{cells + 1})",
+                f"mc.reps={reps}",
+            ],
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - t0
         client = MlflowClient(tracking_uri=f"sqlite:///{Path(tmp) / 'runs' / 'mlflow.db'}")
         exp = client.get_experiment_by_name("causalkit").experiment_id
         inside = sum(r.data.metrics.get("seconds", 0.0) for r in client.search_runs([exp]))
-    print(f"{cells} cells x {reps} replications: wall {wall:.1f} s, estimation {inside:.1f} s, "
-          f"outside estimation {100 * (1 - inside / wall):.1f}% (target <= 10%)")
+    print(
+        f"{cells} cells x {reps} replications: wall {wall:.1f} s, estimation {inside:.1f} s, "
+        f"outside estimation {100 * (1 - inside / wall):.1f}% (target <= 10%)"
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main() -> None:
     def ours(replace: bool):
         est = PSM(PSMParams(caliper=args.caliper, replace=replace))
         fit = est.fit(data, np.random.default_rng(0))
-        return fit.estimate, fit.model_se, fit.diagnostics["n_unmatched"]
+        return fit.estimate, fit.model_se[0], fit.diagnostics["n_unmatched"]
 
     Z = sm.add_constant(x)
     e = sm.GLM(d, Z, family=sm.families.Binomial()).fit().predict(Z)

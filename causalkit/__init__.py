@@ -4,12 +4,14 @@ from causalkit.api import fit, run, simulate
 from causalkit.contracts import Dataset, Estimand, Fit, Roles
 from causalkit.errors import CausalkitError, ConfigError, DataError, EstimationError
 from causalkit.registry import Registry, default_registry
-from causalkit.results import CellSummary, EffectResult
+from causalkit.results import CellResult, EffectResult, compare
+from causalkit.summary import Summary
 
 __all__ = [
     "fit",
     "run",
     "simulate",
+    "compare",
     "Dataset",
     "Estimand",
     "Fit",
@@ -20,8 +22,9 @@ __all__ = [
     "EstimationError",
     "Registry",
     "default_registry",
-    "CellSummary",
+    "CellResult",
     "EffectResult",
+    "Summary",
 ]
 
 __version__ = "0.1.0"

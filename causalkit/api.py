@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from causalkit.config import inference_options, validate, validate_params
+from causalkit.config import check_pairing, validate, validate_params
 from causalkit.contracts import Dataset, Roles, Simulated
 from causalkit.errors import ConfigError, PluginError
-from causalkit.montecarlo import CellOutcome
 from causalkit.registry import Registry, default_registry
-from causalkit.results import EffectResult, build_result
+from causalkit.results import CellResult, EffectResult, build_result
+from causalkit.session import Session, default_session
 
 __all__ = ["fit", "run", "simulate"]
 
@@ -60,8 +60,11 @@ def fit(
     registry = registry or default_registry()
     est_cls = _plugin(registry, "estimator", estimator)
     roles = validate_params("roles", Roles, {k: v for k, v in options.items() if k in _ROLE_FIELDS})
-    params = validate_params("estimator", est_cls.Params, {k: v for k, v in options.items() if k not in _ROLE_FIELDS})
-    default_inf, supported_inf = inference_options(est_cls, params)
+    params = validate_params(
+        "estimator", est_cls.Params, {k: v for k, v in options.items() if k not in _ROLE_FIELDS}
+    )
+    default_inf = registry.default_inference(estimator, params)
+    inf_params: dict[str, Any]
     if inference is None:
         inf_name, inf_params = default_inf, {}
     elif isinstance(inference, str):
@@ -69,25 +72,56 @@ def fit(
     else:
         inf_params = dict(inference)
         inf_name = str(inf_params.pop("name", default_inf))
-    if inf_name not in supported_inf:
-        raise ConfigError("inference", f"one of {', '.join(supported_inf)} for estimator {estimator}", inf_name)
+    check_pairing(registry, estimator, params, inf_name)
     inf_cls = _plugin(registry, "inference", inf_name)
     inf = inf_cls(validate_params("inference", inf_cls.Params, inf_params))
     assert isinstance(roles, Roles)
     ss_est, ss_inf = np.random.SeedSequence(seed).spawn(2)
-    result = est_cls(params).fit(Dataset(frame, roles), np.random.Generator(np.random.PCG64(ss_est)))
+    result = est_cls(params).fit(
+        Dataset(frame, roles), np.random.Generator(np.random.PCG64(ss_est))
+    )
     outcome = inf.infer(result, np.random.Generator(np.random.PCG64(ss_inf)))
     return build_result(estimator, result, outcome)
 
 
-def run(overrides: Sequence[str] = (), registry: Registry | None = None) -> CellOutcome:
-    """Run one cell composed from ``conf/`` with Hydra-style overrides, e.g. ``["estimator=itt", "mc.reps=50"]``."""
+def run(
+    overrides: Sequence[str] = (),
+    registry: Registry | None = None,
+    *,
+    session: Session | None = None,
+) -> CellResult:
+    """Run one cell composed from ``conf/`` with Hydra-style overrides.
+
+    Parameters
+    ----------
+    overrides : sequence of str
+        As on the command line, e.g. ``["estimator=itt", "mc.reps=50"]``.
+    registry : Registry, optional
+        The plugins to run with; every replication (in worker processes too) uses them.
+    session : Session, optional
+        Registry, draw cache and thread policy together. Default: a new session around
+        ``registry`` when one is given, else :func:`~causalkit.session.default_session`
+        (whose draw cache lets consecutive cells share common-random-number draws).
+
+    Returns
+    -------
+    CellResult
+        The cell's result, always: a cell that already finished in the MLflow store (same
+        config hash and replications) is read back from it, so calling ``run`` twice returns
+        equal results. ``mc.resume=false`` runs it afresh.
+    """
     from causalkit.cli import compose
     from causalkit.runner import execute
 
-    cfg = validate(compose(overrides), registry)
+    if session is None:
+        session = Session(registry) if registry is not None else default_session()
+    elif registry is not None and registry is not session.registry:
+        raise ConfigError(
+            "registry", "the session's registry (pass one or the other)", "another registry"
+        )
+    cfg = validate(compose(overrides), session.registry)
     axes = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
-    return execute(cfg, axes, registry)
+    return execute(cfg, axes, session)
 
 
 def simulate(dgp: str, seed: int = 0, registry: Registry | None = None, **params: Any) -> Simulated:

@@ -23,10 +23,11 @@ class Checkpoint:
 
     @classmethod
     def for_cell(cls, root: Path, cell_hash: str) -> Checkpoint:
+        """Return the checkpoint of cell ``cell_hash`` under ``root/runs/checkpoints``."""
         return cls(root / "runs" / "checkpoints" / f"{cell_hash}.pkl")
 
     def load(self) -> dict[int, Any]:
-        """Saved rows by replication index (empty when there is no usable checkpoint)."""
+        """Return the saved rows by replication index (empty when there is no usable checkpoint)."""
         try:
             with self.path.open("rb") as fh:
                 rows = pickle.load(fh)
@@ -43,4 +44,5 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
     def clear(self) -> None:
+        """Delete the checkpoint (a fresh run of the cell)."""
         self.path.unlink(missing_ok=True)

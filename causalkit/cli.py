@@ -1,204 +1,290 @@
-"""The command line: pre-flight validation of every cell, the sweep's parent run, Hydra's main."""
+"""The command line: every cell composed once and validated once into a plan, then launched by Hydra."""
 
 from __future__ import annotations
 
+import argparse
+import copy
 import itertools
-import re
+import string
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from causalkit.composition import (
+    CONF_DIR,
+    app_config,
+    compose,
+    compose_node,
+    hydra_on_conf,
+    is_hydra_override,
+    translate,
+)
 from causalkit.config import RunConfig, validate
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.registry import Registry, default_registry
+from causalkit.session import Session
 
 __all__ = ["CONF_DIR", "main", "preflight", "compose", "Plan"]
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-_PASSTHROUGH_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc"}
-_MAX_PREFLIGHT = 5000
+# --------------------------------------------------------------------------------------------
+# The plan: every cell composed once and validated once
+# --------------------------------------------------------------------------------------------
 
 
-def _register_resolvers() -> None:
-    """``${ck_root:}`` is the causalkit checkout (the folder holding ``conf/``), for presets' data paths."""
-    from omegaconf import OmegaConf
-
-    OmegaConf.register_new_resolver("ck_root", lambda: str(CONF_DIR.parent), replace=True)
+class _ArgError(Exception):
+    pass
 
 
-_register_resolvers()
+class _Parser(argparse.ArgumentParser):
+    """Hydra's command-line flags that causalkit supports; a bad flag is one line (exit 2)."""
+
+    def error(self, message: str) -> Any:  # noqa: D102 - argparse hook
+        raise _ArgError(message)
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="python -m causalkit", add_help=False)
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="Any key=value arguments to override config values (use dots for.nested=overrides)",
+    )
+    p.add_argument("--help", "-h", action="store_true", help="Application's help")
+    p.add_argument("--hydra-help", action="store_true", help="Hydra's help")
+    p.add_argument(
+        "--cfg",
+        "-c",
+        choices=["job", "hydra", "all"],
+        help="Show config instead of running [job|hydra|all]",
+    )
+    p.add_argument(
+        "--resolve",
+        action="store_true",
+        help="Used in conjunction with --cfg, resolve config interpolations before printing.",
+    )
+    p.add_argument("--package", "-p", help="Config package to show")
+    p.add_argument(
+        "--multirun",
+        "-m",
+        action="store_true",
+        help="Run multiple jobs with the configured launcher and sweeper",
+    )
+    return p
+
+
+@dataclass(frozen=True)
+class _Args:
+    multirun: bool
+    task: tuple[str, ...]
+    hydra: tuple[str, ...]
+    show: str | None = None
+    resolve: bool = False
+    package: str | None = None
+
+
+def _parse(argv: Sequence[str]) -> _Args:
+    try:
+        ns = _parser().parse_intermixed_args(list(argv))
+    except _ArgError as exc:
+        raise ConfigError(
+            "command line",
+            "Hydra overrides and the flags -m, --cfg, --help, --hydra-help",
+            str(exc),
+        ) from None
+    task = tuple(o for o in ns.overrides if not is_hydra_override(o))
+    hydra = tuple(o for o in ns.overrides if is_hydra_override(o))
+    show = "help" if ns.help else "hydra_help" if ns.hydra_help else ns.cfg
+    return _Args(ns.multirun, task, hydra, show, ns.resolve, ns.package)
+
+
+def _sweep_jobs(items: Sequence[str]) -> list[tuple[str, ...]]:
+    """Each job's overrides, as Hydra's basic sweeper makes them.
+
+    One axis per key in order of first appearance, the last value given for a key winning
+    (so command-line axes replace a preset's ``hydra.sweeper.params``); discrete sweeps
+    (``a,b``, ``range()``, ``choice()``) expand; the jobs are the cartesian product.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(items))
+    except Exception as exc:
+        raise translate(exc, items) from None
+    axes: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                raise ConfigError(
+                    key, "a list of values (a,b,c) or range() for a sweep", o.input_line
+                )
+            axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            axes[key] = [f"{key}={o.get_value_element_as_str()}"]
+    return [tuple(job) for job in itertools.product(*axes.values())]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What pre-flight found: the validated cells and whether this is a sweep."""
+    """What a command runs: every cell composed once and validated once, before any work.
+
+    Parameters
+    ----------
+    cells : tuple of RunConfig
+        The validated cells, in launch order.
+    jobs : tuple of tuple of str
+        Each cell's overrides as Hydra's launcher receives them (its sweep axes).
+    multirun : bool
+        Whether the command is a sweep (``-m``).
+    overrides : tuple of str
+        The command's overrides of the application's config.
+    composed : tuple
+        Each cell's composed config with its ``hydra`` node (what Hydra's launcher runs).
+    """
 
     cells: tuple[RunConfig, ...]
+    jobs: tuple[tuple[str, ...], ...]
     multirun: bool
     overrides: tuple[str, ...]
+    composed: tuple[Any, ...] = field(repr=False, compare=False)
 
 
-def _is_hydra_override(item: str) -> bool:
-    key = item.lstrip("+~").split("=", 1)[0]
-    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+def preflight(argv: Sequence[str], registry: Registry | None = None) -> Plan:
+    """Compose and validate every cell a command would run, before any work starts.
 
+    Parameters
+    ----------
+    argv : sequence of str
+        The command line after ``python -m causalkit`` (overrides and ``-m``).
+    registry : Registry, optional
+        Plugins to validate against (default: :func:`~causalkit.registry.default_registry`).
 
-def _translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
-    """One line for Hydra's multi-line composition errors."""
-    msg = str(exc)
-    m = re.search(r"Could not find '([^']+)/([^']+)'", msg)
-    if m:
-        group, choice = m.group(1), m.group(2)
-        options = re.findall(r"^\t(\S+)$", msg, flags=re.M)
-        if not options:
-            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        return ConfigError(group, f"one of {', '.join(options)}", choice)
-    m = re.search(r"Could not override '([^']+)'", msg) or re.search(r"Could not append to config\. An item is already at '([^']+)'", msg)
-    if m:
-        key = m.group(1)
-        parent, _, leaf = key.rpartition(".")
-        allowed = _allowed_keys(parent, [o for o in overrides if not o.lstrip("+~").startswith(key)])
-        shown = ", ".join(allowed) if allowed else "(see the group's YAML)"
-        return ConfigError(key, f"one of the keys {shown}", leaf)
-    m = re.search(r"Key '([^']+)' (?:is not in struct|not in)", msg)
-    if m:
-        return ConfigError(m.group(1), "an existing key", "unknown key")
-    first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-    return ConfigError("command line", "valid Hydra overrides (key=value)", first)
+    Returns
+    -------
+    Plan
+        The validated cells; a sweep's axes come from the command line and from a preset's
+        ``hydra.sweeper.params``.
 
-
-def _allowed_keys(parent: str, overrides: Sequence[str]) -> list[str]:
-    try:
-        from omegaconf import OmegaConf
-
-        cfg = _compose_raw(overrides)
-        node = OmegaConf.select(cfg, parent) if parent else cfg
-        return sorted(str(k) for k in node.keys()) if node is not None and hasattr(node, "keys") else []
-    except Exception:
-        return []
-
-
-def _compose_raw(overrides: Sequence[str]) -> Any:
-    """``conf/`` composed with ``overrides``, without the ``hydra`` node.
-
-    Hydra's ``compose`` builds its own configuration (launcher, sweeper, logging, help, ...)
-    beside the application's and then drops it; that costs more than composing ``conf/``
-    (~0.07 s of ~0.13 s per cell). The application's part goes through Hydra's own steps
-    (override parsing, defaults list, merge, overrides applied in struct mode) with the
-    Hydra defaults left out; ``tests/unit/test_compose.py`` checks both give the same
-    configuration and the same errors for every preset and group choice.
+    Raises
+    ------
+    ConfigError
+        The first cell that does not compose or validate, in one line.
     """
-    with _conf_dir():
-        return _compose_app(list(overrides))
-
-
-def _conf_dir() -> Any:
-    """Hydra initialised on ``conf/`` (a context manager; any earlier initialisation cleared)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    return initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="causalkit")
-
-
-def _compose_app(overrides: list[str]) -> Any:
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf, open_dict
-    from omegaconf.errors import OmegaConfBaseException
-
+    args = _parse(argv)
+    registry = registry if registry is not None else default_registry()
+    hydra = [*args.hydra, f"hydra.mode={'MULTIRUN' if args.multirun else 'RUN'}"]
+    jobs = _sweep_jobs(args.task) if args.multirun else [args.task]
+    composed: list[Any] = []
     try:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-        from hydra._internal.defaults_list import create_defaults_list
-        from hydra.errors import ConfigCompositionException
-        from hydra.types import RunMode
-    except ImportError:  # a Hydra without these internals: its public compose
-        from hydra import compose as hydra_compose
-
-        return hydra_compose(config_name="config", overrides=overrides)
-
-    loader = GlobalHydra.instance().config_loader()
-    assert isinstance(loader, ConfigLoaderImpl)
-    try:
-        loader.ensure_main_config_source_available()
-        parsed, repo = loader._parse_overrides_and_create_caching_repo("config", overrides)
-        loader.validate_sweep_overrides_legal(overrides=parsed, run_mode=RunMode.RUN, from_shell=False)
-        defaults = create_defaults_list(repo=repo, config_name="config", overrides_list=parsed,
-                                        prepend_hydra=False, skip_missing=False)
-        cfg = loader._compose_config_from_defaults_list(defaults=defaults.defaults, repo=repo)
-        OmegaConf.set_struct(cfg, True)
-        ConfigLoaderImpl._apply_overrides_to_config(defaults.config_overrides, cfg)
-    except OmegaConfBaseException as exc:
-        raise ConfigCompositionException().with_traceback(exc.__traceback__) from exc
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    return cfg
-
-
-def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Compose ``conf/`` with Hydra overrides into a plain dict (no ``hydra`` node)."""
-    from omegaconf import OmegaConf
-
-    try:
-        cfg = _compose_raw([o for o in overrides if not _is_hydra_override(o)])
-        raw = OmegaConf.to_container(cfg, resolve=True)
+        with hydra_on_conf():
+            first = compose_node([*hydra, *jobs[0]], hydra_node=True)
+            params = _sweeper_params(first) if args.multirun else []
+            if params:
+                jobs = _sweep_jobs([*params, *args.task])
+                first = compose_node([*hydra, *jobs[0]], hydra_node=True)
+            composed.append(first)
+            composed.extend(compose_node([*hydra, *job], hydra_node=True) for job in jobs[1:])
+            apps = [app_config(c) for c in composed]
     except CausalkitError:
         raise
     except Exception as exc:
-        raise _translate(exc, overrides) from None
-    assert isinstance(raw, dict)
-    return raw
+        raise translate(exc, [*args.hydra, *args.task]) from None
+    cells = tuple(validate(app, registry) for app in apps)
+    return Plan(cells, tuple(jobs), args.multirun, args.task, tuple(composed))
 
 
-def _expand(overrides: Sequence[str]) -> list[list[str]]:
-    """The cartesian product of sweep overrides, as lists of plain overrides."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception as exc:
-        raise _translate(exc, overrides) from None
-    axes: list[list[str]] = []
-    for o in parsed:
-        prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~"}.get(o.type, "")
-        key = f"{prefix}{o.get_key_element()}"
-        if o.is_sweep_override():
-            if not o.is_discrete_sweep():
-                raise ConfigError(key, "a list of values (a,b,c) or range() for a sweep", o.input_line)
-            axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
-        else:
-            axes.append([o.input_line])
-    return [list(combo) for combo in itertools.product(*axes)]
-
-
-def _preset_sweep(overrides: Sequence[str]) -> list[str]:
-    """Sweep axes an experiment preset declares under ``hydra.sweeper.params`` (CLI axes win)."""
-    from hydra import compose as hydra_compose
+def _sweeper_params(cfg: Any) -> list[str]:
     from omegaconf import OmegaConf
 
-    plain = [o for o in overrides if "," not in o.split("=", 1)[-1] and not _is_hydra_override(o)]
-    try:
-        with _conf_dir():
-            cfg = hydra_compose(config_name="config", overrides=plain, return_hydra_config=True)
-        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    except Exception as exc:
-        raise _translate(exc, overrides) from None
-    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
-    return [f"{k}={v}" for k, v in dict(params).items() if k not in given]
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    return [f"{k}={v}" for k, v in dict(params).items()]
 
 
-def preflight(argv: Sequence[str]) -> Plan:
-    """Validate every cell a command would run, before any work starts."""
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = [a for a in argv if not a.startswith("-") and not _is_hydra_override(a)]
-    if multirun:
-        overrides = [*overrides, *_preset_sweep(overrides)]
-    combos = _expand(overrides) if multirun else [list(overrides)]
-    cells = []
-    for combo in combos[:_MAX_PREFLIGHT]:
-        cells.append(validate(compose(combo)))
-    return Plan(tuple(cells), multirun, tuple(overrides))
+# --------------------------------------------------------------------------------------------
+# --help, --hydra-help, --cfg
+# --------------------------------------------------------------------------------------------
+
+
+def _show(args: _Args) -> None:
+    """Print the help or the composed config as Hydra does, without running anything."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    with hydra_on_conf():
+        try:
+            cfg = compose_node([*args.hydra, *args.task], hydra_node=True)
+        except Exception as exc:
+            raise translate(exc, [*args.hydra, *args.task]) from None
+        HydraConfig.instance().set_config(cfg)
+        loader = GlobalHydra.instance().config_loader()
+        shown = copy.deepcopy(cfg)
+        for node in (shown, shown.hydra):
+            OmegaConf.set_readonly(node, False)
+            OmegaConf.set_struct(node, False)
+        if args.show in ("job", "help"):
+            del shown["hydra"]
+        elif args.show in ("hydra", "hydra_help"):
+            for key in [k for k in shown if k != "hydra"]:
+                del shown[key]
+            del shown.hydra["help"], shown.hydra["hydra_help"]
+        if args.show in ("help", "hydra_help"):
+            template = string.Template(cfg.hydra[args.show].template)
+            print(
+                template.substitute(
+                    FLAGS_HELP="".join(
+                        f"{','.join(a.option_strings)} : {a.help}\n"
+                        for a in _parser()._actions
+                        if a.option_strings
+                    )
+                    + "Overrides : "
+                    + str(_parser()._actions[0].help),
+                    HYDRA_CONFIG_GROUPS=_groups(loader, hydra=True),
+                    APP_CONFIG_GROUPS=_groups(loader, hydra=False),
+                    CONFIG=OmegaConf.to_yaml(shown, resolve=args.resolve),
+                )
+            )
+            return
+        node = (
+            shown
+            if args.package in (None, "_global_")
+            else OmegaConf.select(shown, str(args.package))
+        )
+        if node is None:
+            raise ConfigError("--package", "a package of the config", args.package)
+        if args.package not in (None, "_global_") and OmegaConf.is_config(node):
+            print(f"# @package {args.package}")
+        if OmegaConf.is_config(node):
+            sys.stdout.write(OmegaConf.to_yaml(node, resolve=args.resolve))
+        else:
+            print(node)
+
+
+def _groups(loader: Any, hydra: bool, parent: str = "") -> str:
+    """List config groups and their options, one line per group, as Hydra's help lists them."""
+    from hydra.core.object_type import ObjectType
+
+    def walk(parent: str) -> list[str]:
+        out = []
+        for group in loader.list_groups(parent):
+            name = f"{parent}/{group}" if parent else group
+            if loader.get_group_options(name, ObjectType.CONFIG):
+                out.append(name)
+            if loader.get_group_options(name, ObjectType.GROUP):
+                out.extend(walk(name))
+        return out
+
+    names = [g for g in walk(parent) if (g == "hydra" or g.startswith("hydra/")) == hydra]
+    return "".join(
+        f"{g}: {', '.join(sorted(loader.get_group_options(g)))}\n" for g in sorted(names)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
 
 
 def _fail(exc: BaseException) -> None:
@@ -207,16 +293,32 @@ def _fail(exc: BaseException) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m causalkit [overrides]``: validate, open the sweep's parent run, hand over to Hydra."""
+    """Run ``python -m causalkit [flags] [overrides]``: plan, open the sweep's parent run, launch.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The command line after the program name (default ``sys.argv[1:]``, which is only read).
+
+    Notes
+    -----
+    Every cell is composed (Hydra's Compose API on ``conf/``) and validated once, before any
+    work; a user mistake is one line on stderr and exit code 2. A sweep (``-m``) opens one
+    MLflow parent run, whose id is handed to each cell with the plan; Hydra's configured
+    launcher (``hydra/launcher=joblib`` included) runs the cells. Exit code 1 when a cell of
+    a sweep failed.
+    """
     from causalkit.runner import install_sigterm_handler
 
     argv = list(sys.argv[1:] if argv is None else argv)
     install_sigterm_handler()
-    if any(a.split("=", 1)[0] in _PASSTHROUGH_FLAGS for a in argv):
-        _hydra_main(argv)
-        return
+    session = Session(default_registry())
     try:
-        plan = preflight(argv)
+        args = _parse(argv)
+        if args.show is not None:
+            _show(args)
+            return
+        plan = preflight(argv, session.registry)
     except CausalkitError as exc:
         _fail(exc)
         return
@@ -235,12 +337,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         if plan.multirun:
             name = "sweep: " + " ".join(plan.overrides) if plan.overrides else "sweep"
             hashes = ",".join(c.cell_hash for c in plan.cells)
-            tags = {SWEEP_TAG: "1", "causalkit.cells": str(len(plan.cells)), "causalkit.cell_hashes": hashes}
-            parent = (tracker, tracker.start_run(name, {"sweep": " ".join(plan.overrides)[:500]}, tags))
-            argv = [*argv, f"tracking.parent_run_id={parent[1]}"]
+            tags = {
+                SWEEP_TAG: "1",
+                "causalkit.cells": str(len(plan.cells)),
+                "causalkit.cell_hashes": hashes,
+            }
+            parent = (
+                tracker,
+                tracker.start_run(name, {"sweep": " ".join(plan.overrides)[:500]}, tags),
+            )
+    from causalkit.launch import CellTask, launch
+
+    task = CellTask(
+        plan.cells, plan.jobs, plan.multirun, session, Path.cwd(), parent[1] if parent else None
+    )
     status = "FINISHED"
+    failed = 0
     try:
-        _hydra_main(argv)
+        launch(plan, task)
+    except (
+        CausalkitError
+    ) as exc:  # a single run's failure (a sweep's cells report theirs and go on)
+        status = "FAILED"
+        _fail(exc)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -254,8 +373,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             tracker_.set_tags(run_id, {"causalkit.failed_cells": str(failed)})
             tracker_.end_run(run_id, status)
     if parent is not None and failed:
-        print(f"causalkit: {failed} of {len(plan.cells)} cells FAILED (see the causalkit.error tag of their runs)",
-              file=sys.stderr)
+        print(
+            f"causalkit: {failed} of {len(plan.cells)} cells FAILED (see the causalkit.error tag of their runs)",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 
@@ -264,47 +385,3 @@ def _failed_children(tracker: Any, run_id: str) -> int:
 
     table = sweep_table(tracker, run_id)
     return int((table["status"] != "FINISHED").sum())
-
-
-def _hydra_main(argv: Sequence[str]) -> None:
-    import hydra
-
-    sys.argv = [sys.argv[0], *argv]
-    app = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(_task)
-    app()
-
-
-def _task(dcfg: Any) -> None:
-    """Hydra's task function: one cell."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf
-
-    from causalkit.runner import execute
-
-    hc = HydraConfig.get()
-    multirun = hc.mode == RunMode.MULTIRUN
-    axes = {}
-    for item in hc.overrides.task:
-        key, _, value = item.partition("=")
-        axes[key.lstrip("+~")] = value
-    try:
-        cfg = validate(OmegaConf.to_container(dcfg, resolve=True))
-        outcome = execute(cfg, axes, start_dir=Path.cwd())
-    except KeyboardInterrupt:
-        raise
-    except CausalkitError as exc:
-        if multirun:
-            print(f"causalkit: cell {hc.job.num} FAILED: {exc}", file=sys.stderr)
-            return
-        _fail(exc)
-        return
-    except Exception as exc:
-        if multirun:
-            print(f"causalkit: cell {hc.job.num} FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return
-        raise
-    header = f"[cell {hc.job.num}] " + ", ".join(f"{k}={v}" for k, v in axes.items() if not k.startswith("tracking.")) if multirun else ""
-    if header:
-        print(header)
-    print(outcome.summary())

@@ -22,7 +22,7 @@ __all__ = [
     "RunConfig",
     "validate",
     "validate_params",
-    "inference_options",
+    "check_pairing",
     "format_validation_error",
 ]
 
@@ -33,7 +33,9 @@ class MCConfig(Params):
     reps: int = Field(1, ge=1, description="replications (fresh DGP draws)")
     seed: int = Field(20261123, ge=0, description="root seed; combined with the cell's config hash")
     n_jobs: int = Field(1, ge=1, description="worker processes for replications")
-    resume: bool = Field(True, description="skip finished cells and resume checkpointed ones (false: run afresh)")
+    resume: bool = Field(
+        True, description="skip finished cells and resume checkpointed ones (false: run afresh)"
+    )
     common_random_numbers: bool = Field(
         False,
         description="every estimator and inference of a study analyses the same simulated datasets (draws seeded "
@@ -41,7 +43,8 @@ class MCConfig(Params):
         "MicroSynth document's own study",
     )
     target: Literal["auto", "ATE", "ATT", "ATC", "ITT", "CACE"] = Field(
-        "auto", description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)"
+        "auto",
+        description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)",
     )
 
 
@@ -49,9 +52,11 @@ class TrackingConfig(Params):
     """Where results are logged."""
 
     backend: Literal["mlflow", "none"] = "mlflow"
-    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///runs/mlflow.db under the start directory")
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default sqlite:///runs/mlflow.db under the start directory",
+    )
     experiment: str = Field("causalkit", min_length=1)
-    parent_run_id: str | None = Field(None, description="set by the CLI for the cells of a sweep")
     run_name: str | None = None
 
 
@@ -64,9 +69,11 @@ class PluginChoice:
     params: BaseModel
 
     def build(self, registry: Registry) -> Any:
+        """Instantiate the plugin from ``registry`` with the validated parameters."""
         return registry.get(self.kind, self.name)(self.params)
 
     def as_dict(self) -> dict[str, Any]:
+        """Return the name and parameters as plain JSON-able values."""
         return {"name": self.name, **self.params.model_dump(mode="json")}
 
 
@@ -87,7 +94,7 @@ class RunConfig:
     tracking: TrackingConfig
 
     def cell_dict(self) -> dict[str, Any]:
-        """What defines a cell's results: everything but tracking, n_jobs and reps."""
+        """Return what defines a cell's results: everything but tracking, n_jobs and reps."""
         return {
             "data": self.data.as_dict(),
             "dgp": self.dgp.as_dict(),
@@ -99,6 +106,7 @@ class RunConfig:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the whole run (cell, Monte Carlo settings and tracking) as plain values."""
         out = self.cell_dict()
         out["mc"] = self.mc.model_dump(mode="json")
         out["tracking"] = self.tracking.model_dump(mode="json")
@@ -111,14 +119,25 @@ class RunConfig:
 
     @functools.cached_property
     def draw_hash(self) -> str:
-        """What seeds the simulated datasets: the cell hash, or with common random numbers only
-        what defines the draws (data, dgp, seed), shared by every estimator and inference."""
+        """Hash that seeds the simulated datasets.
+
+        The cell hash, or with common random numbers only what defines the draws (data, dgp,
+        seed), shared by every estimator and inference.
+        """
         if not self.mc.common_random_numbers:
             return self.cell_hash
-        return _hash({"data": self.data.as_dict(), "dgp": self.dgp.as_dict(), "seed": self.mc.seed, "crn": True})
+        return _hash(
+            {
+                "data": self.data.as_dict(),
+                "dgp": self.dgp.as_dict(),
+                "seed": self.mc.seed,
+                "crn": True,
+            }
+        )
 
     @property
     def target(self) -> Estimand | None:
+        """Estimand whose truth bias is measured against (``None``: automatic)."""
         return None if self.mc.target == "auto" else Estimand(self.mc.target)
 
 
@@ -126,11 +145,13 @@ def _expected(err: Mapping[str, Any]) -> str:
     msg = str(err.get("msg", "a valid value"))
     for prefix in ("Input should be ", "Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+            msg = msg[len(prefix) :]
     return msg
 
 
-def format_validation_error(prefix: str, exc: ValidationError, model: type[BaseModel]) -> ConfigError:
+def format_validation_error(
+    prefix: str, exc: ValidationError, model: type[BaseModel]
+) -> ConfigError:
     """Turn the first pydantic error into a one-line :class:`ConfigError`."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
@@ -141,7 +162,11 @@ def format_validation_error(prefix: str, exc: ValidationError, model: type[BaseM
             info = getattr(node, "model_fields", {}).get(part)
             node = getattr(info, "annotation", None) if info else None
         allowed = sorted(getattr(node, "model_fields", {})) if node is not None else []
-        return ConfigError(field, f"one of the keys {', '.join(allowed) or '(none)'}", err['loc'][-1]) if allowed else ConfigError(field, "no such key", err["loc"][-1])
+        return (
+            ConfigError(field, f"one of the keys {', '.join(allowed) or '(none)'}", err["loc"][-1])
+            if allowed
+            else ConfigError(field, "no such key", err["loc"][-1])
+        )
     if err["type"] == "missing":
         return ConfigError(field, "a value (required)", "nothing")
     return ConfigError(field, _expected(err), err.get("input"))
@@ -155,17 +180,15 @@ def validate_params(prefix: str, model: type[BaseModel], values: Mapping[str, An
         raise format_validation_error(prefix, exc, model) from None
 
 
-def inference_options(est_cls: Any, params: BaseModel) -> tuple[str, tuple[str, ...]]:
-    """``(default, supported)`` inference of an estimator, possibly depending on its params.
-
-    An estimator may define ``inference_for(params)`` when the valid methods depend on its mode;
-    otherwise its ``default_inference`` and ``supported_inference`` class attributes apply.
-    """
-    hook = getattr(est_cls, "inference_for", None)
-    if callable(hook):
-        default, supported = hook(params)
-        return str(default), tuple(supported)
-    return est_cls.default_inference, tuple(est_cls.supported_inference)
+def check_pairing(registry: Registry, estimator: str, params: BaseModel, inference: str) -> None:
+    """Fail with one line naming the valid methods when ``inference`` cannot serve ``estimator``."""
+    valid = registry.pairings(estimator, params)
+    if inference not in valid:
+        raise ConfigError(
+            "inference",
+            f"one of {', '.join(valid) or '(none)'} for estimator {estimator} with these parameters",
+            inference,
+        )
 
 
 def _choice(kind: Kind, group: str, raw: Any, registry: Registry) -> PluginChoice:
@@ -176,7 +199,9 @@ def _choice(kind: Kind, group: str, raw: Any, registry: Registry) -> PluginChoic
     try:
         plugin = registry.get(kind, str(name))
     except PluginError as exc:
-        raise ConfigError(f"{group}.name", f"one of {', '.join(registry.names(kind))}", name) from exc
+        raise ConfigError(
+            f"{group}.name", f"one of {', '.join(registry.names(kind))}", name
+        ) from exc
     return PluginChoice(kind, str(name), validate_params(group, plugin.Params, values))
 
 
@@ -192,25 +217,28 @@ def validate(raw: Mapping[str, Any], registry: Registry | None = None) -> RunCon
     allowed_top = {"data", "dgp", "estimator", "inference", "mc", "tracking", "experiment"}
     extra = sorted(set(raw) - allowed_top)
     if extra:
-        raise ConfigError(extra[0], f"one of the top-level keys {', '.join(sorted(allowed_top))}", "unknown key")
+        raise ConfigError(
+            extra[0], f"one of the top-level keys {', '.join(sorted(allowed_top))}", "unknown key"
+        )
     for key in ("data", "dgp", "estimator", "inference"):
         if key not in raw:
             raise ConfigError(key, "a config group choice", "nothing")
     data = _choice("data", "data", raw["data"], registry)
     dgp = _choice("dgp", "dgp", raw["dgp"], registry)
     estimator = _choice("estimator", "estimator", raw["estimator"], registry)
-    est_cls = registry.get("estimator", estimator.name)
-    default_inf, supported_inf = inference_options(est_cls, estimator.params)
 
     inf_raw = dict(raw["inference"]) if isinstance(raw["inference"], Mapping) else raw["inference"]
     if isinstance(inf_raw, Mapping) and inf_raw.get("name") == "auto":
         rest = {k: v for k, v in inf_raw.items() if k != "name"}
         if rest:
-            raise ConfigError(f"inference.{next(iter(rest))}", "no parameters with inference=auto (choose a method)", "a parameter")
-        inf_raw = {"name": default_inf}
+            raise ConfigError(
+                f"inference.{next(iter(rest))}",
+                "no parameters with inference=auto (choose a method)",
+                "a parameter",
+            )
+        inf_raw = {"name": registry.default_inference(estimator.name, estimator.params)}
     inference = _choice("inference", "inference", inf_raw, registry)
-    if inference.name not in supported_inf:
-        raise ConfigError("inference", f"one of {', '.join(supported_inf)} for estimator {estimator.name}", inference.name)
+    check_pairing(registry, estimator.name, estimator.params, inference.name)
 
     mc = validate_params("mc", MCConfig, raw.get("mc") or {})
     tracking = validate_params("tracking", TrackingConfig, raw.get("tracking") or {})
@@ -220,10 +248,18 @@ def validate(raw: Mapping[str, Any], registry: Registry | None = None) -> RunCon
     data_cls = registry.get("data", data.name)
     synthetic = data.name == "synthetic" or getattr(data_cls, "synthetic", False)
     if dgp_cls.needs_base and synthetic:
-        raise ConfigError("data", f"a data source with a table (csv, parquet) for dgp={dgp.name}", data.name)
+        raise ConfigError(
+            "data", f"a data source with a table (csv, parquet) for dgp={dgp.name}", data.name
+        )
     if not dgp_cls.needs_base and not synthetic:
         # The simulator would replace the user's table: the data source would be read and ignored.
-        raise ConfigError("dgp", f"none (a real analysis of data={data.name}) or a DGP that uses the table", dgp.name)
+        raise ConfigError(
+            "dgp",
+            f"none (a real analysis of data={data.name}) or a DGP that uses the table",
+            dgp.name,
+        )
     if dgp.name == "none" and mc.reps > 1:
-        raise ConfigError("mc.reps", "1 for a real analysis (dgp=none has no truth to replicate)", mc.reps)
+        raise ConfigError(
+            "mc.reps", "1 for a real analysis (dgp=none has no truth to replicate)", mc.reps
+        )
     return RunConfig(data, dgp, estimator, inference, mc, tracking)

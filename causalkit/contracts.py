@@ -5,19 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 __all__ = [
     "Estimand",
+    "EstimandName",
     "Roles",
     "Dataset",
+    "LazySource",
     "PanelArrays",
     "Truth",
     "Simulated",
+    "Capability",
+    "Resampler",
+    "Linearisation",
     "Fit",
     "LazyTables",
     "InferenceOutcome",
@@ -44,6 +49,16 @@ class Estimand(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+EstimandName = Annotated[Estimand, BeforeValidator(_upper)]
+"""An estimand parameter: the :class:`Estimand` spelling (upper case); lower case accepted on input.
+
+Narrow the admissible values in a plugin with a validator or a ``Literal`` of members."""
 
 
 class Params(BaseModel):
@@ -111,6 +126,7 @@ class PanelArrays:
 
     @property
     def n(self) -> int:
+        """Number of units."""
         return len(self.units)
 
     def names(self) -> list[str]:
@@ -118,7 +134,7 @@ class PanelArrays:
         return [self.unit, self.time, *self.columns]
 
     def to_frame(self) -> pd.DataFrame:
-        """The long table: one row per unit and period, sorted by unit, then period."""
+        """Build the long table: one row per unit and period, sorted by unit, then period."""
         n, t = self.n, len(self.periods)
         units = self.units
         if isinstance(units, np.ndarray):
@@ -131,34 +147,77 @@ class PanelArrays:
         return pd.DataFrame(cols)
 
 
+@dataclass(frozen=True)
+class LazySource:
+    """A table left where it is, for estimators that read it themselves (e.g. by passes).
+
+    Parameters
+    ----------
+    format : {"parquet"}
+        How the table is stored.
+    path : str
+        A parquet file or dataset directory.
+    columns : tuple of str
+        Column names of the stored table (its schema).
+    """
+
+    format: Literal["parquet"]
+    path: str
+    columns: tuple[str, ...]
+
+
 @dataclass(frozen=True, eq=False, init=False)
 class Dataset:
     """A table together with its roles.
 
-    Built from a table (``Dataset(frame, roles)``) or, by simulators, from panel arrays
-    (:meth:`from_panel`), in which case ``frame`` is built on first access.
+    Built from a table (``Dataset(frame, roles)``), by simulators from panel arrays
+    (:meth:`from_panel`), in which case ``frame`` is built on first access, or from a
+    :class:`LazySource` (:meth:`from_source`), which only estimators that read the source
+    themselves accept: reading ``frame`` is then an error.
     """
 
     roles: Roles
     panel: PanelArrays | None
+    source: LazySource | None
     _frame: pd.DataFrame | None = field(repr=False)
 
-    def __init__(self, frame: pd.DataFrame | None, roles: Roles, panel: PanelArrays | None = None) -> None:
-        if frame is None and panel is None:
-            raise ValueError("Dataset needs a frame or panel arrays")
+    def __init__(
+        self,
+        frame: pd.DataFrame | None,
+        roles: Roles,
+        panel: PanelArrays | None = None,
+        source: LazySource | None = None,
+    ) -> None:
+        if frame is None and panel is None and source is None:
+            raise ValueError("Dataset needs a frame, panel arrays or a lazy source")
         object.__setattr__(self, "roles", roles)
         object.__setattr__(self, "panel", panel)
+        object.__setattr__(self, "source", source)
         object.__setattr__(self, "_frame", frame)
 
     @classmethod
+    def from_source(cls, source: LazySource, roles: Roles) -> Dataset:
+        """Build a dataset left in storage: estimators read ``source`` themselves (no ``frame``)."""
+        return cls(None, roles, source=source)
+
+    @classmethod
     def from_panel(cls, panel: PanelArrays, roles: Roles) -> Dataset:
-        """A dataset whose long table is built only when read."""
+        """Make a dataset whose long table is built only when read."""
         return cls(None, roles, panel)
 
     @property
     def frame(self) -> pd.DataFrame:
+        """The table (built from panel arrays on first access)."""
         if self._frame is None:
-            assert self.panel is not None
+            if self.panel is None:
+                from causalkit.errors import DataError
+
+                raise DataError(
+                    "data.lazy",
+                    "a table in memory for this estimator (lazy sources: estimator=microsynth "
+                    "with estimator.backend=columnar or spark)",
+                    "a lazy parquet source",
+                )
             object.__setattr__(self, "_frame", self.panel.to_frame())
         assert self._frame is not None
         return self._frame
@@ -168,11 +227,13 @@ class Dataset:
         """Column names of the table (without building a table held as panel arrays)."""
         if self._frame is None and self.panel is not None:
             return self.panel.names()
+        if self._frame is None and self.source is not None:
+            return list(self.source.columns)
         return [str(c) for c in self.frame.columns]
 
     def with_roles(self, roles: Roles) -> Dataset:
-        """The same data under other roles."""
-        return Dataset(self._frame, roles, self.panel)
+        """Return the same data under other roles."""
+        return Dataset(self._frame, roles, self.panel, self.source)
 
 
 @dataclass(frozen=True)
@@ -188,7 +249,9 @@ class Truth:
     values: Mapping[str, float]
     target: Estimand | None = None
 
-    def for_estimand(self, estimand: Estimand, override: Estimand | None = None) -> tuple[str, float] | None:
+    def for_estimand(
+        self, estimand: Estimand, override: Estimand | None = None
+    ) -> tuple[str, float] | None:
         """Return ``(label, value)`` of the truth an estimate of ``estimand`` is judged by."""
         key = override or self.target or estimand
         if str(key) in self.values:
@@ -204,40 +267,115 @@ class Simulated:
     truth: Truth
 
 
+class Capability(str, Enum):
+    """What a fit offers to inference; each inference plugin declares what it requires.
+
+    The registry derives the valid (estimator, inference) pairings from these declarations
+    (:meth:`causalkit.registry.Registry.pairings`), so a pairing that validates never fails
+    later for lack of a capability.
+    """
+
+    INFLUENCE = "influence"
+    """An n x k influence matrix :math:`\\psi` (:attr:`Fit.influence`)."""
+    MODEL_SE = "model_se"
+    """The estimator's own variance formula, k standard errors (:attr:`Fit.model_se`)."""
+    RESAMPLE = "resample"
+    """Re-estimation on resampled units (:attr:`Resampler.refit` / ``refit_batch``)."""
+    REPLICATES = "replicates"
+    """Bootstrap replicates drawn by the backend itself (:attr:`Resampler.replicates`)."""
+    PLACEBO = "placebo"
+    """Placebo estimates under the sharp null (:attr:`Fit.placebo`)."""
+    LINEARISATION = "linearisation"
+    """R microsynth's panel linearisation terms (:attr:`Fit.linearisation`)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
-class Fit:
-    """What an estimator hands to inference.
+class Resampler:
+    """How an estimator is re-estimated on resampled data (for the bootstrap).
 
     Parameters
     ----------
-    estimand : Estimand
-        The estimand the estimate targets.
-    estimate : float
-        The point estimate.
     n : int
-        Number of units used.
-    influence : ndarray or None
-        Per-unit influence values :math:`\\psi_i` with
-        :math:`\\hat\\theta - \\theta = n^{-1}\\sum_i \\psi_i + o_p(n^{-1/2})`, accounting for
-        every estimated nuisance. Analytic and multiplier-bootstrap inference use it.
-    model_se : float or None
-        A standard error from the estimator's own variance formula (e.g. Heckman's corrected
-        covariance, Abadie-Imbens), used by analytic inference when ``influence`` is ``None``.
+        Number of resampling units (rows of the influence matrix).
     strata : ndarray or None
         Integer stratum per unit for a stratified (paired) bootstrap, e.g. treated/control.
     refit : callable or None
         ``refit(indices)`` re-estimates on the units ``indices`` (with repeats) and returns the
-        estimate; raises :class:`~causalkit.errors.EstimationError` when it cannot.
+        k estimates; raises :class:`~causalkit.errors.EstimationError` when it cannot.
     refit_batch : callable or None
-        ``refit_batch(index_sets)`` re-estimates on several index sets at once (as ``refit``
-        on each) and returns an array of the estimates, NaN where one failed. The bootstrap
-        uses it instead of ``refit`` when given (e.g. resamples solved in lockstep).
-    placebo : callable or None
-        ``placebo(rng)`` returns one draw of the estimate under the sharp null (permutation).
+        ``refit_batch(index_sets)`` re-estimates on several index sets at once and returns a
+        ``(len(index_sets), k)`` array, NaN rows where one failed.
     replicates : callable or None
-        ``replicates(rng, B)`` returns ``B`` bootstrap replicates of the estimate at once (NaN
-        where a replicate failed), for backends that resample without copying the data
-        (e.g. Poisson weights on Spark). Used by the bootstrap when ``refit`` is ``None``.
+        ``replicates(rng, B)`` returns a ``(B, k)`` array of bootstrap replicates drawn by the
+        backend without copying the data (e.g. Poisson weights on Spark), NaN rows where one
+        failed. Every random draw comes from ``rng``.
+    """
+
+    n: int
+    strata: np.ndarray | None = None
+    refit: Callable[[np.ndarray], np.ndarray] | None = None
+    refit_batch: Callable[[list[np.ndarray]], np.ndarray] | None = None
+    replicates: Callable[[np.random.Generator, int], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if self.refit is None and self.refit_batch is None and self.replicates is None:
+            raise ValueError("Resampler needs refit, refit_batch or replicates")
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this resampler offers to inference."""
+        caps: set[Capability] = set()
+        if self.refit is not None or self.refit_batch is not None:
+            caps.add(Capability.RESAMPLE)
+        if self.replicates is not None:
+            caps.add(Capability.REPLICATES)
+        return frozenset(caps)
+
+
+@dataclass(frozen=True)
+class Linearisation:
+    r"""R microsynth's panel linearisation inputs, turned into a variance by its inference plugin.
+
+    Parameters
+    ----------
+    terms : ndarray, shape (m, k)
+        Linearisation terms, one row per independent draw as R treats it (e.g. a unit-period),
+        so that :math:`\\widehat{V}_j = \\sum_i t_{ij}^2` reproduces R's variance.
+    """
+
+    terms: np.ndarray
+
+
+@dataclass(frozen=True, init=False)
+class Fit:
+    r"""What an estimator hands to inference: k named estimates and what inference needs.
+
+    Parameters
+    ----------
+    estimand : Estimand
+        The estimand of the headline estimate.
+    estimates : array-like, shape (k,)
+        The estimates; the headline first, then segment, per-outcome or per-period effects.
+    n : int
+        Number of units used.
+    names : tuple of str, optional
+        One name per estimate; default the estimand label for k = 1.
+    influence : ndarray, shape (n, k), or None
+        Per-unit influence values :math:`\psi_{ij}` with
+        :math:`\hat	heta_j - 	heta_j = n^{-1}\sum_i \psi_{ij} + o_p(n^{-1/2})`, accounting
+        for every estimated nuisance. A 1-d array is taken as one column.
+    model_se : array-like, shape (k,), or None
+        Standard errors from the estimator's own variance formula (e.g. Heckman's corrected
+        covariance, Abadie-Imbens), used by analytic inference when ``influence`` is ``None``.
+    resampler : Resampler or None
+        How to re-estimate on resampled units, where that is valid.
+    placebo : callable or None
+        ``placebo(rng)`` returns one draw of the k estimates under the sharp null.
+    linearisation : Linearisation or None
+        R microsynth's panel linearisation terms.
     diagnostics : mapping
         Flat scalar diagnostics, e.g. ``max_abs_smd_after``, ``ess``, ``feasible``.
     tables : mapping
@@ -248,18 +386,96 @@ class Fit:
     """
 
     estimand: Estimand
-    estimate: float
+    estimates: np.ndarray
     n: int
-    influence: np.ndarray | None = None
-    model_se: float | None = None
-    strata: np.ndarray | None = None
-    refit: Callable[[np.ndarray], float] | None = None
-    refit_batch: Callable[[list[np.ndarray]], np.ndarray] | None = None
-    placebo: Callable[[np.random.Generator], float] | None = None
-    replicates: Callable[[np.random.Generator, int], np.ndarray] | None = None
-    diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)
-    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
+    names: tuple[str, ...]
+    influence: np.ndarray | None
+    model_se: np.ndarray | None
+    resampler: Resampler | None
+    placebo: Callable[[np.random.Generator], np.ndarray] | None
+    linearisation: Linearisation | None
+    diagnostics: Mapping[str, DiagnosticValue]
+    tables: Mapping[str, pd.DataFrame]
+    warnings: tuple[str, ...]
+
+    def __init__(
+        self,
+        estimand: Estimand,
+        estimates: float | np.ndarray | list[float],
+        n: int,
+        *,
+        names: tuple[str, ...] | None = None,
+        influence: np.ndarray | None = None,
+        model_se: float | np.ndarray | list[float] | None = None,
+        resampler: Resampler | None = None,
+        placebo: Callable[[np.random.Generator], np.ndarray] | None = None,
+        linearisation: Linearisation | None = None,
+        diagnostics: Mapping[str, DiagnosticValue] | None = None,
+        tables: Mapping[str, pd.DataFrame] | None = None,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        est = np.atleast_1d(np.asarray(estimates, dtype=np.float64))
+        if est.ndim != 1 or est.size == 0:
+            raise ValueError(f"Fit.estimates: expected a non-empty vector, got shape {est.shape}")
+        k = est.size
+        if names is None:
+            if k != 1:
+                raise ValueError(f"Fit.names: expected {k} names for {k} estimates, got none")
+            names = (str(estimand),)
+        if len(names) != k:
+            raise ValueError(f"Fit.names: expected {k} names, got {len(names)}")
+        if influence is not None:
+            influence = np.asarray(influence, dtype=np.float64)
+            if influence.ndim == 1:
+                influence = influence[:, None]
+            if influence.shape[1] != k:
+                raise ValueError(
+                    f"Fit.influence: expected {k} columns, got shape {influence.shape}"
+                )
+        se = None if model_se is None else np.atleast_1d(np.asarray(model_se, dtype=np.float64))
+        if se is not None and se.shape != (k,):
+            raise ValueError(f"Fit.model_se: expected shape ({k},), got {se.shape}")
+        for name, value in (
+            ("estimand", estimand),
+            ("estimates", est),
+            ("n", int(n)),
+            ("names", tuple(names)),
+            ("influence", influence),
+            ("model_se", se),
+            ("resampler", resampler),
+            ("placebo", placebo),
+            ("linearisation", linearisation),
+            ("diagnostics", dict(diagnostics or {})),
+            ("tables", tables if tables is not None else {}),
+            ("warnings", tuple(warnings)),
+        ):
+            object.__setattr__(self, name, value)
+
+    @property
+    def estimate(self) -> float:
+        """The headline estimate (the first)."""
+        return float(self.estimates[0])
+
+    @property
+    def k(self) -> int:
+        """Number of estimates."""
+        return int(self.estimates.size)
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What this fit offers to inference."""
+        caps: set[Capability] = set()
+        if self.influence is not None:
+            caps.add(Capability.INFLUENCE)
+        if self.model_se is not None:
+            caps.add(Capability.MODEL_SE)
+        if self.resampler is not None:
+            caps |= self.resampler.capabilities
+        if self.placebo is not None:
+            caps.add(Capability.PLACEBO)
+        if self.linearisation is not None:
+            caps.add(Capability.LINEARISATION)
+        return frozenset(caps)
 
 
 class LazyTables(Mapping[str, pd.DataFrame]):
@@ -290,15 +506,29 @@ class LazyTables(Mapping[str, pd.DataFrame]):
 
 @dataclass(frozen=True)
 class InferenceOutcome:
-    """Uncertainty for one fit: SE, CI at ``level`` and a two-sided p-value for zero effect."""
+    """Uncertainty for the k estimates of one fit (arrays of shape (k,)).
+
+    ``ci_lower``/``ci_upper`` are pointwise intervals at ``level``, or simultaneous (sup-t)
+    bands when ``joint``; ``p_value`` are two-sided p-values for zero effect, Holm-adjusted
+    over the k estimates when ``joint`` (the unadjusted ones are then in ``p_value_raw``).
+    """
 
     method: str
-    se: float
-    ci_lower: float
-    ci_upper: float
-    p_value: float
+    se: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    p_value: np.ndarray
     level: float
+    joint: bool = False
+    p_value_raw: np.ndarray | None = None
     diagnostics: Mapping[str, DiagnosticValue] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("se", "ci_lower", "ci_upper", "p_value"):
+            object.__setattr__(
+                self, name, np.atleast_1d(np.asarray(getattr(self, name), dtype=np.float64))
+            )
 
 
 @runtime_checkable
@@ -308,9 +538,11 @@ class DataSource(Protocol):
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
 
-    def __init__(self, params: Params) -> None: ...
+    def __init__(self, params: BaseModel) -> None: ...
 
-    def load(self) -> Dataset | None: ...
+    def load(self) -> Dataset | None:
+        """Return the user's table with its roles, or ``None`` for a purely synthetic study."""
+        ...
 
 
 @runtime_checkable
@@ -321,9 +553,11 @@ class DGP(Protocol):
     Params: ClassVar[type[Params]]
     needs_base: ClassVar[bool]
 
-    def __init__(self, params: Params) -> None: ...
+    def __init__(self, params: BaseModel) -> None: ...
 
-    def simulate(self, rng: np.random.Generator, base: Dataset | None) -> Simulated: ...
+    def simulate(self, rng: np.random.Generator, base: Dataset | None) -> Simulated:
+        """Draw one dataset and its truth; every random draw comes from ``rng``."""
+        ...
 
 
 @runtime_checkable
@@ -334,11 +568,21 @@ class Estimator(Protocol):
     Params: ClassVar[type[Params]]
     required_roles: ClassVar[tuple[str, ...]]
     default_inference: ClassVar[str]
-    supported_inference: ClassVar[tuple[str, ...]]
 
-    def __init__(self, params: Params) -> None: ...
+    def __init__(self, params: BaseModel) -> None: ...
 
-    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit: ...
+    @classmethod
+    def capabilities(cls, params: BaseModel) -> frozenset[Capability]:
+        """Declare what every fit under ``params`` offers to inference.
+
+        Declared as data and checked on every fit by the conformance suite; an option that
+        removes a capability removes the pairings that need it.
+        """
+        ...
+
+    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        """Estimate on ``data``; every random draw comes from ``rng``."""
+        ...
 
 
 @runtime_checkable
@@ -347,7 +591,11 @@ class Inference(Protocol):
 
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
+    requires_any: ClassVar[frozenset[Capability]]
+    """The fit must offer at least one of these; empty: any fit (e.g. ``none``)."""
 
-    def __init__(self, params: Params) -> None: ...
+    def __init__(self, params: BaseModel) -> None: ...
 
-    def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome: ...
+    def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
+        """Return the uncertainty of the fit's k estimates; every random draw comes from ``rng``."""
+        ...

@@ -4,7 +4,8 @@ With ``mc.common_random_numbers`` every cell of a study (every estimator and inf
 analyses the same draw for replication ``r``: the draw depends only on the data/DGP config
 and the seed (:attr:`causalkit.config.RunConfig.draw_hash`). Cells run one after another in
 one process (a sweep, or ``causalkit.api.run`` calls from a notebook) then simulate each
-draw once: this bounded LRU cache hands the next cell the very same object.
+draw once: this bounded LRU cache, held by the run's :class:`~causalkit.session.Session`,
+hands the next cell the very same object.
 
 Only draws held as panel arrays are kept, and their arrays are made read-only first, so an
 estimator that tried to modify its input in place fails loudly instead of changing the data
@@ -18,7 +19,7 @@ from collections import OrderedDict
 
 from causalkit.contracts import Simulated
 
-__all__ = ["DrawCache", "draws"]
+__all__ = ["DrawCache"]
 
 
 class DrawCache:
@@ -36,6 +37,7 @@ class DrawCache:
         self._bytes = 0
 
     def get(self, key: tuple[str, int]) -> Simulated | None:
+        """Return the kept draw ``key`` (draw hash, replication), or ``None``."""
         hit = self._items.get(key)
         if hit is None:
             return None
@@ -59,12 +61,14 @@ class DrawCache:
             self._bytes -= freed
 
     def clear(self) -> None:
+        """Forget every kept draw."""
         self._items.clear()
         self._bytes = 0
 
     def __len__(self) -> int:
+        """Return the number of kept draws."""
         return len(self._items)
 
-
-draws = DrawCache()
-"""The process's cache (each worker process has its own)."""
+    def __reduce__(self) -> tuple[type[DrawCache], tuple[int]]:
+        """Sent to a worker process empty (same budget): arrays are not shipped, a miss redraws them."""
+        return (DrawCache, (self.max_bytes,))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,11 +15,11 @@ import pandas as pd
 from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue, Simulated
-from causalkit.drawcache import draws
 from causalkit.errors import CausalkitError
 from causalkit.progress import quiet
-from causalkit.registry import Registry, default_registry
-from causalkit.results import CellSummary, EffectResult, build_result
+from causalkit.registry import Registry
+from causalkit.results import SUMMARY_METRICS, CellResult, EffectResult, build_result
+from causalkit.session import Session, blas_threads, default_session
 
 __all__ = [
     "replication_seed",
@@ -28,7 +27,7 @@ __all__ = [
     "run_replication",
     "run_cell",
     "summarise",
-    "CellOutcome",
+    "cell_result",
     "one_blas_thread",
 ]
 
@@ -55,7 +54,7 @@ def replication_seed(seed: int, cell_hash: str, r: int) -> np.random.SeedSequenc
 
 
 def replication_stream(seed: int, cell_hash: str, r: int, k: int) -> np.random.Generator:
-    """Generator of stream ``k`` of replication ``r``: ``replication_seed(seed, cell_hash, r).spawn(k + 1)[k]``.
+    """Return the generator of stream ``k`` of replication ``r``: ``replication_seed(seed, cell_hash, r).spawn(k + 1)[k]``.
 
     Built directly from its spawn key ``(r, k)`` (what ``spawn`` does), without seeding the
     parent and its other children first; the same numbers, at a third of the cost.
@@ -68,29 +67,31 @@ def _load_base(cfg: RunConfig, registry: Registry) -> Dataset | None:
     return cfg.data.build(registry).load()
 
 
-def run_replication(
-    cfg: RunConfig, r: int, base: Dataset | None, registry: Registry | None = None
-) -> EffectResult:
-    """Simulate (or pass through) the data, fit, infer, and attach the truth."""
-    registry = registry or default_registry()
+def run_replication(cfg: RunConfig, r: int, base: Dataset | None, session: Session) -> EffectResult:
+    """Simulate (or pass through) the data, fit, infer, and attach the truth.
+
+    Every plugin comes from ``session.registry``: the registry the run was given.
+    """
+    registry = session.registry
     seed, cell = cfg.mc.seed, cfg.cell_hash
-    sim = _simulate(cfg, r, base, registry)
+    sim = _simulate(cfg, r, base, session)
     fit = cfg.estimator.build(registry).fit(sim.dataset, replication_stream(seed, cell, r, 1))
     outcome = cfg.inference.build(registry).infer(fit, replication_stream(seed, cell, r, 2))
     truth = sim.truth.for_estimand(fit.estimand, cfg.target)
     return build_result(cfg.estimator.name, fit, outcome, truth)
 
 
-def _simulate(cfg: RunConfig, r: int, base: Dataset | None, registry: Registry) -> Simulated:
+def _simulate(cfg: RunConfig, r: int, base: Dataset | None, session: Session) -> Simulated:
     """Replication ``r``'s draw (stream 0); with common random numbers seeded by the draw hash and shared."""
+    dgp = cfg.dgp.build(session.registry)
     if not cfg.mc.common_random_numbers:
-        return cfg.dgp.build(registry).simulate(replication_stream(cfg.mc.seed, cfg.cell_hash, r, 0), base)
+        return dgp.simulate(replication_stream(cfg.mc.seed, cfg.cell_hash, r, 0), base)
     key = (cfg.draw_hash, r)
-    sim = draws.get(key)
+    sim = session.draws.get(key)
     if sim is None:
         ss = replication_seed(cfg.mc.seed, cfg.draw_hash, r)
-        sim = cfg.dgp.build(registry).simulate(np.random.Generator(np.random.PCG64(ss)), base)
-        draws.put(key, sim)
+        sim = dgp.simulate(np.random.Generator(np.random.PCG64(ss)), base)
+        session.draws.put(key, sim)
     return sim
 
 
@@ -101,45 +102,37 @@ class _Row:
     error: str | None
 
 
-@functools.lru_cache(maxsize=1)
-def _controller(n_modules: int) -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def one_blas_thread() -> Any:
-    """``threadpool_limits(limits=1)`` without rescanning the process's libraries every time.
+    """One BLAS thread (:func:`causalkit.session.blas_threads` with 1), cheap to enter repeatedly.
 
-    The scan (~5 ms, more than a small replication) is redone only after new modules were
-    imported, since a new native library comes with a module. Also for plugins whose
-    many small BLAS calls (e.g. bootstrap refits) only lose from thread hand-offs.
+    For plugins whose many small BLAS calls (e.g. bootstrap refits) only lose from thread
+    hand-offs.
     """
-    return _controller(len(sys.modules)).limit(limits=1)
+    return blas_threads(1)
 
 
-def _row(cfg: RunConfig, r: int, base: Dataset | None) -> _Row:
-    """One replication as a row; call inside :func:`one_blas_thread` and ``quiet()`` (per chunk)."""
+def _row(cfg: RunConfig, r: int, base: Dataset | None, session: Session) -> _Row:
+    """One replication as a row; call inside ``session.threads()`` and ``quiet()`` (per chunk)."""
     try:
-        res = run_replication(cfg, r, base)
+        res = run_replication(cfg, r, base, session)
     except CausalkitError as exc:
         return _Row(r, {}, f"{type(exc).__name__}: {exc}")
     except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
         return _Row(r, {}, f"{type(exc).__name__}: {exc}")
-    vals = {k: v for k, v in res.to_dict().items() if isinstance(v, (int, float, bool)) or v is None}
-    vals["covers"] = res.covers
-    vals["truth_estimand"] = res.truth_estimand
-    vals["estimand"] = res.estimand
-    vals["inference"] = res.inference
-    return _Row(r, vals, None)
+    return _Row(r, res.to_row(), None)
 
 
-def _chunk_rows(cfg: RunConfig, rs: Sequence[int], base: Dataset | None) -> list[_Row]:
-    with one_blas_thread(), quiet():
-        return [_row(cfg, r, base) for r in rs]
+def _chunk_rows(
+    cfg: RunConfig, rs: Sequence[int], base: Dataset | None, session: Session
+) -> list[_Row]:
+    """Replications ``rs`` in this process (the parent or a worker that was sent ``session``)."""
+    with session.threads(), quiet():
+        return [_row(cfg, r, base, session) for r in rs]
 
 
-def summarise(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None) -> dict[str, float]:
+def summarise(
+    est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None
+) -> dict[str, float]:
     r"""Monte Carlo performance measures and their Monte Carlo standard errors.
 
     With :math:`R` successful replications, :math:`\bar\theta` their mean and
@@ -151,9 +144,7 @@ def summarise(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, t
     """
     R = est.size
     nan = math.nan
-    out = dict.fromkeys(("mean_estimate", "bias", "bias_mcse", "emp_se", "emp_se_mcse", "mean_se",
-                         "mean_se_mcse", "rmse", "rmse_mcse", "coverage", "coverage_mcse", "ci_width",
-                         "ci_width_mcse"), nan)
+    out = dict.fromkeys(SUMMARY_METRICS, nan)
     if R == 0:
         return out
     sd = float(est.std(ddof=1)) if R > 1 else nan
@@ -182,56 +173,37 @@ def summarise(est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, t
     return out
 
 
-@dataclass(frozen=True)
-class CellOutcome:
-    """A cell's result: the single replication's full result (reps=1) or the MC summary."""
-
-    config: RunConfig
-    single: EffectResult | None
-    cell: CellSummary | None
-    replications: pd.DataFrame
-    errors: tuple[str, ...]
-    seconds: float
-
-    @property
-    def failed(self) -> bool:
-        return len(self.errors) == int(self.config.mc.reps)
-
-    def summary(self) -> str:
-        if self.single is not None:
-            return self.single.summary()
-        assert self.cell is not None
-        return self.cell.summary()
-
-
 def run_cell(
     cfg: RunConfig,
-    registry: Registry | None = None,
+    session: Session | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Checkpoint | None = None,
-) -> CellOutcome:
+) -> CellResult:
     """Run every replication of a cell and summarise.
 
     With one replication the full :class:`EffectResult` is kept (and errors propagate to the
     caller). With several, each replication runs in isolation (``mc.n_jobs`` worker processes,
-    one BLAS thread each); a failing replication is recorded with its error and counted, and
-    results are bit-identical whatever the number of workers. With a ``checkpoint``, finished
-    replications are saved chunk by chunk and reused when the cell is run again.
+    each sent ``session``: its registry, an empty draw cache, its thread policy); a failing
+    replication is recorded with its error and counted, and results are bit-identical whatever
+    the number of workers. With a ``checkpoint``, finished replications are saved chunk by
+    chunk and reused when the cell is run again. ``session`` defaults to
+    :func:`~causalkit.session.default_session`.
     """
-    registry = registry or default_registry()
+    session = session if session is not None else default_session()
     t0 = time.perf_counter()
-    base = _load_base(cfg, registry)
+    base = _load_base(cfg, session.registry)
     reps = cfg.mc.reps
     if reps == 1:
-        with one_blas_thread():
-            res = run_replication(cfg, 0, base, registry)
+        with session.threads():
+            res = run_replication(cfg, 0, base, session)
         seconds = time.perf_counter() - t0
-        row = {k: v for k, v in res.to_dict().items() if not isinstance(v, str)}
-        return CellOutcome(cfg, res, None, pd.DataFrame([{"replication": 0, **row}]), (), seconds)
+        return _summarise_rows(cfg, [_Row(0, res.to_row(), None)], seconds, single=res)
 
     done: dict[int, _Row] = {}
     if checkpoint is not None:
-        done = {r: row for r, row in checkpoint.load().items() if isinstance(row, _Row) and r < reps}
+        done = {
+            r: row for r, row in checkpoint.load().items() if isinstance(row, _Row) and r < reps
+        }
     todo = [r for r in range(reps) if r not in done]
     chunk = max(20, 8 * cfg.mc.n_jobs)
     pool = None
@@ -245,12 +217,14 @@ def run_cell(
         for start in range(0, len(todo), chunk):
             batch = todo[start : start + chunk]
             if pool is None:
-                new = _chunk_rows(cfg, batch, base)
+                new = _chunk_rows(cfg, batch, base, session)
             else:
                 from joblib import delayed
 
-                parts = pool(delayed(_chunk_rows)(cfg, [int(r) for r in part], base)
-                             for part in np.array_split(np.asarray(batch), min(len(batch), cfg.mc.n_jobs)))
+                parts = pool(
+                    delayed(_chunk_rows)(cfg, [int(r) for r in part], base, session)
+                    for part in np.array_split(np.asarray(batch), min(len(batch), cfg.mc.n_jobs))
+                )
                 new = [row for part in parts for row in part]
             done.update({row.r: row for row in new})
             if checkpoint is not None:
@@ -266,10 +240,38 @@ def run_cell(
     return _summarise_rows(cfg, rows, seconds)
 
 
-def _summarise_rows(cfg: RunConfig, rows: list[_Row], seconds: float) -> CellOutcome:
+def _summarise_rows(
+    cfg: RunConfig, rows: list[_Row], seconds: float, single: EffectResult | None = None
+) -> CellResult:
     table = pd.DataFrame([{"replication": row.r, **row.values, "error": row.error} for row in rows])
-    ok = table[table["error"].isna()] if "error" in table else table
-    errors = tuple(f"replication {row.r}: {row.error}" for row in rows if row.error)
+    return cell_result(cfg, table, seconds, single)
+
+
+def cell_result(
+    cfg: RunConfig, table: pd.DataFrame, seconds: float, single: EffectResult | None = None
+) -> CellResult:
+    """Summarise a cell's replications table into its result (also how a finished cell is read back).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The cell.
+    table : DataFrame
+        One row per replication (:meth:`EffectResult.to_row` plus ``replication``); failed
+        replications carry their ``error``.
+    seconds : float
+        Wall-clock time of the cell.
+    single : EffectResult, optional
+        The full result of a one-replication cell.
+    """
+    failed = (
+        table["error"].notna().to_numpy() if "error" in table else np.zeros(len(table), dtype=bool)
+    )
+    ok = table[~failed]
+    errors = tuple(
+        f"replication {r}: {e}"
+        for r, e in zip(table["replication"][failed], table["error"][failed], strict=True)
+    )
     first = ok.iloc[0] if len(ok) else None
     truth = None
     if first is not None and first.get("truth") is not None and not pd.isna(first.get("truth")):
@@ -277,16 +279,21 @@ def _summarise_rows(cfg: RunConfig, rows: list[_Row], seconds: float) -> CellOut
     col = (lambda name: ok[name].to_numpy(dtype=float)) if len(ok) else (lambda name: np.empty(0))
     metrics = summarise(col("estimate"), col("se"), col("ci_lower"), col("ci_upper"), truth)
     metrics["n_failed"] = float(len(errors))
-    metrics["reps"] = float(len(rows))
+    metrics["reps"] = float(len(table))
     metrics["seconds"] = float(seconds)
-    cell = CellSummary(
+    return CellResult(
+        config=cfg,
         estimator=cfg.estimator.name,
         inference=str(first["inference"]) if first is not None else cfg.inference.name,
         estimand=str(first["estimand"]) if first is not None else "?",
-        truth_estimand=(str(first["truth_estimand"]) if first is not None and truth is not None else None),
+        truth_estimand=(
+            str(first["truth_estimand"]) if first is not None and truth is not None else None
+        ),
         truth=truth,
         level=float(first["level"]) if first is not None else 0.95,
         metrics=metrics,
         replications=table,
+        errors=errors,
+        seconds=seconds,
+        single=single,
     )
-    return CellOutcome(cfg, None, cell, table, errors, seconds)

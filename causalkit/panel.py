@@ -1,4 +1,10 @@
-"""Long panels and cross-sections reshaped into per-unit arrays, with the checks users need."""
+"""Long panels and cross-sections reshaped into per-unit arrays, with the checks users need.
+
+The one long-to-unit reshape of the framework: :func:`unit_table` reads panel arrays, a long
+table sorted by unit then period (reshaped views, no scatter) or any balanced long table
+(factorised), with the same checks and errors in every case. :func:`sorted_layout` is the
+layout test, shared with the streaming parquet reader (:mod:`causalkit_plugins.data.files`).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,19 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from causalkit.contracts import Dataset
+from causalkit.contracts import Dataset, Roles
 from causalkit.errors import DataError
 
 __all__ = [
-    "UnitTable", "unit_table", "require_roles", "binary_column", "numeric_columns", "single_onset", "ever_on",
+    "UnitTable",
+    "unit_table",
+    "require_roles",
+    "binary_column",
+    "numeric_columns",
+    "single_onset",
+    "ever_on",
     "time_invariant",
+    "sorted_layout",
 ]
 
 
@@ -53,6 +66,7 @@ class UnitTable:
 
     @property
     def n(self) -> int:
+        """Number of units."""
         return int(self.units.shape[0])
 
     @property
@@ -74,22 +88,32 @@ def require_roles(data: Dataset, roles: Sequence[str], who: str) -> None:
     for name in data.roles.columns():
         if name not in cols:
             shown = ", ".join(map(str, names[:12]))
-            raise DataError("roles", f"a column of the table ({shown}{', ...' if len(cols) > 12 else ''})", repr(name))
+            raise DataError(
+                "roles",
+                f"a column of the table ({shown}{', ...' if len(cols) > 12 else ''})",
+                repr(name),
+            )
 
 
 def binary_column(values: pd.Series, role: str) -> np.ndarray:
-    """A 0/1 (or boolean) column as bool; anything else is a one-line error."""
+    """Read a 0/1 (or boolean) column as bool; anything else is a one-line error."""
     if isinstance(values.dtype, np.dtype):  # fast path, no pandas ops; NaN fails: reported below
         clean = _clean(values.to_numpy(), binary=True)
         if clean is not None:
             return clean
     if values.isna().any():
-        raise DataError(f"roles.{role}", "no missing values", f"{int(values.isna().sum())} missing in {values.name!r}")
+        raise DataError(
+            f"roles.{role}",
+            "no missing values",
+            f"{int(values.isna().sum())} missing in {values.name!r}",
+        )
     uniq = pd.unique(values)
     ok = set(np.asarray(uniq, dtype=object).tolist()) <= {0, 1}
     if not ok:
         shown = ", ".join(map(repr, list(uniq)[:5]))
-        raise DataError(f"roles.{role}", f"a binary 0/1 column in {values.name!r}", f"values {shown}")
+        raise DataError(
+            f"roles.{role}", f"a binary 0/1 column in {values.name!r}", f"values {shown}"
+        )
     return values.to_numpy().astype(bool)
 
 
@@ -105,9 +129,15 @@ def numeric_columns(frame: pd.DataFrame, cols: Sequence[str], role: str) -> np.n
         if s.dtype == bool:
             s = s.astype(np.float64)
         if not pd.api.types.is_numeric_dtype(s):
-            raise DataError(f"roles.{role}", f"numeric column {c!r} (encode categories first)", f"dtype {s.dtype}")
+            raise DataError(
+                f"roles.{role}",
+                f"numeric column {c!r} (encode categories first)",
+                f"dtype {s.dtype}",
+            )
         if s.isna().any():
-            raise DataError(f"roles.{role}", f"no missing values in {c!r}", f"{int(s.isna().sum())} missing")
+            raise DataError(
+                f"roles.{role}", f"no missing values in {c!r}", f"{int(s.isna().sum())} missing"
+            )
         out[:, j] = s.to_numpy(dtype=np.float64)
     return out
 
@@ -133,6 +163,10 @@ def unit_table(
         if table is not None:
             return table
     frame = data.frame
+    if roles.selected is None and roles.unit is not None and roles.time is not None:
+        table = _sorted_table(frame, data.roles, group_role)
+        if table is not None:
+            return table
     n_unselected = 0
     if roles.selected is not None:
         keep = binary_column(frame[roles.selected], "selected")
@@ -149,8 +183,19 @@ def unit_table(
         y = numeric_columns(frame, [out_col], "outcome")
         X = numeric_columns(frame, covs, "covariates") if covs else np.empty((len(frame), 0))
         units = frame[roles.unit].to_numpy() if roles.unit else np.arange(len(frame))
-        table = UnitTable(units, g, d, z, X, covs, np.empty((len(frame), 0)), y,
-                          np.empty(0), np.array([0]), n_unselected)
+        table = UnitTable(
+            units,
+            g,
+            d,
+            z,
+            X,
+            covs,
+            np.empty((len(frame), 0)),
+            y,
+            np.empty(0),
+            np.array([0]),
+            n_unselected,
+        )
         _check_groups(table, group_role)
         return table
 
@@ -165,11 +210,18 @@ def unit_table(
     counts = np.bincount(cell, minlength=n_u * n_t)
     if counts.max() > 1:
         bad = int((counts > 1).sum())
-        raise DataError("roles.unit/time", "one row per unit and period", f"{bad} duplicated (unit, period) cells")
+        raise DataError(
+            "roles.unit/time",
+            "one row per unit and period",
+            f"{bad} duplicated (unit, period) cells",
+        )
     if counts.min() == 0:
         missing_units = int((counts.reshape(n_u, n_t) == 0).any(axis=1).sum())
-        raise DataError("roles.time", "a balanced panel (every unit observed in every period)",
-                        f"{missing_units} units with missing periods")
+        raise DataError(
+            "roles.time",
+            "a balanced panel (every unit observed in every period)",
+            f"{missing_units} units with missing periods",
+        )
 
     def grid(values: np.ndarray) -> np.ndarray:
         out = np.empty(n_u * n_t, dtype=values.dtype)
@@ -178,7 +230,9 @@ def unit_table(
 
     g_long = binary_column(frame[getattr(roles, group_role)], group_role)
     d_grid = grid(binary_column(frame[roles.treatment], "treatment")) if roles.treatment else None
-    z_grid = grid(binary_column(frame[roles.assignment], "assignment")) if roles.assignment else None
+    z_grid = (
+        grid(binary_column(frame[roles.assignment], "assignment")) if roles.assignment else None
+    )
     g_grid = grid(g_long)
     y_grid = grid(numeric_columns(frame, [out_col], "outcome")[:, 0])
 
@@ -188,8 +242,110 @@ def unit_table(
         for j, c in enumerate(covs):
             X[:, j] = time_invariant(grid(x_long[:, j]), c)
 
-    return _assemble(np.asarray(u_labels), np.asarray(t_labels), g_grid, d_grid, z_grid, y_grid, X, covs,
-                     n_unselected, group_role)
+    return _assemble(
+        np.asarray(u_labels),
+        np.asarray(t_labels),
+        g_grid,
+        d_grid,
+        z_grid,
+        y_grid,
+        X,
+        covs,
+        n_unselected,
+        group_role,
+    )
+
+
+def sorted_layout(unit: np.ndarray, time: np.ndarray) -> np.ndarray | None:
+    """Period labels when rows are sorted by unit, then period, one row per unit and period.
+
+    Then row ``r`` is unit ``r // T``, period ``r % T``: a unit's rows are strided slices and
+    nothing needs hashing or scattering. ``None`` for any other layout.
+    """
+    if time.dtype.kind in "iuf" and time.size > 1:
+        # Sorted and balanced: every unit's block repeats the first one, which is increasing.
+        stops = np.flatnonzero(time[1:] <= time[:-1])
+        labels = time[: stops[0] + 1 if stops.size else time.size]
+    else:
+        labels = np.sort(pd.unique(time))
+    T = labels.size
+    if (
+        T == 0
+        or time.size % T
+        or not np.array_equal(time.reshape(-1, T), np.broadcast_to(labels, (time.size // T, T)))
+    ):
+        return None
+    blocks = unit.reshape(-1, T)
+    first = blocks[:, 0]
+    if T > 1 and not (blocks[:, 1:] == first[:, None]).all():
+        return None
+    increasing = first.dtype.kind in "iu" and bool((first[1:] > first[:-1]).all())
+    if not increasing and (pd.isna(first).any() or pd.unique(first).size != first.size):
+        return None
+    return labels.copy()
+
+
+def _float_values(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
+    """Read a numeric column as float64 (a view when it already is), without the missing-value check."""
+    s = frame[col]
+    if s.dtype == bool:
+        return s.to_numpy(dtype=np.float64)
+    if not pd.api.types.is_numeric_dtype(s):
+        raise DataError(
+            f"roles.{role}", f"numeric column {col!r} (encode categories first)", f"dtype {s.dtype}"
+        )
+    return s.to_numpy(dtype=np.float64, copy=False)
+
+
+def _sorted_table(frame: pd.DataFrame, roles: Roles, group_role: str) -> UnitTable | None:
+    """:func:`unit_table` of a long table sorted by unit, then period; ``None`` for any other layout.
+
+    Same checks and errors as the general reshape, but the arrays are reshaped views of the
+    frame's columns instead of scattered copies (several times faster and lighter on a
+    million units). ``None`` (use the general reshape) for any other row order, an
+    unbalanced or duplicated panel.
+    """
+    assert roles.unit is not None and roles.time is not None and roles.outcome is not None
+    u = frame[roles.unit].to_numpy()
+    periods = sorted_layout(u, frame[roles.time].to_numpy())
+    if periods is None:
+        return None
+    n_t = periods.size
+    units = u[::n_t]
+    n_u = units.size
+
+    def flags(role: str) -> np.ndarray | None:
+        col = getattr(roles, role)
+        return None if col is None else binary_column(frame[col], role).reshape(n_u, n_t)
+
+    d_grid, z_grid = flags("treatment"), flags("assignment")
+    g_grid = d_grid if group_role == "treatment" else z_grid
+    assert g_grid is not None
+    y = _float_values(frame, roles.outcome, "outcome")
+    if np.isnan(y).any():
+        raise DataError(
+            "roles.outcome",
+            f"no missing values in {roles.outcome!r}",
+            f"{int(np.isnan(y).sum())} missing",
+        )
+    covs = tuple(roles.covariates)
+    X = np.empty((n_u, len(covs)), order="F")  # column-major: contiguous per-column writes
+    for j, c in enumerate(covs):
+        xg = _float_values(frame, c, "covariates").reshape(n_u, n_t)
+        X[:, j] = xg[:, 0]
+        # NaN != NaN, so equal periods also rule out missing values (one period: check them).
+        same = all(np.array_equal(xg[:, k], xg[:, 0]) for k in range(1, n_t))
+        if not same or (n_t == 1 and np.isnan(X[:, j]).any()):
+            if np.isnan(xg).any():
+                raise DataError(
+                    "roles.covariates",
+                    f"no missing values in {c!r}",
+                    f"{int(np.isnan(xg).sum())} missing",
+                )
+            time_invariant(xg, c)  # raises: some unit's value varies
+    return _assemble(
+        units, periods, g_grid, d_grid, z_grid, y.reshape(n_u, n_t), X, covs, 0, group_role
+    )
 
 
 def _assemble(
@@ -204,7 +360,7 @@ def _assemble(
     n_unselected: int,
     group_role: str,
 ) -> UnitTable:
-    """The unit table from units x periods grids: one onset, pre/post split, both groups present."""
+    """Build the unit table from units x periods grids: one onset, pre/post split, both groups present."""
     # The onset comes from the actual treatment when given (assignment is usually constant).
     t0 = single_onset(d_grid if d_grid is not None else g_grid, periods, group_role)
     table = UnitTable(
@@ -225,11 +381,14 @@ def _assemble(
 
 
 def time_invariant(xg: np.ndarray, name: str) -> np.ndarray:
-    """The per-unit value of a units x periods covariate grid that must not vary over time."""
+    """Return the per-unit value of a units x periods covariate grid that must not vary over time."""
     if not np.all(xg == xg[:, :1]):
         nbad = int((xg != xg[:, :1]).any(axis=1).sum())
-        raise DataError("roles.covariates", f"{name!r} constant within each unit (time-invariant)",
-                        f"{nbad} units where it varies")
+        raise DataError(
+            "roles.covariates",
+            f"{name!r} constant within each unit (time-invariant)",
+            f"{nbad} units where it varies",
+        )
     return xg[:, 0]
 
 
@@ -284,8 +443,18 @@ def _panel_table(data: Dataset, group_role: str) -> UnitTable | None:
         if xg is None:
             return None
         X[:, j] = time_invariant(xg, c) if xg.ndim == 2 else xg
-    return _assemble(np.asarray(panel.units), np.asarray(panel.periods), grids[group_role],
-                     grids.get("treatment"), grids.get("assignment"), grids["outcome"], X, covs, 0, group_role)
+    return _assemble(
+        np.asarray(panel.units),
+        np.asarray(panel.periods),
+        grids[group_role],
+        grids.get("treatment"),
+        grids.get("assignment"),
+        grids["outcome"],
+        X,
+        covs,
+        0,
+        group_role,
+    )
 
 
 def ever_on(grid: np.ndarray) -> np.ndarray:
@@ -317,8 +486,11 @@ def single_onset(onset_grid: np.ndarray, periods: np.ndarray, group_role: str) -
     if treated.min() != treated.max():
         onsets = np.unique(treated)
         shown = ", ".join(map(str, periods[onsets[:5]]))
-        raise DataError("roles.treatment", "a single treatment onset (no staggered adoption)",
-                        f"{onsets.size} onsets ({shown})")
+        raise DataError(
+            "roles.treatment",
+            "a single treatment onset (no staggered adoption)",
+            f"{onsets.size} onsets ({shown})",
+        )
     return int(treated[0])
 
 
@@ -327,4 +499,6 @@ def _check_groups(table: UnitTable, group_role: str) -> None:
     if n1 == 0:
         raise DataError(f"roles.{group_role}", "at least one treated unit", "none")
     if n1 == table.n:
-        raise DataError(f"roles.{group_role}", "at least one control unit", "none (every unit is treated)")
+        raise DataError(
+            f"roles.{group_role}", "at least one control unit", "none (every unit is treated)"
+        )

@@ -11,14 +11,28 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["love_plot", "overlap_plot", "gap_plot", "weights_plot", "comparison_plot", "figures_for_tables"]
+__all__ = [
+    "love_plot",
+    "overlap_plot",
+    "gap_plot",
+    "weights_plot",
+    "comparison_plot",
+    "figures_for_tables",
+]
 
 
 def love_plot(balance: pd.DataFrame, threshold: float = 0.1) -> Figure:
     """|SMD| per covariate before and after weighting/matching."""
     fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(balance) + 1.6))
     y = np.arange(len(balance))
-    ax.scatter(np.abs(balance["smd_before"]), y, marker="o", facecolors="none", edgecolors="C3", label="before")
+    ax.scatter(
+        np.abs(balance["smd_before"]),
+        y,
+        marker="o",
+        facecolors="none",
+        edgecolors="C3",
+        label="before",
+    )
     ax.scatter(np.abs(balance["smd_after"]), y, marker="o", color="C0", label="after")
     ax.axvline(threshold, color="grey", ls="--", lw=1)
     ax.set_yticks(y, [str(i) for i in balance.index])
@@ -33,7 +47,7 @@ def overlap_plot(overlap: pd.DataFrame) -> Figure:
     """Histogram of the propensity score by arm (columns ``score``, ``treated``)."""
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     t = overlap["treated"].astype(bool).to_numpy()
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()
     ax.hist(overlap["score"][~t], bins=bins, alpha=0.6, density=True, label="control")
     ax.hist(overlap["score"][t], bins=bins, alpha=0.6, density=True, label="treated")
     ax.set_xlabel("propensity score")
@@ -44,15 +58,48 @@ def overlap_plot(overlap: pd.DataFrame) -> Figure:
     return fig
 
 
-def gap_plot(gaps: pd.DataFrame) -> Figure:
-    """Treated vs synthetic outcome and their gap per period."""
+def _gap_band(
+    gaps: pd.DataFrame, effects: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-period interval of the gap: the table's ``lower``/``upper``, else the effects named ``"<estimand>@<period>"``."""
+    if {"lower", "upper"} <= set(gaps.columns):
+        return gaps["lower"].to_numpy(float), gaps["upper"].to_numpy(float)
+    if effects is None or not {"ci_lower", "ci_upper"} <= set(effects.columns):
+        return None
+    by_period = {
+        str(name).rpartition("@")[2]: i for i, name in enumerate(effects.index) if "@" in str(name)
+    }
+    rows = [by_period.get(str(p), -1) for p in gaps["period"]]
+    if all(r < 0 for r in rows):
+        return None
+    lo, hi = (
+        np.array([effects[c].iloc[r] if r >= 0 else np.nan for r in rows], dtype=float)
+        for c in ("ci_lower", "ci_upper")
+    )
+    return lo, hi
+
+
+def gap_plot(gaps: pd.DataFrame, effects: pd.DataFrame | None = None) -> Figure:
+    """Plot treated vs synthetic outcome per period, with the per-period interval when known.
+
+    Parameters
+    ----------
+    gaps : DataFrame
+        Columns ``period``, ``treated``, ``synthetic``, ``gap`` (and optionally ``lower``,
+        ``upper``).
+    effects : DataFrame, optional
+        The result's effects table (index ``"<estimand>@<period>"`` for per-period effects,
+        columns ``ci_lower``, ``ci_upper``): the interval :math:`[l_t, u_t]` of each gap is
+        drawn around the synthetic outcome as :math:`y^{syn}_t + g_t - [u_t, l_t]`.
+    """
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     x = np.arange(len(gaps))
     ax.plot(x, gaps["treated"], marker="o", label="treated")
     ax.plot(x, gaps["synthetic"], marker="s", label="synthetic")
-    if {"lower", "upper"} <= set(gaps.columns):
-        ax.fill_between(x, gaps["synthetic"] + gaps["gap"] - gaps["upper"],
-                        gaps["synthetic"] + gaps["gap"] - gaps["lower"], alpha=0.2, label="band")
+    band = _gap_band(gaps, effects)
+    if band is not None:
+        centre = (gaps["synthetic"] + gaps["gap"]).to_numpy(float)
+        ax.fill_between(x, centre - band[1], centre - band[0], alpha=0.2, label="band")
     ax.set_xticks(x, [str(p) for p in gaps["period"]])
     ax.set_xlabel("period")
     ax.set_title("Per-period effect")
@@ -101,8 +148,14 @@ def comparison_plot(table: pd.DataFrame, level: float = 0.95) -> Figure:
     return fig
 
 
-def figures_for_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
-    """The standard figures implied by a result's tables (file name -> figure)."""
+def figures_for_tables(
+    tables: dict[str, pd.DataFrame], effects: pd.DataFrame | None = None
+) -> dict[str, Figure]:
+    """Build the standard figures implied by a result's tables (file name -> figure).
+
+    ``effects`` (the result's effects table) adds the per-period intervals to the gap
+    trajectory (:func:`gap_plot`).
+    """
     out: dict[str, Figure] = {}
     if "balance" in tables and len(tables["balance"]):
         out["love_plot.png"] = love_plot(tables["balance"])
@@ -111,5 +164,5 @@ def figures_for_tables(tables: dict[str, pd.DataFrame]) -> dict[str, Figure]:
     if "weights" in tables and "weight" in tables["weights"].columns and len(tables["weights"]):
         out["weights.png"] = weights_plot(tables["weights"])
     if "gaps" in tables and len(tables["gaps"]) > 1:
-        out["gap_trajectory.png"] = gap_plot(tables["gaps"])
+        out["gap_trajectory.png"] = gap_plot(tables["gaps"], effects)
     return out

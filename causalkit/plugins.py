@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from causalkit.errors import CausalkitError
 from causalkit.registry import KINDS, Registry, default_registry
 
 __all__ = ["describe", "main"]
@@ -29,6 +30,16 @@ def _params(model: type[BaseModel], indent: str = "    ") -> list[str]:
     return lines
 
 
+def _pairings(registry: Registry, estimator: str) -> str:
+    """`` (inference: <valid pairings>; default <name>)`` under the estimator's default params."""
+    try:
+        valid = registry.pairings(estimator)
+        default = registry.default_inference(estimator)
+    except CausalkitError as exc:
+        return f" (inference: unavailable: {exc})"
+    return f" (inference: {', '.join(valid) or '(none)'}; default {default})"
+
+
 def describe(registry: Registry, kinds: Sequence[str] = KINDS) -> str:
     """Plain-text listing of every plugin of the given kinds."""
     out = []
@@ -39,15 +50,24 @@ def describe(registry: Registry, kinds: Sequence[str] = KINDS) -> str:
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             extra = ""
             if kind == "estimator":
-                extra = f" (inference: {', '.join(cls.supported_inference)}; default {cls.default_inference})"
+                extra = _pairings(registry, name)
+            elif kind == "inference":
+                extra = (
+                    f" (requires any of: {', '.join(sorted(map(str, cls.requires_any)))})"
+                    if cls.requires_any
+                    else " (any fit)"
+                )
             out.append(f"  {name} — {doc}{extra}  [{cls.__module__}]")
             out += _params(cls.Params)
     return "\n".join(out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the listing of the kinds named on the command line (default: all); return 0."""
     parser = argparse.ArgumentParser(prog="python -m causalkit.plugins", description=__doc__)
-    parser.add_argument("kind", nargs="*", choices=[*KINDS, []], help="kinds to list (default: all)")
+    parser.add_argument(
+        "kind", nargs="*", choices=[*KINDS, []], help="kinds to list (default: all)"
+    )
     args = parser.parse_args(argv)
     print(describe(default_registry(), args.kind or KINDS))
     return 0

@@ -28,7 +28,7 @@ def progress(items: Iterable[T], total: int, desc: str) -> Iterable[T]:
 
 
 def bar(total: int, desc: str):  # noqa: ANN201 - tqdm or None
-    """A manual tqdm bar (``update(n)``/``close()``) on a terminal, else ``None``."""
+    """Return a manual tqdm bar (``update(n)``/``close()``) on a terminal, else ``None``."""
     if not _enabled():
         return None
     from tqdm import tqdm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -26,9 +27,9 @@ _REQUIRED_ATTRS: dict[Kind, tuple[str, ...]] = {
         "fit",
         "required_roles",
         "default_inference",
-        "supported_inference",
+        "capabilities",
     ),
-    "inference": ("name", "Params", "infer"),
+    "inference": ("name", "Params", "infer", "requires_any"),
 }
 
 
@@ -46,7 +47,7 @@ class Registry:
     )
     broken: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def register(self, kind: Kind, plugin: type, name: str | None = None) -> type:
+    def register(self, kind: Kind, plugin: Any, name: str | None = None) -> Any:
         """Validate and add ``plugin`` under ``kind``; returns the plugin (usable as decorator)."""
         if kind not in KINDS:
             raise PluginError(f"plugin kind: expected one of {', '.join(KINDS)}, got {kind!r}")
@@ -79,8 +80,34 @@ class Registry:
             known = ", ".join(sorted(self._plugins[kind])) or "(none)"
             raise PluginError(f"{kind}: expected one of {known}, got {name!r}") from None
 
+    def pairings(self, estimator: str, params: BaseModel | None = None) -> tuple[str, ...]:
+        """Inference methods valid for ``estimator`` under ``params`` (default params if None).
+
+        Derived from declarations only: the estimator's :meth:`capabilities` for these params
+        and each inference plugin's ``requires_any``. Sorted by name.
+        """
+        est = self.get("estimator", estimator)
+        offered = frozenset(est.capabilities(params if params is not None else est.Params()))
+        inference: dict[str, Any] = self._plugins["inference"]
+        return tuple(
+            name
+            for name in self.names("inference")
+            if _satisfies(offered, inference[name].requires_any)
+        )
+
+    def default_inference(self, estimator: str, params: BaseModel | None = None) -> str:
+        """Return the estimator's declared default inference, which must be a valid pairing."""
+        est = self.get("estimator", estimator)
+        valid = self.pairings(estimator, params)
+        if est.default_inference not in valid:
+            raise PluginError(
+                f"estimator plugin {estimator!r}: its default inference {est.default_inference!r} "
+                f"is not valid for its parameters (valid: {', '.join(valid) or '(none)'})"
+            )
+        return str(est.default_inference)
+
     def names(self, kind: Kind) -> list[str]:
-        """Registered names of one kind, sorted."""
+        """Return the registered names of one kind, sorted."""
         return sorted(self._plugins[kind])
 
     def load_entry_points(self, groups: Iterable[Kind] = KINDS) -> Registry:
@@ -96,16 +123,25 @@ class Registry:
                 try:
                     self.register(kind, ep.load(), name=ep.name)
                 except Exception as exc:
-                    self.broken[(kind, ep.name)] = f"{kind} plugin {ep.name!r} ({ep.value}) is broken: {exc}"
+                    self.broken[(kind, ep.name)] = (
+                        f"{kind} plugin {ep.name!r} ({ep.value}) is broken: {exc}"
+                    )
         return self
 
 
-_DEFAULT: Registry | None = None
+def _satisfies(offered: frozenset[Any], requires_any: Iterable[Any]) -> bool:
+    required = frozenset(requires_any)
+    return not required or bool(offered & required)
 
 
+@functools.cache
 def default_registry() -> Registry:
-    """The process-wide registry built from installed entry points (built lazily, once)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = Registry().load_entry_points()
-    return _DEFAULT
+    """Return the built-in and installed plugins: ``Registry().load_entry_points()``, built on first call.
+
+    A cached constructor (one per process; the entry points do not change while it runs). It
+    is only the default of the entry points (``causalkit.fit``, ``causalkit.run``, the command
+    line, :func:`~causalkit.session.default_session`); below them the registry travels
+    explicitly in the run's :class:`~causalkit.session.Session`. Tests that need other plugins
+    build a fresh ``Registry()`` and pass it.
+    """
+    return Registry().load_entry_points()

@@ -11,25 +11,35 @@ import pandas as pd
 
 from causalkit.config import TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.results import CELL_METRICS
 from causalkit.tracking import SWEEP_TAG, MlflowTracker
 
 __all__ = ["sweep_table", "latest_sweep", "main"]
 
-COLUMNS = ("estimator", "inference", "status", "bias", "bias_mcse", "emp_se", "mean_se", "rmse", "rmse_mcse",
-           "coverage", "coverage_mcse", "ci_width", "n_failed", "reps", "seconds")
+_NOT_SHOWN = frozenset({"mean_estimate", "emp_se_mcse", "mean_se_mcse", "ci_width_mcse"})
+COLUMNS = ("estimator", "inference", "status", *(m for m in CELL_METRICS if m not in _NOT_SHOWN))
+"""Columns of :func:`sweep_table` (after ``cell``): the plugins, the run status, the metrics shown."""
 
 
 def latest_sweep(tracker: MlflowTracker) -> str:
     """Id of the most recent sweep parent run in the experiment."""
-    runs = tracker.client.search_runs([tracker.experiment_id()], f"tags.`{SWEEP_TAG}` = '1'",
-                                      order_by=["attributes.start_time DESC"], max_results=1)
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id()],
+        f"tags.`{SWEEP_TAG}` = '1'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs:
-        raise ConfigError("report", f"a sweep in experiment {tracker.cfg.experiment!r} (run one with -m)", "none found")
+        raise ConfigError(
+            "report",
+            f"a sweep in experiment {tracker.cfg.experiment!r} (run one with -m)",
+            "none found",
+        )
     return str(runs[0].info.run_id)
 
 
 def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list:
-    """The run standing for each cell of a sweep: its latest FINISHED run by config hash.
+    """Find the run standing for each cell of a sweep: its latest FINISHED run by config hash.
 
     Cells skipped on a resumed sweep live in an earlier run; each cell appears exactly once.
     """
@@ -37,13 +47,23 @@ def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list:
     hashes = [h for h in parent.data.tags.get("causalkit.cell_hashes", "").split(",") if h]
     exp = [tracker.experiment_id()]
     if not hashes:
-        return list(tracker.client.search_runs(exp, f"tags.mlflow.parentRunId = '{sweep_id}'", max_results=10000,
-                                               order_by=["attributes.start_time ASC"]))
+        return list(
+            tracker.client.search_runs(
+                exp,
+                f"tags.mlflow.parentRunId = '{sweep_id}'",
+                max_results=10000,
+                order_by=["attributes.start_time ASC"],
+            )
+        )
     chosen = []
     for h in dict.fromkeys(hashes):
-        runs = tracker.client.search_runs(exp, f"tags.`causalkit.config_hash` = '{h}'", max_results=200,
-                                          order_by=["attributes.start_time DESC"])
-        runs = [r for r in runs if "sweep" not in r.data.tags.get("causalkit.kind", "")]
+        found = tracker.client.search_runs(
+            exp,
+            f"tags.`causalkit.config_hash` = '{h}'",
+            max_results=200,
+            order_by=["attributes.start_time DESC"],
+        )
+        runs = [r for r in found if "sweep" not in r.data.tags.get("causalkit.kind", "")]
         if not runs:
             continue
         finished = [r for r in runs if r.info.status == "FINISHED"]
@@ -80,7 +100,9 @@ def render(table: pd.DataFrame) -> str:
     them hides the axis that tells the cells apart.
     """
     w = max([34, *(len(str(c)) + 1 for c in table["cell"])])
-    lines = [f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage ± MCSE':>18}{'CI width':>10}{'reps':>6}{'sec':>8}"]
+    lines = [
+        f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage ± MCSE':>18}{'CI width':>10}{'reps':>6}{'sec':>8}"
+    ]
     for _, r in table.iterrows():
         lines.append(
             f"{str(r['cell']):<{w}}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
@@ -91,14 +113,19 @@ def render(table: pd.DataFrame) -> str:
 
 
 def html_page(table: pd.DataFrame, sweep_id: str, sweep_name: str, png: bytes | None) -> str:
-    """A self-contained HTML report: the comparison table and the embedded comparison figure."""
+    """Build a self-contained HTML report: the comparison table and the embedded comparison figure."""
     import base64
     import html
 
     shown = table.drop(columns=["run_id"], errors="ignore")
-    body = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="cells")
-    img = (f'<img alt="comparison" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-           if png else "<p>No finished cells to plot.</p>")
+    body = shown.to_html(
+        index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="cells"
+    )
+    img = (
+        f'<img alt="comparison" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        if png
+        else "<p>No finished cells to plot.</p>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>causalkit sweep {html.escape(sweep_id)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table.cells{{border-collapse:collapse;font-size:.9em}}
@@ -114,8 +141,11 @@ the coverage panel shades the nominal level ± 1.96 binomial MCSE.</p>
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Write the latest (or given) sweep's table, plot and HTML page; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m causalkit.report", description=__doc__)
-    parser.add_argument("--uri", default=None, help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)")
+    parser.add_argument(
+        "--uri", default=None, help="MLflow tracking URI (default: sqlite:///runs/mlflow.db)"
+    )
     parser.add_argument("--experiment", default="causalkit")
     parser.add_argument("--sweep", default=None, help="parent run id (default: the latest sweep)")
     parser.add_argument("--out", default="runs/report", help="directory for CSV and plot")
@@ -124,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from causalkit.tracking import default_uri
 
         uri = args.uri or default_uri()
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
             raise ConfigError("--uri", "an existing MLflow store (run an experiment first)", uri)
         tracker = MlflowTracker(TrackingConfig(uri=uri, experiment=args.experiment))
         sweep = args.sweep or latest_sweep(tracker)
@@ -153,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         png = (out / "comparison.png").read_bytes()
     (out / "report.html").write_text(html_page(table, sweep, name, png))
     tracker.client.log_artifacts(sweep, str(out), artifact_path="report")
-    print(f"written: {out}/comparison.txt, comparison.csv, report.html" + (", comparison.png" if png else ""))
+    print(
+        f"written: {out}/comparison.txt, comparison.csv, report.html"
+        + (", comparison.png" if png else "")
+    )
     return 0
 
 

@@ -38,7 +38,7 @@ def cache_dir() -> Path:
 
 
 def _template() -> Path:
-    """The empty-store template of the installed MLflow version, made on first use."""
+    """Return the empty-store template of the installed MLflow version, made on first use."""
     from mlflow.version import VERSION
 
     path = cache_dir() / f"mlflow-{VERSION}.db"

@@ -17,7 +17,7 @@ import yaml
 
 from causalkit.config import RunConfig, TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
-from causalkit.montecarlo import CellOutcome
+from causalkit.results import EFFECT_COLUMNS, CellResult, EffectResult
 from causalkit.store import seed_sqlite_store
 
 __all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
@@ -86,7 +86,7 @@ class MlflowTracker:
         self._exp_id: str | None = None
 
     def experiment_id(self) -> str:
-        """The experiment's id, created once (with artifacts under ``runs/artifacts``)."""
+        """Return the experiment's id, created once (with artifacts under ``runs/artifacts``)."""
         if self._exp_id is not None:
             return self._exp_id
         try:
@@ -127,6 +127,7 @@ class MlflowTracker:
     def start_run(
         self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None
     ) -> str:
+        """Open a run (a child of ``parent_id`` when given) with its params and tags; return its id."""
         from mlflow.entities import Param
 
         all_tags = {
@@ -192,9 +193,11 @@ class MlflowTracker:
         return reaped
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on a run."""
         self._log(run_id, {}, tags)
 
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
+        """Close a run with its final status (and the error as tag ``causalkit.error``)."""
         if error:
             self.set_tags(run_id, {"causalkit.error": error})
         self.client.set_terminated(run_id, status=status)
@@ -207,10 +210,12 @@ class MlflowTracker:
         metrics = [Metric(k, float(v), ts, 0) for k, v in values.items() if _finite(v)]
         run_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
         for i in range(0, max(len(metrics), 1 if run_tags else 0), 900):
-            self.client.log_batch(run_id, metrics=metrics[i : i + 900], tags=run_tags if i == 0 else [])
+            self.client.log_batch(
+                run_id, metrics=metrics[i : i + 900], tags=run_tags if i == 0 else []
+            )
 
     def log_outcome(
-        self, run_id: str, cfg: RunConfig, outcome: CellOutcome, estimator_cls: type | None = None
+        self, run_id: str, cfg: RunConfig, outcome: CellResult, estimator_cls: type | None = None
     ) -> None:
         """Metrics, diagnostics, config.yaml, tables, replications and figures of a cell.
 
@@ -236,10 +241,11 @@ class MlflowTracker:
                 if res.warnings:
                     text["causalkit.warnings"] = " | ".join(res.warnings)
                 self._log(run_id, {**core, **diag}, text)
-                (d / "summary.txt").write_text(res.summary())
+                (d / "summary.txt").write_text(str(res.summary()))
                 (d / "result.json").write_text(json.dumps(flat, default=str, indent=1))
                 for name, table in res.tables.items():
                     table.to_csv(d / f"{name}.csv")
+                _write_effect(d / _RESULT_DIR, res, outcome.seconds)
                 import matplotlib.pyplot as plt
 
                 figures = figures_for_tables(dict(res.tables))
@@ -252,23 +258,121 @@ class MlflowTracker:
                     fig.savefig(d / fname, dpi=110)
                     plt.close(fig)
             else:
-                assert outcome.cell is not None
                 self._log(
                     run_id,
-                    dict(outcome.cell.metrics),
+                    dict(outcome.metrics),
                     {
-                        "causalkit.estimand": outcome.cell.estimand,
-                        "causalkit.truth_estimand": str(outcome.cell.truth_estimand),
+                        "causalkit.estimand": outcome.estimand,
+                        "causalkit.truth_estimand": str(outcome.truth_estimand),
                     },
                 )
-                (d / "summary.txt").write_text(outcome.cell.summary())
+                (d / "summary.txt").write_text(str(outcome.summary()))
                 if outcome.errors:
                     (d / "errors.txt").write_text("\n".join(outcome.errors))
             self.client.log_artifacts(run_id, str(d))
 
+    def read_back(self, run: Any, cfg: RunConfig) -> CellResult:
+        """Return the result of a FINISHED run of cell ``cfg``, as :meth:`log_outcome` stored it.
+
+        A Monte Carlo cell is summarised again from its ``replications.parquet`` (the metrics
+        are a function of that table; ``seconds`` is the logged metric); a single replication
+        also reads its full effect result back (``result/effect.json`` and its tables), so
+        the cell's result equals the one its run returned.
+        """
+        import pandas as pd
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        from causalkit.montecarlo import cell_result
+
+        # A local store hands back its own paths (nothing copied); others download to a temp dir.
+        repo = get_artifact_repository(run.info.artifact_uri)
+        table = pd.read_parquet(repo.download_artifacts("replications.parquet"))
+        if cfg.mc.reps > 1:
+            return cell_result(cfg, table, float(run.data.metrics["seconds"]))
+        single, seconds = _read_effect(Path(repo.download_artifacts(_RESULT_DIR)))
+        return cell_result(cfg, table, seconds, single)
+
+
+_RESULT_DIR = "result"
+
+
+def _plain(value: Any) -> Any:
+    """Return a numpy scalar as its Python value (JSON keeps ``int``, ``float``, ``bool`` and ``str`` apart)."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
+def _write_effect(folder: Path, res: EffectResult, seconds: float) -> None:
+    """Store an effect result so that :func:`_read_effect` rebuilds an equal one.
+
+    ``effect.json`` holds every field (floats in JSON round-trip exactly, NaN included);
+    each table is a parquet file (a pickle when parquet cannot hold it).
+    """
+    tables = folder / "tables"
+    tables.mkdir(parents=True)
+    effects = res.effects
+    doc = {
+        "seconds": float(seconds),
+        "estimator": res.estimator,
+        "inference": res.inference,
+        "estimand": res.estimand,
+        "names": list(res.names),
+        "columns": [str(c) for c in effects.columns],
+        "values": [[float(v) for v in row] for row in effects.to_numpy()],
+        "level": res.level,
+        "n": res.n,
+        "joint": res.joint,
+        "diagnostics": {k: _plain(v) for k, v in res.diagnostics.items()},
+        "truth": res.truth,
+        "truth_estimand": res.truth_estimand,
+        "warnings": list(res.warnings),
+        "tables": list(res.tables),
+    }
+    for i, table in enumerate(res.tables.values()):
+        try:
+            table.to_parquet(tables / f"{i}.parquet")
+        except Exception:  # e.g. mixed-type object columns
+            table.to_pickle(tables / f"{i}.pkl")
+    (folder / "effect.json").write_text(json.dumps(doc))
+
+
+def _read_effect(folder: Path) -> tuple[EffectResult, float]:
+    """Rebuild the effect result (and the cell's seconds) stored by :func:`_write_effect`."""
+    import numpy as np
+    import pandas as pd
+
+    doc = json.loads((folder / "effect.json").read_text())
+    values = np.full((len(doc["names"]), len(EFFECT_COLUMNS)), np.nan)
+    values[:, : len(doc["columns"])] = np.asarray(doc["values"], dtype=float).reshape(
+        len(doc["names"]), -1
+    )
+    tables = {}
+    for i, name in enumerate(doc["tables"]):
+        stored = folder / "tables" / f"{i}.parquet"
+        tables[name] = (
+            pd.read_parquet(stored)
+            if stored.exists()
+            else pd.read_pickle(stored.with_suffix(".pkl"))
+        )
+    res = EffectResult(
+        doc["estimator"],
+        doc["inference"],
+        doc["estimand"],
+        doc["names"],
+        values,
+        doc["level"],
+        doc["n"],
+        joint=doc["joint"],
+        diagnostics=doc["diagnostics"],
+        tables=tables,
+        truth=doc["truth"],
+        truth_estimand=doc["truth_estimand"],
+        warnings=tuple(doc["warnings"]),
+    )
+    return res, float(doc["seconds"])
+
 
 def cell_tags(cfg: RunConfig) -> dict[str, str]:
-    """The plugin tags every run carries."""
+    """Return the plugin tags every run carries."""
     return {
         "causalkit.data": cfg.data.name,
         "causalkit.dgp": cfg.dgp.name,

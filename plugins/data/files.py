@@ -1,17 +1,24 @@
-"""CSV and parquet data sources: a user's own table plus the roles of its columns."""
+"""CSV and parquet data sources: a user's own table plus the roles of its columns.
+
+``parquet_units`` reduces a parquet long panel to one row per unit while reading, or, with
+``lazy=true``, reads nothing and hands on a :class:`~causalkit.contracts.LazySource` for
+estimators that stream the file themselves (``estimator=microsynth`` with
+``estimator.backend=columnar|spark``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from causalkit.contracts import Dataset, Params, Roles
+from causalkit.contracts import Dataset, LazySource, Params, Roles
 from causalkit.errors import DataError
 
-__all__ = ["CsvSource", "ParquetSource", "FileParams"]
+__all__ = ["CsvSource", "ParquetSource", "FileParams", "ParquetUnitsSource", "ParquetUnitsParams"]
 
 
 class FileParams(Params):
@@ -19,7 +26,9 @@ class FileParams(Params):
 
     path: str | None = Field(None, description="file to read")
     roles: Roles = Field(default_factory=Roles)
-    columns: tuple[str, ...] = Field((), description="further columns to read besides the role columns")
+    columns: tuple[str, ...] = Field(
+        (), description="further columns to read besides the role columns"
+    )
 
 
 def _wanted(params: FileParams) -> list[str]:
@@ -27,6 +36,7 @@ def _wanted(params: FileParams) -> list[str]:
 
 
 def check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
+    """Fail with one line when a wanted column is not in the file, or no outcome is named."""
     missing = [c for c in wanted if c not in available]
     if missing:
         shown = ", ".join(map(str, available[:15])) + (", ..." if len(available) > 15 else "")
@@ -98,7 +108,81 @@ class ParquetSource(_FileSource):
         try:
             return [str(n) for n in ds.dataset(path, format="parquet").schema.names]
         except Exception as exc:
-            raise DataError("data.path", "a readable parquet file or dataset", f"{path} ({exc})") from None
+            raise DataError(
+                "data.path", "a readable parquet file or dataset", f"{path} ({exc})"
+            ) from None
 
     def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
         return pd.read_parquet(path, columns=columns)
+
+
+class ParquetUnitsParams(Params):
+    """Where the parquet panel is, its roles, the covariate precision, and whether to defer reading."""
+
+    path: str | None = Field(None, description="parquet file or dataset directory")
+    roles: Roles = Field(default_factory=Roles)
+    dtype: Literal["float64", "float32"] = Field(
+        "float64", description="covariate precision in memory"
+    )
+    lazy: bool = Field(
+        False,
+        description="read nothing now; estimator=microsynth reads the file itself (backend=columnar or spark)",
+    )
+
+
+class ParquetUnitsSource:
+    """A parquet panel reduced to one row per unit while reading (``data=parquet_units``).
+
+    Only the role columns are read, in record batches
+    (:func:`~causalkit_plugins.estimators.microsynth.unit_arrays.read_unit_arrays`, the rules of
+    :func:`causalkit.panel.unit_table`). The table handed on has one row per unit: unit,
+    treatment (ever treated), outcome (mean over the post periods) and the covariates, with
+    roles for a cross-section, so any estimator can use it. With ``lazy=true`` nothing is read
+    here: the dataset holds a :class:`~causalkit.contracts.LazySource` (path and schema) and no
+    table, for ``estimator=microsynth estimator.backend=columnar|spark`` (which keep the
+    per-period gaps); any other estimator fails with a one-line error.
+    """
+
+    name: ClassVar[str] = "parquet_units"
+    Params: ClassVar[type[Params]] = ParquetUnitsParams
+
+    def __init__(self, params: ParquetUnitsParams | None = None) -> None:
+        self.params = params or ParquetUnitsParams()
+
+    def load(self) -> Dataset:
+        """Check the path and columns, then read (or, lazily, only describe) the panel."""
+        import pyarrow.dataset as ds
+
+        from causalkit_plugins.estimators.microsynth.unit_arrays import read_unit_arrays
+
+        p = self.params
+        if p.path is None:
+            raise DataError("data.path", "a parquet file or directory", "nothing")
+        path = Path(p.path).expanduser()
+        if not path.exists():
+            raise DataError("data.path", "an existing parquet file or directory", str(path))
+        names = [str(n) for n in ds.dataset(path, format="parquet").schema.names]
+        check_columns(names, p.roles.columns(), p.roles, str(path))
+        if p.lazy:
+            return Dataset.from_source(LazySource("parquet", str(path), tuple(names)), p.roles)
+        arr = read_unit_arrays(path, p.roles, p.dtype)
+        unit = p.roles.unit or "unit"
+        treat, out = p.roles.treatment, p.roles.outcome
+        assert treat is not None and out is not None
+        g = arr.group
+
+        def unit_order(c_part: np.ndarray, t_part: np.ndarray) -> np.ndarray:
+            full = np.empty(arr.n, dtype=np.result_type(c_part, t_part))
+            full[~g], full[g] = c_part, t_part
+            return full
+
+        cols: dict[str, np.ndarray] = {
+            unit: np.arange(arr.n),
+            treat: g.astype(np.int8),
+            out: unit_order(arr.Yc.mean(axis=1), arr.Yt.mean(axis=1)),
+        }
+        cols.update(
+            {c: unit_order(arr.Xc[:, j], arr.Xt[:, j]) for j, c in enumerate(arr.covariates)}
+        )
+        roles = Roles(unit=unit, treatment=treat, outcome=out, covariates=arr.covariates)
+        return Dataset(pd.DataFrame(cols, copy=False), roles)

@@ -42,7 +42,9 @@ class ContaminatedHoldoutParams(Params):
     n_users: int = Field(2000, ge=10)
     n_exposed: int = Field(1200, ge=1, description="users randomly assigned to the exposed arm")
     n_contaminated: int = Field(300, ge=0, description="holdout users who see the ad anyway")
-    lift: float = Field(0.05, ge=-1, le=1, description="true additive lift in conversion probability")
+    lift: float = Field(
+        0.05, ge=-1, le=1, description="true additive lift in conversion probability"
+    )
     p_device: float = Field(0.4, gt=0, lt=1)
     p_gender: float = Field(0.5, gt=0, lt=1)
     outcome: OutcomeCoefficients = Field(default_factory=OutcomeCoefficients)
@@ -51,7 +53,9 @@ class ContaminatedHoldoutParams(Params):
     @model_validator(mode="after")
     def _sizes(self) -> ContaminatedHoldoutParams:
         if self.n_exposed >= self.n_users:
-            raise ValueError(f"n_exposed must be below n_users={self.n_users}, got {self.n_exposed}")
+            raise ValueError(
+                f"n_exposed must be below n_users={self.n_users}, got {self.n_exposed}"
+            )
         if self.n_contaminated > self.n_users - self.n_exposed:
             raise ValueError(
                 f"n_contaminated must be at most the holdout size {self.n_users - self.n_exposed}, "
@@ -107,8 +111,14 @@ class ContaminatedHoldout:
         gender = bernoulli(rng, p.p_gender, n).astype(float)
         tier = rng.standard_normal(n)
         b = p.outcome
-        p0 = expit(b.intercept + b.age * age + b.prior_engagement * eng + b.device * device
-                   + b.gender * gender + b.country_tier * tier)
+        p0 = expit(
+            b.intercept
+            + b.age * age
+            + b.prior_engagement * eng
+            + b.device * device
+            + b.gender * gender
+            + b.country_tier * tier
+        )
         p1 = np.clip(p0 + p.lift, 0.0, 1.0)
         y0 = bernoulli(rng, p0)
         y1 = bernoulli(rng, p1)
@@ -117,9 +127,14 @@ class ContaminatedHoldout:
         assigned[rng.permutation(n)[: p.n_exposed]] = True
         holdout = np.flatnonzero(~assigned)
         c = p.contamination
-        score = expit(c.prior_engagement * eng[holdout] + c.age * age[holdout]
-                      + c.country_tier * tier[holdout])
-        picked = rng.choice(holdout.size, size=p.n_contaminated, replace=False, p=score / score.sum())
+        score = expit(
+            c.prior_engagement * eng[holdout]
+            + c.age * age[holdout]
+            + c.country_tier * tier[holdout]
+        )
+        picked = rng.choice(
+            holdout.size, size=p.n_contaminated, replace=False, p=score / score.sum()
+        )
         saw = assigned.copy()
         saw[holdout[picked]] = True
         y = np.where(saw, y1, y0).astype(np.int64)
@@ -131,16 +146,32 @@ class ContaminatedHoldout:
             units=_user_ids(n),
             periods=np.array([0, 1]),
             columns={
-                "age": age, "device": device, "gender": gender, "country_tier": tier, "prior_engagement": eng,
+                "age": age,
+                "device": device,
+                "gender": gender,
+                "country_tier": tier,
+                "prior_engagement": eng,
                 "assigned_exposed": assigned.astype(np.int64),
                 "saw_ad": np.column_stack([zeros, saw.astype(np.int64)]),
                 "converted": np.column_stack([zeros, y]),
             },
         )
-        roles = Roles(unit="user_id", time="week", treatment="saw_ad", assignment="assigned_exposed",
-                      outcome="converted", covariates=COVARIATES)
+        roles = Roles(
+            unit="user_id",
+            time="week",
+            treatment="saw_ad",
+            assignment="assigned_exposed",
+            outcome="converted",
+            covariates=COVARIATES,
+        )
         holdout_share = p.n_contaminated / (n - p.n_exposed)
-        truth = Truth(values={"ATT": p.lift, "ATE": p.lift, "ITT": p.lift * (1 - holdout_share),
-                              "CACE": p.lift},
-                      target=Estimand.ATT)
+        truth = Truth(
+            values={
+                "ATT": p.lift,
+                "ATE": p.lift,
+                "ITT": p.lift * (1 - holdout_share),
+                "CACE": p.lift,
+            },
+            target=Estimand.ATT,
+        )
         return Simulated(dataset=Dataset.from_panel(panel, roles), truth=truth)

@@ -7,7 +7,9 @@ import numpy as np
 __all__ = ["bernoulli"]
 
 
-def bernoulli(rng: np.random.Generator, p: float | np.ndarray, size: int | None = None) -> np.ndarray:
+def bernoulli(
+    rng: np.random.Generator, p: float | np.ndarray, size: int | None = None
+) -> np.ndarray:
     r"""Bernoulli(:math:`p`) draws as bool, equal to ``rng.binomial(1, p, size) == 1`` bit for bit.
 
     numpy draws a binomial with :math:`n p < 30` by inversion from one uniform :math:`U` per

@@ -28,5 +28,7 @@ class NoDGP:
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None) -> Simulated:
         if base is None:
-            raise ConfigError("data", "a data source with a table (csv, parquet) when dgp=none", "synthetic")
+            raise ConfigError(
+                "data", "a data source with a table (csv, parquet) when dgp=none", "synthetic"
+            )
         return Simulated(dataset=base, truth=Truth(values={}))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
-from causalkit.contracts import Dataset, Estimand, Fit, Params
+from causalkit.contracts import Capability, Dataset, Estimand, Fit, Params, Resampler
+from causalkit.contracts import Params as PluginParams
 from causalkit.panel import unit_table
 
 __all__ = ["difference_in_means", "Naive", "ITT"]
@@ -49,37 +50,52 @@ class _DifferenceParams(Params):
 
 
 class _Difference:
-    """Shared fit for the two unadjusted contrasts; subclasses pick the grouping role."""
+    """Shared fit for the two unadjusted contrasts; subclasses pick the grouping role.
 
-    group_role: ClassVar[str]
+    Every fit offers the influence values of :func:`difference_in_means` and a refit on
+    resampled units (stratified by group).
+    """
+
+    name: ClassVar[str]
+    group_role: ClassVar[Literal["treatment", "assignment"]]
     estimand: ClassVar[Estimand]
     Params: ClassVar[type[Params]] = _DifferenceParams
     default_inference: ClassVar[str] = "analytic"
-    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "bootstrap", "none")
 
-    def __init__(self, params: Params | None = None) -> None:
+    def __init__(self, params: PluginParams | None = None) -> None:
         self.params = params or self.Params()
 
+    @classmethod
+    def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
+        """Influence values and a refit, whatever the (empty) parameters."""
+        return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
+
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
-        table = unit_table(data, group_role=self.group_role, who=self.name)  # type: ignore[attr-defined]
+        table = unit_table(data, group_role=self.group_role, who=self.name)
         y = table.y
         g = table.group
         est, psi = difference_in_means(y, g)
 
-        def refit(idx: np.ndarray) -> float:
-            return difference_in_means(y[idx], g[idx])[0]
+        def refit(idx: np.ndarray) -> np.ndarray:
+            return np.array([difference_in_means(y[idx], g[idx])[0]])
 
         return Fit(
-            estimand=self.estimand,
-            estimate=est,
-            n=table.n,
+            self.estimand,
+            est,
+            table.n,
             influence=psi,
-            strata=g.astype(np.int64),
-            refit=refit,
-            diagnostics={"n_treated": int(g.sum()), "n_control": int((~g).sum()),
-                         "n_unselected": table.n_unselected},
-            warnings=(f"{self.name}: {table.n_unselected} rows with selected=0 (outcome unobserved) left out;"
-                      " the contrast is on the selected sample",) if table.n_unselected else (),
+            resampler=Resampler(table.n, strata=g.astype(np.int64), refit=refit),
+            diagnostics={
+                "n_treated": int(g.sum()),
+                "n_control": int((~g).sum()),
+                "n_unselected": table.n_unselected,
+            },
+            warnings=(
+                f"{self.name}: {table.n_unselected} rows with selected=0 (outcome unobserved) left out;"
+                " the contrast is on the selected sample",
+            )
+            if table.n_unselected
+            else (),
         )
 
 
@@ -87,7 +103,7 @@ class Naive(_Difference):
     """As-treated difference in means by the actual treatment (biased under selection)."""
 
     name: ClassVar[str] = "naive"
-    group_role: ClassVar[str] = "treatment"
+    group_role: ClassVar[Literal["treatment", "assignment"]] = "treatment"
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     estimand: ClassVar[Estimand] = Estimand.ATE
 
@@ -96,6 +112,6 @@ class ITT(_Difference):
     """Intention-to-treat difference in means by the randomised arm."""
 
     name: ClassVar[str] = "itt"
-    group_role: ClassVar[str] = "assignment"
+    group_role: ClassVar[Literal["treatment", "assignment"]] = "assignment"
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "assignment")
     estimand: ClassVar[Estimand] = Estimand.ITT

@@ -2,72 +2,99 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
 from scipy import stats
 
-from causalkit.contracts import Fit, InferenceOutcome, Params
+from causalkit.contracts import Capability, Fit, InferenceOutcome, Params
 from causalkit.errors import PluginError
+from causalkit_plugins.inference.common import (
+    InferenceParams,
+    gaussian_sup_t,
+    outcome,
+    wald_outcome,
+)
 
-__all__ = ["Analytic", "NoInference", "normal_outcome"]
+__all__ = ["Analytic", "AnalyticParams", "NoInference", "NoInferenceParams", "influence_cov"]
 
 
-def normal_outcome(method: str, estimate: float, se: float, level: float, **diag: float) -> InferenceOutcome:
-    """Wald CI ``estimate ± z_{1-α/2}·se`` and two-sided normal p-value for zero."""
-    z = stats.norm.ppf(0.5 + level / 2)
-    p = float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else math.nan
-    return InferenceOutcome(method, se, estimate - z * se, estimate + z * se, p, level, diag)
-
-
-class AnalyticParams(Params):
+class AnalyticParams(InferenceParams):
     """Parameters of analytic inference."""
 
-    level: float = Field(0.95, gt=0, lt=1, description="confidence level")
+
+def influence_cov(psi: np.ndarray) -> np.ndarray:
+    r"""Covariance of the estimates from an n x k influence matrix, :math:`n^{-2}\psi^\top\psi`."""
+    n = psi.shape[0]
+    return (psi.T @ psi) / n**2
 
 
 class Analytic:
     r"""Large-sample normal inference.
 
-    With per-unit influence values :math:`\psi_i` the variance is
-    :math:`\widehat{V} = n^{-2}\sum_i \psi_i^2`; otherwise the estimator's own model-based
-    standard error is used. Never falls back silently to anything else.
+    With an n x k influence matrix :math:`\psi` the variance of estimate :math:`j` is
+    :math:`\widehat{V}_j = n^{-2}\sum_i \psi_{ij}^2`; otherwise the estimator's own model-based
+    standard errors are used. Never falls back silently to anything else.
+
+    With ``joint`` and k > 1 the band's critical value is the sup-t quantile of a Gaussian
+    vector with the influence-based correlation :math:`n^{-2}\psi^\top\psi` (drawn from the
+    run's Generator); with model SEs only (no correlation known) it is Bonferroni's
+    :math:`z_{1-\alpha/(2k)}`, which is conservative (``joint_method`` says which).
     """
 
     name: ClassVar[str] = "analytic"
     Params: ClassVar[type[Params]] = AnalyticParams
+    requires_any: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INFLUENCE, Capability.MODEL_SE}
+    )
 
     def __init__(self, params: AnalyticParams | None = None) -> None:
         self.params = params or AnalyticParams()
 
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
+        p = self.params
+        cov = None
         if fit.influence is not None:
-            psi = np.asarray(fit.influence, dtype=float)
-            se = float(np.sqrt(np.sum(psi**2)) / psi.shape[0])
+            psi = fit.influence
+            # Column by column: the same summation as for a single estimate, bit for bit.
+            se = np.array([np.sqrt(np.sum(psi[:, j] ** 2)) / psi.shape[0] for j in range(fit.k)])
+            cov = influence_cov(psi) if p.joint and fit.k > 1 else None
         elif fit.model_se is not None:
-            se = float(fit.model_se)
+            se = fit.model_se
         else:
-            raise PluginError("inference=analytic: the fit carries neither influence values nor a model SE")
-        return normal_outcome(self.name, fit.estimate, se, self.params.level)
+            raise PluginError(
+                "inference=analytic: the fit carries neither influence values nor a model SE"
+            )
+        if not (p.joint and fit.k > 1):
+            return wald_outcome(self.name, p, fit.estimates, se)
+        if cov is not None:
+            crit, how = gaussian_sup_t(cov, p.level, rng), "sup-t"
+        else:
+            crit, how = float(stats.norm.ppf(1 - (1 - p.level) / (2 * fit.k))), "bonferroni"
+        return wald_outcome(
+            self.name,
+            p,
+            fit.estimates,
+            se,
+            crit,
+            {"critical_value": crit, "joint_method": how},
+        )
 
 
-class NoInferenceParams(Params):
+class NoInferenceParams(InferenceParams):
     """Parameters of the ``none`` method."""
-
-    level: float = Field(0.95, gt=0, lt=1)
 
 
 class NoInference:
-    """Point estimate only: SE, CI and p-value are NaN."""
+    """Point estimates only: SE, CI and p-value are NaN."""
 
     name: ClassVar[str] = "none"
     Params: ClassVar[type[Params]] = NoInferenceParams
+    requires_any: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, params: NoInferenceParams | None = None) -> None:
         self.params = params or NoInferenceParams()
 
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
-        nan = math.nan
-        return InferenceOutcome(self.name, nan, nan, nan, nan, self.params.level)
+        nan = np.full(fit.k, np.nan)
+        return outcome(self.name, self.params, nan, nan, nan, nan)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import stats
 
-from causalkit.contracts import Fit, InferenceOutcome, Params
+from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutcome, Params
 from causalkit.errors import EstimationError, PluginError
 from causalkit.progress import bar, progress
-from causalkit_plugins.inference.basic import normal_outcome
+from causalkit_plugins.inference.common import (
+    InferenceParams,
+    draws_sup_t,
+    normal_p_values,
+    outcome,
+    wald_outcome,
+)
 
 __all__ = ["Bootstrap", "BootstrapParams", "resample_indices"]
 
@@ -20,11 +24,10 @@ REFIT_BATCH = 32
 """Resamples handed to ``Fit.refit_batch`` per call: a constant, so results never depend on it."""
 
 
-class BootstrapParams(Params):
+class BootstrapParams(InferenceParams):
     """Parameters of the refitting bootstrap."""
 
     n_boot: int = Field(500, ge=20, description="bootstrap replications")
-    level: float = Field(0.95, gt=0, lt=1)
     ci: Literal["percentile", "normal"] = "percentile"
     stratified: bool = Field(True, description="resample within the fit's strata (treated/control)")
 
@@ -53,15 +56,20 @@ def stratum_members(strata: np.ndarray) -> list[np.ndarray]:
 
 
 class Bootstrap:
-    r"""Refitting bootstrap.
+    r"""Refitting bootstrap over the whole vector of estimates.
 
-    For :math:`b = 1..B` draw units with replacement (within strata when the fit gives them
-    and ``stratified``), refit, and collect :math:`\hat\theta^{(b)}`. SE is their SD
-    (ddof=1); the CI is the percentile interval :math:`[q_{\alpha/2}, q_{1-\alpha/2}]` or the
-    normal interval; the p-value is the normal one, :math:`2\Phi(-|\hat\theta|/\widehat{se})`.
-    Replications whose refit fails are dropped and counted (``n_failed``). When the fit offers
-    ``refit_batch`` the same resamples (same draws, same order) are re-estimated
-    ``REFIT_BATCH`` at a time through it.
+    For :math:`b = 1..B` draw units with replacement (within strata when the fit's resampler
+    gives them and ``stratified``), refit, and collect :math:`\hat\theta^{(b)}` (k estimates).
+    SE is their SD (ddof=1); the CI is the percentile interval
+    :math:`[q_{\alpha/2}, q_{1-\alpha/2}]` or the normal interval; the p-value is the normal
+    one, :math:`2\Phi(-|\hat\theta|/\widehat{se})`. With ``joint`` (k > 1) the band is
+    :math:`\hat\theta_j \pm c\,\widehat{se}_j` with :math:`c` the ``level`` quantile of
+    :math:`\max_j|\hat\theta^{(b)}_j-\hat\theta_j|/\widehat{se}_j` (sup-t) and the p-values
+    are Holm-adjusted. Replications whose refit fails are counted (``n_failed``) and reported
+    as a warning. When the resampler offers ``refit_batch`` the same resamples (same draws,
+    same order) are re-estimated ``REFIT_BATCH`` at a time through it; when it only offers
+    ``replicates`` (a backend that resamples without copying the data, e.g. Poisson weights
+    on Spark) those are used, drawn from the run's Generator.
 
     References
     ----------
@@ -70,55 +78,75 @@ class Bootstrap:
 
     name: ClassVar[str] = "bootstrap"
     Params: ClassVar[type[Params]] = BootstrapParams
+    requires_any: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.RESAMPLE, Capability.REPLICATES}
+    )
 
     def __init__(self, params: BootstrapParams | None = None) -> None:
         self.params = params or BootstrapParams()
 
+    def _draws(self, fit: Fit, rng: np.random.Generator) -> np.ndarray:
+        p = self.params
+        rs = fit.resampler
+        if rs is None:
+            raise PluginError("inference=bootstrap: this fit provides no resampler")
+        draws = np.full((p.n_boot, fit.k), np.nan)
+        if rs.refit is None and rs.refit_batch is None:
+            assert rs.replicates is not None
+            reps = np.asarray(rs.replicates(rng, p.n_boot), dtype=np.float64)
+            return reps.reshape(p.n_boot, fit.k)
+        strata = rs.strata if p.stratified else None
+        members = None if strata is None else stratum_members(strata)
+        if rs.refit_batch is not None:
+            # The same draws in the same order as one at a time, solved in fixed-size batches.
+            shown = bar(p.n_boot, "bootstrap")
+            for start in range(0, p.n_boot, REFIT_BATCH):
+                stop = min(start + REFIT_BATCH, p.n_boot)
+                idxs = [resample_indices(rng, strata, rs.n, members) for _ in range(start, stop)]
+                draws[start:stop] = np.asarray(rs.refit_batch(idxs), dtype=np.float64).reshape(
+                    stop - start, fit.k
+                )
+                if shown is not None:
+                    shown.update(stop - start)
+            if shown is not None:
+                shown.close()
+            return draws
+        assert rs.refit is not None
+        for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
+            idx = resample_indices(rng, strata, rs.n, members)
+            try:
+                draws[b] = rs.refit(idx)
+            except EstimationError:
+                continue
+        return draws
+
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
         p = self.params
-        if fit.refit is not None:
-            strata = fit.strata if p.stratified else None
-            members = None if strata is None else stratum_members(strata)
-            draws = np.full(p.n_boot, np.nan)
-            if fit.refit_batch is not None:
-                # The same draws in the same order as one at a time, solved in fixed-size batches.
-                shown = bar(p.n_boot, "bootstrap")
-                for start in range(0, p.n_boot, REFIT_BATCH):
-                    stop = min(start + REFIT_BATCH, p.n_boot)
-                    idxs = [
-                        resample_indices(rng, strata, fit.n, members) for _ in range(start, stop)
-                    ]
-                    draws[start:stop] = fit.refit_batch(idxs)
-                    if shown is not None:
-                        shown.update(stop - start)
-                if shown is not None:
-                    shown.close()
-            else:
-                for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
-                    idx = resample_indices(rng, strata, fit.n, members)
-                    try:
-                        draws[b] = fit.refit(idx)
-                    except EstimationError:
-                        continue
-        elif fit.replicates is not None:
-            draws = np.asarray(fit.replicates(rng, p.n_boot), dtype=float)
-        else:
-            raise PluginError(
-                "inference=bootstrap: this estimator provides no refit or replicates hook"
+        draws = self._draws(fit, rng)
+        good = np.isfinite(draws).all(axis=1)
+        ok = draws[good]
+        n_failed = int(p.n_boot - ok.shape[0])
+        if ok.shape[0] < 2:
+            raise EstimationError(
+                f"bootstrap: only {ok.shape[0]} of {p.n_boot} replications succeeded"
             )
-        ok = draws[np.isfinite(draws)]
-        n_failed = int(p.n_boot - ok.size)
-        if ok.size < 2:
-            raise EstimationError(f"bootstrap: only {ok.size} of {p.n_boot} replications succeeded")
-        se = float(np.std(ok, ddof=1))
+        se = np.std(ok, axis=0, ddof=1)
+        diag: dict[str, DiagnosticValue] = {"n_boot": int(ok.shape[0]), "n_failed": n_failed}
+        warnings: tuple[str, ...] = ()
+        if n_failed:
+            warnings = (
+                f"bootstrap: {n_failed} of {p.n_boot} replications failed and were left out; "
+                "the SE and interval describe the resamples that could be estimated",
+            )
+        if p.joint and fit.k > 1:
+            crit = draws_sup_t(ok, fit.estimates, se, p.level)
+            diag["critical_value"] = crit
+            return wald_outcome(self.name, p, fit.estimates, se, crit, diag, warnings)
         if p.ci == "normal":
-            out = normal_outcome(self.name, fit.estimate, se, p.level)
-            lo, hi = out.ci_lower, out.ci_upper
-        else:
-            alpha = 1 - p.level
-            lo, hi = (float(v) for v in np.quantile(ok, [alpha / 2, 1 - alpha / 2]))
-        z = abs(fit.estimate) / se if se > 0 else math.nan
-        pval = float(2 * stats.norm.sf(z)) if math.isfinite(z) else math.nan
-        return InferenceOutcome(
-            self.name, se, lo, hi, pval, p.level, {"n_boot": int(ok.size), "n_failed": n_failed}
-        )
+            return wald_outcome(self.name, p, fit.estimates, se, None, diag, warnings)
+        alpha = 1 - p.level
+        lo = np.empty(fit.k)
+        hi = np.empty(fit.k)
+        for j in range(fit.k):
+            lo[j], hi[j] = np.quantile(ok[:, j], [alpha / 2, 1 - alpha / 2])
+        return outcome(self.name, p, se, lo, hi, normal_p_values(fit.estimates, se), diag, warnings)

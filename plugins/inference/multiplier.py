@@ -9,8 +9,14 @@ import numpy as np
 from pydantic import Field
 from scipy import stats
 
-from causalkit.contracts import Fit, InferenceOutcome, Params
+from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutcome, Params
 from causalkit.errors import PluginError
+from causalkit_plugins.inference.common import (
+    InferenceParams,
+    draws_sup_t,
+    normal_p_values,
+    outcome,
+)
 
 __all__ = ["MultiplierBootstrap", "MultiplierParams", "multiplier_weights"]
 
@@ -36,26 +42,27 @@ def multiplier_weights(
     return np.where(rng.random(shape) < p, (1 - s5) / 2, (1 + s5) / 2)
 
 
-class MultiplierParams(Params):
+class MultiplierParams(InferenceParams):
     """Parameters of the multiplier bootstrap."""
 
     n_boot: int = Field(1000, ge=50, le=100_000, description="bootstrap draws")
     weights: Weights = "gaussian"
-    level: float = Field(0.95, gt=0, lt=1)
     ci: Literal["percentile_t", "normal"] = Field(
         "percentile_t", description="CI from the |t*| quantile, or estimate ± z·SE_boot"
     )
 
 
 class MultiplierBootstrap:
-    r"""Multiplier bootstrap of an asymptotically linear estimator.
+    r"""Multiplier bootstrap of an asymptotically linear estimator, over the vector of estimates.
 
-    With influence values :math:`\psi_i` and :math:`\hat\sigma = \sqrt{\sum_i\psi_i^2}/n`,
-    each draw is :math:`\delta^* = n^{-1}\sum_i \xi_i\psi_i` with i.i.d. multipliers
-    :math:`\xi_i` (mean 0, variance 1) from the run's Generator. ``SE`` is the SD of the
-    draws; the ``percentile_t`` CI is :math:`\hat\theta \pm c\,\hat\sigma` with :math:`c` the
-    ``level`` quantile of :math:`|\delta^*|/\hat\sigma` (DoubleML's ``confint(joint=...)``
-    construction for one parameter); the p-value is normal with the bootstrap SE.
+    With an n x k influence matrix :math:`\psi` and :math:`\hat\sigma_j = \sqrt{\sum_i\psi_{ij}^2}/n`,
+    each draw is :math:`\delta^*_j = n^{-1}\sum_i \xi_i\psi_{ij}` with i.i.d. multipliers
+    :math:`\xi_i` (mean 0, variance 1; one per unit, shared by the k estimates) from the run's
+    Generator. ``SE`` is the SD of the draws; the ``percentile_t`` CI is
+    :math:`\hat\theta_j \pm c_j\,\hat\sigma_j` with :math:`c_j` the ``level`` quantile of
+    :math:`|\delta^*_j|/\hat\sigma_j` — or, with ``joint``, one :math:`c` for all, the
+    quantile of :math:`\max_j|\delta^*_j|/\hat\sigma_j` (DoubleML's ``confint(joint=True)``),
+    with Holm-adjusted p-values; the p-value is normal with the bootstrap SE.
 
     References
     ----------
@@ -65,6 +72,7 @@ class MultiplierBootstrap:
 
     name: ClassVar[str] = "multiplier"
     Params: ClassVar[type[Params]] = MultiplierParams
+    requires_any: ClassVar[frozenset[Capability]] = frozenset({Capability.INFLUENCE})
 
     def __init__(self, params: MultiplierParams | None = None) -> None:
         self.params = params or MultiplierParams()
@@ -73,28 +81,29 @@ class MultiplierBootstrap:
         if fit.influence is None:
             raise PluginError("inference=multiplier: the fit carries no influence values")
         p = self.params
-        psi = np.asarray(fit.influence, dtype=np.float64)
-        n = psi.shape[0]
-        sigma = float(np.sqrt(np.sum(psi**2)) / n)
-        draws = np.empty(p.n_boot)
+        psi = fit.influence
+        n, k = psi.shape
+        sigma = np.array([np.sqrt(np.sum(psi[:, j] ** 2)) / n for j in range(k)])
+        draws = np.empty((p.n_boot, k))
         chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
         for start in range(0, p.n_boot, chunk):
             b = min(chunk, p.n_boot - start)
             draws[start : start + b] = multiplier_weights(rng, p.weights, (b, n)) @ psi / n
-        se = float(np.std(draws, ddof=1))
-        if p.ci == "normal" or sigma == 0:
-            c = float(stats.norm.ppf(0.5 + p.level / 2))
+        se = np.std(draws, axis=0, ddof=1)
+        joint = p.joint and k > 1
+        if p.ci == "normal" or not (sigma > 0).all():
+            c = np.full(k, float(stats.norm.ppf(0.5 + p.level / 2)))
             half = c * se
-        else:
-            c = float(np.quantile(np.abs(draws) / sigma, p.level))
+        elif joint:
+            c = np.full(k, draws_sup_t(draws, np.zeros(k), sigma, p.level))
             half = c * sigma
-        pval = float(2 * stats.norm.sf(abs(fit.estimate) / se)) if se > 0 else math.nan
-        return InferenceOutcome(
-            self.name,
-            se,
-            fit.estimate - half,
-            fit.estimate + half,
-            pval,
-            p.level,
-            {"n_boot": p.n_boot, "critical_value": c, "se_analytic": sigma},
-        )
+        else:
+            c = np.array([np.quantile(np.abs(draws[:, j]) / sigma[j], p.level) for j in range(k)])
+            half = c * sigma
+        diag: dict[str, DiagnosticValue] = {"n_boot": p.n_boot}
+        if k == 1:
+            diag |= {"critical_value": float(c[0]), "se_analytic": float(sigma[0])}
+        elif joint:
+            diag["critical_value"] = float(c[0])
+        est = fit.estimates
+        return outcome(self.name, p, se, est - half, est + half, normal_p_values(est, se), diag)

@@ -35,9 +35,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from causalkit.contracts import Fit, InferenceOutcome, Params
+from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutcome, Params
 from causalkit.errors import EstimationError, PluginError
 from causalkit.progress import progress
+from causalkit_plugins.inference.common import InferenceParams, draws_sup_t, outcome
 
 __all__ = ["Permutation", "PermutationParams", "permutation_p_values", "placebo_interval"]
 
@@ -87,19 +88,24 @@ def placebo_interval(
     return obs - hi_q, obs - lo_q
 
 
-class PermutationParams(Params):
+class PermutationParams(InferenceParams):
     """Parameters of placebo-permutation inference."""
 
     n_perm: int = Field(250, ge=19, description="placebo draws")
-    level: float = Field(0.95, gt=0, lt=1, description="level of the placebo-inversion CI")
     test: Test = Field("twosided", description="which tail gives the reported p_value")
 
 
 class Permutation:
-    """Placebo-permutation inference through ``fit.placebo`` (see the module docstring)."""
+    r"""Placebo-permutation inference through ``fit.placebo`` (see the module docstring).
+
+    Works on the whole vector of estimates: each placebo draw gives k placebo estimates. With
+    ``joint`` (k > 1) the p-values are Holm-adjusted and the band uses one critical value, the
+    ``level`` quantile of :math:`\max_j |\hat\tau^{(r)}_j|/s_j` with :math:`s_j` the placebo SDs.
+    """
 
     name: ClassVar[str] = "permutation"
     Params: ClassVar[type[Params]] = PermutationParams
+    requires_any: ClassVar[frozenset[Capability]] = frozenset({Capability.PLACEBO})
 
     def __init__(self, params: PermutationParams | None = None) -> None:
         self.params = params or PermutationParams()
@@ -108,34 +114,52 @@ class Permutation:
         if fit.placebo is None:
             raise PluginError("inference=permutation: this estimator provides no placebo hook")
         p = self.params
-        draws = np.full(p.n_perm, np.nan)
+        draws = np.full((p.n_perm, fit.k), np.nan)
         for r in progress(range(p.n_perm), p.n_perm, "permutations"):
             try:
                 draws[r] = fit.placebo(rng)
             except EstimationError:
                 continue
-        ok = draws[np.isfinite(draws)]
-        if ok.size < 2:
+        # A draw that raised is a failure; a NaN in one column only (e.g. an undefined ratio
+        # for one outcome) leaves that column short of a draw, not the others.
+        failed = np.isnan(draws).all(axis=1)
+        n_failed = int(failed.sum())
+        draws = draws[~failed]
+        per_column = np.isfinite(draws).sum(axis=0)
+        if draws.shape[0] < 2 or per_column.min() < 2:
             raise EstimationError(
-                f"permutation: only {ok.size} of {p.n_perm} placebo draws succeeded"
+                f"permutation: only {int(per_column.min())} of {p.n_perm} placebo draws succeeded"
             )
-        pv = permutation_p_values(np.array([fit.estimate]), ok[:, None])
-        bare = permutation_p_values(np.array([fit.estimate]), ok[:, None], add_one=False)
-        lo, hi = placebo_interval(np.array([fit.estimate]), ok[:, None], p.level)
-        diag: dict[str, float | int | str] = {
-            "n_perm": int(ok.size),
-            "n_failed": int(p.n_perm - ok.size),
+        est = fit.estimates
+        pv = {key: np.empty(fit.k) for key in ("lower", "upper", "twosided")}
+        bare = {key: np.empty(fit.k) for key in pv}
+        sd, lo, hi = np.empty(fit.k), np.empty(fit.k), np.empty(fit.k)
+        for j in range(fit.k):
+            col = draws[np.isfinite(draws[:, j]), j][:, None]
+            for out, add_one in ((pv, True), (bare, False)):
+                for key, value in permutation_p_values(est[j : j + 1], col, add_one).items():
+                    out[key][j] = value[0]
+            sd[j] = np.std(col, ddof=1)
+            (lo[j],), (hi[j],) = placebo_interval(est[j : j + 1], col, p.level)
+        diag: dict[str, DiagnosticValue] = {
+            "n_perm": int(draws.shape[0]),
+            "n_failed": n_failed,
             "test": p.test,
         }
-        for k in ("lower", "upper", "twosided"):
-            diag[f"p_{k}"] = float(pv[k][0])
-            diag[f"p_{k}_bare"] = float(bare[k][0])
-        return InferenceOutcome(
-            self.name,
-            float(np.std(ok, ddof=1)),
-            float(lo[0]),
-            float(hi[0]),
-            float(pv[p.test][0]),
-            p.level,
-            diag,
-        )
+        if int(per_column.min()) < draws.shape[0]:
+            diag["n_perm_min"] = int(per_column.min())
+        if p.joint and fit.k > 1:
+            complete = draws[np.isfinite(draws).all(axis=1)]
+            crit = draws_sup_t(complete, np.zeros(fit.k), sd, p.level)
+            diag["critical_value"] = crit
+            lo, hi = est - crit * sd, est + crit * sd
+        if fit.k == 1:
+            for key in ("lower", "upper", "twosided"):
+                diag[f"p_{key}"] = float(pv[key][0])
+                diag[f"p_{key}_bare"] = float(bare[key][0])
+        warnings: tuple[str, ...] = ()
+        if n_failed:
+            warnings = (
+                f"permutation: {n_failed} of {p.n_perm} placebo draws failed and were left out",
+            )
+        return outcome(self.name, p, sd, lo, hi, pv[p.test], diag, warnings)

@@ -21,15 +21,24 @@ pytestmark = pytest.mark.cli
 
 
 def _panel() -> pd.DataFrame:
-    return ck.simulate("contaminated_holdout", seed=3, n_users=200, n_exposed=100, n_contaminated=20).dataset.frame
+    return ck.simulate(
+        "contaminated_holdout", seed=3, n_users=200, n_exposed=100, n_contaminated=20
+    ).dataset.frame
 
 
 def _xs() -> pd.DataFrame:
     return ck.simulate("selection_on_observables", seed=1).dataset.frame
 
 
-MS = dict(estimator="microsynth", unit="user_id", time="week", treatment="saw_ad", outcome="converted",
-          covariates=["age", "device"], inference="none")
+MS = dict(
+    estimator="microsynth",
+    unit="user_id",
+    time="week",
+    treatment="saw_ad",
+    outcome="converted",
+    covariates=["age", "device"],
+    inference="none",
+)
 XS = dict(treatment="treat", outcome="y", covariates=["x1", "x2"])
 
 
@@ -64,29 +73,74 @@ def _separated() -> pd.DataFrame:
 
 
 API_CASES: dict[str, tuple[Callable[[], object], str]] = {
-    "unknown estimator": (lambda: ck.fit(_xs(), estimator="nope", **XS), "estimator: expected one of"),
-    "misspelled estimator param": (_ms(_panel(), weight_methd="x"), "estimator.weight_methd: expected one of the keys"),
+    "unknown estimator": (
+        lambda: ck.fit(_xs(), estimator="nope", **XS),
+        "estimator: expected one of",
+    ),
+    "misspelled estimator param": (
+        _ms(_panel(), weight_methd="x"),
+        "estimator.weight_methd: expected one of the keys",
+    ),
     "wrong type param": (_ms(_panel(), max_iter="many"), "estimator.max_iter"),
-    "out of range param": (_ms(_panel(), balance_tol=-1.0), "estimator.balance_tol: expected greater than 0"),
+    "out of range param": (
+        _ms(_panel(), balance_tol=-1.0),
+        "estimator.balance_tol: expected greater than 0",
+    ),
     "bad literal": (_ms(_panel(), weight_method="magic"), "estimator.weight_method"),
     "unknown role keyword type": (_ms(_panel(), covariates=5), "roles.covariates"),
     "unsupported inference": (_ms(_panel(), inference="analytic"), "inference: expected one of"),
     "unknown inference": (_ms(_panel(), inference="jackknife"), "inference: expected one of"),
-    "unknown inference param": (_ms(_panel(), inference={"name": "bootstrap", "n_bots": 5}), "inference.n_bots"),
-    "too few bootstraps": (_ms(_panel(), inference={"name": "bootstrap", "n_boot": 2}), "inference.n_boot"),
+    "unknown inference param": (
+        _ms(_panel(), inference={"name": "bootstrap", "n_bots": 5}),
+        "inference.n_bots",
+    ),
+    "too few bootstraps": (
+        _ms(_panel(), inference={"name": "bootstrap", "n_boot": 2}),
+        "inference.n_boot",
+    ),
     "missing column": (_ms(_panel(), covariates=["age", "nope"]), "roles"),
-    "missing treatment role": (lambda: ck.fit(_panel(), estimator="microsynth", unit="user_id", time="week",
-                                              outcome="converted", covariates=["age"]), "roles.treatment"),
-    "NaN in treatment": (_ms(_panel().assign(saw_ad=lambda f: f.saw_ad.where(f.index != 3))), "roles.treatment"),
-    "NaN in outcome": (_ms(_panel().assign(converted=lambda f: f.converted.where(f.index != 5))), "roles.outcome"),
-    "NaN in covariate": (_ms(_panel().assign(age=lambda f: f.age.where(f.index > 9))), "roles.covariates"),
-    "non-binary treatment": (_ms(_panel().assign(saw_ad=lambda f: f.saw_ad * 2)), "roles.treatment"),
-    "string covariate": (_ms(_panel().assign(device=lambda f: f.device.map({0.0: "a", 1.0: "b"}))), "roles.covariates"),
+    "missing treatment role": (
+        lambda: ck.fit(
+            _panel(),
+            estimator="microsynth",
+            unit="user_id",
+            time="week",
+            outcome="converted",
+            covariates=["age"],
+        ),
+        "roles.treatment",
+    ),
+    "NaN in treatment": (
+        _ms(_panel().assign(saw_ad=lambda f: f.saw_ad.where(f.index != 3))),
+        "roles.treatment",
+    ),
+    "NaN in outcome": (
+        _ms(_panel().assign(converted=lambda f: f.converted.where(f.index != 5))),
+        "roles.outcome",
+    ),
+    "NaN in covariate": (
+        _ms(_panel().assign(age=lambda f: f.age.where(f.index > 9))),
+        "roles.covariates",
+    ),
+    "non-binary treatment": (
+        _ms(_panel().assign(saw_ad=lambda f: f.saw_ad * 2)),
+        "roles.treatment",
+    ),
+    "string covariate": (
+        _ms(_panel().assign(device=lambda f: f.device.map({0.0: "a", 1.0: "b"}))),
+        "roles.covariates",
+    ),
     "all treated": (_ms(_panel().assign(saw_ad=1)), "roles.treatment"),
     "no treated": (_ms(_panel().assign(saw_ad=0)), "roles.treatment"),
     "single row": (lambda: ck.fit(_xs().head(1), estimator="naive", **XS), "roles.treatment"),
-    "constant covariate": (_ms(_panel().assign(device=1.0)), "roles.covariates: expected balance columns that vary"),
-    "duplicated unit-period rows": (_ms(pd.concat([_panel(), _panel().head(3)])), "one row per unit and period"),
+    "constant covariate": (
+        _ms(_panel().assign(device=1.0)),
+        "roles.covariates: expected balance columns that vary",
+    ),
+    "duplicated unit-period rows": (
+        _ms(pd.concat([_panel(), _panel().head(3)])),
+        "one row per unit and period",
+    ),
     "missing periods": (_ms(_panel().iloc[1:]), "balanced panel"),
     "staggered adoption": (_ms(_staggered()), "no staggered adoption"),
     "time-varying covariate": (_ms(_time_varying()), "time-invariant"),
@@ -97,12 +151,21 @@ API_CASES: dict[str, tuple[Callable[[], object], str]] = {
     "psm unknown distance": (_xs_fit("psm", distance="cosine"), "estimator.distance"),
     "heckman without selected role": (_xs_fit("heckman"), "roles.selected"),
     "aipw unknown learner": (_xs_fit("aipw", outcome_model="xgboost"), "estimator.outcome_model"),
-    "aipw unknown learner param": (_xs_fit("aipw", propensity_params={"nope": 1}), "propensity_params"),
+    "aipw unknown learner param": (
+        _xs_fit("aipw", propensity_params={"nope": 1}),
+        "propensity_params",
+    ),
     "aipw folds zero": (_xs_fit("aipw", folds=0), "estimator.folds"),
     "simulate bad dgp param": (lambda: ck.simulate("contaminated_holdout", n_exposed=5000), "dgp"),
     "simulate unknown dgp": (lambda: ck.simulate("nope"), "dgp: expected one of"),
-    "run misspelled override": (lambda: ck.run(["tracking=none", "estimator.weight_methd=1"]), "estimator.weight_methd"),
-    "run reps for real data": (lambda: ck.run(["tracking=none", "data=csv", "dgp=none", "mc.reps=3"]), "mc.reps"),
+    "run misspelled override": (
+        lambda: ck.run(["tracking=none", "estimator.weight_methd=1"]),
+        "estimator.weight_methd",
+    ),
+    "run reps for real data": (
+        lambda: ck.run(["tracking=none", "data=csv", "dgp=none", "mc.reps=3"]),
+        "mc.reps",
+    ),
 }
 
 
@@ -135,24 +198,60 @@ def test_ipw_separation_is_reported():
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "causalkit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "causalkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-ROLES = ["data.roles.unit=user_id", "data.roles.time=week", "data.roles.treatment=saw_ad",
-         "data.roles.outcome=converted", "data.roles.covariates=[age,device]", "dgp=none"]
+ROLES = [
+    "data.roles.unit=user_id",
+    "data.roles.time=week",
+    "data.roles.treatment=saw_ad",
+    "data.roles.outcome=converted",
+    "data.roles.covariates=[age,device]",
+    "dgp=none",
+]
 
 CLI_CASES: dict[str, tuple[list[str], str]] = {
     "misspelled key": (["tracking=none", "estimator.weight_methd=x"], "estimator.weight_methd"),
     "unknown group option": (["tracking=none", "estimator=nope"], "estimator: expected one of"),
     "wrong type": (["tracking=none", "mc.reps=many"], "mc.reps"),
-    "bad sweep value": (["tracking=none", "-m", "estimator=naive,nope"], "estimator: expected one of"),
-    "missing file": (["tracking=none", "data=csv", "data.path=missing.csv", *ROLES], "data.path: expected an existing file"),
+    "bad sweep value": (
+        ["tracking=none", "-m", "estimator=naive,nope"],
+        "estimator: expected one of",
+    ),
+    "missing file": (
+        ["tracking=none", "data=csv", "data.path=missing.csv", *ROLES],
+        "data.path: expected an existing file",
+    ),
     "unreadable csv": (["tracking=none", "data=csv", "data.path=garbage.csv", *ROLES], "data"),
-    "unreadable parquet": (["tracking=none", "data=parquet", "data.path=garbage.csv", *ROLES], "data.path"),
-    "missing column": (["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-2], "data.roles.covariates=[nope]", "dgp=none"], "data.roles"),
-    "unwritable mlflow uri": (["tracking.uri=sqlite:////proc/nope/x.db", "estimator=itt"], "tracking.uri"),
-    "own data with a simulator": (["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-1]], "dgp: expected none"),
+    "unreadable parquet": (
+        ["tracking=none", "data=parquet", "data.path=garbage.csv", *ROLES],
+        "data.path",
+    ),
+    "missing column": (
+        [
+            "tracking=none",
+            "data=csv",
+            "data.path=panel.csv",
+            *ROLES[:-2],
+            "data.roles.covariates=[nope]",
+            "dgp=none",
+        ],
+        "data.roles",
+    ),
+    "unwritable mlflow uri": (
+        ["tracking.uri=sqlite:////proc/nope/x.db", "estimator=itt"],
+        "tracking.uri",
+    ),
+    "own data with a simulator": (
+        ["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-1]],
+        "dgp: expected none",
+    ),
 }
 
 
@@ -170,7 +269,9 @@ def test_cli_bad_input_exit_2_one_line(cli_dir, case):
     p = _cli(cli_dir, *args)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2, p.stderr
-    assert len(lines) == 1 and lines[0].startswith("causalkit: error: ") and needle in lines[0], p.stderr
+    assert len(lines) == 1 and lines[0].startswith("causalkit: error: ") and needle in lines[0], (
+        p.stderr
+    )
     assert "Traceback" not in p.stderr
 
 
@@ -184,7 +285,14 @@ def test_runs_path_is_a_regular_file(tmp_path):
 def test_failed_single_run_is_failed_not_running(tmp_path):
     frame = _panel().assign(device=1.0)
     frame.to_csv(tmp_path / "panel.csv", index=False)
-    p = _cli(tmp_path, "data=csv", "data.path=panel.csv", *ROLES, "estimator=microsynth", "inference=none")
+    p = _cli(
+        tmp_path,
+        "data=csv",
+        "data.path=panel.csv",
+        *ROLES,
+        "estimator=microsynth",
+        "inference=none",
+    )
     assert p.returncode == 2 and "constant" in p.stderr and "Traceback" not in p.stderr
     from mlflow.tracking import MlflowClient
 

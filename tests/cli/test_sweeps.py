@@ -20,7 +20,18 @@ from causalkit.config import validate
 pytestmark = pytest.mark.cli
 
 SWEEP = ["-m", "estimator=naive,itt", "mc.reps=400"]
-METRICS = ("mean_estimate", "bias", "bias_mcse", "emp_se", "mean_se", "rmse", "coverage", "ci_width", "n_failed", "reps")
+METRICS = (
+    "mean_estimate",
+    "bias",
+    "bias_mcse",
+    "emp_se",
+    "mean_se",
+    "rmse",
+    "coverage",
+    "ci_width",
+    "n_failed",
+    "reps",
+)
 
 
 def _client(cwd: Path) -> tuple[MlflowClient, str]:
@@ -29,7 +40,13 @@ def _client(cwd: Path) -> tuple[MlflowClient, str]:
 
 
 def _cmd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "causalkit", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "causalkit", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
@@ -38,8 +55,13 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
     fresh.mkdir()
     itt_hash = validate(compose(["estimator=itt", "mc.reps=400"])).cell_hash
     ckpt = killed / "runs" / "checkpoints" / f"{itt_hash}.pkl"
-    proc = subprocess.Popen([sys.executable, "-m", "causalkit", *SWEEP], cwd=killed, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "causalkit", *SWEEP],
+        cwd=killed,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     done = 0
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -65,19 +87,32 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
     runs = c.search_runs([exp])
     assert not [r for r in runs if r.info.status == "RUNNING"]
     killed_runs = [r for r in runs if r.info.status == "KILLED"]
-    assert len(killed_runs) == 2 and all("died" in r.data.tags["causalkit.error"] for r in killed_runs)
-    itt_runs = [r for r in runs if r.data.tags.get("causalkit.config_hash") == itt_hash and r.info.status == "FINISHED"]
+    assert len(killed_runs) == 2 and all(
+        "died" in r.data.tags["causalkit.error"] for r in killed_runs
+    )
+    itt_runs = [
+        r
+        for r in runs
+        if r.data.tags.get("causalkit.config_hash") == itt_hash and r.info.status == "FINISHED"
+    ]
     assert len(itt_runs) == 1
 
     ref = _cmd(fresh, *SWEEP)
     assert ref.returncode == 0, ref.stderr
     c2, exp2 = _client(fresh)
-    ref_itt = [r for r in c2.search_runs([exp2]) if r.data.tags.get("causalkit.config_hash") == itt_hash]
+    ref_itt = [
+        r for r in c2.search_runs([exp2]) if r.data.tags.get("causalkit.config_hash") == itt_hash
+    ]
     for m in METRICS:
         assert itt_runs[0].data.metrics[m] == ref_itt[0].data.metrics[m], m  # bit-identical
 
-    report = subprocess.run([sys.executable, "-m", "causalkit.report"], cwd=killed, capture_output=True, text=True,
-                            timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "causalkit.report"],
+        cwd=killed,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr
     rows = [ln for ln in report.stdout.splitlines() if ln.startswith("estimator=")]
     assert len(rows) == 2  # each cell once, the skipped one from the earlier run
@@ -89,13 +124,22 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
 
 
 def test_eight_concurrent_cells_against_one_fresh_store(tmp_path):
-    p = _cmd(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=8", "estimator=naive,itt",
-             "mc.seed=1,2,3,4", "mc.reps=5")
+    p = _cmd(
+        tmp_path,
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=8",
+        "estimator=naive,itt",
+        "mc.seed=1,2,3,4",
+        "mc.reps=5",
+    )
     assert p.returncode == 0, p.stderr
     c, exp = _client(tmp_path)
     runs = c.search_runs([exp])
     parents = [r for r in runs if r.data.tags.get("causalkit.sweep") == "1"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and len(children) == 8
-    assert len({r.data.tags["causalkit.config_hash"] for r in children}) == 8  # none lost, none duplicated
+    assert (
+        len({r.data.tags["causalkit.config_hash"] for r in children}) == 8
+    )  # none lost, none duplicated
     assert all(r.info.status == "FINISHED" for r in runs)

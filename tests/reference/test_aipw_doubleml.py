@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
-from causalkit_plugins.estimators.aipw.folds import stratified_folds
-from causalkit_plugins.inference.basic import Analytic
 
 from causalkit.contracts import Dataset, Roles
+from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
+from causalkit_plugins.estimators.aipw.folds import stratified_folds
+from causalkit_plugins.inference.basic import Analytic, AnalyticParams
 
 dml = pytest.importorskip("doubleml")
 from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E402
@@ -55,18 +55,19 @@ def _doubleml(df: pd.DataFrame, score: str, normalize: bool, clip: float):
     return model.fit()
 
 
-def _ours(df: pd.DataFrame, estimand: str, normalize: bool, clip: float, **extra):
+def _ours(df: pd.DataFrame, estimand: str, normalize: bool, clip: float, segments=(), **extra):
     params = AIPWParams(
         estimand=estimand,
-        propensity_model="logistic",
+        propensity_model="logit",
         outcome_model="linear",
-        fold_column="fold",
         scale=True,
         normalize=normalize,
         clip=clip,
         **extra,
     )
-    roles = Roles(outcome="net_tfa", treatment="e401", covariates=tuple(X))
+    roles = Roles(
+        outcome="net_tfa", treatment="e401", covariates=tuple(X), fold="fold", segments=segments
+    )
     return AIPW(params).fit(Dataset(df, roles), np.random.default_rng(0))
 
 
@@ -77,20 +78,25 @@ def test_effect_and_se_match_doubleml(frame, estimand, score, normalize, clip):
     ref = _doubleml(frame, score, normalize, clip)
     fit = _ours(frame, estimand, normalize, clip)
     se = Analytic().infer(fit, np.random.default_rng(0)).se
+    assert fit.k == 1
     np.testing.assert_allclose(fit.estimate, ref.coef[0], rtol=RTOL)
-    np.testing.assert_allclose(se, ref.se[0], rtol=RTOL)
+    np.testing.assert_allclose(se[0], ref.se[0], rtol=RTOL)
 
 
 def test_group_effects_match_doubleml_gate(frame):
+    """Segment effects and their SEs through the inference plugin over the whole vector."""
     ref = _doubleml(frame, "ATE", False, 0.01)
     gate = ref.gate(pd.DataFrame({"g": frame["income_group"].astype(str)}))
     fit = _ours(frame, "ate", False, 0.01, segments=("income_group",), min_segment_rows=1)
-    table = fit.tables["segments.income_group"].set_index("segment")
-    names = {f"Group_{g}": g for g in ("low", "mid", "high")}
+    out = Analytic(AnalyticParams(joint=True)).infer(fit, np.random.default_rng(0))
+    assert fit.names[0] == "ATE" and out.joint
+    np.testing.assert_allclose(fit.estimates[0], ref.coef[0], rtol=RTOL)
+    np.testing.assert_allclose(out.se[0], ref.se[0], rtol=RTOL)
+    position = {name: j for j, name in enumerate(fit.names)}
     blp = gate.blp_model[0] if isinstance(gate.blp_model, list) else gate.blp_model
     for name, coef, bse in zip(
         blp.params.index, blp.params.to_numpy(), blp.bse.to_numpy(), strict=True
     ):
-        row = table.loc[names[name]]
-        np.testing.assert_allclose(row["dr_lift"], coef, rtol=RTOL)
-        np.testing.assert_allclose(row["standard_error"], bse, rtol=RTOL)
+        j = position[f"segment[income_group={name.removeprefix('Group_')}]"]
+        np.testing.assert_allclose(fit.estimates[j], coef, rtol=RTOL)
+        np.testing.assert_allclose(out.se[j], bse, rtol=RTOL)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from causalkit.contracts import Dataset, Roles
 from causalkit_plugins.dgps.ad_holdout import AdHoldout, AdHoldoutParams
 from causalkit_plugins.dgps.contaminated_holdout import ContaminatedHoldout
 from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
-
-from causalkit.contracts import Dataset, Roles
 
 mlsynth = pytest.importorskip("mlsynth")
 pytestmark = pytest.mark.reference

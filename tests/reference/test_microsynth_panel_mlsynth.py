@@ -1,4 +1,4 @@
-"""Panel QP mode agrees with mlsynth 1.0.0's panel QP (cvxpy + Clarabel) run side by side.
+"""``microsynth_panel`` with ``weighting=qp`` agrees with mlsynth 1.0.0's panel QP (cvxpy + Clarabel) run side by side.
 
 Where the lagged outcomes cannot be matched exactly (the least-squares part of the QP
 binds) the ATT on totals agrees with mlsynth to 1e-4 relative. Where they can be matched
@@ -16,15 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from causalkit_plugins.dgps.area_panel import AreaPanel, AreaPanelParams
-from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
+from causalkit_plugins.estimators.microsynth.panel_estimator import (
+    MicroSynthPanel,
+    MicroSynthPanelParams,
+)
 from causalkit_plugins.estimators.microsynth.panel_qp import solve_panel_qp
-from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 
 mlsynth = pytest.importorskip("mlsynth")
 pytestmark = pytest.mark.reference
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "seattledmi.csv.gz"
+QP = MicroSynthPanelParams(weighting="qp")
 
 
 def _mlsynth_att(frame: pd.DataFrame, covariates: list[str]) -> float:
@@ -56,9 +60,7 @@ def test_att_matches_mlsynth_panel_qp(seed):
         n_units=400, n_treated=10, selection=1.0, slope_covariate=0.6, n_covariates=2
     )
     sim = AreaPanel(world).simulate(np.random.default_rng(seed), None)
-    ours = MicroSynth(MicroSynthParams(weight_method="panel", panel_weights="qp")).fit(
-        sim.dataset, np.random.default_rng(0)
-    )
+    ours = MicroSynthPanel(QP).fit(sim.dataset, np.random.default_rng(0))
     assert ours.estimate == pytest.approx(_mlsynth_att(sim.dataset.frame, ["x1", "x2"]), rel=1e-4)
 
 
@@ -69,9 +71,7 @@ def test_near_exact_fit_matches_tight_clarabel_and_beats_mlsynth_default():
         np.random.default_rng(0), None
     )
     frame = sim.dataset.frame
-    ours = MicroSynth(MicroSynthParams(weight_method="panel", panel_weights="qp")).fit(
-        sim.dataset, np.random.default_rng(0)
-    )
+    ours = MicroSynthPanel(QP).fit(sim.dataset, np.random.default_rng(0))
     Y = frame.pivot(index="unit", columns="time", values="y").to_numpy()
     tr = frame.groupby("unit").treated.max().to_numpy() == 1
     X = frame.groupby("unit")[["x1", "x2", "x3"]].first().to_numpy()

@@ -1,8 +1,10 @@
-"""MicroSynth panel mode reproduces R microsynth 2.0.51 on the Seattle DMI data.
+"""``microsynth_panel`` with ``inference=linearisation`` reproduces R microsynth 2.0.51 on Seattle DMI.
 
 Reference numbers: the package vignette "MicroSynth: A Tutorial" (cran/microsynth,
 inst/doc/introduction.html, example 1, ``sea1``), printed by ``summary(sea1)``:
-the weight balance table (6 decimals) and the results table.
+the weight balance table (6 decimals) and the results table. R's ``test = "lower"`` and
+``confidence = 0.9`` are the linearisation plugin's ``test`` and ``level``; the same run is the
+preset ``experiment=seattle_dmi``, whose composed config is checked to be this one.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
-from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 
+from causalkit.cli import compose
+from causalkit.config import validate
 from causalkit.contracts import Dataset, Roles
+from causalkit_plugins.estimators.microsynth.panel_estimator import (
+    MicroSynthPanel,
+    MicroSynthPanelParams,
+)
+from causalkit_plugins.inference.linearisation import LinearisationParams, PanelLinearisation
 
 pytestmark = pytest.mark.reference
 
@@ -62,33 +69,43 @@ R_WEIGHTED = {
 R_ALL_SCALED = {"TotalPop": 2384.7476665, "i_felony.12": 4.9023024, "any_crime.1": 55.1144991}
 
 
+PARAMS = MicroSynthPanelParams(
+    start_pre=1, end_pre=12, end_post=16, match_outcomes=OUT, result_outcomes=OUT
+)
+INFERENCE = LinearisationParams(level=0.9, test="lower")
+
+
 @pytest.fixture(scope="module")
 def fit():
     frame = pd.read_csv(DATA)
     roles = Roles(
         unit="ID", time="time", treatment="Intervention", outcome="i_felony", covariates=COV
     )
-    p = MicroSynthParams(
-        weight_method="panel",
-        start_pre=1,
-        end_pre=12,
-        end_post=16,
-        match_outcomes=OUT,
-        result_outcomes=OUT,
-        test="lower",
-    )
-    return MicroSynth(p).fit(Dataset(frame, roles), np.random.default_rng(0))
+    return MicroSynthPanel(PARAMS).fit(Dataset(frame, roles), np.random.default_rng(0))
 
 
-def test_every_printed_digit_of_the_results_table(fit):
+@pytest.fixture(scope="module")
+def inference(fit):
+    return PanelLinearisation(INFERENCE).infer(fit, np.random.default_rng(0))
+
+
+def test_every_printed_digit_of_the_results_table(fit, inference):
+    d = fit.diagnostics
     for o, (trt, con, pct, pval, lo, hi) in R_RESULTS.items():
-        d = fit.diagnostics
+        effect = fit.names.index("ATT" if o == "i_felony" else o)
+        ratio = fit.names.index(f"{o}.log_ratio")
         assert d[f"{o}.trt"] == trt
         assert f"{d[f'{o}.con']:.2f}" == con
         assert f"{100 * d[f'{o}.pct_change']:.1f}" == pct
-        assert f"{d[f'{o}.p_value']:.4f}" == pval
-        assert f"{100 * d[f'{o}.ci_lower']:.1f}" == lo
-        assert f"{100 * d[f'{o}.ci_upper']:.1f}" == hi
+        assert f"{inference.p_value[effect]:.4f}" == pval
+        assert f"{100 * np.expm1(inference.ci_lower[ratio]):.1f}" == lo
+        assert f"{100 * np.expm1(inference.ci_upper[ratio]):.1f}" == hi
+
+
+def test_the_preset_is_this_run():
+    cfg = validate(compose(["experiment=seattle_dmi", "tracking=none"]))
+    assert cfg.estimator.name == "microsynth_panel" and cfg.estimator.params == PARAMS
+    assert cfg.inference.name == "linearisation" and cfg.inference.params == INFERENCE
 
 
 def test_weight_balance_table_to_six_decimals(fit):
@@ -102,7 +119,9 @@ def test_weight_balance_table_to_six_decimals(fit):
     assert fit.diagnostics["iterations"] >= 1 and fit.diagnostics["max_rel_misfit"] < 1e-4
 
 
-def test_estimate_is_mean_post_gap_on_totals(fit):
+def test_estimate_is_mean_post_gap_on_totals(fit, inference):
     d = fit.diagnostics
     assert fit.estimate == pytest.approx((d["i_felony.trt"] - d["i_felony.con"]) / 4, rel=1e-12)
-    assert fit.model_se > 0
+    assert fit.names[:4] == ("ATT", "i_misdemea", "i_drugs", "any_crime")
+    assert fit.names[-4:] == ("ATT@13", "ATT@14", "ATT@15", "ATT@16")
+    assert np.all(inference.se > 0)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from causalkit_plugins.estimators.selection.ols import OLS, OLSParams
-from causalkit_plugins.inference.basic import Analytic
 
 import causalkit
 from causalkit.contracts import Dataset, Estimand, Roles
+from causalkit_plugins.estimators.selection.ols import OLS, OLSParams
+from causalkit_plugins.inference.basic import Analytic
 
 pytestmark = pytest.mark.reference
 

@@ -19,8 +19,12 @@ REPS = 400
 
 
 def _cell(estimator: str, *extra: str):
-    cfg = validate(compose(["tracking=none", f"estimator={estimator}", f"mc.reps={REPS}", "mc.n_jobs=2", *extra]))
-    return run_cell(cfg).cell.metrics
+    cfg = validate(
+        compose(
+            ["tracking=none", f"estimator={estimator}", f"mc.reps={REPS}", "mc.n_jobs=2", *extra]
+        )
+    )
+    return run_cell(cfg).metrics
 
 
 def test_itt_naive_microsynth_pattern():

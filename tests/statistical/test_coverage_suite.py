@@ -44,10 +44,37 @@ AIPW_WORLD = [
 ]
 CELLS = {
     "naive/analytic": ["estimator=naive", "inference=analytic", "mc.target=ATE", *RANDOMISED],
-    "naive/bootstrap": ["estimator=naive", "inference=bootstrap", "inference.n_boot=199", "mc.target=ATE", *RANDOMISED],
-    "itt/analytic": ["estimator=itt", "inference=analytic", "mc.target=ITT", "dgp.n_users=600", "dgp.n_exposed=300", "dgp.n_contaminated=100"],
-    "itt/bootstrap": ["estimator=itt", "inference=bootstrap", "inference.n_boot=199", "mc.target=ITT", "dgp.n_users=600", "dgp.n_exposed=300", "dgp.n_contaminated=100"],
-    "microsynth/bootstrap": ["estimator=microsynth", "inference=bootstrap", "inference.n_boot=199", "mc.target=ATT", *RANDOMISED],
+    "naive/bootstrap": [
+        "estimator=naive",
+        "inference=bootstrap",
+        "inference.n_boot=199",
+        "mc.target=ATE",
+        *RANDOMISED,
+    ],
+    "itt/analytic": [
+        "estimator=itt",
+        "inference=analytic",
+        "mc.target=ITT",
+        "dgp.n_users=600",
+        "dgp.n_exposed=300",
+        "dgp.n_contaminated=100",
+    ],
+    "itt/bootstrap": [
+        "estimator=itt",
+        "inference=bootstrap",
+        "inference.n_boot=199",
+        "mc.target=ITT",
+        "dgp.n_users=600",
+        "dgp.n_exposed=300",
+        "dgp.n_contaminated=100",
+    ],
+    "microsynth/bootstrap": [
+        "estimator=microsynth",
+        "inference=bootstrap",
+        "inference.n_boot=199",
+        "mc.target=ATT",
+        *RANDOMISED,
+    ],
     "aipw/analytic": [*AIPW_WORLD, "inference=analytic"],
     "aipw/multiplier": [*AIPW_WORLD, "inference=multiplier", "inference.n_boot=1000"],
 }
@@ -56,15 +83,32 @@ CELLS = {
 # the size is nominal; with R = 199 the placebo-inversion CI's bracket is [0.94, 0.95], so its
 # coverage is also checked against the nominal 0.95 +- 3 MCSE.
 PERMUTATION_CELLS = {
-    "microsynth-panel/permutation": (19, [
-        "estimator=microsynth", "estimator.weight_method=panel", "dgp=area_panel", "dgp.n_units=200",
-        "dgp.n_treated=10", "dgp.n_pre=4", "dgp.n_post=2", "dgp.n_covariates=2", "dgp.selection=0",
-        "dgp.effect=0", "mc.target=ATT",
-    ]),
-    "microsynth-simplex/permutation": (199, [
-        "estimator=microsynth", "dgp.n_contaminated=0", "dgp.n_users=600", "dgp.n_exposed=40",
-        "dgp.lift=0", "mc.target=ATT",
-    ]),
+    "microsynth-panel/permutation": (
+        19,
+        [
+            "estimator=microsynth_panel",
+            "dgp=area_panel",
+            "dgp.n_units=200",
+            "dgp.n_treated=10",
+            "dgp.n_pre=4",
+            "dgp.n_post=2",
+            "dgp.n_covariates=2",
+            "dgp.selection=0",
+            "dgp.effect=0",
+            "mc.target=ATT",
+        ],
+    ),
+    "microsynth-simplex/permutation": (
+        199,
+        [
+            "estimator=microsynth",
+            "dgp.n_contaminated=0",
+            "dgp.n_users=600",
+            "dgp.n_exposed=40",
+            "dgp.lift=0",
+            "mc.target=ATT",
+        ],
+    ),
 }
 
 
@@ -76,13 +120,19 @@ def _run(overrides: list[str]):
 @pytest.mark.parametrize("cell", list(CELLS), ids=list(CELLS))
 def test_nominal_coverage_and_no_bias(cell):
     out = _run(CELLS[cell])
-    m = out.cell.metrics
-    print(f"{cell}: coverage {m['coverage']:.3f} ± {m['coverage_mcse']:.3f}, bias {m['bias']:+.5f} ± "
-          f"{m['bias_mcse']:.5f}, emp SE {m['emp_se']:.4f}, mean SE {m['mean_se']:.4f}, {out.seconds:.0f} s")
+    m = out.metrics
+    print(
+        f"{cell}: coverage {m['coverage']:.3f} ± {m['coverage_mcse']:.3f}, bias {m['bias']:+.5f} ± "
+        f"{m['bias_mcse']:.5f}, emp SE {m['emp_se']:.4f}, mean SE {m['mean_se']:.4f}, {out.seconds:.0f} s"
+    )
     band = 3 * math.sqrt(0.95 * 0.05 / REPS)
     assert m["n_failed"] == 0
-    assert abs(m["coverage"] - 0.95) <= band, f"coverage {m['coverage']:.3f} outside 0.95 ± {band:.3f}"
-    assert abs(m["bias"]) <= 3 * m["bias_mcse"], f"bias {m['bias']:+.5f} beyond 3 MCSE {m['bias_mcse']:.5f}"
+    assert abs(m["coverage"] - 0.95) <= band, (
+        f"coverage {m['coverage']:.3f} outside 0.95 ± {band:.3f}"
+    )
+    assert abs(m["bias"]) <= 3 * m["bias_mcse"], (
+        f"bias {m['bias']:+.5f} beyond 3 MCSE {m['bias_mcse']:.5f}"
+    )
 
 
 def _interpolated_quantile_coverage(r: int, level: float) -> tuple[float, float]:
@@ -94,20 +144,37 @@ def _interpolated_quantile_coverage(r: int, level: float) -> tuple[float, float]
 @pytest.mark.parametrize("cell", list(PERMUTATION_CELLS), ids=list(PERMUTATION_CELLS))
 def test_permutation_size_and_no_bias(cell):
     n_perm, overrides = PERMUTATION_CELLS[cell]
-    out = _run(["inference=permutation", f"inference.n_perm={n_perm}", "inference.test=twosided", *overrides])
-    m, reps = out.cell.metrics, out.replications
+    out = _run(
+        [
+            "inference=permutation",
+            f"inference.n_perm={n_perm}",
+            "inference.test=twosided",
+            *overrides,
+        ]
+    )
+    m, reps = out.metrics, out.replications
     rate = float(np.mean(reps["p_value"].to_numpy(float) <= 0.05 + 1e-12))
     se = math.sqrt(0.05 * 0.95 / REPS)
     lo, hi = _interpolated_quantile_coverage(n_perm, 0.95)
-    print(f"{cell} (R={n_perm}): rejection at 5% {rate:.3f} ± {se:.3f}, bias {m['bias']:+.5f} ± "
-          f"{m['bias_mcse']:.5f}, CI coverage {m['coverage']:.3f} ± {m['coverage_mcse']:.3f} "
-          f"(bracket [{lo:.3f}, {hi:.3f}]), {out.seconds:.0f} s")
+    print(
+        f"{cell} (R={n_perm}): rejection at 5% {rate:.3f} ± {se:.3f}, bias {m['bias']:+.5f} ± "
+        f"{m['bias_mcse']:.5f}, CI coverage {m['coverage']:.3f} ± {m['coverage_mcse']:.3f} "
+        f"(bracket [{lo:.3f}, {hi:.3f}]), {out.seconds:.0f} s"
+    )
     assert m["n_failed"] == 0
-    assert int(reps["inference.n_failed"].sum()) == 0, "an infeasible placebo draw makes 5% unattainable"
+    assert int(reps["inference.n_failed"].sum()) == 0, (
+        "an infeasible placebo draw makes 5% unattainable"
+    )
     assert abs(rate - 0.05) <= 3 * se, f"size {rate:.3f} outside 0.05 ± {3 * se:.3f}"
-    assert abs(m["bias"]) <= 3 * m["bias_mcse"], f"bias {m['bias']:+.5f} beyond 3 MCSE {m['bias_mcse']:.5f}"
+    assert abs(m["bias"]) <= 3 * m["bias_mcse"], (
+        f"bias {m['bias']:+.5f} beyond 3 MCSE {m['bias_mcse']:.5f}"
+    )
     band = 3 * m["coverage_mcse"]
-    assert lo - band <= m["coverage"] <= hi + band, f"CI coverage {m['coverage']:.3f} outside [{lo}, {hi}]"
+    assert lo - band <= m["coverage"] <= hi + band, (
+        f"CI coverage {m['coverage']:.3f} outside [{lo}, {hi}]"
+    )
     if lo >= 0.94:  # large R: the interval itself must be a nominal 95% CI
         nominal = 3 * math.sqrt(0.95 * 0.05 / REPS)
-        assert abs(m["coverage"] - 0.95) <= nominal, f"CI coverage {m['coverage']:.3f} outside 0.95 ± {nominal:.3f}"
+        assert abs(m["coverage"] - 0.95) <= nominal, (
+            f"CI coverage {m['coverage']:.3f} outside 0.95 ± {nominal:.3f}"
+        )

@@ -55,7 +55,7 @@ def study() -> dict[str, np.ndarray]:
         sim = dgp.simulate(rng, None)
         for name, est in ESTIMATORS.items():
             fit = est.fit(sim.dataset, rng)
-            se = analytic.infer(fit, rng).se
+            se = analytic.infer(fit, rng).se[0]
             out[name].append((fit.estimate - sim.truth.values[str(fit.estimand)], se))
     return {k: np.asarray(v) for k, v in out.items()}
 

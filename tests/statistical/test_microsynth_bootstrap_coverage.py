@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from causalkit_plugins.dgps.ad_holdout import AdHoldout, AdHoldoutParams, SalesModel
 from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
 from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
@@ -32,7 +33,7 @@ def test_att_bootstrap_coverage_and_all_replications_converge():
         out = boot.infer(fit, rng)
         failed += int(out.diagnostics["n_failed"])
         est.append(fit.estimate)
-        hit.append(out.ci_lower <= 1.0 <= out.ci_upper)
+        hit.append(bool(out.ci_lower[0] <= 1.0 <= out.ci_upper[0]))
     est_a = np.asarray(est)
     assert failed == 0
     assert abs(est_a.mean() - 1.0) < 4 * est_a.std(ddof=1) / np.sqrt(est_a.size)

@@ -1,27 +1,30 @@
-"""Unit tests of the aipw estimator: learners whitelist, folds, scores, segments, errors, plots."""
+"""Unit tests of the aipw estimator: learners whitelist, folds, scores, segments, errors, plots,
+and its fit contract (named vector of estimates, influence matrix, refit with given folds)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.multitest import multipletests
+
+from causalkit.contracts import Capability, Dataset, Estimand, Roles
+from causalkit.errors import ConfigError, DataError
+from causalkit.registry import default_registry
 from causalkit_plugins.dgps.position_bias import SEGMENT_COLUMNS, PositionBias, PositionBiasParams
 from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
-from causalkit_plugins.estimators.aipw.folds import stratified_folds
+from causalkit_plugins.estimators.aipw.folds import resampled_folds, stratified_folds
 from causalkit_plugins.estimators.aipw.learners import make_learner
 from causalkit_plugins.estimators.aipw.plots import figures
 from causalkit_plugins.estimators.aipw.scores import aipw_scores, ratio_effect
-from causalkit_plugins.estimators.aipw.segments import SegmentRules, holm, segment_table
-from causalkit_plugins.inference.basic import Analytic
+from causalkit_plugins.estimators.aipw.segments import SegmentRules, segment_effects
+from causalkit_plugins.inference.basic import Analytic, AnalyticParams
+from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
 from causalkit_plugins.inference.multiplier import (
     MultiplierBootstrap,
     MultiplierParams,
     multiplier_weights,
 )
-from statsmodels.stats.multitest import multipletests
-
-from causalkit.contracts import Dataset, Estimand, Roles
-from causalkit.errors import ConfigError, DataError
 
 
 def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -35,21 +38,37 @@ def _frame(n: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 ROLES = Roles(outcome="y", treatment="d", covariates=("x1", "x2", "grp"))
+SEG = ROLES.model_copy(update={"segments": ("grp",)})
 
 
 def test_unknown_learner_param_is_one_line_config_error():
     with pytest.raises(
-        ConfigError, match=r"estimator\.propensity_params\.bogus: expected a parameter of logistic"
+        ConfigError, match=r"estimator\.propensity_params\.bogus: expected a parameter of logit"
     ):
-        make_learner("logistic", "classifier", {"bogus": 1}, "estimator.propensity_params", 0)
+        make_learner("logit", "classifier", {"bogus": 1}, "estimator.propensity_params", 0)
+    # The parameter model rejects it at validation, before any data is read.
+    with pytest.raises(ConfigError, match=r"estimator\.propensity_params\.bogus"):
+        AIPWParams(propensity_params={"bogus": 1})
+    with pytest.raises(
+        ConfigError, match=r"estimator\.outcome_params\.C: expected a parameter of gbm"
+    ):
+        AIPWParams(outcome_model="gbm", outcome_params={"C": 1.0})
+    AIPWParams(outcome_params={"C": 0.5})  # auto may pick logit, which takes C
+
+
+def test_names_one_vocabulary():
+    assert AIPWParams(estimand="att").estimand is Estimand.ATT
+    assert AIPWParams().propensity_model == "logit"
+    with pytest.raises(ValueError, match="ATE or ATT"):
+        AIPWParams(estimand="atc")
+    for gone in ("segments", "fold_column", "segment_level", "level"):
+        assert gone not in AIPWParams.model_fields
 
 
 def test_probit_is_not_an_outcome_regressor():
     frame = _frame()
     with pytest.raises(ConfigError, match="estimator.outcome_model"):
-        AIPW(AIPWParams(outcome_model="logistic")).fit(
-            Dataset(frame, ROLES), np.random.default_rng(0)
-        )
+        AIPW(AIPWParams(outcome_model="logit")).fit(Dataset(frame, ROLES), np.random.default_rng(0))
 
 
 def test_folds_are_stratified_and_seeded():
@@ -59,6 +78,18 @@ def test_folds_are_stratified_and_seeded():
     np.testing.assert_array_equal(f1, f2)
     for arm in (False, True):
         counts = np.bincount(f1[d == arm], minlength=5)
+        assert counts.max() - counts.min() <= 1
+
+
+def test_resampled_folds_keep_copies_of_a_row_together():
+    d = np.random.default_rng(1).random(400) < 0.4
+    idx = np.random.default_rng(2).integers(0, 400, 400)
+    folds = resampled_folds(idx, d, 5, np.random.default_rng(3))
+    for row in np.unique(idx):
+        assert np.unique(folds[idx == row]).size == 1
+    distinct = np.unique(idx, return_index=True)[1]
+    for arm in (False, True):
+        counts = np.bincount(folds[distinct][d[idx[distinct]] == arm], minlength=5)
         assert counts.max() - counts.min() <= 1
 
 
@@ -77,38 +108,98 @@ def test_scores_with_true_nuisances_are_the_textbook_formula():
     np.testing.assert_allclose(ratio_effect(att.num, att.den)[0], a.sum() / d.sum(), rtol=1e-12)
 
 
-def test_holm_matches_statsmodels():
-    p = np.array([0.01, 0.04, 0.03, 0.2, 0.001])
-    np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=1e-12)
-
-
-def test_segment_filters_report_reasons_and_joint_crit_is_sidak():
+def test_segment_filters_report_reasons():
     rng = np.random.default_rng(3)
     n = 2000
-    groups = pd.Series(pd.Categorical(rng.choice(["big1", "big2", "tiny"], n, p=[0.5, 0.49, 0.01])))
+    frame = pd.DataFrame({"g": rng.choice(["big1", "big2", "tiny"], n, p=[0.5, 0.49, 0.01])})
     d = rng.binomial(1, 0.5, n).astype(float)
     num = rng.standard_normal(n)
-    rules = SegmentRules(min_rows=100, n_draws=200_000)
-    table = segment_table("g", groups, num, np.ones(n), num, d, rules, rng).set_index("segment")
-    assert table.loc["tiny", "status"] == "rows < 100"
+    seg = segment_effects(
+        frame, ("g",), {}, {}, num, np.ones(n), num, d, SegmentRules(min_rows=100)
+    )
+    table = seg.tables["segments.g"].set_index("segment")
+    assert table.loc["tiny", "status"] == "rows < 100" and table.loc["tiny", "estimate"] == ""
     assert np.isnan(table.loc["tiny", "dr_lift"])
-    sidak = 2.2360  # Phi^{-1}((1 + 0.95**(1/2)) / 2)
-    assert abs(table.loc["big1", "joint_crit"] - sidak) < 0.02
+    assert seg.names == ("segment[g=big1]", "segment[g=big2]")
+    psi = seg.influence(num, np.ones(n))
+    for j, level in enumerate(("big1", "big2")):
+        rows = (frame["g"] == level).to_numpy()
+        assert seg.estimates[j] == pytest.approx(num[rows].mean(), rel=1e-12)
+        # n^{-1} sqrt(sum psi^2) is the HC0 SE of the segment mean.
+        hc0 = num[rows].std() / np.sqrt(rows.sum())
+        assert np.sqrt(np.sum(psi[:, j] ** 2)) / n == pytest.approx(hc0, rel=1e-12)
+        assert np.all(psi[~rows, j] == 0)
 
 
 def test_estimator_recovers_effect_and_is_reproducible():
     frame = _frame(4000)
-    est = AIPW(AIPWParams(outcome_model="linear", segments=("grp",)))
-    f1 = est.fit(Dataset(frame, ROLES), np.random.default_rng(5))
-    f2 = est.fit(Dataset(frame, ROLES), np.random.default_rng(5))
-    assert f1.estimate == f2.estimate
-    truth = 1.0 + (frame["grp"] == "a").mean()
-    se = Analytic().infer(f1, np.random.default_rng(0)).se
-    assert abs(f1.estimate - truth) < 4 * se
+    est = AIPW(AIPWParams(outcome_model="linear"))
+    f1 = est.fit(Dataset(frame, SEG), np.random.default_rng(5))
+    f2 = est.fit(Dataset(frame, SEG), np.random.default_rng(5))
+    np.testing.assert_array_equal(f1.estimates, f2.estimates)
+    assert f1.names == ("ATE", "segment[grp=a]", "segment[grp=b]", "segment[grp=c]")
+    assert f1.influence.shape == (f1.n, 4) and f1.diagnostics["n_segments"] == 3
+    out = Analytic(AnalyticParams(joint=True)).infer(f1, np.random.default_rng(0))
+    truth = np.array([1.0 + (frame["grp"] == "a").mean(), 2.0, 1.0, 1.0])
+    assert np.all(np.abs(f1.estimates - truth) < 4 * out.se)
+    assert np.all((out.ci_lower <= truth) & (truth <= out.ci_upper))
+    np.testing.assert_allclose(out.p_value, multipletests(out.p_value_raw, method="holm")[1])
     seg = f1.tables["segments.grp"].set_index("segment")
-    assert abs(seg.loc["a", "dr_lift"] - 2.0) < 4 * seg.loc["a", "standard_error"]
+    np.testing.assert_array_equal(seg["dr_lift"].to_numpy(), f1.estimates[1:])
+    assert {"standard_error", "ci_lower", "p_holm"}.isdisjoint(seg.columns)  # inference's job
     assert {"nuisance_metrics", "distribution", "overlap"} <= set(f1.tables)
     assert set(figures(f1.tables)) == {"forest_grp.png", "naive_vs_dr.png"}
+
+
+def test_capabilities_and_pairings_do_not_depend_on_roles():
+    caps = {Capability.INFLUENCE, Capability.RESAMPLE}
+    assert AIPW.capabilities(AIPWParams()) == caps
+    assert (
+        AIPW.capabilities(AIPWParams(folds=1, se_method="stacked", propensity_model="probit"))
+        == caps
+    )
+    assert {"analytic", "bootstrap", "multiplier", "none"} <= set(
+        default_registry().pairings("aipw")
+    )
+    fit = AIPW(AIPWParams(folds=2)).fit(Dataset(_frame(600), ROLES), np.random.default_rng(0))
+    assert fit.capabilities == caps
+
+
+def test_bootstrap_with_given_folds_refits_with_the_rows_own_folds():
+    frame = _frame(1200).assign(fold=lambda f: np.arange(len(f)) % 3)
+    roles = SEG.model_copy(update={"fold": "fold", "covariates": ("x1", "x2")})
+    est = AIPW(AIPWParams(outcome_model="linear", folds=7))  # folds ignored: the role gives 3
+    fit = est.fit(Dataset(frame, roles), np.random.default_rng(0))
+    assert fit.diagnostics["folds"] == 3
+    # The refit on all rows in their order is the fit itself (same folds, same learners).
+    np.testing.assert_allclose(fit.resampler.refit(np.arange(fit.n)), fit.estimates, rtol=1e-10)
+    out = Bootstrap(BootstrapParams(n_boot=20, joint=True)).infer(fit, np.random.default_rng(1))
+    assert out.diagnostics["n_failed"] == 0 and out.joint
+    assert np.all(np.isfinite(out.se)) and np.all(out.se > 0) and out.se.shape == (4,)
+    analytic = Analytic().infer(fit, np.random.default_rng(0)).se
+    assert np.all(np.abs(out.se / analytic - 1) < 0.6)  # 20 draws: a sanity bracket only
+
+
+def test_refit_without_given_folds_and_with_trimming():
+    frame = _frame(1500)
+    fit = AIPW(AIPWParams(folds=2, trim=0.3, outcome_model="linear")).fit(
+        Dataset(frame, SEG), np.random.default_rng(0)
+    )
+    assert fit.n == len(frame) - fit.diagnostics["n_trimmed"] and fit.diagnostics["n_trimmed"] > 0
+    draw = fit.resampler.refit(np.random.default_rng(1).integers(0, fit.n, fit.n))
+    assert draw.shape == (4,) and np.all(np.isfinite(draw))
+
+
+def test_stacked_segment_of_every_row_has_the_effects_influence():
+    frame = _frame(1500).assign(everyone="all")
+    roles = ROLES.model_copy(update={"segments": ("everyone",)})
+    params = AIPWParams(
+        folds=1, propensity_model="probit", outcome_model="linear", clip=0.0, se_method="stacked"
+    )
+    fit = AIPW(params).fit(Dataset(frame, roles), np.random.default_rng(0))
+    assert fit.names == ("ATE", "segment[everyone=all]")
+    np.testing.assert_allclose(fit.estimates[1], fit.estimates[0], rtol=1e-12)
+    np.testing.assert_allclose(fit.influence[:, 1], fit.influence[:, 0], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -128,22 +219,29 @@ def test_estimator_variants_run(extra):
     fit = AIPW(AIPWParams(folds=3, **extra)).fit(
         Dataset(_frame(1500), ROLES), np.random.default_rng(0)
     )
-    assert np.isfinite(fit.estimate) and fit.influence.shape == (fit.n,)
+    assert np.isfinite(fit.estimate) and fit.influence.shape == (fit.n, 1)
 
 
 def test_bad_inputs_are_one_line_errors():
     frame = _frame(300)
     with pytest.raises(DataError, match="roles.treatment"):
         AIPW().fit(Dataset(frame.assign(d=frame["d"] * 2), ROLES), np.random.default_rng(0))
-    with pytest.raises(ConfigError, match="estimator.se_method"):
-        AIPW(AIPWParams(se_method="stacked", folds=3)).fit(
-            Dataset(frame, ROLES), np.random.default_rng(0)
-        )
-    with pytest.raises(ConfigError, match="estimator.segments"):
-        AIPW(AIPWParams(segments=("x1",))).fit(
-            Dataset(frame, ROLES.model_copy(update={"segments": ("grp",)})),
+    with pytest.raises(ConfigError, match="estimator.se_method: expected folds=1"):
+        AIPWParams(se_method="stacked", folds=3)
+    with pytest.raises(ConfigError, match="estimator.propensity_model"):
+        AIPWParams(se_method="stacked", folds=1)
+    stacked = AIPWParams(se_method="stacked", folds=1, propensity_model="probit")
+    with pytest.raises(ConfigError, match="roles.fold: expected no fold role"):
+        AIPW(stacked).fit(
+            Dataset(frame.assign(f=0), ROLES.model_copy(update={"fold": "f"})),
             np.random.default_rng(0),
         )
+    with pytest.raises(DataError, match="roles: expected a column of the table.*'nope'"):
+        AIPW().fit(
+            Dataset(frame, ROLES.model_copy(update={"fold": "nope"})), np.random.default_rng(0)
+        )
+    with pytest.raises(ConfigError, match="estimator.segment_bins.x1"):
+        AIPW(AIPWParams(segment_bins={"x1": 4})).fit(Dataset(frame, SEG), np.random.default_rng(0))
 
 
 def test_multiplier_weights_and_se():
@@ -153,9 +251,9 @@ def test_multiplier_weights_and_se():
         assert abs(w.mean()) < 0.01 and abs(w.var() - 1) < 0.02
     fit = AIPW(AIPWParams(outcome_model="linear")).fit(Dataset(_frame(), ROLES), rng)
     out = MultiplierBootstrap(MultiplierParams(n_boot=4000)).infer(fit, np.random.default_rng(1))
-    se = Analytic().infer(fit, rng).se
-    assert abs(out.se / se - 1) < 0.05  # SD of 4000 draws: relative MC error ~1.1%
-    assert out.ci_lower < fit.estimate < out.ci_upper
+    se = Analytic().infer(fit, rng).se[0]
+    assert abs(out.se[0] / se - 1) < 0.05  # SD of 4000 draws: relative MC error ~1.1%
+    assert out.ci_lower[0] < fit.estimate < out.ci_upper[0]
 
 
 def test_position_bias_shape_and_truth_keys():

@@ -19,7 +19,11 @@ def _options(group: str) -> list[str]:
 def test_default_config_is_the_contamination_study():
     cfg = validate(compose([]))
     assert (cfg.data.name, cfg.dgp.name, cfg.estimator.name, cfg.inference.name) == (
-        "synthetic", "contaminated_holdout", "microsynth", "bootstrap")
+        "synthetic",
+        "contaminated_holdout",
+        "microsynth",
+        "bootstrap",
+    )
     assert cfg.mc.reps == 1 and cfg.tracking.backend == "mlflow"
 
 
@@ -46,7 +50,9 @@ def test_yaml_defaults_equal_params_defaults(group):
             continue  # a named parameterisation (e.g. heckman_selection_valid), not the defaults file
         cls = reg.get(group, raw["name"])
         values = {k: v for k, v in raw.items() if k != "name"}
-        assert cls.Params.model_validate(values) == cls.Params(), f"{group}/{option}.yaml defaults drift from its Params"
+        assert cls.Params.model_validate(values) == cls.Params(), (
+            f"{group}/{option}.yaml defaults drift from its Params"
+        )
 
 
 def test_experiment_preset_composes_and_cli_overrides_win():

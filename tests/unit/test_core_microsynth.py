@@ -25,7 +25,9 @@ def test_weights_equal_an_independent_clarabel_solve(seed):
     target = X0[rng.choice(n, 40)].mean(axis=0) * 0.6 + 0.3
     ours = solve_simplex_dual(X0, target)
     w = cp.Variable(n)
-    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(w - 1 / n)), [X0.T @ w == target, cp.sum(w) == 1, w >= 0])
+    prob = cp.Problem(
+        cp.Minimize(0.5 * cp.sum_squares(w - 1 / n)), [X0.T @ w == target, cp.sum(w) == 1, w >= 0]
+    )
     prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
     assert prob.status == "optimal" and ours.converged
     # tolerance: Clarabel's interior-point accuracy (~1e-9 on weights of size 1/n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from causalkit_plugins.estimators.microsynth.dual import solve_simplex_dual
 from causalkit_plugins.estimators.microsynth.hull import separating_direction
 

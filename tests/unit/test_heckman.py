@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+
+from causalkit.contracts import Capability, Dataset, Estimand
+from causalkit.errors import ConfigError, DataError
 from causalkit_plugins.dgps.heckman_selection import (
     HeckmanSelection,
     HeckmanSelectionParams,
@@ -17,10 +20,8 @@ from causalkit_plugins.estimators.selection.heckman import Heckman, HeckmanParam
 from causalkit_plugins.estimators.selection.heckman_data import selection_data
 from causalkit_plugins.estimators.selection.heckman_ml import heckman_loglik
 from causalkit_plugins.estimators.selection.probit import fit_probit
+from causalkit_plugins.inference.basic import Analytic
 from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
-
-from causalkit.contracts import Dataset, Estimand
-from causalkit.errors import ConfigError, DataError
 
 VALID = HeckmanSelectionParams(
     n=2000, treatment=TreatmentCoefficients(u=0.0), selection=SelectionCoefficients(link="probit")
@@ -80,8 +81,10 @@ def test_recovers_truth_on_a_large_valid_sample(method):
     fit = Heckman(HeckmanParams(method=method)).fit(sim.dataset, np.random.default_rng(0))
     d = fit.diagnostics
     assert fit.estimand is Estimand.ATE
-    assert fit.estimate == d["coef.treat"]
-    assert abs(fit.estimate - sim.truth.values["ATE"]) < 4 * fit.model_se
+    assert fit.names == ("ATE", "lambda")
+    assert list(fit.estimates) == [d["coef.treat"], d["coef.lambda"]]
+    assert list(fit.model_se) == [d["se.treat"], d["se.lambda"]]
+    assert abs(fit.estimate - sim.truth.values["ATE"]) < 4 * fit.model_se[0]
     for name, true in [("x1", 2.0), ("x2", 1.2), ("intercept", 10.0)]:
         assert abs(d[f"coef.{name}"] - true) < 4 * d[f"se.{name}"], name
     sel = VALID.selection  # probit coefficients are scaled by sd(u_sel*u + v)
@@ -91,7 +94,8 @@ def test_recovers_truth_on_a_large_valid_sample(method):
     rho = VALID.outcome.u * sel.u / (sigma * scale)
     assert d["sigma"] == pytest.approx(sigma, abs=0.02)
     assert d["rho"] == pytest.approx(rho, abs=0.05)
-    assert d["lambda_p"] < 1e-6  # selection on unobservables is detected
+    # selection on unobservables is detected: inference on the second estimate, lambda
+    assert Analytic().infer(fit, np.random.default_rng(0)).p_value[1] < 1e-6
     assert d["converged"] and fit.warnings == ()
 
 
@@ -105,7 +109,7 @@ def test_ml_improves_on_the_twostep_likelihood_and_refits():
                             [np.log(two["sigma"]), np.arctanh(two["rho"])]])  # fmt: skip
     assert fit.diagnostics["loglik"] > heckman_loglik(start, sd.y, sd.X, sd.W, sd.d, 0)[0]
     assert fit.diagnostics["ml_newton_decrement"] < 1e-12
-    assert fit.refit(np.arange(fit.n)) == pytest.approx(fit.estimate, abs=1e-9)
+    assert fit.resampler.refit(np.arange(fit.n)) == pytest.approx(fit.estimates, abs=1e-9)
 
 
 def test_subset_equals_rebuilding_from_resampled_rows():
@@ -122,10 +126,14 @@ def test_subset_equals_rebuilding_from_resampled_rows():
 def test_bootstrap_runs_through_refit():
     sim = _sim(VALID.model_copy(update={"n": 800}), seed=8)
     fit = Heckman().fit(sim.dataset, np.random.default_rng(0))
+    assert fit.capabilities == Heckman.capabilities(HeckmanParams())
+    assert Heckman.capabilities(HeckmanParams()) == {Capability.MODEL_SE, Capability.RESAMPLE}
+    assert fit.influence is None and fit.resampler.strata is None
     out = Bootstrap(BootstrapParams(n_boot=60, stratified=False)).infer(
         fit, np.random.default_rng(1)
     )
-    assert 0.4 * fit.model_se < out.se < 2.5 * fit.model_se
+    assert out.se.shape == (2,)  # the treatment effect and lambda
+    assert np.all((0.4 * fit.model_se < out.se) & (out.se < 2.5 * fit.model_se))
 
 
 def test_without_treatment_the_estimate_is_lambda():
@@ -134,8 +142,9 @@ def test_without_treatment_the_estimate_is_lambda():
         update={"treatment": None, "covariates": ("treat", "x1", "x2")}
     )
     fit = Heckman().fit(Dataset(sim.dataset.frame, roles), np.random.default_rng(0))
-    assert fit.estimand is Estimand.DIFF
+    assert fit.estimand is Estimand.DIFF and fit.k == 1 and fit.names == ("DIFF",)
     assert fit.estimate == fit.diagnostics["coef.lambda"]
+    assert fit.model_se[0] == fit.diagnostics["se.lambda"]
 
 
 def test_treatment_joins_the_outcome_equation_and_warns_if_not_in_selection():
@@ -208,10 +217,8 @@ def test_att_truth_quadrature_against_a_large_draw():
 
 
 def test_conformance():
-    from causalkit_plugins.estimators.selection.ols import OLS
-    from causalkit_plugins.inference.basic import Analytic
-
     from causalkit.testing import check_dgp, check_estimator, check_inference
+    from causalkit_plugins.estimators.selection.ols import OLS
 
     check_dgp(HeckmanSelection)
     data = _sim(VALID.model_copy(update={"n": 600}), seed=15).dataset

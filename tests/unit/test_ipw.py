@@ -9,7 +9,7 @@ import statsmodels.api as sm
 from scipy.special import expit, ndtr
 from scipy.stats import norm
 
-from causalkit.contracts import Dataset, Estimand, Roles
+from causalkit.contracts import Capability, Dataset, Estimand, Roles
 from causalkit.errors import ConfigError, DataError
 from causalkit.testing import check_estimator
 from causalkit_plugins.dgps.selection_on_observables import (
@@ -138,9 +138,10 @@ def test_overlap_and_balance_outputs(sim):
         "ess_treated",
         "ess_control",
         "e_value",
-        "e_value_ci",
+        "outcome_sd",
     ):
         assert key in fit.diagnostics
+    assert "level" not in IPWParams.model_fields  # the confidence level belongs to inference
     assert fit.diagnostics["ess_treated"] == pytest.approx(
         fit.diagnostics["n_treated"]
     )  # ATT: unit weights
@@ -148,8 +149,10 @@ def test_overlap_and_balance_outputs(sim):
 
 def test_conformance_and_bootstrap(sim):
     fit = check_estimator(IPW, sim.dataset)
-    assert fit.estimand is Estimand.ATE
-    assert fit.refit(np.arange(fit.n)) == pytest.approx(fit.estimate, rel=1e-12)
+    assert fit.estimand is Estimand.ATE and fit.influence.shape == (fit.n, 1)
+    assert IPW.capabilities(IPWParams()) == {Capability.INFLUENCE, Capability.RESAMPLE}
+    assert fit.capabilities == IPW.capabilities(IPWParams())
+    assert fit.resampler.refit(np.arange(fit.n)) == pytest.approx([fit.estimate], rel=1e-12)
     boot = Bootstrap(BootstrapParams(n_boot=200)).infer(fit, np.random.default_rng(1))
     analytic = Analytic().infer(fit, np.random.default_rng(1))
     assert boot.se == pytest.approx(analytic.se, rel=0.25)
@@ -167,6 +170,9 @@ def test_selected_role_restricts_the_sample(sim):
 def test_bad_input_is_one_line_error(sim):
     with pytest.raises(ConfigError, match="clip/trim"):
         IPWParams(clip=0.01, trim=0.05)
+    with pytest.raises(ValueError, match="one of ATE, ATT, ATC"):
+        IPWParams(estimand="cace")
+    assert IPWParams(estimand="att").estimand is Estimand.ATT
     frame = sim.dataset.frame.assign(treat=sim.dataset.frame["treat"] * 2)
     with pytest.raises(DataError, match="roles.treatment"):
         IPW().fit(Dataset(frame, sim.dataset.roles), np.random.default_rng(0))

@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 
 import causalkit
+from causalkit.contracts import Dataset, Roles
+from causalkit.registry import Registry
 from causalkit_plugins.dgps.selection_on_observables import (
     SelectionOnObservables,
     SelectionOnObservablesParams,
 )
+from causalkit_plugins.estimators.differences import Naive
 from causalkit_plugins.estimators.selection.ipw import IPW, IPWParams
+from causalkit_plugins.estimators.selection.ols import OLS
+from causalkit_plugins.estimators.selection.psm import PSM
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +84,43 @@ def test_cli_runs_on_selection_on_observables(workdir, estimator):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "balance" in out.stdout
+
+
+# The registry's pairings follow from the declared capabilities; multiplier is valid wherever
+# the fit carries influence values (naive, itt and ols gained it with the capability contract).
+PAIRINGS = {
+    "naive": ("analytic", "bootstrap", "multiplier", "none"),
+    "itt": ("analytic", "bootstrap", "multiplier", "none"),
+    "ols": ("analytic", "bootstrap", "multiplier", "none"),
+    "ipw": ("analytic", "bootstrap", "multiplier", "none"),
+    "psm": ("analytic", "none"),  # Abadie-Imbens SE; the bootstrap is invalid for matching
+    "heckman": ("analytic", "bootstrap", "none"),
+}
+
+
+def test_pairings_follow_from_capabilities():
+    registry = Registry().load_entry_points()
+    for name, expected in PAIRINGS.items():
+        assert registry.pairings(name) == expected, name
+        assert registry.default_inference(name) == "analytic"
+
+
+@pytest.mark.parametrize(
+    ("cls", "params"),
+    [
+        (IPW, {"estimand": "ATT", "propensity_model": "probit"}),
+        (IPW, {"estimand": "atc", "weights": "unnormalized", "trim": 0.05}),
+        (OLS, {"estimand": "ATT"}),
+        (PSM, {"estimand": "ATE", "match_on": "covariates", "bias_adjust": True}),
+        (PSM, {"replace": False, "order": "random", "caliper": 0.5}),
+        (Naive, {}),
+    ],
+)
+def test_every_fit_offers_exactly_the_declared_capabilities(frame, cls, params):
+    p = cls.Params(**params)
+    roles = Roles(outcome="y", treatment="treat", covariates=("x1", "x2"))
+    fit = cls(p).fit(Dataset(frame, roles), np.random.default_rng(0))
+    assert fit.capabilities == cls.capabilities(p)
+    if fit.resampler is not None:
+        assert fit.resampler.refit(np.arange(fit.n)).shape == (fit.k,)
+        np.testing.assert_array_equal(fit.resampler.strata, frame["treat"].to_numpy())

@@ -79,17 +79,22 @@ def _fit(estimand: str, seed: int = 1):
     )
 
 
+def _strata(fit) -> np.ndarray:
+    assert fit.resampler is not None and fit.resampler.strata is not None
+    return fit.resampler.strata
+
+
 def _resamples(fit, k: int, seed: int = 2) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    members = stratum_members(fit.strata)
-    return [resample_indices(rng, fit.strata, fit.n, members) for _ in range(k)]
+    members = stratum_members(_strata(fit))
+    return [resample_indices(rng, _strata(fit), fit.n, members) for _ in range(k)]
 
 
 def _sequential(fit, idxs: list[np.ndarray]) -> np.ndarray:
-    out = np.full(len(idxs), np.nan)
+    out = np.full((len(idxs), fit.k), np.nan)
     for i, idx in enumerate(idxs):
         try:
-            out[i] = fit.refit(idx)
+            out[i] = fit.resampler.refit(idx)
         except EstimationError:
             continue
     return out
@@ -99,19 +104,21 @@ def _sequential(fit, idxs: list[np.ndarray]) -> np.ndarray:
 def test_refit_batch_equals_refit(estimand):
     fit = _fit(estimand)
     idxs = _resamples(fit, 40)
-    batch = fit.refit_batch(idxs)
+    batch = fit.resampler.refit_batch(idxs)
     seq = _sequential(fit, idxs)
-    assert np.isfinite(seq).all()
+    assert batch.shape == seq.shape == (40, fit.k) and np.isfinite(seq).all()
     np.testing.assert_allclose(batch, seq, rtol=0, atol=ATOL)
-    # A resample that is the full sample reproduces the estimate.
-    assert fit.refit_batch([np.arange(fit.n)])[0] == pytest.approx(fit.estimate, abs=ATOL)
+    # A resample that is the full sample reproduces the estimates.
+    np.testing.assert_allclose(
+        fit.resampler.refit_batch([np.arange(fit.n)])[0], fit.estimates, rtol=0, atol=ATOL
+    )
 
 
 def _with_dual(fit, **changes):
     """The fit's contrast and full-sample dual, through the refit closures (test access)."""
     cells = {
         c.cell_contents.__class__.__name__: c.cell_contents
-        for c in fit.refit_batch.__closure__
+        for c in fit.resampler.refit_batch.__closure__
         if c.cell_contents is not None
     }
     contrast, sol = cells["BalancedContrast"], cells["DualSolution"]
@@ -122,7 +129,7 @@ def test_fallback_columns_follow_the_sequential_solver():
     """Backtracking columns (a perturbed chord matrix) and max_iter failures go one at a time."""
     fit = _fit("cace")
     contrast, sol = _with_dual(fit)
-    t_rows, c_rows = np.flatnonzero(fit.strata == 1), np.flatnonzero(fit.strata == 0)
+    t_rows, c_rows = np.flatnonzero(_strata(fit) == 1), np.flatnonzero(_strata(fit) == 0)
     idxs = _resamples(fit, 10, seed=5)
     post = contrast.post
     # Overlong chord steps: the sequential solver backtracks; the batch hands every column back.
@@ -144,7 +151,7 @@ def test_mixed_batch_some_fall_back():
     """max_iter between the easy and hard resamples: batch result equals the sequential one."""
     fit = _fit("att", seed=4)
     contrast, sol = _with_dual(fit)
-    rows = (np.flatnonzero(fit.strata == 1), np.flatnonzero(fit.strata == 0))
+    rows = (np.flatnonzero(_strata(fit) == 1), np.flatnonzero(_strata(fit) == 0))
     idxs = _resamples(fit, 24, seed=6)
     its = [
         solve_simplex_dual(
@@ -177,12 +184,19 @@ def test_bootstrap_batched_equals_sequential_bookkeeping():
     fit = _fit("att")
     boot = Bootstrap(BootstrapParams(n_boot=70))
     fast = boot.infer(fit, np.random.default_rng(9))
-    slow = boot.infer(dataclasses.replace(fit, refit_batch=None), np.random.default_rng(9))
+    rs = fit.resampler
+    slow = boot.infer(
+        dataclasses.replace(fit, resampler=dataclasses.replace(rs, refit_batch=None)),
+        np.random.default_rng(9),
+    )
     assert fast.diagnostics == slow.diagnostics
-    assert fast.se == pytest.approx(slow.se, abs=ATOL)
-    assert fast.ci_lower == pytest.approx(slow.ci_lower, abs=ATOL)
-    assert fast.ci_upper == pytest.approx(slow.ci_upper, abs=ATOL)
+    np.testing.assert_allclose(fast.se, slow.se, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(fast.ci_lower, slow.ci_lower, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(fast.ci_upper, slow.ci_upper, rtol=0, atol=ATOL)
     # Failures are NaN and counted the same way on both paths.
-    failing = dataclasses.replace(fit, refit_batch=lambda idxs: np.full(len(idxs), np.nan))
+    nan_batch = dataclasses.replace(
+        rs, refit_batch=lambda idxs: np.full((len(idxs), fit.k), np.nan)
+    )
+    failing = dataclasses.replace(fit, resampler=nan_batch)
     with pytest.raises(EstimationError, match="only 0 of 70"):
         boot.infer(failing, np.random.default_rng(9))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from causalkit_plugins.estimators.microsynth.columnar import ParquetUnitsParams, ParquetUnitsSource
+
+from causalkit.contracts import Dataset, LazySource, Roles
+from causalkit.errors import DataError
+from causalkit_plugins.data.files import ParquetUnitsParams, ParquetUnitsSource
 from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
-
-from causalkit.contracts import Dataset, Roles
-from causalkit.errors import ConfigError, DataError
 
 COVS = tuple(f"x{j}" for j in range(4))
 ROLES = Roles(unit="unit", time="time", treatment="d", outcome="y", covariates=COVS)
@@ -35,6 +35,8 @@ def test_columnar_equals_memory_on_a_long_panel() -> None:
     data = Dataset(panel(), ROLES)
     a, b = fit(data), fit(data, backend="columnar")
     assert abs(a.estimate - b.estimate) < 1e-10
+    assert a.names == b.names == ("ATT", "ATT@1", "ATT@2")
+    assert np.allclose(a.estimates, b.estimates, atol=1e-10)
     assert np.allclose(
         a.tables["gaps"].set_index("period").loc[[1, 2], "gap"], b.tables["gaps"]["gap"], atol=1e-10
     )
@@ -44,7 +46,12 @@ def test_columnar_equals_memory_on_a_long_panel() -> None:
     )
     assert b.diagnostics["converged"] and b.diagnostics["passes"] <= 9
     idx = np.random.default_rng(1).integers(0, 3000, 3000)
-    assert abs(a.refit(idx) - b.refit(idx)) < 1e-10  # counts as case weights == resampled rows
+    ra, rb = a.resampler, b.resampler
+    assert ra is not None and rb is not None and ra.refit is not None and rb.refit is not None
+    assert rb.strata is not None and (rb.strata == ra.strata).all()
+    assert np.allclose(
+        ra.refit(idx), rb.refit(idx), atol=1e-10
+    )  # counts as case weights == resampled rows
 
 
 def test_parquet_lazy_and_eager_sources_match_memory(tmp_path) -> None:
@@ -53,7 +60,11 @@ def test_parquet_lazy_and_eager_sources_match_memory(tmp_path) -> None:
     frame.iloc[len(frame) // 2 :].to_parquet(tmp_path / "b.parquet")
     ref = fit(Dataset(frame, ROLES)).estimate
     lazy = ParquetUnitsSource(ParquetUnitsParams(path=str(tmp_path), roles=ROLES, lazy=True)).load()
+    assert isinstance(lazy.source, LazySource) and lazy.source.path == str(tmp_path)
+    assert set(ROLES.columns()) <= set(lazy.columns)
     assert abs(fit(lazy, backend="columnar").estimate - ref) < 1e-10
+    with pytest.raises(DataError, match="data.lazy: expected a table in memory"):
+        fit(lazy)  # the memory backend (like any other estimator) needs the table
     eager = ParquetUnitsSource(ParquetUnitsParams(path=str(tmp_path), roles=ROLES)).load()
     assert len(eager.frame) == 3000 and eager.roles.time is None
     assert abs(fit(eager).estimate - ref) < 1e-10  # mean of per-period gaps == gap of the post mean
@@ -70,8 +81,6 @@ def test_columnar_rejects_bad_panels(tmp_path) -> None:
     ).load()
     with pytest.raises(DataError, match="time-invariant"):
         fit(lazy, backend="columnar")
-    with pytest.raises(ConfigError, match="estimand"):
-        fit(Dataset(panel(n=200), ROLES), backend="columnar", estimand="itt")
 
 
 def test_reader_any_row_order_and_row_group_boundaries(tmp_path) -> None:
@@ -80,7 +89,9 @@ def test_reader_any_row_order_and_row_group_boundaries(tmp_path) -> None:
     row-group boundary is still caught."""
     frame = panel(n=900, seed=6)
     ref = fit(Dataset(frame, ROLES)).estimate
-    frame.sample(frac=1.0, random_state=0).to_parquet(tmp_path / "shuffled.parquet", row_group_size=301)
+    frame.sample(frac=1.0, random_state=0).to_parquet(
+        tmp_path / "shuffled.parquet", row_group_size=301
+    )
     frame.to_parquet(tmp_path / "sorted.parquet", row_group_size=250)  # 250 = 83 units + 1 row
     for name in ("shuffled", "sorted"):
         lazy = ParquetUnitsSource(

@@ -1,29 +1,40 @@
-"""Unit tests of MicroSynth panel and propensity modes, their solvers and input checks."""
+"""Unit tests of ``microsynth_panel`` (panel and propensity modes), its solvers, its parameters,
+its linearisation terms and the ``linearisation`` inference plugin."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
+from scipy import stats
+
+from causalkit.cli import compose
+from causalkit.config import validate
+from causalkit.contracts import Capability, Dataset
+from causalkit.errors import ConfigError, DataError
+from causalkit.registry import Registry
 from causalkit_plugins.dgps.area_panel import AreaPanel, AreaPanelParams
-from causalkit_plugins.estimators.microsynth.estimator import MicroSynth
 from causalkit_plugins.estimators.microsynth.panel_calibration import (
     calibrate_linear,
     independent_columns,
 )
+from causalkit_plugins.estimators.microsynth.panel_estimator import (
+    MicroSynthPanel,
+    MicroSynthPanelParams,
+)
 from causalkit_plugins.estimators.microsynth.panel_qp import solve_panel_qp
-from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
-from causalkit_plugins.inference.basic import Analytic
+from causalkit_plugins.inference.linearisation import LinearisationParams, PanelLinearisation
 from causalkit_plugins.inference.permutation import (
     Permutation,
     PermutationParams,
     permutation_p_values,
 )
 
-from causalkit.contracts import Dataset
-from causalkit.errors import DataError
-
-PANEL = MicroSynthParams(weight_method="panel")
+PANEL = MicroSynthPanelParams()
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +44,22 @@ def sim():
     )
 
 
+@pytest.fixture(scope="module")
+def fit(sim):
+    return MicroSynthPanel(PANEL).fit(sim.dataset, np.random.default_rng(0))
+
+
 def _frame(sim):
     return sim.dataset.frame.copy()
 
 
-def test_panel_fit_balances_totals_exactly(sim):
-    fit = MicroSynth(PANEL).fit(sim.dataset, np.random.default_rng(0))
+def _fit(frame, roles, **kw):
+    return MicroSynthPanel(PANEL.model_copy(update=kw)).fit(
+        Dataset(frame, roles), np.random.default_rng(0)
+    )
+
+
+def test_panel_fit_balances_totals_exactly(fit):
     totals = fit.tables["balance_totals"]
     rel = np.abs(totals["Targets"] - totals["Weighted.Control"]) / (1 + totals["Targets"].abs())
     assert rel.max() < 1e-4  # R's calibration stopping rule
@@ -50,17 +71,74 @@ def test_panel_fit_balances_totals_exactly(sim):
     gaps = fit.tables["gaps"]
     assert np.allclose(gaps.loc[~gaps.post, "gap"], 0, atol=1e-3 * gaps["treated"].abs().max())
     assert fit.estimate == pytest.approx(gaps.loc[gaps.post, "gap"].mean())
-    out = Analytic().infer(fit, np.random.default_rng(0))
-    assert out.se == pytest.approx(fit.model_se) and out.ci_lower < fit.estimate < out.ci_upper
 
 
-def test_qp_and_calibration_agree_when_exact_fit_is_feasible(sim):
-    cal = MicroSynth(PANEL).fit(sim.dataset, np.random.default_rng(0))
-    qp = MicroSynth(PANEL.model_copy(update={"panel_weights": "qp"})).fit(
+def test_estimates_vector_names_and_values(fit):
+    gaps = fit.tables["gaps"]
+    post = gaps.loc[gaps.post]
+    assert fit.names == ("ATT", "y.log_ratio", *(f"ATT@{t}" for t in post["period"]))
+    assert fit.estimates[2:] == pytest.approx(post["gap"].to_numpy())
+    trt, con = fit.diagnostics["y.trt"], fit.diagnostics["y.con"]
+    # R's log(ybar_T / ybar_C) = log(Trt/Con) up to the weights' sum (calibration: 1e-4 relative)
+    assert fit.estimates[1] == pytest.approx(np.log(trt / con), abs=1e-4)
+    assert fit.capabilities == {Capability.PLACEBO, Capability.LINEARISATION}
+    assert fit.capabilities == MicroSynthPanel.capabilities(PANEL)
+    assert fit.linearisation.terms.shape == (200 * 4, fit.k)
+
+
+def _dense_sandwich(y_post, treated, w):
+    """R's svyglm linearisation written out with a dense design matrix (rows = unit-periods)."""
+    n, T = y_post.shape
+    X = np.column_stack([np.repeat(treated.astype(float), T), np.tile(np.eye(T), (n, 1))])
+    wr, yr = np.repeat(w, T), y_post.ravel()
+    B = X.T @ (wr[:, None] * X)
+    coef = np.linalg.solve(B, X.T @ (wr * yr))
+    u = X * (wr * (yr - X @ coef))[:, None]
+    Binv = np.linalg.inv(B)
+    N = n * T
+    return coef, N / (N - 1) * Binv @ (u.T @ u) @ Binv
+
+
+def test_linearisation_terms_reproduce_the_dense_sandwich(sim, fit):
+    w = fit.tables["weights"]["weight"].to_numpy()
+    treated = fit.tables["weights"]["treated"].to_numpy()
+    frame = sim.dataset.frame
+    y = frame.pivot(index="unit", columns="time", values="y").loc[fit.tables["weights"]["unit"]]
+    y_post = y.to_numpy()[:, 8:]
+    coef, V = _dense_sandwich(y_post, treated, w)
+    out = PanelLinearisation().infer(fit, np.random.default_rng(0))
+    assert out.se[0] == pytest.approx(6 * np.sqrt(V[0, 0]), rel=1e-10)
+    yc = coef[1:].mean()
+    g = np.concatenate([[1 / (coef[0] + yc)], np.full(4, (1 / (coef[0] + yc) - 1 / yc) / 4)])
+    assert out.se[1] == pytest.approx(np.sqrt(g @ V @ g), rel=1e-10)
+    assert fit.estimates[1] == pytest.approx(np.log((coef[0] + yc) / yc), rel=1e-12)
+    for t in range(4):  # the one-period regression y ~ D + 1 at each post period
+        c1, V1 = _dense_sandwich(y_post[:, [t]], treated, w)
+        assert out.se[2 + t] == pytest.approx(6 * np.sqrt(V1[0, 0]), rel=1e-10)
+
+
+def test_linearisation_plugin_tests_levels_and_joint_bands(fit):
+    two = PanelLinearisation().infer(fit, np.random.default_rng(0))
+    z = fit.estimates / two.se
+    assert two.p_value == pytest.approx(2 * stats.norm.sf(np.abs(z)))
+    lower = PanelLinearisation(LinearisationParams(test="lower", level=0.9)).infer(
+        fit, np.random.default_rng(0)
+    )
+    assert lower.p_value == pytest.approx(stats.norm.cdf(z)) and lower.level == 0.9
+    assert lower.ci_upper - lower.ci_lower == pytest.approx(2 * 1.6448536269514722 * two.se)
+    joint = PanelLinearisation(LinearisationParams(joint=True)).infer(fit, np.random.default_rng(0))
+    assert joint.joint and np.all(joint.ci_upper - joint.ci_lower > two.ci_upper - two.ci_lower)
+    assert np.all(joint.p_value >= joint.p_value_raw) and joint.p_value_raw == pytest.approx(
+        two.p_value
+    )
+
+
+def test_qp_and_calibration_agree_when_exact_fit_is_feasible(sim, fit):
+    qp = MicroSynthPanel(PANEL.model_copy(update={"weighting": "qp"})).fit(
         sim.dataset, np.random.default_rng(0)
     )
     assert qp.diagnostics["weights_method"] == "qp"
-    assert qp.estimate == pytest.approx(cal.estimate, rel=1e-2, abs=1e-2)
+    assert qp.estimate == pytest.approx(fit.estimate, rel=1e-2, abs=1e-2)
 
 
 def test_calibration_is_minimum_norm_nonnegative_balance():
@@ -86,7 +164,7 @@ def test_propensity_mode_on_a_cross_section(sim):
     frame = _frame(sim)
     cross = frame[frame.time == frame.time.max()].drop(columns="time")
     roles = sim.dataset.roles.model_copy(update={"time": None})
-    fit = MicroSynth(MicroSynthParams(propensity_mode=True)).fit(
+    fit = MicroSynthPanel(MicroSynthPanelParams(propensity_mode=True)).fit(
         Dataset(cross, roles), np.random.default_rng(0)
     )
     w = fit.tables["weights"]
@@ -94,20 +172,21 @@ def test_propensity_mode_on_a_cross_section(sim):
     t = w.treated.to_numpy()
     assert np.allclose(w.weight[~t].to_numpy() @ X[~t], X[t].sum(0), rtol=1e-4)
     assert fit.diagnostics["n_constraints_exact"] == 4
+    assert fit.names == ("ATT", "y.log_ratio")
+    assert fit.linearisation.terms.shape == (200, 2)
 
 
-def test_permutation_inference_and_per_period_p_values(sim):
-    p = PANEL.model_copy(update={"n_permutations": 19, "test": "lower"})
-    fit = MicroSynth(p).fit(sim.dataset, np.random.default_rng(0))
-    gaps = fit.tables["gaps"]
-    assert {"p_value", "lower", "upper"} <= set(gaps.columns)
-    assert ((gaps["p_value"] >= 1 / 20) & (gaps["p_value"] <= 1)).all()
-    assert fit.diagnostics["y.perm_p_value"] >= 1 / 20
+def test_permutation_plugin_gives_p_values_for_every_estimate(fit):
+    draw = fit.placebo(np.random.default_rng(5))
+    assert draw.shape == (fit.k,) and np.all(np.isfinite(draw))
     out = Permutation(PermutationParams(n_perm=19, test="lower")).infer(
         fit, np.random.default_rng(1)
     )
     assert out.diagnostics["n_perm"] + out.diagnostics["n_failed"] == 19
-    assert out.p_value == out.diagnostics["p_lower"] and out.ci_lower <= out.ci_upper
+    assert out.p_value.shape == (fit.k,)
+    assert np.all((out.p_value >= 1 / 20) & (out.p_value <= 1)) and np.all(
+        out.ci_lower <= out.ci_upper
+    )
 
 
 def test_permutation_p_value_conventions():
@@ -115,12 +194,6 @@ def test_permutation_p_value_conventions():
     assert pv["lower"][0] == pytest.approx(2 / 4) and pv["upper"][0] == pytest.approx(3 / 4)
     bare = permutation_p_values(np.array([5.0]), np.array([[-1.0], [1.0], [2.0]]), add_one=False)
     assert bare["upper"][0] == 0.0 and bare["twosided"][0] == 0.0
-
-
-def _fit(frame, roles, **kw):
-    return MicroSynth(PANEL.model_copy(update=kw)).fit(
-        Dataset(frame, roles), np.random.default_rng(0)
-    )
 
 
 def test_input_checks(sim):
@@ -145,6 +218,8 @@ def test_input_checks(sim):
         _fit(f, roles, end_pre=10)
     with pytest.raises(DataError, match="columns of the table"):
         _fit(f, roles, match_outcomes=("nope",))
+    with pytest.raises(DataError, match="roles.time"):
+        _fit(f.drop(columns="time"), roles.model_copy(update={"time": None}))
 
 
 def test_infeasible_covariate_balance_is_an_error(sim):
@@ -161,11 +236,82 @@ def test_window_restricts_pre_and_post_periods(sim):
     gaps = fit.tables["gaps"]
     assert gaps["period"].tolist() == list(range(3, 11))
     assert fit.diagnostics["n_periods_pre"] == 6 and fit.diagnostics["n_periods_post"] == 2
+    assert fit.names[-2:] == ("ATT@9", "ATT@10")
 
 
-def test_several_outcomes_report_diagnostics(sim):
+def test_several_outcomes(sim):
     f = _frame(sim).assign(y2=lambda d: 2 * d.y + 1)
     fit = _fit(f, sim.dataset.roles, match_outcomes=("y", "y2"))
-    for key in ("trt", "con", "pct_change", "p_value", "ci_lower", "ci_upper"):
+    assert fit.names[:4] == ("ATT", "y2", "y.log_ratio", "y2.log_ratio")
+    assert fit.estimates[1] == pytest.approx(2 * fit.estimate, abs=1e-2 * abs(fit.estimate))
+    for key in ("trt", "con", "pct_change"):
         assert np.isfinite(fit.diagnostics[f"y2.{key}"])
     assert isinstance(fit.tables["results"], pd.DataFrame) and len(fit.tables["results"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"estimand": "cace"}, "ATT"),
+        ({"estimand": "ITT"}, "ATT"),
+        ({"propensity_mode": True, "match_outcomes": ("y",)}, "propensity_mode"),
+        ({"weighting": "qp", "cal_maxit": 3}, "weighting=calibration"),
+        ({"end_pre": 12, "end_post": 12}, "end_pre < end_post"),
+        ({"start_pre": 5, "end_pre": 3}, "start_pre <= end_pre"),
+    ],
+)
+def test_params_reject_what_cannot_work(kw, needle):
+    with pytest.raises(ValidationError, match=needle):
+        MicroSynthPanelParams(**kw)
+
+
+def test_lower_case_estimand_accepted():
+    assert MicroSynthPanelParams(estimand="att").estimand == "ATT"
+
+
+def test_pairings_follow_the_declared_capabilities():
+    registry = Registry().load_entry_points()
+    assert registry.pairings("microsynth_panel") == ("linearisation", "none", "permutation")
+    assert registry.default_inference("microsynth_panel") == "permutation"
+
+
+PANEL_RUN = ["estimator=microsynth_panel", "dgp=area_panel", "tracking=none"]
+
+
+def test_cace_fails_at_validation():
+    with pytest.raises(ConfigError, match=r"estimator\.estimand: expected ATT") as err:
+        validate(compose([*PANEL_RUN, "estimator.estimand=cace"]))
+    assert "\n" not in str(err.value)
+    with pytest.raises(
+        ConfigError, match="inference: expected one of linearisation, none, permutation"
+    ):
+        validate(compose([*PANEL_RUN, "inference=analytic"]))
+    cfg = validate(compose(PANEL_RUN))
+    assert cfg.inference.name == "permutation"
+
+
+@pytest.mark.cli
+def test_cace_exits_2_with_one_line(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-m", "causalkit", *PANEL_RUN, "estimator.estimand=cace"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2, p.stderr
+    assert len(lines) == 1 and "estimator.estimand: expected ATT" in lines[0], p.stderr
+
+
+def test_undefined_log_ratio_is_nan_with_a_warning(sim):
+    f = _frame(sim)
+    treated_unit = f.treated.groupby(f.unit).transform("max") == 1
+    f["z"] = np.where(treated_unit & (f.time > 8), 0.0, 1.0 + f.time)
+    fit = _fit(f, sim.dataset.roles, result_outcomes=("y", "z"))
+    j = fit.names.index("z.log_ratio")
+    assert np.isnan(fit.estimates[j]) and any("z" in w and "log ratio" in w for w in fit.warnings)
+    out = PanelLinearisation(LinearisationParams(joint=True)).infer(fit, np.random.default_rng(0))
+    assert np.isnan(out.se[j]) and np.isnan(out.p_value[j])
+    others = np.delete(np.arange(fit.k), j)
+    assert np.all(np.isfinite(out.se[others]) & np.isfinite(out.ci_lower[others]))

@@ -8,10 +8,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 import causalkit
-from causalkit.contracts import Dataset, Estimand, Roles
+from causalkit.contracts import Capability, Dataset, Estimand, Roles
 from causalkit.errors import ConfigError, DataError
+from causalkit.registry import default_registry
 from causalkit.testing import check_estimator
 from causalkit_plugins.dgps.ad_holdout import AdHoldout, AdHoldoutParams
 from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
@@ -68,6 +70,9 @@ def test_several_periods_gap_table_and_att_is_mean_post_gap():
         list(gaps["period"]) == [0, 1, 2, 3, 4] and list(gaps["post"]) == [False] * 3 + [True] * 2
     )
     assert fit.estimate == pytest.approx(gaps.loc[gaps["post"], "gap"].mean(), abs=1e-14)
+    # the estimates vector: the headline, then each post period's effect
+    assert fit.names == ("ATT", "ATT@3", "ATT@4")
+    np.testing.assert_array_equal(fit.estimates[1:], gaps.loc[gaps["post"], "gap"].to_numpy())
     np.testing.assert_allclose(gaps["treated"] - gaps["synthetic"], gaps["gap"], atol=1e-12)
     assert fit.diagnostics["n_periods_post"] == 2
 
@@ -99,13 +104,20 @@ def test_sorted_fast_path_equals_general_reshape():
     pd.testing.assert_frame_equal(a.tables["balance"], b.tables["balance"], atol=1e-10)
 
 
-def test_gap_band_from_paired_bootstrap():
-    fit = _fit(_panel(), MicroSynthParams(band_reps=50))
-    gaps = fit.tables["gaps"]
-    assert (gaps["lower"] <= gaps["gap"] + 1e-12).all() and (
-        gaps["gap"] <= gaps["upper"] + 1e-12
-    ).all()
-    assert fit.diagnostics["band_failed"] == 0
+def test_per_period_effects_go_through_the_bootstrap_plugin():
+    """The per-period band is the bootstrap plugin's (pointwise or joint) interval over the vector."""
+    fit = _fit(_panel())
+    rs = fit.resampler
+    assert rs is not None and fit.capabilities == {Capability.RESAMPLE, Capability.PLACEBO}
+    np.testing.assert_allclose(rs.refit(np.arange(fit.n)), fit.estimates, rtol=1e-10)
+    pointwise = Bootstrap(BootstrapParams(n_boot=50)).infer(fit, np.random.default_rng(1))
+    joint = Bootstrap(BootstrapParams(n_boot=50, joint=True)).infer(fit, np.random.default_rng(1))
+    for out in (pointwise, joint):
+        assert out.se.shape == (3,) and out.diagnostics["n_failed"] == 0
+        assert (out.ci_lower < fit.estimates).all() and (fit.estimates < out.ci_upper).all()
+    assert (joint.ci_upper - joint.ci_lower > pointwise.ci_upper - pointwise.ci_lower - 1e-12)[
+        1:
+    ].all()
 
 
 @pytest.mark.parametrize(
@@ -139,12 +151,50 @@ def test_input_checks(mutate, field):
     assert str(err.value).startswith(field) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"match_outcomes": ("y2",)}, "match_outcomes\n.*without outcome_lag_periods"),
+        ({"backend": "spark", "estimand": "itt"}, "backend\n.*backend=memory for estimand=ITT"),
+        (
+            {"backend": "columnar", "outcome_lag_periods": (0,)},
+            "backend\n.*backend=memory with outcome_lag",
+        ),
+        ({"min_compliance_gap": 0.1}, "min_compliance_gap\n.*unless estimand=CACE"),
+        ({"dtype": "float32"}, "dtype\n.*float64 unless backend=columnar"),
+        ({"spark_master": "yarn"}, "spark_master\n.*no spark_master unless backend=spark"),
+        ({"estimand": "ate"}, "one of ATT, ITT, CACE"),
+        ({"weight_method": "panel"}, "extra"),  # panel mode is estimator=microsynth_panel
+    ],
+)
+def test_parameter_combinations_fail_at_validation(values, message):
+    with pytest.raises(ValidationError, match=message):
+        MicroSynthParams(**values)
+
+
+def test_estimand_spelling_and_capabilities_by_backend():
+    assert MicroSynthParams(estimand="cace").estimand is Estimand.CACE
+    assert MicroSynthParams(estimand="ITT", min_compliance_gap=None).estimand is Estimand.ITT
+    caps = {
+        b: MicroSynth.capabilities(MicroSynthParams(backend=b))
+        for b in ("memory", "columnar", "spark")
+    }
+    assert caps == {
+        "memory": {Capability.RESAMPLE, Capability.PLACEBO},
+        "columnar": {Capability.RESAMPLE},
+        "spark": {Capability.REPLICATES},
+    }
+    reg = default_registry()
+    assert "permutation" in reg.pairings("microsynth", MicroSynthParams())
+    spark = reg.pairings("microsynth", MicroSynthParams(backend="spark"))
+    assert "bootstrap" in spark and "permutation" not in spark and "analytic" not in spark
+    assert reg.default_inference("microsynth", MicroSynthParams(backend="spark")) == "bootstrap"
+
+
 def test_config_checks():
     frame = _panel(n=60)
     with pytest.raises(ConfigError, match="outcome_lag_periods"):
         _fit(frame, MicroSynthParams(outcome_lag_periods=(3,)))  # a post period
-    with pytest.raises(ConfigError, match="outcome_lag_periods"):
-        _fit(frame, MicroSynthParams(match_outcomes=("y2",)))
     with pytest.raises(ConfigError, match="match_outcomes"):
         _fit(frame, MicroSynthParams(outcome_lag_periods=(0,), match_outcomes=("nope",)))
     with pytest.raises(DataError, match="roles.treatment"):
@@ -192,9 +242,11 @@ def test_cace_refit_recomputes_numerator_and_denominator():
     )
     est = MicroSynth(MicroSynthParams(estimand="cace"))
     fit = est.fit(sim.dataset, np.random.default_rng(0))
-    assert fit.refit(np.arange(fit.n)) == pytest.approx(fit.estimate, rel=1e-10)
+    rs = fit.resampler
+    assert rs is not None and rs.refit is not None and rs.strata is not None
+    assert rs.refit(np.arange(fit.n))[0] == pytest.approx(fit.estimate, rel=1e-10)
     rng = np.random.default_rng(2)
-    strata = fit.strata
+    strata = rs.strata
     idx = np.concatenate(
         [
             np.flatnonzero(strata == s)[rng.integers(0, (strata == s).sum(), (strata == s).sum())]
@@ -206,17 +258,21 @@ def test_cace_refit_recomputes_numerator_and_denominator():
     parts = [frame[frame["user_id"] == units[i]].assign(user_id=k) for k, i in enumerate(idx)]
     resample = Dataset(pd.concat(parts, ignore_index=True), sim.dataset.roles)
     fresh = est.fit(resample, np.random.default_rng(0))
-    assert fit.refit(idx) == pytest.approx(fresh.estimate, rel=1e-9)
+    assert rs.refit(idx)[0] == pytest.approx(fresh.estimate, rel=1e-9)
     assert fresh.diagnostics["compliance_gap"] != pytest.approx(
         fit.diagnostics["compliance_gap"], rel=1e-6
     )
     out = Bootstrap(BootstrapParams(n_boot=100)).infer(fit, np.random.default_rng(3))
-    assert out.diagnostics["n_failed"] == 0 and out.ci_lower < fit.estimate < out.ci_upper
+    assert out.diagnostics["n_failed"] == 0 and out.ci_lower[0] < fit.estimate < out.ci_upper[0]
 
 
 def test_placebo_hook_centred_near_zero():
     fit = _fit(_panel(n=600))
-    draws = np.array([fit.placebo(np.random.default_rng(i)) for i in range(40)])
+    assert fit.placebo is not None
+    every = np.array([fit.placebo(np.random.default_rng(i)) for i in range(40)])
+    assert every.shape == (40, fit.k)
+    np.testing.assert_allclose(every[:, 0], every[:, 1:].mean(axis=1), rtol=1e-9, atol=1e-12)
+    draws = every[:, 0]
     assert abs(draws.mean()) < 4 * draws.std(ddof=1) / np.sqrt(draws.size) + 0.05
     assert abs(fit.estimate) > np.quantile(np.abs(draws), 0.95)  # effect 2 is far in the tail
 
@@ -282,7 +338,6 @@ def test_placebo_permutation_inference_for_simplex():
     fit = _fit(_panel(n=600))
     out = Permutation(PermutationParams(n_perm=99)).infer(fit, np.random.default_rng(0))
     assert out.diagnostics["n_failed"] == 0
-    assert out.p_value == pytest.approx(
-        1 / 100
-    )  # the effect (2.0) beats every placebo: add-one floor
-    assert out.ci_lower < fit.estimate < out.ci_upper
+    # the effect (2.0) beats every placebo, the headline and each post period: add-one floor
+    np.testing.assert_allclose(out.p_value, 1 / 100)
+    assert (out.ci_lower < fit.estimates).all() and (fit.estimates < out.ci_upper).all()

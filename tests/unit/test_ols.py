@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from causalkit.contracts import Capability, Dataset, Estimand, Roles
+from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.selection.ols import OLS, OLSParams, regression_adjustment
 from causalkit_plugins.inference.basic import Analytic
-
-from causalkit.contracts import Dataset, Estimand, Roles
-from causalkit.errors import DataError, EstimationError
 
 
 def _frame(n: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -26,7 +26,7 @@ ROLES = Roles(outcome="y", treatment="d", covariates=("x1", "x2"))
 def test_without_covariates_it_is_the_difference_in_means_with_hc0_variance():
     f = _frame()
     y, d = f["y"].to_numpy(), f["d"].to_numpy().astype(bool)
-    res = regression_adjustment(y, d, np.empty((len(f), 0)), "ate")
+    res = regression_adjustment(y, d, np.empty((len(f), 0)), Estimand.ATE)
     assert res.estimate == pytest.approx(y[d].mean() - y[~d].mean(), rel=1e-12)
     var = y[d].var() / d.sum() + y[~d].var() / (~d).sum()  # ddof=0: the sandwich's HC0
     assert np.sum(res.influence**2) / len(f) ** 2 == pytest.approx(var, rel=1e-10)
@@ -45,8 +45,9 @@ def test_estimates_match_a_direct_computation(estimand):
     fit = OLS(OLSParams(estimand=estimand)).fit(Dataset(f, ROLES), np.random.default_rng(0))
     assert fit.estimand is (Estimand.ATE if estimand == "ate" else Estimand.ATT)
     assert fit.estimate == pytest.approx(expected, rel=1e-12)
-    assert abs(np.mean(fit.influence)) < 1e-10
-    assert fit.refit(np.arange(fit.n)) == pytest.approx(fit.estimate, rel=1e-12)
+    assert fit.influence.shape == (fit.n, 1) and abs(np.mean(fit.influence)) < 1e-10
+    assert fit.resampler.refit(np.arange(fit.n)) == pytest.approx([fit.estimate], rel=1e-12)
+    assert np.array_equal(fit.resampler.strata, d.astype(np.int64))
 
 
 def test_influence_variance_matches_the_stacked_sandwich():
@@ -56,7 +57,7 @@ def test_influence_variance_matches_the_stacked_sandwich():
     Z = np.column_stack([np.ones(n), f[["x1", "x2"]].to_numpy()])
     d = f["d"].to_numpy().astype(float)
     y = f["y"].to_numpy()
-    res = regression_adjustment(y, d.astype(bool), Z[:, 1:], "ate")
+    res = regression_adjustment(y, d.astype(bool), Z[:, 1:], Estimand.ATE)
     k = Z.shape[1]
     e1, e0 = y - Z @ res.coef_treated, y - Z @ res.coef_control
     g = np.column_stack([(d * e1)[:, None] * Z, ((1 - d) * e0)[:, None] * Z,
@@ -94,5 +95,13 @@ def test_errors():
         OLS().fit(Dataset(f.assign(d=f["d"] + 1), ROLES), np.random.default_rng(0))
     with pytest.raises(DataError, match="roles.outcome"):
         OLS().fit(Dataset(f.assign(y=np.nan), ROLES), np.random.default_rng(0))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one of ATE, ATT"):
         OLSParams(estimand="atc")
+
+
+def test_estimand_spelling_and_capabilities():
+    assert OLSParams(estimand="att").estimand is Estimand.ATT
+    assert OLSParams(estimand="ATT") == OLSParams(estimand=Estimand.ATT)
+    assert OLS.capabilities(OLSParams()) == {Capability.INFLUENCE, Capability.RESAMPLE}
+    fit = OLS().fit(Dataset(_frame(), ROLES), np.random.default_rng(0))
+    assert fit.capabilities == OLS.capabilities(OLSParams())

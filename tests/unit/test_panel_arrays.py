@@ -13,17 +13,26 @@ from causalkit.registry import default_registry
 from causalkit.testing import check_dgp, check_panel_arrays
 from causalkit_plugins.dgps.contaminated_holdout import ContaminatedHoldout
 
-ROLES = Roles(unit="id", time="t", treatment="d", assignment="z", outcome="y", covariates=("x1", "x2"))
+ROLES = Roles(
+    unit="id", time="t", treatment="d", assignment="z", outcome="y", covariates=("x1", "x2")
+)
 
 
 def _panel(n: int = 40, seed: int = 0, **override: np.ndarray) -> PanelArrays:
     rng = np.random.default_rng(seed)
     z = (rng.random(n) < 0.5).astype(np.int64)
     d = np.column_stack([np.zeros(n, np.int64), np.zeros(n, np.int64), z])
-    cols = {"x1": rng.standard_normal(n), "x2": rng.integers(0, 3, n).astype(float), "z": z, "d": d,
-            "y": rng.standard_normal((n, 3))}
+    cols = {
+        "x1": rng.standard_normal(n),
+        "x2": rng.integers(0, 3, n).astype(float),
+        "z": z,
+        "d": d,
+        "y": rng.standard_normal((n, 3)),
+    }
     cols.update(override)
-    return PanelArrays("id", "t", np.array([f"u{i}" for i in range(n)], dtype=object), np.array([1, 2, 3]), cols)
+    return PanelArrays(
+        "id", "t", np.array([f"u{i}" for i in range(n)], dtype=object), np.array([1, 2, 3]), cols
+    )
 
 
 def _long_frame(p: PanelArrays) -> pd.DataFrame:
@@ -50,7 +59,12 @@ def test_contaminated_holdout_frame_unchanged_and_lazy() -> None:
     sim = ContaminatedHoldout().simulate(np.random.default_rng(3), None)
     assert sim.dataset._frame is None  # nothing built yet
     frame = sim.dataset.frame
-    assert len(frame) == 2 * 2000 and list(frame["user_id"][:4]) == ["u00000", "u00000", "u00001", "u00001"]
+    assert len(frame) == 2 * 2000 and list(frame["user_id"][:4]) == [
+        "u00000",
+        "u00000",
+        "u00001",
+        "u00001",
+    ]
     assert (frame.loc[frame["week"] == 0, ["saw_ad", "converted"]] == 0).all().all()
 
 
@@ -86,11 +100,21 @@ def _errors(p: PanelArrays, role: str = "treatment") -> tuple[str, str]:
         {"z": np.r_[2, np.zeros(39, np.int64)]},
         {"y": np.r_[[[np.nan, 0.0, 0.0]], np.zeros((39, 3))]},
         {"x2": np.column_stack([np.zeros(40), np.zeros(40), np.r_[1.0, np.zeros(39)]])},
-        {"d": np.column_stack([np.zeros(40), np.r_[1, np.zeros(39)], np.r_[1, 1, np.zeros(38)]]).astype(np.int64)},
+        {
+            "d": np.column_stack(
+                [np.zeros(40), np.r_[1, np.zeros(39)], np.r_[1, 1, np.zeros(38)]]
+            ).astype(np.int64)
+        },
         {"z": np.zeros(40, np.int64), "d": np.zeros((40, 3), np.int64)},
     ],
-    ids=["nan covariate", "non-binary assignment", "nan outcome", "time-varying covariate", "staggered onset",
-         "nobody treated"],
+    ids=[
+        "nan covariate",
+        "non-binary assignment",
+        "nan outcome",
+        "time-varying covariate",
+        "staggered onset",
+        "nobody treated",
+    ],
 )
 def test_bad_panels_give_the_table_errors(override: dict[str, np.ndarray]) -> None:
     role = "assignment" if "z" in override and "d" not in override else "treatment"
@@ -118,3 +142,23 @@ def test_bernoulli_equals_numpys_binomial_stream(seed: int) -> None:
         want = b.binomial(1, probs, size) == 1
         assert got.dtype == bool and np.array_equal(got, want)
         assert a.random() == b.random()
+
+
+@pytest.mark.parametrize("role", ["treatment", "assignment"])
+def test_sorted_long_table_reshape_equals_the_general_one(role: str) -> None:
+    """The core reshape's sorted-layout path (views) and its factorised path give the same table."""
+    frame = _long_frame(_panel(n=60, seed=4))
+    shuffled = frame.sample(frac=1.0, random_state=2)
+    a = unit_table(Dataset(frame, ROLES), group_role=role)  # type: ignore[arg-type]
+    b = unit_table(Dataset(shuffled, ROLES), group_role=role)  # type: ignore[arg-type]
+    assert np.shares_memory(a.y_post, frame["y"].to_numpy())  # the sorted path: no scatter
+    order = pd.Index(b.units).get_indexer(a.units)  # units come in order of first appearance
+    for name in ("units", "group", "treatment", "assignment", "X", "y_pre", "y_post"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(a, name)), np.asarray(getattr(b, name))[order], err_msg=name
+        )
+    for name in ("pre_periods", "post_periods"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    varying = frame.assign(x1=frame["x1"] + np.arange(len(frame)) % 2)
+    with pytest.raises(DataError, match="time-invariant"):
+        unit_table(Dataset(varying, ROLES), group_role=role)  # type: ignore[arg-type]

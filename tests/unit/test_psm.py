@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from causalkit.contracts import Dataset, Estimand, Roles
+from causalkit.contracts import Capability, Dataset, Estimand, Roles
 from causalkit.errors import ConfigError, DataError
 from causalkit.testing import check_estimator
 from causalkit_plugins.dgps.selection_on_observables import (
@@ -19,6 +19,7 @@ from causalkit_plugins.estimators.selection.psm_match import (
     match_greedy,
     match_with_replacement,
 )
+from causalkit_plugins.estimators.selection.sensitivity import e_value_difference
 from causalkit_plugins.inference.basic import Analytic
 
 
@@ -122,7 +123,7 @@ def test_ai_variance_with_one_variance_match_is_abadie_imbens(sim):
         sig2[i] = 0.5 * (y[i] - y[j]) ** 2
     var = (np.sum(sig2[t]) + np.sum(K[c] ** 2 * sig2[c])) / len(t) ** 2
     assert fit.estimate == pytest.approx(np.mean(tau), rel=1e-12)
-    assert fit.model_se == pytest.approx(np.sqrt(var), rel=1e-10)
+    assert fit.model_se[0] == pytest.approx(np.sqrt(var), rel=1e-10)
 
 
 def test_exact_strata_are_respected(sim):
@@ -162,8 +163,9 @@ def test_greedy_order_random_uses_the_generator(sim):
 
 def test_outputs_and_conformance(sim):
     fit = check_estimator(PSM, sim.dataset)
-    assert fit.estimand is Estimand.ATT and fit.influence is None and fit.model_se > 0
-    assert PSM.default_inference == "analytic" and "bootstrap" not in PSM.supported_inference
+    assert fit.estimand is Estimand.ATT and fit.influence is None and fit.model_se[0] > 0
+    assert fit.resampler is None  # the bootstrap is invalid for matching (Abadie & Imbens 2008)
+    assert PSM.capabilities(PSMParams()) == {Capability.MODEL_SE} == fit.capabilities
     assert list(fit.tables["overlap"].columns) == ["score", "treated"]
     assert list(fit.tables["balance"].index) == ["x1", "x2", "propensity_score"]
     ros = fit.tables["rosenbaum"]
@@ -172,8 +174,11 @@ def test_outputs_and_conformance(sim):
     assert fit.diagnostics["ps_estimation_ignored_in_se"] is True
     assert any("Abadie & Imbens 2016" in w for w in fit.warnings)
     assert fit.diagnostics["ess_treated"] == pytest.approx(fit.diagnostics["n_treated"])
+    assert fit.diagnostics["e_value"] == e_value_difference(
+        fit.estimate, fit.diagnostics["outcome_sd"]
+    )
     inf = Analytic().infer(fit, np.random.default_rng(0))
-    assert inf.se == fit.model_se
+    assert np.array_equal(inf.se, fit.model_se)
 
 
 @pytest.mark.parametrize("estimand", ["ate", "atc"])
@@ -193,6 +198,13 @@ def test_bad_configuration_is_one_line_error(sim):
         PSMParams(estimand="ate", replace=False)
     with pytest.raises(ConfigError, match="estimator.gammas"):
         PSMParams(gammas=(0.5,))
+    with pytest.raises(ConfigError, match="estimator.distance"):
+        PSMParams(distance="mahalanobis")  # the score is one column: no metric to choose
+    with pytest.raises(ConfigError, match="estimator.order"):
+        PSMParams(order="random")  # the order only matters for greedy matching
+    with pytest.raises(ValueError, match="one of ATE, ATT, ATC"):
+        PSMParams(estimand="itt")
+    assert PSMParams(estimand="atc").estimand is Estimand.ATC
     frame = pd.DataFrame({"y": [1.0, 2, 3], "t": [1, 0, 0]})
     with pytest.raises(DataError, match="roles.covariates"):
         PSM(PSMParams(match_on="covariates")).fit(

@@ -8,10 +8,22 @@ from causalkit.report import COLUMNS, render
 
 
 def test_render_keeps_long_cell_names_apart():
-    names = [f"experiment=contaminated_holdout,estimator={e},mc.reps=200" for e in ("naive", "itt", "microsynth")]
+    names = [
+        f"experiment=contaminated_holdout,estimator={e},mc.reps=200"
+        for e in ("naive", "itt", "microsynth")
+    ]
     rows = [{"cell": n, "status": "FINISHED", **{c: 0.5 for c in COLUMNS[3:]}} for n in names]
     text = render(pd.DataFrame(rows))
     lines = text.splitlines()
-    assert len(lines) == 4 and len({len(line.split("FINISHED")[0]) for line in lines[1:]}) == 1  # aligned
+    assert (
+        len(lines) == 4 and len({len(line.split("FINISHED")[0]) for line in lines[1:]}) == 1
+    )  # aligned
     for name, line in zip(names, lines[1:], strict=True):
         assert line.startswith(name + " ")
+
+
+def test_report_columns_are_cell_metrics():
+    from causalkit.results import CELL_METRICS
+
+    assert COLUMNS[:3] == ("estimator", "inference", "status")
+    assert set(COLUMNS[3:]) <= set(CELL_METRICS) and "coverage_mcse" in COLUMNS

@@ -11,6 +11,7 @@ from scipy import stats
 
 from causalkit_plugins.estimators.selection.sensitivity import (
     e_value_difference,
+    e_value_interval,
     e_value_rr,
     e_value_rr_ci,
     rosenbaum_bounds,
@@ -65,9 +66,17 @@ def test_e_values_from_vanderweele_ding_2017():
 
 def test_e_value_of_a_mean_difference():
     # d = 0.5 SD -> RR = exp(0.91 * 0.5); CI limit exp(0.91 * (0.5 - 1.96 * 0.1))
-    e, e_ci = e_value_difference(5.0, 1.0, 10.0, level=0.95)
+    e = e_value_difference(5.0, 10.0)
     rr = math.exp(0.455)
-    lo = math.exp(0.91 * (0.5 - stats.norm.ppf(0.975) * 0.1))
     assert e == pytest.approx(rr + math.sqrt(rr * (rr - 1)), rel=1e-12)
+    z = stats.norm.ppf(0.975)
+    e_ci = e_value_interval(5.0 - z * 1.0, 5.0 + z * 1.0, 10.0)
+    lo = math.exp(0.91 * (0.5 - z * 0.1))
     assert e_ci == pytest.approx(lo + math.sqrt(lo * (lo - 1)), rel=1e-12)
-    assert e_value_difference(0.1, 1.0, 10.0)[1] == 1.0
+    assert e_value_interval(0.1 - z, 0.1 + z, 10.0) == 1.0  # the interval covers zero
+    # a negative effect: the limit closest to zero is the upper one
+    hi = math.exp(0.91 * (-0.5 + z * 0.1))
+    assert e_value_interval(-5.0 - z, -5.0 + z, 10.0) == pytest.approx(
+        1 / hi + math.sqrt(1 / hi * (1 / hi - 1)), rel=1e-12
+    )
+    assert math.isnan(e_value_difference(1.0, 0.0)) and math.isnan(e_value_interval(0, 1, 0.0))

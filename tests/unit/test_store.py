@@ -17,8 +17,18 @@ def _schema(db: Path) -> tuple[list[tuple[str, str, tuple[str, ...]]], list[tupl
         # Alembic's batch table rebuilds write constraints in set order, which differs between two
         # stores MLflow itself creates: compare each statement's clauses as a sorted list.
         objects = sorted(
-            (kind, name, tuple(sorted(part.strip() for part in re.split(r",\s*\n", sql.strip().removesuffix(")")))))
-            for kind, name, sql in con.execute("select type, name, coalesce(sql, '') from sqlite_master")
+            (
+                kind,
+                name,
+                tuple(
+                    sorted(
+                        part.strip() for part in re.split(r",\s*\n", sql.strip().removesuffix(")"))
+                    )
+                ),
+            )
+            for kind, name, sql in con.execute(
+                "select type, name, coalesce(sql, '') from sqlite_master"
+            )
         )
         version = con.execute("select version_num from alembic_version").fetchall()
     finally:
@@ -54,7 +64,9 @@ def test_template_store_equals_mlflows_own(tmp_path: Path, monkeypatch: pytest.M
     assert _schema(second)[0] == _schema(theirs)[0]
 
 
-def test_unusable_cache_falls_back_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unusable_cache_falls_back_to_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("CAUSALKIT_CACHE_DIR", str(blocker / "cache"))

@@ -1,22 +1,36 @@
-"""The ``aipw`` estimator: cross-fitted augmented IPW for the ATE/ATT with segment effects."""
+"""The ``aipw`` estimator: cross-fitted augmented IPW for the ATE/ATT and its segment effects."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from pydantic import Field
+from scipy import sparse
 
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
+from causalkit import contracts
+from causalkit.contracts import (
+    Capability,
+    Dataset,
+    DiagnosticValue,
+    Estimand,
+    Fit,
+    Params,
+    Resampler,
+)
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit.panel import binary_column, require_roles
-from causalkit_plugins.estimators.aipw.folds import folds_from_column, stratified_folds
-from causalkit_plugins.estimators.aipw.learners import LEARNERS, ParamValue, Recipe
+from causalkit_plugins.estimators.aipw.folds import (
+    folds_from_column,
+    resampled_folds,
+    stratified_folds,
+)
+from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
+from causalkit_plugins.estimators.aipw.params import AIPWParams
 from causalkit_plugins.estimators.aipw.plots import figures as segment_figures
 from causalkit_plugins.estimators.aipw.scores import (
     Scores,
@@ -24,72 +38,42 @@ from causalkit_plugins.estimators.aipw.scores import (
     normalized_propensity,
     ratio_effect,
 )
-from causalkit_plugins.estimators.aipw.segments import SegmentRules, all_segments, segment_columns
+from causalkit_plugins.estimators.aipw.segments import (
+    SegmentEffects,
+    SegmentRules,
+    segment_effects,
+    segment_ratios,
+)
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
 
 __all__ = ["AIPW", "AIPWParams", "CrossFit"]
 
-PropensityName = Literal["logistic", "logistic_unpenalized", "probit", "gbm", "random_forest"]
-OutcomeName = Literal[
-    "auto", "logistic", "logistic_unpenalized", "linear", "ridge", "lasso", "gbm", "random_forest"
-]
 _QUANTILES = (0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99, 1.0)
 _OVERLAP_ROWS = 10_000
 
 
-class AIPWParams(Params):
-    """Parameters of the ``aipw`` estimator (see :class:`AIPW`)."""
-
-    estimand: Literal["ate", "att"] = "ate"
-    propensity_model: PropensityName = "logistic"
-    outcome_model: OutcomeName = Field(
-        "auto", description="auto: logistic for a 0/1 outcome, else linear"
-    )
-    propensity_params: dict[str, ParamValue] = Field(default_factory=dict)
-    outcome_params: dict[str, ParamValue] = Field(default_factory=dict)
-    folds: int = Field(5, ge=1, le=100, description="K cross-fitting folds; 1 = no cross-fitting")
-    fold_column: str | None = Field(
-        None, description="column of given fold labels (overrides roles.fold)"
-    )
-    clip: float = Field(0.01, ge=0, lt=0.5, description="clip propensities to [clip, 1-clip]")
-    trim: float = Field(
-        0.0, ge=0, lt=0.5, description="drop rows with propensity outside [trim, 1-trim]"
-    )
-    normalize: bool = Field(
-        False, description="normalised (Hajek) IPW part, as DoubleML normalize_ipw"
-    )
-    outcome_design: Literal["separate", "pooled"] = "separate"
-    se_method: Literal["influence", "stacked"] = "influence"
-    scale: bool = Field(True, description="standardise numeric covariates inside each fold")
-    rare_min_count: int = Field(50, ge=1, description="one-hot levels rarer than this are grouped")
-    categorical: tuple[str, ...] = Field(
-        (), description="numeric-coded covariates to one-hot encode"
-    )
-    segments: tuple[str, ...] = Field((), description="segment columns (or set roles.segments)")
-    segment_bins: dict[str, list[float] | int] = Field(default_factory=dict)
-    segment_labels: dict[str, list[str]] = Field(default_factory=dict)
-    min_segment_rows: int = Field(50, ge=1)
-    min_segment_treated: int = Field(5, ge=1)
-    min_segment_controls: int = Field(5, ge=1)
-    segment_level: float = Field(0.95, gt=0, lt=1)
-    n_jobs: int = Field(1, ge=1, le=64, description="threads fitting the nuisance models")
-
-
 @dataclass(frozen=True)
 class CrossFit:
-    """Everything computed by one AIPW fit, including per-row arrays (rows kept after trimming)."""
+    """One cross-fit: nuisances, scores and the effect; per-row arrays are of the kept rows.
+
+    ``kept`` marks the input rows kept after trimming; ``low``/``high`` the kept rows whose
+    propensity was clipped up/down; ``m_raw`` is the unclipped, ``m`` the clipped (and, with
+    ``normalize``, normalised) propensity.
+    """
 
     estimand: Estimand
     estimate: float
     influence: np.ndarray
     scores: Scores
     nuisances: Nuisances
+    spec: NuisanceSpec
     kept: np.ndarray
     y: np.ndarray
     d: np.ndarray
+    m_raw: np.ndarray
     m: np.ndarray
-    tables: dict[str, pd.DataFrame]
-    diagnostics: dict[str, DiagnosticValue]
+    low: np.ndarray
+    high: np.ndarray
     warnings: tuple[str, ...]
 
 
@@ -101,24 +85,33 @@ class AIPW:
     r"""Cross-fitted augmented inverse-probability weighting (doubly robust) estimator.
 
     Rows are split into ``folds`` folds stratified by treatment (drawn from the run's
-    Generator, or taken from ``fold_column`` / the ``fold`` role, the parameter winning). For
-    each fold the propensity :math:`m(x)=P(D=1\mid x)` (on ``propensity_covariates``, default
-    the ``covariates``) and outcome regressions :math:`g_d(x)=E[Y\mid D=d,x]` (on
-    ``covariates``) are fitted on the other folds and predicted on it; ``folds=1`` is the
-    classic AIPW with in-sample nuisances. Propensities outside ``[trim, 1-trim]`` drop the
-    row (changing the estimand to the trimmed population; counts reported); the rest are
-    clipped to ``[clip, 1-clip]``. Scores, estimate and influence: see
+    Generator), or into the folds the ``fold`` role gives. For each fold the propensity
+    :math:`m(x)=P(D=1\mid x)` (on ``propensity_covariates``, default the ``covariates``) and
+    outcome regressions :math:`g_d(x)=E[Y\mid D=d,x]` (on ``covariates``) are fitted on the
+    other folds and predicted on it; ``folds=1`` is the classic AIPW with in-sample
+    nuisances. Propensities outside ``[trim, 1-trim]`` drop the row (changing the estimand to
+    the trimmed population; counts reported); the rest are clipped to ``[clip, 1-clip]``.
+    Scores, estimate and influence: see
     :func:`~causalkit_plugins.estimators.aipw.scores.aipw_scores`. The ATE and ATTE and their
-    SEs equal DoubleML's ``DoubleMLIRM`` given the same folds and learners.
+    influence-based SEs equal DoubleML's ``DoubleMLIRM`` given the same folds and learners.
 
-    Standard errors: ``se_method="influence"`` uses :math:`n^{-2}\sum\psi_i^2` of the AIPW
-    score, valid with cross-fitting (Neyman orthogonality makes nuisance estimation
-    first-order negligible). ``"stacked"`` (``folds=1``, unpenalised parametric learners)
-    adds the first-order effect of the estimated GLM coefficients, i.e. the sandwich of the
-    stacked estimating equations used by Stata's ``teffects aipw``.
+    The fit's estimates are the effect, then one effect per segment of each column of the
+    ``segments`` role (named ``segment[<column>=<level>]``; see
+    :func:`~causalkit_plugins.estimators.aipw.segments.segment_effects`), with their
+    :math:`n \times k` influence matrix. Inference over the whole vector (pointwise, or
+    sup-t bands and Holm-adjusted p-values with ``inference.joint=true``) is the inference
+    method's.
 
-    Segment effects (``segments`` or the ``segments`` role): see
-    :func:`~causalkit_plugins.estimators.aipw.segments.segment_table`.
+    Influence: ``se_method="influence"`` uses the AIPW score, valid with cross-fitting (Neyman
+    orthogonality makes nuisance estimation first-order negligible). ``"stacked"``
+    (``folds=1``, unpenalised parametric learners) adds the first-order effect of the
+    estimated GLM coefficients, i.e. the stacked estimating equations whose sandwich is Stata's
+    ``teffects aipw`` SE (:func:`~causalkit_plugins.estimators.aipw.stacked.stacked_correction`).
+
+    Resampling: ``refit(idx)`` re-runs the whole procedure on the kept rows ``idx`` (with
+    repeats). Given folds (the ``fold`` role) travel with their rows; drawn folds are drawn
+    again over the distinct rows of the resample. Either way all copies of a row share a fold.
+    Segment membership travels with the row too, so the k estimates keep their meaning.
 
     References
     ----------
@@ -131,14 +124,18 @@ class AIPW:
     Params: ClassVar[type[Params]] = AIPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment", "covariates")
     default_inference: ClassVar[str] = "analytic"
-    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "multiplier", "bootstrap", "none")
 
     def __init__(self, params: AIPWParams | None = None) -> None:
         self.params = params or AIPWParams()
 
+    @classmethod
+    def capabilities(cls, params: contracts.Params) -> frozenset[Capability]:
+        """Influence always; resampling always (given folds travel with their rows)."""
+        return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
+
     @staticmethod
     def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
-        """Forest plot per ``segments.<column>`` table and the naive-vs-DR scatter (file name -> figure)."""
+        """Lift plot per ``segments.<column>`` table and the naive-vs-DR scatter (file name -> figure)."""
         return segment_figures(tables)
 
     # -- inputs -----------------------------------------------------------------------------
@@ -164,64 +161,45 @@ class AIPW:
             )
         covs = tuple(roles.covariates)
         pcovs = tuple(roles.propensity_covariates) if roles.propensity_covariates else covs
-        for c in (p.fold_column, *p.categorical):
-            if c is not None and c not in frame.columns:
-                raise DataError(
-                    "estimator.fold_column" if c == p.fold_column else "estimator.categorical",
-                    "a column of the table",
-                    repr(c),
-                )
-        if p.se_method == "stacked":
-            self._check_stacked()
+        for c in p.categorical:
+            if c not in frame.columns:
+                raise DataError("estimator.categorical", "a column of the table", repr(c))
+        if p.se_method == "stacked" and roles.fold is not None:
+            raise ConfigError(
+                "roles.fold", "no fold role with se_method=stacked (one fold)", roles.fold
+            )
         return ys.to_numpy(dtype=np.float64), d, covs, pcovs
 
-    def _check_stacked(self) -> None:
-        p = self.params
-        outcome = p.outcome_model
-        if p.folds != 1 or p.fold_column is not None:
-            raise ConfigError(
-                "estimator.se_method", "folds=1 without fold_column for the stacked SE", "stacked"
-            )
-        if LEARNERS[p.propensity_model].link == "none":
-            raise ConfigError(
-                "estimator.propensity_model",
-                "probit or logistic_unpenalized for se_method=stacked",
-                p.propensity_model,
-            )
-        if outcome != "auto" and LEARNERS[outcome].link == "none":
-            raise ConfigError(
-                "estimator.outcome_model",
-                "linear or logistic_unpenalized for se_method=stacked",
-                outcome,
-            )
-        if p.normalize or p.trim > 0 or p.outcome_design != "separate":
-            raise ConfigError(
-                "estimator.se_method",
-                "normalize=false, trim=0, outcome_design=separate for stacked",
-                "stacked",
-            )
-
     def _folds(self, data: Dataset, d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        col = self.params.fold_column or data.roles.fold
-        if col is not None:
-            field = "estimator.fold_column" if self.params.fold_column else "roles.fold"
-            return folds_from_column(data.frame[col], field)
+        if data.roles.fold is not None:
+            return folds_from_column(data.frame[data.roles.fold], "roles.fold")
         return stratified_folds(d.astype(bool), self.params.folds, rng)
 
     # -- estimation -------------------------------------------------------------------------
     def crossfit(
-        self, data: Dataset, rng: np.random.Generator, with_segments: bool = True
+        self, data: Dataset, rng: np.random.Generator, folds: np.ndarray | None = None
     ) -> CrossFit:
-        """Fit nuisances, scores, the effect and (optionally) segment effects; keeps per-row arrays."""
+        """Fit the nuisances and compute the scores and the effect.
+
+        Parameters
+        ----------
+        data : Dataset
+            The rows and their roles.
+        rng : Generator
+            Draws the folds (unless given) and the learners' seeds.
+        folds : ndarray of int, optional
+            Fold id ``0..K-1`` per row, instead of the ``fold`` role or drawn folds.
+        """
         p = self.params
         y, d, covs, pcovs = self._check(data)
         binary = _is_binary(y)
         outcome_model = (
-            p.outcome_model if p.outcome_model != "auto" else ("logistic" if binary else "linear")
+            p.outcome_model if p.outcome_model != "auto" else ("logit" if binary else "linear")
         )
         if p.se_method == "stacked" and p.outcome_model == "auto":
-            outcome_model = "logistic_unpenalized" if binary else "linear"
-        folds = self._folds(data, d, rng)
+            outcome_model = "logit_unpenalized" if binary else "linear"
+        if folds is None:
+            folds = self._folds(data, d, rng)
         k = int(folds.max()) + 1
         seeds = rng.integers(0, 2**31 - 1, size=3 * k)
         spec = NuisanceSpec(
@@ -247,7 +225,6 @@ class AIPW:
         kept = (
             (nu.m >= p.trim) & (nu.m <= 1 - p.trim) if p.trim > 0 else np.ones(y.size, dtype=bool)
         )
-        n_trimmed = int((~kept).sum())
         yk, dk, g0, g1, m_raw = y[kept], d[kept], nu.g0[kept], nu.g1[kept], nu.m[kept]
         if dk.sum() == 0 or dk.sum() == dk.size:
             raise EstimationError(
@@ -263,70 +240,45 @@ class AIPW:
                 f"down to {1 - p.clip}"
             )
         m_used = normalized_propensity(m, dk) if p.normalize else m
-        estimand = Estimand.ATE if p.estimand == "ate" else Estimand.ATT
-        scores = aipw_scores(yk, dk, g0, g1, m_used, estimand)
+        scores = aipw_scores(yk, dk, g0, g1, m_used, p.estimand)
         theta, infl = ratio_effect(scores.num, scores.den)
-        if p.se_method == "stacked":
-            infl = (
-                infl
-                + self._stacked(data, y, d, nu, scores, m, ~(low | high), spec) / scores.den.mean()
-            )
-
-        tables = {"nuisance_metrics": nu.metrics, **self._distributions(g0, g1, m_raw, scores, dk)}
-        if with_segments:
-            cols = segment_columns(p.segments, data.roles.segments)
-            rules = SegmentRules(
-                p.min_segment_rows, p.min_segment_treated, p.min_segment_controls, p.segment_level
-            )
-            if cols:
-                tables.update(
-                    all_segments(
-                        data.frame.loc[kept].reset_index(drop=True),
-                        cols,
-                        p.segment_bins,
-                        p.segment_labels,
-                        scores.num,
-                        scores.den,
-                        yk,
-                        dk,
-                        rules,
-                        rng,
-                    )
-                )
-        metrics = nu.metrics.groupby("model").mean(numeric_only=True)
-        diag: dict[str, DiagnosticValue] = {
-            "n_treated": int(dk.sum()),
-            "n_control": int(dk.size - dk.sum()),
-            "folds": k,
-            "n_clipped_low": int(low.sum()),
-            "n_clipped_high": int(high.sum()),
-            "n_trimmed": n_trimmed,
-            "propensity_min": float(m_raw.min()),
-            "propensity_max": float(m_raw.max()),
-            "naive_lift": float(yk[dk == 1].mean() - yk[dk == 0].mean()),
-            "score_sd": float(scores.per_row.std()),
-            "se_method": p.se_method,
-            "outcome_model": outcome_model,
-        }
-        for model, row in metrics.iterrows():
-            for metric, value in row.items():
-                if metric not in ("fold", "n") and np.isfinite(value):
-                    diag[f"{model}_{metric}"] = float(value)
         return CrossFit(
-            estimand, theta, infl, scores, nu, kept, yk, dk, m_used, tables, diag, tuple(warnings)
+            p.estimand,
+            theta,
+            infl,
+            scores,
+            nu,
+            spec,
+            kept,
+            yk,
+            dk,
+            m_raw,
+            m_used,
+            low,
+            high,
+            tuple(warnings),
         )
 
-    def _stacked(
-        self,
-        data: Dataset,
-        y: np.ndarray,
-        d: np.ndarray,
-        nu: Nuisances,
-        scores: Scores,
-        m: np.ndarray,
-        free: np.ndarray,
-        spec: NuisanceSpec,
-    ) -> np.ndarray:
+    def _segments(self, data: Dataset, cf: CrossFit) -> SegmentEffects:
+        p = self.params
+        cols = tuple(data.roles.segments)
+        frame = data.frame.loc[cf.kept].reset_index(drop=True) if cols else pd.DataFrame()
+        rules = SegmentRules(p.min_segment_rows, p.min_segment_treated, p.min_segment_controls)
+        return segment_effects(
+            frame,
+            cols,
+            p.segment_bins,
+            p.segment_labels,
+            cf.scores.num,
+            cf.scores.den,
+            cf.y,
+            cf.d,
+            rules,
+        )
+
+    def _stacked(self, data: Dataset, cf: CrossFit, members: sparse.spmatrix) -> np.ndarray:
+        """Stacked-equation term of every influence column (rows: all kept, as trim=0)."""
+        nu, spec, y, d = cf.nuisances, cf.spec, cf.y, cf.d
         pipes = nu.pipelines[0]
         rows = np.arange(y.size)
         Xo = data.frame[list(spec.outcome_covariates)]
@@ -337,8 +289,9 @@ class AIPW:
             "g0": glm_piece(pipes["g0"], Xo, y, rows[d == 0], o_link),
             "g1": glm_piece(pipes["g1"], Xo, y, rows[d == 1], o_link),
         }
+        free = ~(cf.low | cf.high)
         return stacked_correction(
-            y, d, nu.g0, nu.g1, m, free.astype(np.float64), scores.estimand, pieces
+            y, d, nu.g0, nu.g1, cf.m, free.astype(np.float64), cf.scores.estimand, pieces, members
         )
 
     @staticmethod
@@ -356,27 +309,98 @@ class AIPW:
         overlap = pd.DataFrame({"score": m[::step], "treated": d[::step].astype(np.int64)})
         return {"distribution": dist, "overlap": overlap}
 
+    def _diagnostics(self, cf: CrossFit, n_segments: int) -> dict[str, DiagnosticValue]:
+        metrics = cf.nuisances.metrics.groupby("model").mean(numeric_only=True)
+        diag: dict[str, DiagnosticValue] = {
+            "n_treated": int(cf.d.sum()),
+            "n_control": int(cf.d.size - cf.d.sum()),
+            "folds": int(cf.nuisances.folds.max()) + 1,
+            "n_clipped_low": int(cf.low.sum()),
+            "n_clipped_high": int(cf.high.sum()),
+            "n_trimmed": int((~cf.kept).sum()),
+            "propensity_min": float(cf.m_raw.min()),
+            "propensity_max": float(cf.m_raw.max()),
+            "naive_lift": float(cf.y[cf.d == 1].mean() - cf.y[cf.d == 0].mean()),
+            "score_sd": float(cf.scores.per_row.std()),
+            "se_method": self.params.se_method,
+            "outcome_model": cf.spec.outcome_model,
+            "n_segments": n_segments,
+        }
+        for model, row in metrics.iterrows():
+            for metric, value in row.items():
+                if metric not in ("fold", "n") and np.isfinite(value):
+                    diag[f"{model}_{metric}"] = float(value)
+        return diag
+
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        r"""Estimate the effect and the segment effects, with their influence and a refit.
+
+        Returns
+        -------
+        Fit
+            ``estimates`` :math:`(\hat\theta, \hat\theta_{g_1}, \ldots)`, ``influence``
+            :math:`n \times k` over the kept rows, a :class:`~causalkit.contracts.Resampler`
+            stratified by treatment, scalar diagnostics and the descriptive tables
+            (``nuisance_metrics``, ``distribution``, ``overlap``, ``segments.<column>``).
+        """
         cf = self.crossfit(data, rng)
-        refit_seed = int(rng.integers(0, 2**63 - 1))
-        frame = data.frame
-
-        def refit(idx: np.ndarray) -> float:
-            sub = Dataset(frame.iloc[idx].reset_index(drop=True), data.roles)
-            return (
-                AIPW(self.params)
-                .crossfit(sub, np.random.default_rng(refit_seed), with_segments=False)
-                .estimate
-            )
-
+        seg = self._segments(data, cf)
+        infl = np.empty((cf.y.size, 1 + len(seg.names)), order="F")  # column-wise inference
+        infl[:, 0] = cf.influence
+        infl[:, 1:] = 0.0
+        seg.influence(cf.scores.num, cf.scores.den, out=infl[:, 1:])
+        if self.params.se_method == "stacked":
+            corr = self._stacked(data, cf, seg.members)
+            infl[:, 0] += corr[:, 0] / cf.scores.den.mean()
+            infl[:, 1:] += corr[:, 1:] / seg.scale
+        tables = {
+            "nuisance_metrics": cf.nuisances.metrics,
+            **self._distributions(
+                cf.nuisances.g0[cf.kept], cf.nuisances.g1[cf.kept], cf.m_raw, cf.scores, cf.d
+            ),
+            **seg.tables,
+        }
         return Fit(
-            estimand=cf.estimand,
-            estimate=cf.estimate,
-            n=int(cf.y.size),
-            influence=cf.influence,
-            strata=cf.d.astype(np.int64),
-            refit=refit if self.params.fold_column is None and data.roles.fold is None else None,
-            diagnostics=cf.diagnostics,
-            tables=cf.tables,
+            cf.estimand,
+            np.concatenate([[cf.estimate], seg.estimates]),
+            int(cf.y.size),
+            names=(str(cf.estimand), *seg.names),
+            influence=infl,
+            resampler=Resampler(
+                int(cf.y.size),
+                strata=cf.d.astype(np.int64),
+                refit=self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1))),
+            ),
+            diagnostics=self._diagnostics(cf, len(seg.names)),
+            tables=tables,
             warnings=cf.warnings,
         )
+
+    def _refit(
+        self, data: Dataset, cf: CrossFit, seg: SegmentEffects, seed: int
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """``refit(idx)``: the k estimates on the kept rows ``idx`` (with repeats).
+
+        Every refit uses the same seed (common random numbers across resamples). Copies of a
+        row share a fold: given folds are the rows' own, drawn folds are drawn over the
+        distinct rows (:func:`~causalkit_plugins.estimators.aipw.folds.resampled_folds`).
+        """
+        rows = np.flatnonzero(cf.kept)
+        given = cf.nuisances.folds[rows] if data.roles.fold is not None else None
+        members = seg.members.tocsr()
+        frame, roles, d, k = data.frame, data.roles, cf.d, self.params.folds
+
+        def refit(idx: np.ndarray) -> np.ndarray:
+            idx = np.asarray(idx)
+            rng = np.random.default_rng(seed)
+            if given is not None:
+                folds = np.unique(given[idx], return_inverse=True)[1].astype(np.int64)
+            else:
+                folds = resampled_folds(idx, d, k, rng)
+            sub = Dataset(frame.iloc[rows[idx]].reset_index(drop=True), roles)
+            rf = self.crossfit(sub, rng, folds)
+            return np.concatenate(
+                [[rf.estimate], segment_ratios(members[idx][rf.kept], rf.scores.num, rf.scores.den)]
+            )
+
+        return refit

@@ -1,6 +1,6 @@
 """A whitelist of named scikit-learn nuisance learners and the covariate preprocessing recipe.
 
-Configs name learners (``"logistic"``, ``"gbm"``, ...) and pass plain parameters; nothing in a
+Configs name learners (``"logit"``, ``"gbm"``, ...) and pass plain parameters; nothing in a
 config can import a callable. Parameters are checked against the learner's ``get_params()``
 keys before anything is fitted.
 """
@@ -38,6 +38,8 @@ __all__ = [
     "ParamValue",
     "ProbitClassifier",
     "Recipe",
+    "check_learner_params",
+    "tasks",
     "make_learner",
     "make_pipeline",
     "split_columns",
@@ -115,8 +117,8 @@ class LearnerSpec:
 
 
 LEARNERS: Mapping[str, LearnerSpec] = {
-    "logistic": LearnerSpec(lambda: LogisticRegression(max_iter=1000), None, sparse=True),
-    "logistic_unpenalized": LearnerSpec(
+    "logit": LearnerSpec(lambda: LogisticRegression(max_iter=1000), None, sparse=True),
+    "logit_unpenalized": LearnerSpec(
         lambda: LogisticRegression(penalty=None, solver="newton-cholesky", tol=1e-10, max_iter=200),
         None,
         "logit",
@@ -134,6 +136,51 @@ LEARNERS: Mapping[str, LearnerSpec] = {
 }
 PROPENSITY_LEARNERS = tuple(k for k, v in LEARNERS.items() if v.classifier is not None)
 OUTCOME_LEARNERS = tuple(LEARNERS)
+
+
+def _factory(name: str, kind: Kind, field: str) -> tuple[Callable[[], BaseEstimator], LearnerSpec]:
+    spec = LEARNERS.get(name)
+    model_field = field.replace("_params", "_model")
+    if spec is None:
+        raise ConfigError(model_field, f"one of {', '.join(LEARNERS)}", name)
+    factory = spec.classifier if kind == "classifier" else spec.regressor
+    if factory is None:
+        allowed = [
+            k
+            for k, v in LEARNERS.items()
+            if (v.classifier if kind == "classifier" else v.regressor)
+        ]
+        task = "a binary target" if kind == "classifier" else "a continuous outcome"
+        raise ConfigError(model_field, f"a learner for {task} ({', '.join(allowed)})", name)
+    return factory, spec
+
+
+def tasks(name: str) -> list[tuple[str, Kind]]:
+    """``(name, kind)`` for every task the whitelisted learner ``name`` serves."""
+    spec = LEARNERS[name]
+    pairs: list[tuple[str, Kind]] = [(name, "classifier"), (name, "regressor")]
+    return [(n, k) for n, k in pairs if (spec.classifier if k == "classifier" else spec.regressor)]
+
+
+def check_learner_params(
+    learners: Sequence[tuple[str, Kind]], params: Mapping[str, ParamValue], field: str
+) -> None:
+    """Fail with a one-line :class:`ConfigError` on a key that none of ``learners`` takes.
+
+    ``learners`` are ``(name, kind)`` pairs: the parameter model passes every learner and task
+    a choice may resolve to (before any work), :func:`make_learner` the one it builds.
+    """
+    keys: set[str] = set()
+    for name, kind in learners:
+        keys |= set(_factory(name, kind, field)[0]().get_params(deep=False))
+    unknown = sorted(set(params) - keys)
+    if unknown:
+        names = " or ".join(dict.fromkeys(name for name, _ in learners))
+        raise ConfigError(
+            f"{field}.{unknown[0]}",
+            f"a parameter of {names} ({', '.join(sorted(keys))})",
+            unknown[0],
+        )
 
 
 def make_learner(
@@ -154,29 +201,9 @@ def make_learner(
     seed : int
         Integer ``random_state`` for randomised learners (derived from the run's Generator).
     """
-    spec = LEARNERS.get(name)
-    if spec is None:
-        raise ConfigError(field.replace("_params", "_model"), f"one of {', '.join(LEARNERS)}", name)
-    factory = spec.classifier if kind == "classifier" else spec.regressor
-    if factory is None:
-        allowed = [
-            k
-            for k, v in LEARNERS.items()
-            if (v.classifier if kind == "classifier" else v.regressor)
-        ]
-        task = "a binary target" if kind == "classifier" else "a continuous outcome"
-        raise ConfigError(
-            field.replace("_params", "_model"), f"a learner for {task} ({', '.join(allowed)})", name
-        )
+    factory, spec = _factory(name, kind, field)
+    check_learner_params([(name, kind)], params, field)
     learner = factory()
-    keys = set(learner.get_params(deep=False))
-    unknown = sorted(set(params) - keys)
-    if unknown:
-        raise ConfigError(
-            f"{field}.{unknown[0]}",
-            f"a parameter of {name} ({', '.join(sorted(keys))})",
-            unknown[0],
-        )
     fixed: dict[str, ParamValue] = dict(params)
     if spec.seeded and "random_state" not in fixed:
         fixed["random_state"] = seed

@@ -17,21 +17,23 @@ __all__ = ["forest_plot", "naive_vs_dr_plot", "figures"]
 
 
 def forest_plot(table: pd.DataFrame, max_segments: int = 30) -> Figure:
-    """DR lift per kept segment with pointwise (thick) and joint (thin) CIs, largest first."""
+    """DR and naive lift per estimated segment, largest DR lift first.
+
+    Intervals are drawn when the table carries them (``ci_lower``/``ci_upper`` columns, added
+    from the inference outcome); the estimator's own table holds estimates only.
+    """
     ok = table[table["status"] == "ok"].sort_values("dr_lift", ascending=False).head(max_segments)
     ok = ok.iloc[::-1]
     y = np.arange(len(ok))
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.35 * len(ok) + 1.2)))
-    ax.hlines(
-        y, ok["joint_ci_lower"], ok["joint_ci_upper"], color="C0", lw=1, alpha=0.6, label="joint CI"
-    )
-    ax.hlines(y, ok["ci_lower"], ok["ci_upper"], color="C0", lw=3, label="pointwise CI")
-    ax.plot(ok["dr_lift"], y, "o", color="C0")
+    if {"ci_lower", "ci_upper"} <= set(ok.columns):
+        ax.hlines(y, ok["ci_lower"], ok["ci_upper"], color="C0", lw=3, label="CI")
+    ax.plot(ok["dr_lift"], y, "o", color="C0", label="DR lift")
     ax.plot(ok["naive_lift"], y, "x", color="C3", label="naive lift")
     ax.axvline(0, color="black", lw=1)
     ax.set_yticks(y, ok["segment"].astype(str).tolist())
     column = str(table["segment_col"].iloc[0]) if len(table) else ""
-    ax.set_xlabel("doubly robust lift")
+    ax.set_xlabel("lift")
     ax.set_title(f"Segment effects by {column}")
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""Segment (group) effects from per-row AIPW scores: CIs, joint sup-t CIs and Holm p-values."""
+"""Segment (group) effects from per-row AIPW scores: the estimates and their influence columns."""
 
 from __future__ import annotations
 
@@ -7,24 +7,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse
 
 from causalkit.errors import ConfigError, DataError
 
-__all__ = ["SegmentRules", "bucket", "holm", "segment_table", "MAX_LEVELS"]
+__all__ = [
+    "MAX_LEVELS",
+    "SegmentEffects",
+    "SegmentRules",
+    "bucket",
+    "segment_effects",
+    "segment_ratios",
+]
 
 MAX_LEVELS = 500
 
 
 @dataclass(frozen=True)
 class SegmentRules:
-    """Minimum sizes, confidence level and the number of sup-t draws."""
+    """Minimum sizes a segment needs for its effect to be estimated."""
 
     min_rows: int = 50
     min_treated: int = 5
     min_controls: int = 5
-    level: float = 0.95
-    n_draws: int = 10_000
 
 
 def bucket(
@@ -65,19 +70,53 @@ def bucket(
     return pd.cut(values, bins=edges, labels=list(labels) if labels else None, include_lowest=True)
 
 
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm (1979) step-down adjusted p-values (family-wise error control)."""
-    m = p.size
-    if m == 0:
-        return p
-    order = np.argsort(p)
-    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adj
-    return out
+@dataclass(frozen=True)
+class SegmentEffects:
+    r"""The estimated segments of every segment column, in column then level order.
+
+    Attributes
+    ----------
+    names : tuple of str
+        ``segment[<column>=<level>]``, one per estimated segment.
+    members : scipy.sparse.csc_matrix, shape (n, s)
+        :math:`W_{ig} = 1\{i \in g\}`; a row belongs to one segment of each column.
+    estimates : ndarray, shape (s,)
+        :math:`\hat\theta_g`.
+    scale : ndarray, shape (s,)
+        :math:`n^{-1}\sum_{i\in g} den_i`, the denominator of the influence values.
+    tables : dict of str to DataFrame
+        ``segments.<column>``: every level with its counts, means, naive and DR lift, the name
+        of its estimate (empty when not estimated) and a ``status`` giving the reason.
+    """
+
+    names: tuple[str, ...]
+    members: sparse.csc_matrix
+    estimates: np.ndarray
+    scale: np.ndarray
+    tables: dict[str, pd.DataFrame]
+
+    def influence(
+        self, num: np.ndarray, den: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        r"""Influence values :math:`\psi_{ig} = 1\{i\in g\}(num_i - \hat\theta_g den_i)/s_g`.
+
+        ``out`` (zeros, shape (n, s)), e.g. a view into the fit's influence matrix, is filled in
+        place and returned, so a long table with many segments holds one such matrix only.
+        """
+        if out is None:
+            out = np.zeros(self.members.shape)
+        r, k = self.members.nonzero()
+        out[r, k] = (num[r] - self.estimates[k] * den[r]) / self.scale[k]
+        return out
 
 
-def segment_table(
+def segment_ratios(members: sparse.spmatrix, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    r"""Segment effects :math:`\hat\theta_g = \sum_{i\in g} num_i/\sum_{i\in g} den_i` (NaN if empty)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(members.T @ num, dtype=np.float64) / np.asarray(members.T @ den)
+
+
+def _column(
     column: str,
     groups: pd.Series,
     num: np.ndarray,
@@ -85,46 +124,13 @@ def segment_table(
     y: np.ndarray,
     d: np.ndarray,
     rules: SegmentRules,
-    rng: np.random.Generator,
-) -> pd.DataFrame:
-    r"""Effects of every segment of one column from the per-row score elements.
-
-    Parameters
-    ----------
-    column : str
-        Segment column name.
-    groups : Series (categorical)
-        Segment label per row (NaN labels form the segment ``"missing"``).
-    num, den : ndarray
-        Score elements (:class:`~causalkit_plugins.estimators.aipw.scores.Scores`).
-    y, d : ndarray
-        Outcome and treatment, for the naive lift.
-    rules : SegmentRules
-        Minimum sizes, level and sup-t draws.
-    rng : Generator
-        For the sup-t critical value.
-
-    Notes
-    -----
-    Segment :math:`g`: :math:`\hat\theta_g = \sum_{i\in g} num_i / \sum_{i\in g} den_i` with
-    influence :math:`\psi_i = (num_i - \hat\theta_g den_i)/\overline{den}_g` and
-    :math:`\widehat{se}_g = \sqrt{\sum_{i\in g}\psi_i^2}/n_g`; for the ATE this is the mean
-    AIPW score of the segment with DoubleML ``gate()``'s HC0 standard error. Pointwise CI and
-    p-value are normal. Joint CI: :math:`\hat\theta_g \pm c\,\widehat{se}_g` where :math:`c`
-    is the ``level`` quantile of :math:`\max_g |t^*_g|`, the sup-t statistic of the Gaussian
-    multiplier bootstrap :math:`t^*_g = \sum_{i\in g}\xi_i\psi_i/(n_g\widehat{se}_g)`,
-    :math:`\xi_i\sim N(0,1)`. Given the data :math:`t^*` is exactly :math:`N(0, R^\top R)`
-    with :math:`R_{ig} = 1\{i\in g\}\psi_i/(n_g\widehat{se}_g)`; segments of one column are
-    disjoint, so :math:`R^\top R = I` and the draws are taken from that law directly
-    (``n_draws`` of them, from ``rng``) instead of from :math:`n` multipliers each.
-    Holm-adjusted p-values control the family-wise error over the column's kept segments.
-    Segments failing a minimum size are listed with ``status`` giving the reason.
-    """
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The descriptive table of one column, its row codes and which levels are estimated."""
     labels = (
         groups.cat.add_categories(["missing"]).fillna("missing") if groups.isna().any() else groups
     )
     codes = labels.cat.codes.to_numpy()
-    cats = list(labels.cat.categories)
+    cats = [str(c) for c in labels.cat.categories]
     G = len(cats)
     if G > MAX_LEVELS:
         raise DataError(
@@ -133,72 +139,41 @@ def segment_table(
     cnt = np.bincount(codes, minlength=G).astype(float)
     n1 = np.bincount(codes, weights=d, minlength=G)
     n0 = cnt - n1
-    y1 = np.bincount(codes, weights=y * d, minlength=G)
-    y0 = np.bincount(codes, weights=y * (1 - d), minlength=G)
     snum = np.bincount(codes, weights=num, minlength=G)
     sden = np.bincount(codes, weights=den, minlength=G)
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = snum / sden
-        psi = (num - theta[codes] * den) / (sden / cnt)[codes]
-        se = np.sqrt(np.bincount(codes, weights=psi**2, minlength=G)) / cnt
-        t1 = y1 / n1
-        t0 = y0 / n0
+        ss = np.bincount(codes, weights=(num - theta[codes] * den) ** 2, minlength=G)
+        t1 = np.bincount(codes, weights=y * d, minlength=G) / n1
+        t0 = np.bincount(codes, weights=y * (1 - d), minlength=G) / n0
     status = np.full(G, "ok", dtype=object)
     status[n0 < rules.min_controls] = f"controls < {rules.min_controls}"
     status[n1 < rules.min_treated] = f"treated < {rules.min_treated}"
     status[cnt < rules.min_rows] = f"rows < {rules.min_rows}"
     status[cnt == 0] = "empty"
-    ok = (status == "ok") & (se > 0) & np.isfinite(se)
-    status[(status == "ok") & ~ok] = "zero or undefined SE"
-    z = stats.norm.ppf(0.5 + rules.level / 2)
-    pval = np.full(G, np.nan)
-    pval[ok] = 2 * stats.norm.sf(np.abs(theta[ok] / se[ok]))
-    p_holm = np.full(G, np.nan)
-    p_holm[ok] = holm(pval[ok])
-    k = int(ok.sum())
-    crit = (
-        float(np.quantile(np.abs(rng.standard_normal((rules.n_draws, k))).max(axis=1), rules.level))
-        if k
-        else np.nan
-    )
-    keep = ok.astype(float)
-    keep[~ok] = np.nan
-    return pd.DataFrame(
+    ok = (status == "ok") & (ss > 0) & np.isfinite(ss)
+    status[(status == "ok") & ~ok] = "zero or undefined score variance"
+    table = pd.DataFrame(
         {
             "segment_col": column,
-            "segment": [str(c) for c in cats],
+            "segment": cats,
+            "estimate": [
+                f"segment[{column}={c}]" if k else "" for c, k in zip(cats, ok, strict=True)
+            ],
             "rows": cnt.astype(np.int64),
             "treated_rows": n1.astype(np.int64),
             "control_rows": n0.astype(np.int64),
             "treated_mean": t1,
             "control_mean": t0,
             "naive_lift": t1 - t0,
-            "dr_lift": theta * keep,
-            "standard_error": se * keep,
-            "ci_lower": (theta - z * se) * keep,
-            "ci_upper": (theta + z * se) * keep,
-            "p_value": pval,
-            "p_holm": p_holm,
-            "joint_ci_lower": (theta - crit * se) * keep,
-            "joint_ci_upper": (theta + crit * se) * keep,
-            "joint_crit": crit * keep,
+            "dr_lift": np.nan,
             "status": status,
         }
     )
+    return table, codes, ok
 
 
-def segment_columns(param: Sequence[str], role: Sequence[str]) -> tuple[str, ...]:
-    """Segment columns: the estimator's ``segments`` parameter, else the ``segments`` role."""
-    if param and role and tuple(param) != tuple(role):
-        raise ConfigError(
-            "estimator.segments",
-            f"empty when roles.segments is set, or the same list {list(role)}",
-            list(param),
-        )
-    return tuple(param) or tuple(role)
-
-
-def all_segments(
+def segment_effects(
     frame: pd.DataFrame,
     columns: Sequence[str],
     bins: Mapping[str, Sequence[float] | int],
@@ -208,18 +183,65 @@ def all_segments(
     y: np.ndarray,
     d: np.ndarray,
     rules: SegmentRules,
-    rng: np.random.Generator,
-) -> dict[str, pd.DataFrame]:
-    """``{"segments.<column>": table}`` for every segment column."""
+) -> SegmentEffects:
+    r"""Effects of every segment of every column from the per-row AIPW score elements.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The rows the scores belong to (after trimming), holding the segment columns.
+    columns : sequence of str
+        Segment columns (the ``segments`` role).
+    bins, labels : mapping
+        Per column: bin edges or a quantile count, and the labels of the bins (:func:`bucket`).
+    num, den : ndarray
+        Score elements (:class:`~causalkit_plugins.estimators.aipw.scores.Scores`).
+    y, d : ndarray
+        Outcome and treatment, for the descriptive means and the naive lift.
+    rules : SegmentRules
+        Minimum sizes; smaller segments are listed in the table with the reason, not estimated.
+
+    Returns
+    -------
+    SegmentEffects
+        Names, indicators, estimates and tables; the influence values from
+        :meth:`SegmentEffects.influence`.
+
+    Notes
+    -----
+    Segment :math:`g` with :math:`n_g` rows: :math:`\hat\theta_g = \sum_{i\in g} num_i /
+    \sum_{i\in g} den_i` with influence :math:`\psi_{ig} = 1\{i\in g\}(num_i - \hat\theta_g
+    den_i)\big/\big(n^{-1}\sum_{i\in g} den_i\big)`, so that :math:`n^{-1}(\sum_i\psi_{ig}^2)^{1/2}`
+    is, for the ATE, DoubleML ``gate()``'s HC0 standard error of the segment's mean AIPW score.
+    Levels with no score variation are not estimated. NaN labels form the segment ``"missing"``.
+    """
     for c in list(bins) + list(labels):
         if c not in columns:
             raise ConfigError(
                 f"estimator.segment_bins.{c}", f"a segment column ({', '.join(columns)})", c
             )
-    out = {}
+    n = num.size
+    tables: dict[str, pd.DataFrame] = {}
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    names: list[str] = []
     for c in columns:
         if c not in frame.columns:
-            raise DataError("estimator.segments", "a column of the table", repr(c))
+            raise DataError("roles.segments", "a column of the table", repr(c))
         g = bucket(frame[c], bins.get(c), labels.get(c), c)
-        out[f"segments.{c}"] = segment_table(c, g, num, den, y, d, rules, rng)
-    return out
+        table, codes, ok = _column(c, g, num, den, y, d, rules)
+        tables[f"segments.{c}"] = table
+        target = np.full(ok.size, -1)
+        target[ok] = len(names) + np.arange(int(ok.sum()))
+        names.extend(table["estimate"][ok])
+        j = target[codes]
+        rows.append(np.flatnonzero(j >= 0))
+        cols.append(j[j >= 0])
+    r, k = np.concatenate(rows or [np.empty(0, int)]), np.concatenate(cols or [np.empty(0, int)])
+    members = sparse.csc_matrix((np.ones(r.size), (r, k)), shape=(n, len(names)))
+    theta = segment_ratios(members, num, den)
+    by_name = dict(zip(names, theta, strict=True))
+    for table in tables.values():
+        table["dr_lift"] = table["estimate"].map(by_name).astype(np.float64)
+    scale = np.asarray(members.T @ den) / n
+    return SegmentEffects(tuple(names), members, theta, scale, tables)

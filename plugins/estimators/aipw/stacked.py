@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.stats import norm
 from sklearn.pipeline import Pipeline
 
@@ -76,6 +77,7 @@ def stacked_correction(
     m_free: np.ndarray,
     estimand: Estimand,
     pieces: dict[str, GLMPiece],
+    members: sparse.spmatrix | None = None,
 ) -> np.ndarray:
     r"""The term that accounts for estimated parametric nuisances in the AIPW influence values.
 
@@ -86,12 +88,19 @@ def stacked_correction(
     \mathrm{IF}_{j,i})/\overline{den}`, with :math:`G_j = n^{-1}\sum_i \partial num_i/
     \partial\beta_j`. The sandwich variance of the stacked system (Stata ``teffects aipw``)
     equals :math:`n^{-2}\sum_i` of these values squared. Clipped propensities have zero
-    derivative (``m_free`` marks the rows where clipping does not bind).
+    derivative (``m_free`` marks the rows where clipping does not bind). A segment
+    :math:`g` has the same term with :math:`G_{j,g} = n^{-1}\sum_{i\in g}\partial num_i/
+    \partial\beta_j` (its ratio's denominator is then :math:`n^{-1}\sum_{i\in g} den_i`).
+
+    Parameters
+    ----------
+    members : sparse matrix, shape (n, s), optional
+        Segment indicators :math:`W_{ig} = 1\{i\in g\}`.
 
     Returns
     -------
-    ndarray
-        :math:`\sum_j G_j^\top \mathrm{IF}_{j,i}` per row.
+    ndarray, shape (n, 1 + s)
+        :math:`\sum_j G_j^\top \mathrm{IF}_{j,i}` per row: the effect, then each segment.
     """
     r = np.ones_like(m) if estimand == Estimand.ATE else m
     c = np.ones_like(m) if estimand == Estimand.ATE else d
@@ -102,9 +111,12 @@ def stacked_correction(
     else:
         dm = -(1.0 - d) * (y - g0) / (1.0 - m) ** 2
     dm = dm * m_free
-    out = np.zeros_like(y)
+    s = 0 if members is None else members.shape[1]
+    out = np.zeros((y.size, 1 + s))
     for name, dnum in (("g0", dg0), ("g1", dg1), ("m", dm)):
         piece = pieces[name]
-        G = (piece.gradient * dnum[:, None]).mean(axis=0)
-        out += piece.influence @ G
+        terms = piece.gradient * dnum[:, None]
+        out[:, 0] += piece.influence @ terms.mean(axis=0)
+        if members is not None and s:
+            out[:, 1:] += piece.influence @ (np.asarray(members.T @ terms).T / y.size)
     return out

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
-import pandas as pd
-from pydantic import Field
 
-from causalkit.contracts import Dataset, Estimand, Fit, Params, Roles
-from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit.contracts import Dataset, Fit, Resampler
+from causalkit.errors import DataError, EstimationError
 from causalkit.panel import unit_table
-from causalkit_plugins.data.files import check_columns
 from causalkit_plugins.estimators.microsynth.aggregates import (
     Moments,
     dual_sums,
     merge_sums,
 )
 from causalkit_plugins.estimators.microsynth.dual import solve_simplex_dual
+from causalkit_plugins.estimators.microsynth.estimands import effect_names, effects
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.pass_newton import (
     Oracle,
     PassSolution,
-    att_and_tables,
+    gaps_and_tables,
     solve_by_passes,
     standardisation,
 )
@@ -33,26 +30,15 @@ from causalkit_plugins.estimators.microsynth.unit_arrays import (
     split_units,
 )
 
-__all__ = [
-    "UnitArrays",
-    "read_unit_arrays",
-    "unit_arrays",
-    "fit_columnar",
-    "fit_scaled",
-    "ParquetUnitsSource",
-    "LAZY_ATTR",
-]
+__all__ = ["UnitArrays", "read_unit_arrays", "unit_arrays", "fit_columnar"]
 
-#: ``frame.attrs`` key of a lazy dataset: the parquet path the estimator reads itself.
-LAZY_ATTR = "causalkit.parquet"
 _CHUNK = 1 << 18
 
 
 def unit_arrays(data: Dataset, dtype: Literal["float64", "float32"] = "float64") -> UnitArrays:
-    """Per-unit arrays of a dataset: read from parquet when it is lazy, else via :func:`unit_table`."""
-    lazy = data.frame.attrs.get(LAZY_ATTR)
-    if lazy is not None:
-        return read_unit_arrays(lazy, data.roles, dtype)
+    """Per-unit arrays of a dataset: streamed from its lazy parquet source, else via :func:`unit_table`."""
+    if data.source is not None:
+        return read_unit_arrays(data.source.path, data.roles, dtype)
     table = unit_table(data, group_role="treatment", who="microsynth")
     return split_units(
         table.X, table.group, table.y_post, table.covariates, table.post_periods, dtype
@@ -125,13 +111,14 @@ def local_oracle(
     return oracle
 
 
-def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
-    """Simplex MicroSynth on per-unit arrays with chunked passes (``backend="columnar"``).
+def fit_columnar(data: Dataset, p: MicroSynthParams) -> Fit:
+    """Simplex MicroSynth (ATT) on per-unit arrays with chunked passes (``backend="columnar"``).
 
-    Same estimator as the in-memory backend (same dual iteration, see
+    Same estimator and estimates vector as the in-memory backend (same dual iteration, see
     :func:`~causalkit_plugins.estimators.microsynth.pass_newton.solve_by_passes`), with memory
-    near the size of :math:`X`: no standardised copy, no active-row copy. The bootstrap refit
-    turns resampled indices into case weights (counts), so no resampled copy is made either.
+    near the size of :math:`X`: no standardised copy, no active-row copy. The resampling
+    refit turns resampled indices into case weights (counts), so no resampled copy is made
+    either; strata are the treated/control groups.
     """
     arr = unit_arrays(data, p.dtype)
     if not arr.covariates:
@@ -167,12 +154,13 @@ def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -
         residual=np.array([fast.residual]),
         passes=0,
     )
-    att, tables, diag, warnings = att_and_tables(
+    gaps, tables, diag, warnings = gaps_and_tables(
         sol, mom, mean, sd, z.covariates, z.post_periods, p.balance_tol
     )
     mu_hat = sol.mu
+    post = np.ones(gaps.size, dtype=bool)
 
-    def refit(idx: np.ndarray) -> float:
+    def refit(idx: np.ndarray) -> np.ndarray:
         counts = np.bincount(idx, minlength=z.n).astype(np.float64)
         s = solve_by_passes(
             local_oracle(z, None, None, counts), mu_hat, tol=p.tol, max_iter=p.max_iter
@@ -180,108 +168,15 @@ def fit_columnar(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -
         if not s.converged[0]:
             raise EstimationError("microsynth: bootstrap dual did not converge")
         sm = {k: v[0] for k, v in s.sums.items()}
-        return float(np.mean(sm["ty"] / sm["tn"] - sm["wy"] / sm["g"][-1]))
+        return effects(sm["ty"] / sm["tn"] - sm["wy"] / sm["g"][-1], 1.0, post)
 
     return Fit(
-        estimand=Estimand.ATT,
-        estimate=att,
-        n=z.n,
-        strata=z.group.astype(np.int64),
-        refit=refit,
+        p.estimand,
+        effects(gaps, 1.0, post),
+        z.n,
+        names=effect_names(p.estimand, z.post_periods),
+        resampler=Resampler(z.n, strata=z.group.astype(np.int64), refit=refit),
         diagnostics={**diag, "passes": sol.passes + 1, "backend": "columnar"},
         tables=tables,
         warnings=warnings,
     )
-
-
-class ParquetUnitsParams(Params):
-    """Where the parquet panel is, its roles, the covariate precision, and whether to defer reading."""
-
-    path: str | None = Field(None, description="parquet file or dataset directory")
-    roles: Roles = Field(default_factory=Roles)
-    dtype: Literal["float64", "float32"] = Field(
-        "float64", description="covariate precision in memory"
-    )
-    lazy: bool = Field(
-        False,
-        description="read nothing now; estimator=microsynth reads the file itself "
-        "(backend=columnar or spark)",
-    )
-
-
-class ParquetUnitsSource:
-    """A parquet panel reduced to one row per unit while reading (``data=parquet_units``).
-
-    Only the role columns are read, in record batches (:func:`read_unit_arrays`). The table
-    handed on has one row per unit: unit, treatment (ever treated), outcome (mean over the post
-    periods) and the covariates, with roles for a cross-section, so any estimator can use it.
-    With ``lazy=true`` nothing is read here: the dataset is an empty frame carrying the path,
-    for ``estimator=microsynth estimator.backend=columnar|spark`` only (which keep the
-    per-period gaps).
-    """
-
-    name: ClassVar[str] = "parquet_units"
-    Params: ClassVar[type[Params]] = ParquetUnitsParams
-
-    def __init__(self, params: ParquetUnitsParams | None = None) -> None:
-        self.params = params or ParquetUnitsParams()
-
-    def load(self) -> Dataset:
-        import pyarrow.dataset as ds
-
-        p = self.params
-        if p.path is None:
-            raise DataError("data.path", "a parquet file or directory", "nothing")
-        path = Path(p.path).expanduser()
-        if not path.exists():
-            raise DataError("data.path", "an existing parquet file or directory", str(path))
-        names = [str(n) for n in ds.dataset(path, format="parquet").schema.names]
-        check_columns(names, p.roles.columns(), p.roles, str(path))
-        if p.lazy:
-            frame = pd.DataFrame({c: pd.Series(dtype=float) for c in p.roles.columns()})
-            frame.attrs[LAZY_ATTR] = str(path)
-            return Dataset(frame, p.roles)
-        arr = read_unit_arrays(path, p.roles, p.dtype)
-        unit = p.roles.unit or "unit"
-        treat, out = p.roles.treatment, p.roles.outcome
-        assert treat is not None and out is not None
-        g = arr.group
-
-        def unit_order(c_part: np.ndarray, t_part: np.ndarray) -> np.ndarray:
-            full = np.empty(arr.n, dtype=np.result_type(c_part, t_part))
-            full[~g], full[g] = c_part, t_part
-            return full
-
-        cols: dict[str, np.ndarray] = {
-            unit: np.arange(arr.n),
-            treat: g.astype(np.int8),
-            out: unit_order(arr.Yc.mean(axis=1), arr.Yt.mean(axis=1)),
-        }
-        cols.update(
-            {c: unit_order(arr.Xc[:, j], arr.Xt[:, j]) for j, c in enumerate(arr.covariates)}
-        )
-        roles = Roles(unit=unit, treatment=treat, outcome=out, covariates=arr.covariates)
-        return Dataset(pd.DataFrame(cols, copy=False), roles)
-
-
-def fit_scaled(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
-    """Entry point of ``backend=columnar|spark``; rejects options these backends do not implement."""
-    unsupported = {
-        "weight_method": p.weight_method != "simplex" or p.propensity_mode,
-        "estimand": p.estimand != "att",
-        "outcome_lag_periods": bool(p.outcome_lag_periods),
-        "match_outcomes": bool(p.match_outcomes),
-        "band_reps": p.band_reps > 0,
-    }
-    bad = [k for k, v in unsupported.items() if v]
-    if bad:
-        raise ConfigError(
-            f"estimator.{bad[0]}",
-            f"its default with backend={p.backend} (simplex, att only)",
-            str(getattr(p, bad[0])),
-        )
-    if p.backend == "spark":
-        from causalkit_plugins.estimators.microsynth.spark_backend import fit_spark
-
-        return fit_spark(data, p, rng)
-    return fit_columnar(data, p, rng)

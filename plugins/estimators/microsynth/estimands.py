@@ -17,9 +17,28 @@ from causalkit_plugins.estimators.microsynth.dual_batch import (
     solve_simplex_dual_batch,
 )
 
-__all__ = ["ESTIMANDS", "BalancedContrast"]
+__all__ = ["BalancedContrast", "group_role", "effects", "effect_names"]
 
-ESTIMANDS: dict[str, Estimand] = {"att": Estimand.ATT, "itt": Estimand.ITT, "cace": Estimand.CACE}
+
+def effects(per: np.ndarray, gap: np.ndarray | float, post: np.ndarray) -> np.ndarray:
+    r"""The estimates vector from per-period contrasts and compliance gaps (last axis: periods).
+
+    :math:`(\bar\tau_{post}, \tau_{t_1}, \dots, \tau_{t_m}) / \Delta(D)` over the post
+    periods :math:`t_1..t_m`; the per-period entries only when :math:`m > 1`. ``per`` has
+    shape ``(T,)`` or ``(B, T)`` and ``gap`` is a scalar or ``(B,)``; returns ``(k,)`` or
+    ``(B, k)``.
+    """
+    head = per[..., post].mean(axis=-1) / gap
+    if int(post.sum()) == 1:
+        return head[..., None]
+    return np.concatenate([head[..., None], per[..., post] / np.asarray(gap)[..., None]], axis=-1)
+
+
+def effect_names(estimand: Estimand, post_periods: np.ndarray) -> tuple[str, ...]:
+    """Names of :func:`effects`: the estimand, then ``"<estimand>@<period>"`` per post period."""
+    if len(post_periods) == 1:
+        return (str(estimand),)
+    return (str(estimand), *(f"{estimand}@{t}" for t in post_periods))
 
 
 @dataclass(frozen=True)
@@ -105,15 +124,6 @@ class BalancedContrast:
             return per, 1.0
         return per, float(self._delta(self.Dt, self.Dc, ct, cc, w))
 
-    def estimate(self, ct: np.ndarray | None, cc: np.ndarray | None, w: np.ndarray) -> float:
-        """The scalar estimate: mean post-period contrast, divided by the compliance gap for CACE."""
-        per, gap = self.gaps(ct, cc, w)
-        if gap == 0:
-            raise EstimationError(
-                "microsynth: the balanced compliance gap is zero; the CACE is undefined"
-            )
-        return float(per[self.post].mean() / gap)
-
     def resampled(
         self, idx: np.ndarray, rows: tuple[np.ndarray, np.ndarray], warm: DualSolution
     ) -> tuple[np.ndarray, float]:
@@ -194,13 +204,14 @@ class BalancedContrast:
         gap[gap == 0] = np.nan
         return per, gap
 
-    def placebo(self, rng: np.random.Generator, hessian: np.ndarray, scale: float) -> float:
-        """One placebo estimate: controls drawn as a pseudo-treated group against the rest.
+    def placebo(self, rng: np.random.Generator, hessian: np.ndarray, scale: float) -> np.ndarray:
+        """One placebo draw of the estimates: controls drawn as a pseudo-treated group against the rest.
 
         ``min(n_T, n_C // 2)`` controls, drawn without replacement, play the treated group
         and the remaining controls the donor pool (the microsynth/R placebo design). Their
-        mean post-period contrast, divided by ``scale`` (the observed compliance gap for CACE,
-        so the null distribution is on the estimate's scale), is returned. The dual starts at
+        mean post-period contrast, then (with several post periods) each post period's,
+        divided by ``scale`` (the observed compliance gap for CACE, so the null distribution
+        is on the estimates' scale), is returned as in :func:`effects`. The dual starts at
         uniform weights with ``hessian`` (the Gram matrix of all controls) for chord steps.
         """
         n_c = self.Zc.shape[0]
@@ -223,10 +234,14 @@ class BalancedContrast:
         )
         if not sol.converged:
             raise EstimationError(f"microsynth: placebo dual {sol.message}")
-        yc = self.Yc[:, self.post].mean(axis=1)
-        return float((yc[pick].mean() - (cc * sol.w) @ yc) / scale)
+        yp = self.Yc[:, self.post]
+        yc = yp.mean(axis=1)
+        head = (yc[pick].mean() - (cc * sol.w) @ yc) / scale
+        if yp.shape[1] == 1:
+            return np.array([head])
+        return np.concatenate([[head], (yp[pick].mean(axis=0) - (cc * sol.w) @ yp) / scale])
 
 
-def group_role(estimand: Literal["att", "itt", "cace"]) -> Literal["treatment", "assignment"]:
+def group_role(estimand: Estimand) -> Literal["treatment", "assignment"]:
     """ATT contrasts actual exposure; ITT and CACE contrast the randomised arms."""
-    return "treatment" if estimand == "att" else "assignment"
+    return "treatment" if estimand is Estimand.ATT else "assignment"

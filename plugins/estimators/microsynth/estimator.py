@@ -1,4 +1,4 @@
-"""The ``microsynth`` estimator plugin: dispatch on ``weight_method`` (simplex or panel)."""
+"""The ``microsynth`` estimator plugin: simplex MicroSynth on one of three backends."""
 
 from __future__ import annotations
 
@@ -6,37 +6,44 @@ from typing import ClassVar
 
 import numpy as np
 
-from causalkit.contracts import Dataset, Fit, Params
-from causalkit_plugins.estimators.microsynth.panel import fit_panel
+from causalkit.contracts import Capability, Dataset, Fit, Params
+from causalkit.contracts import Params as PluginParams
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import fit_simplex
 
 __all__ = ["MicroSynth", "MicroSynthParams"]
 
+#: What every fit of each backend offers to inference (:meth:`MicroSynth.capabilities`).
+BACKEND_CAPABILITIES: dict[str, frozenset[Capability]] = {
+    "memory": frozenset({Capability.RESAMPLE, Capability.PLACEBO}),
+    "columnar": frozenset({Capability.RESAMPLE}),
+    "spark": frozenset({Capability.REPLICATES}),
+}
+
 
 class MicroSynth:
-    r"""MicroSynth (Robbins & Davenport 2021; the MicroSynth document, Modes A and B).
+    r"""Simplex MicroSynth (Robbins & Davenport 2021; the MicroSynth document, Mode A).
 
-    ``weight_method="simplex"`` (unit-level, micro data): control weights solve the
-    minimum-variance balancing QP
+    Control weights solve the minimum-variance balancing QP
 
     .. math::
         w^\ast = \arg\min_w \tfrac12\|w - n_C^{-1}\mathbf 1\|^2
         \ \text{s.t.}\ X_0^\top w = \bar x_1,\ \mathbf 1^\top w = 1,\ w\ge 0,
 
     solved through its (d+1)-dimensional dual with semismooth Newton steps
-    (:func:`~causalkit_plugins.estimators.microsynth.dual.solve_simplex_dual`). The ATT is the
-    mean over post periods of :math:`\tau_t = \bar y_{1t} - \sum_j w_j^\ast y_{jt}`.
-    Covariates are standardised with their pooled mean and SD before solving; if the treated
-    mean lies outside the convex hull of the controls the fit is flagged infeasible.
+    (:func:`~causalkit_plugins.estimators.microsynth.dual.solve_simplex_dual`). Covariates are
+    standardised with their pooled mean and SD before solving; if the treated mean lies
+    outside the convex hull of the controls the fit is flagged infeasible.
 
-    ``weight_method="panel"`` (aggregated areas, R microsynth's method; also
-    ``propensity_mode``): non-negative weights whose control totals match the treated area's
-    totals of the intercept, the covariates and every matched pre-period outcome, from R's
-    linear calibration (default, reproduces R microsynth 2.0.51) or mlsynth's ridge QP; the
-    estimate is the mean post-period effect on totals of the ``outcome`` role, with R's
-    per-outcome Trt/Con/Pct.Chng, linearization p-values and CIs in the diagnostics
-    (:func:`~causalkit_plugins.estimators.microsynth.panel.fit_panel`).
+    The estimates are the headline :math:`\hat\theta = T_{post}^{-1}\sum_{t\,\in\,post}\tau_t`
+    with :math:`\tau_t = \bar y_{1t} - \sum_j w_j^\ast y_{jt}` (divided by the balanced
+    compliance gap for the CACE), followed, when there are several post periods, by each
+    :math:`\tau_t` (same scaling), named ``"<estimand>@<period>"``.
+
+    Inference: ``backend=memory`` offers a paired (treated/control) resampling refit and
+    placebo draws; ``columnar`` the refit; ``spark`` Poisson-bootstrap replicates drawn on
+    the executors (:attr:`~causalkit.contracts.Resampler.replicates`). R microsynth's panel
+    and propensity modes are the separate ``microsynth_panel`` estimator.
 
     References
     ----------
@@ -48,31 +55,28 @@ class MicroSynth:
 
     name: ClassVar[str] = "microsynth"
     Params: ClassVar[type[Params]] = MicroSynthParams
-    required_roles: ClassVar[tuple[str, ...]] = ("unit", "outcome", "treatment", "covariates")
+    required_roles: ClassVar[tuple[str, ...]] = ("outcome", "covariates")
+    """Plus ``treatment`` (ATT), ``assignment`` (ITT) or both (CACE); ``unit`` and ``time`` for a panel."""
     default_inference: ClassVar[str] = "bootstrap"
-    supported_inference: ClassVar[tuple[str, ...]] = (
-        "bootstrap",
-        "permutation",
-        "analytic",
-        "none",
-    )
 
     def __init__(self, params: MicroSynthParams | None = None) -> None:
         self.params = params or MicroSynthParams()
 
     @classmethod
-    def inference_for(cls, params: MicroSynthParams) -> tuple[str, tuple[str, ...]]:
-        """Default and supported inference by mode: panel has R's linearization (analytic) SE."""
-        if params.weight_method == "panel" or params.propensity_mode:
-            return "analytic", ("analytic", "permutation", "none")
-        return "bootstrap", ("bootstrap", "permutation", "none")
+    def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
+        """By backend: memory RESAMPLE + PLACEBO, columnar RESAMPLE, spark REPLICATES."""
+        assert isinstance(params, MicroSynthParams)
+        return BACKEND_CAPABILITIES[params.backend]
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
-        """Dispatch on ``weight_method`` (and ``backend``: columnar.py, spark_backend.py)."""
-        if self.params.backend != "memory":
-            from causalkit_plugins.estimators.microsynth.columnar import fit_scaled
+        """Fit on ``backend`` (memory: :func:`fit_simplex`; columnar.py; spark_backend.py)."""
+        p = self.params
+        if p.backend == "columnar":
+            from causalkit_plugins.estimators.microsynth.columnar import fit_columnar
 
-            return fit_scaled(data, self.params, rng)
-        if self.params.weight_method == "panel" or self.params.propensity_mode:
-            return fit_panel(data, self.params, rng)
-        return fit_simplex(data, self.params, rng)
+            return fit_columnar(data, p)
+        if p.backend == "spark":
+            from causalkit_plugins.estimators.microsynth.spark_backend import fit_spark
+
+            return fit_spark(data, p)
+        return fit_simplex(data, p)

@@ -4,56 +4,88 @@ The treated area is the set of ever-treated units; the synthetic area is a non-n
 weighting of the never-treated units whose **totals** match the treated area's totals of
 the intercept (so the weights sum to :math:`n_T`), every time-invariant covariate and, for
 every matched outcome, every pre period of the window ``start_pre .. end_pre``. Weights come
-from R's linear calibration (``panel_weights="calibration"``, the default, reproducing R's
+from R's linear calibration (``weighting="calibration"``, the default, reproducing R's
 numbers; :mod:`.panel_calibration`) or mlsynth's ridge QP (``"qp"``; :mod:`.panel_qp`).
 
-For each result outcome and window period :math:`t`,
-:math:`\tau_t = \sum_{i \in T} y_{it} - \sum_{j \in C} w_j y_{jt}`; over the post window
-``end_pre < t <= end_post``, :math:`\mathrm{Trt} = \sum_t \sum_{i\in T} y_{it}`,
-:math:`\mathrm{Con} = \sum_t \sum_j w_j y_{jt}` and
-:math:`\mathrm{Pct.Chng} = \mathrm{Trt}/\mathrm{Con} - 1`, with R's linearization p-value and
-log-scale CI (:mod:`.panel_inference`).
+**Estimates.** For outcome :math:`o` and window period :math:`t`,
+:math:`\tau_{ot} = \sum_{i \in T} y_{oit} - \sum_{j \in C} w_j y_{ojt}`; over the post
+window, :math:`\mathrm{Trt}_o = \sum_t \sum_{i\in T} y_{oit}` and
+:math:`\mathrm{Con}_o = \sum_t \sum_j w_j y_{ojt}`. The vector of estimates is, in order,
 
-**Primary estimate.** ``Fit.estimate`` is the ATT on totals of the ``outcome`` role: the
-mean post-period effect :math:`\bar\tau = (\mathrm{Trt} - \mathrm{Con})/|T_{post}|` (the
-treated area's total per period minus the synthetic area's). ``Fit.model_se`` is
-:math:`n_T\,\widehat{se}(\hat\beta)` from the linearization regression; since
-:math:`n_T\hat\beta = \bar\tau` whenever the weights sum to :math:`n_T` (the intercept
-constraint), this is the linearization SE of :math:`\bar\tau`, used by ``inference=analytic``
-(two-sided normal CI on totals). The per-outcome percent changes, R's one-sided p-values and
-CIs are in the diagnostics as ``<outcome>.trt``, ``.con``, ``.pct_change``, ``.p_value``,
-``.ci_lower``, ``.ci_upper`` (fractions). ``fit.placebo`` draws a placebo area of
-:math:`n_T` controls, refits from the remaining controls and returns its :math:`\bar\tau`
-(``inference=permutation``); ``n_permutations > 0`` also gives per-period placebo p-values
-and the gap band.
+1. ``"ATT"``: :math:`\bar\tau = T_{post}^{-1}\sum_{t\in post}\tau_{t}` of the ``outcome`` role
+   (the treated area's total per post period minus the synthetic area's);
+2. ``"<o>"``: the same for every other result outcome;
+3. ``"<o>.log_ratio"``: :math:`\log\bigl((\mathrm{Trt}_o/n_T)/(\mathrm{Con}_o/W_C)\bigr)`,
+   :math:`W_C = \sum_j w_j`, for every result outcome: R's :math:`\log(\bar y_T/\bar y_C)`
+   from the regression below, which is :math:`\log(\mathrm{Trt}_o/\mathrm{Con}_o)` (R's
+   ``Pct.Chng`` is :math:`e^{x} - 1`) when the weights sum to :math:`n_T`; NaN unless both
+   totals are positive;
+4. ``"ATT@<period>"``: :math:`\tau_t` of the ``outcome`` role for each post period (when
+   there are several).
+
+**Linearisation** (R microsynth's ``get.stats1``; inference ``linearisation``). For each
+outcome R stacks the post periods of every unit into rows :math:`r = (i, t)` with weight
+:math:`w_i` (1 for treated units) and fits by weighted least squares
+(``survey::svyglm``, ``svydesign(ids = ~0, weights = w)``)
+
+.. math:: y_{it} = \beta D_i + \sum_t \alpha_t 1\{t\} + e_{it},
+    \qquad x_r = (D_i, 1\{t\}),\quad B = \sum_r w_r x_r x_r^\top ,
+
+with the linearisation (sandwich) variance of a with-replacement design whose every row is
+its own PSU, :math:`\widehat V = \sum_r t_r t_r^\top`,
+:math:`t_r = \sqrt{N/(N-1)}\,B^{-1}x_r w_r e_r` (:math:`N` rows, zero-weight controls
+included). The terms handed to inference are, per row,
+:math:`n_T\,t_{r,\beta}` for the effect on totals (:math:`n_T\hat\beta = \bar\tau` when the
+weights sum to :math:`n_T`, which calibration meets to its relative tolerance) and
+:math:`g^\top t_r` for the log ratio, where :math:`g` is R's ``my.delta`` gradient of
+:math:`\log(\bar y_T/\bar y_C)`, :math:`\bar y_C = T^{-1}\sum_t\hat\alpha_t`,
+:math:`\bar y_T = \bar y_C + \hat\beta`: :math:`g_\beta = 1/(\hat\beta + \bar y_C)`,
+:math:`g_{\alpha_t} = (g_\beta - 1/\bar y_C)/T`. A per-period effect :math:`\tau_t` gets the
+same construction from the one-period regression :math:`y_{it} = \beta_t D_i + \alpha_t`
+(its rows are the units at period :math:`t`). What is ignored (as in R): the weights are
+treated as fixed, not as estimated by calibration, and rows of the same unit as independent.
+
+**Placebo.** ``fit.placebo(rng)`` draws :math:`n_T` controls without replacement as a
+placebo treated area, refits the weights from the remaining controls and returns the whole
+vector of estimates for it (``inference=permutation``); an infeasible placebo area raises
+:class:`~causalkit.errors.EstimationError`.
 
 **Propensity mode** balances the intercept and covariate totals only (R's
 ``match.out = FALSE``); the weights (minimum-norm, non-negative, exact balance) are the
 deliverable, in the table ``weights``. A cross-section (no time role) is allowed.
+
+References
+----------
+Robbins, M.W. & Davenport, S. (2021). microsynth: synthetic control methods for
+disaggregated and micro-level data in R. *J. Stat. Softw.* 97(2).
+Binder, D.A. (1983). On the variances of asymptotically normal estimators from complex
+surveys. *Int. Stat. Rev.* 51.
 """
 
 from __future__ import annotations
 
+import math
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import ThreadpoolController
 
 from causalkit.balance import balance_table, effective_sample_size
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit
+from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Linearisation
 from causalkit.errors import DataError, EstimationError
-from causalkit_plugins.estimators.microsynth.panel_data import PanelArrays, panel_arrays
-from causalkit_plugins.estimators.microsynth.panel_inference import linear_test
+from causalkit_plugins.estimators.microsynth.panel_data import WindowArrays, window_arrays
 from causalkit_plugins.estimators.microsynth.panel_weights import (
     InfeasibleBalance,
     PanelDesign,
     PanelWeights,
 )
-from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
-from causalkit_plugins.inference.permutation import permutation_p_values, placebo_interval
 
-__all__ = ["fit_panel"]
+if TYPE_CHECKING:
+    from causalkit_plugins.estimators.microsynth.panel_estimator import MicroSynthPanelParams
+
+__all__ = ["fit_panel", "estimate_names", "linearisation_terms"]
 
 
 @cache
@@ -63,20 +95,19 @@ def _blas_controller() -> ThreadpoolController:
 
 
 def _outcome_sets(
-    data: Dataset, p: MicroSynthParams
+    data: Dataset, p: MicroSynthPanelParams
 ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """The ``outcome`` role, the matched outcomes and the result outcomes (role first)."""
     primary = data.roles.outcome
     if primary is None:
-        raise DataError("roles.outcome", "a column name (required by microsynth)", "nothing")
+        raise DataError("roles.outcome", "a column name (required by microsynth_panel)", "nothing")
     match = () if p.propensity_mode else (p.match_outcomes or (primary,))
     result = p.result_outcomes or p.match_outcomes or (primary,)
-    if primary not in result:
-        result = (primary, *result)
-    return primary, match, result
+    return primary, match, (primary, *(o for o in result if o != primary))
 
 
 def _design(
-    arr: PanelArrays, match: tuple[str, ...], p: MicroSynthParams
+    arr: WindowArrays, match: tuple[str, ...], p: MicroSynthPanelParams
 ) -> tuple[PanelDesign, list[str]]:
     """Constraint columns in R's order: intercept, covariates, then each outcome from end_pre back."""
     n = arr.units.shape[0]
@@ -89,19 +120,136 @@ def _design(
             soft_cols.append(arr.outcomes[o][:, j])
             soft_names.append(f"{o}.{arr.periods[j]}")
     soft = np.column_stack(soft_cols) if soft_cols else np.empty((n, 0))
-    design = PanelDesign(hard, soft, p.panel_weights, p.panel_ridge, p.cal_epsilon, p.cal_maxit)
+    design = PanelDesign(hard, soft, p.weighting, p.ridge, p.epsilon, p.maxit)
     return design, names + soft_names
 
 
-def _gaps(
-    arr: PanelArrays, outcome: str, area: np.ndarray, donors: np.ndarray, w: np.ndarray
+def _label(period: object) -> str:
+    return f"{period:g}" if isinstance(period, (float, np.floating)) else str(period)
+
+
+def estimate_names(outcomes: tuple[str, ...], post_periods: np.ndarray) -> tuple[str, ...]:
+    """Names of the estimates vector (see the module docstring); ``outcomes[0]`` is the role's."""
+    periods = [f"ATT@{_label(t)}" for t in post_periods] if post_periods.size > 1 else []
+    return ("ATT", *outcomes[1:], *(f"{o}.log_ratio" for o in outcomes), *periods)
+
+
+def _estimates(
+    arr: WindowArrays,
+    outcomes: tuple[str, ...],
+    area: np.ndarray,
+    donors: np.ndarray,
+    w: np.ndarray,
+) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    """The estimates vector for a (treated or placebo) area, and each outcome's (Trt, Con)."""
+    post = arr.post
+    n_area = float(area.sum())
+    effects, ratios, totals = [], [], {}
+    per_period = np.empty(0)
+    for o in outcomes:
+        y = arr.outcomes[o]
+        gaps = y[area].sum(axis=0) - w @ y[donors]
+        trt = float(y[area][:, post].sum())
+        con = float(w @ y[donors][:, post].sum(axis=1))
+        effects.append(gaps[post].mean())
+        # R's log(ybar_T / ybar_C): the weights normalised to sum to n_T (module docstring).
+        ratios.append(math.log(trt * w.sum() / (con * n_area)) if trt > 0 and con > 0 else math.nan)
+        totals[o] = (trt, con)
+        if o == outcomes[0] and post.sum() > 1:
+            per_period = gaps[post]
+    return np.concatenate([effects, ratios, per_period]), totals
+
+
+def _pooled_terms(
+    y_post: np.ndarray, treated: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""R's pooled regression for one outcome: terms of :math:`n_T\hat\beta` and of the log ratio.
+
+    Parameters
+    ----------
+    y_post : ndarray, shape (n, T)
+        Post-period outcomes of every unit.
+    treated : ndarray of bool, shape (n,)
+        Treated-area indicator.
+    w : ndarray, shape (n,)
+        Row weights: 1 for treated units, the control weight otherwise.
+
+    Returns
+    -------
+    effect, log_ratio : ndarray, shape (n, T)
+        :math:`n_T t_{r,\beta}` and :math:`g^\top t_r` for every row :math:`r = (i, t)`.
+    """
+    n, T = y_post.shape
+    d = treated.astype(np.float64)
+    # Closed-form normal equations of y ~ D + period dummies (no intercept), weights w.
+    W, W1 = w.sum(), (w * d).sum()
+    B = np.zeros((T + 1, T + 1))
+    B[0, 0] = T * W1
+    B[0, 1:] = B[1:, 0] = W1
+    B[1:, 1:] = np.diag(np.full(T, W))
+    rhs = np.concatenate([[(w * d) @ y_post.sum(axis=1)], w @ y_post])
+    coef = np.linalg.solve(B, rhs)
+    beta, alpha = coef[0], coef[1:]
+    we = w[:, None] * (y_post - beta * d[:, None] - alpha[None, :])  # w_r e_r
+    N = n * T
+    Binv = np.linalg.inv(B)
+    c = math.sqrt(N / (N - 1))
+    # B^{-1} x_r = B^{-1}[:, 0] D_i + B^{-1}[:, 1 + t]
+    effect = c * W1 * we * (Binv[0, 0] * d[:, None] + Binv[0, 1:][None, :])
+    yc = alpha.mean()
+    if not (yc > 0 and beta + yc > 0):  # no log ratio (its estimate is NaN too)
+        return effect, np.full_like(effect, np.nan)
+    g = np.empty(T + 1)
+    g[0] = 1.0 / (beta + yc)
+    g[1:] = (g[0] - 1.0 / yc) / T
+    gB = g @ Binv
+    log_ratio = c * we * (gB[0] * d[:, None] + gB[1:][None, :])
+    return effect, log_ratio
+
+
+def _period_terms(y_t: np.ndarray, treated: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r"""Terms of :math:`n_T\hat\beta_t` from the one-period regression :math:`y_i = \beta_t D_i + \alpha_t`.
+
+    With weighted group means :math:`\bar y_1, \bar y_0` and totals of weights :math:`W_1, W_0`,
+    :math:`t_i = \sqrt{n/(n-1)}\,n_T\,(D_i e_i/W_1 - (1-D_i) w_i e_i/W_0)`,
+    :math:`e_i = y_i - \bar y_{D_i}`.
+    """
+    n = y_t.size
+    W1, W0 = w[treated].sum(), w[~treated].sum()
+    m1, m0 = (w[treated] @ y_t[treated]) / W1, (w[~treated] @ y_t[~treated]) / W0
+    e = y_t - np.where(treated, m1, m0)
+    return math.sqrt(n / (n - 1)) * W1 * np.where(treated, e / W1, -w * e / W0)
+
+
+def linearisation_terms(
+    arr: WindowArrays, outcomes: tuple[str, ...], w_controls: np.ndarray
 ) -> np.ndarray:
-    y = arr.outcomes[outcome]
-    return y[area].sum(axis=0) - w @ y[donors]
+    """R's linearisation terms of every estimate, rows ``(unit, post period)`` (module docstring).
+
+    Returns
+    -------
+    ndarray, shape (n * T_post, k)
+        Columns in the order of :func:`estimate_names`.
+    """
+    post, treated = arr.post, arr.treated
+    w = np.ones(treated.size)
+    w[~treated] = w_controls
+    n, T = treated.size, int(post.sum())
+    per_period = T if T > 1 else 0
+    k = 2 * len(outcomes) + per_period
+    terms = np.zeros((n, T, k))
+    for j, o in enumerate(outcomes):
+        terms[:, :, j], terms[:, :, len(outcomes) + j] = _pooled_terms(
+            arr.outcomes[o][:, post], treated, w
+        )
+    y = arr.outcomes[outcomes[0]][:, post]
+    for t in range(per_period):
+        terms[:, t, 2 * len(outcomes) + t] = _period_terms(y[:, t], treated, w)
+    return terms.reshape(n * T, k)
 
 
 def _placebo_draw(
-    arr: PanelArrays, design: PanelDesign, rng: np.random.Generator
+    arr: WindowArrays, design: PanelDesign, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, PanelWeights]:
     controls = np.flatnonzero(~arr.treated)
     pick = rng.choice(controls.size, size=arr.n_treated, replace=False)
@@ -115,20 +263,20 @@ def _placebo_draw(
     return area, donors, pw
 
 
-def fit_panel(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
+def fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
     """Fit panel (or propensity) mode; see the module docstring.
 
     The solvers work on small dense systems where threaded BLAS only adds contention, so
     BLAS runs single-threaded inside the fit and inside each placebo refit.
     """
     with _blas_controller().limit(limits=1, user_api="blas"):
-        return _fit_panel(data, p, rng)
+        return _fit_panel(data, p)
 
 
-def _fit_panel(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
+def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
     primary, match, result = _outcome_sets(data, p)
     needed = tuple(dict.fromkeys((primary, *match, *result)))
-    arr = panel_arrays(
+    arr = window_arrays(
         data, needed, p.start_pre, p.end_pre, p.end_post, cross_section_ok=p.propensity_mode
     )
     n_t, n_c = arr.n_treated, int((~arr.treated).sum())
@@ -147,92 +295,36 @@ def _fit_panel(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> 
             str(exc).removeprefix("microsynth: "),
         ) from None
     w = pw.w
-    # A cross-section (no pre period) is one "post" period.
-    post = ~arr.pre if arr.pre.any() else np.ones(arr.periods.size, dtype=bool)
-    t_post = int(post.sum())
+    post = arr.post
+    estimates, totals = _estimates(arr, result, treated, controls, w)
 
-    diag: dict[str, DiagnosticValue] = {}
-    rows = []
-    for o in result:
-        gaps = _gaps(arr, o, treated, controls, w)
-        trt = float(arr.outcomes[o][treated][:, post].sum())
-        con = float(w @ arr.outcomes[o][controls][:, post].sum(axis=1))
-        lin = linear_test(arr.outcomes[o][:, post], treated, w, p.test, p.confidence)
-        pct = trt / con - 1.0 if con != 0 else float("nan")
-        diag.update(
-            {
-                f"{o}.trt": trt,
-                f"{o}.con": con,
-                f"{o}.pct_change": pct,
-                f"{o}.effect": float(gaps[post].mean()),
-                f"{o}.p_value": lin.p_value,
-                f"{o}.ci_lower": lin.ci_lower,
-                f"{o}.ci_upper": lin.ci_upper,
-            }
-        )
-        rows.append(
-            {
-                "outcome": o,
-                "Trt": trt,
-                "Con": con,
-                "Pct.Chng": pct,
-                "Linear.pVal": lin.p_value,
-                "Linear.Lower": lin.ci_lower,
-                "Linear.Upper": lin.ci_upper,
-                "z": lin.z,
-            }
-        )
-        if o == primary:
-            primary_lin = lin
-
-    gaps_primary = _gaps(arr, primary, treated, controls, w)
-    estimate = float(gaps_primary[post].mean())
-    gaps_table = pd.DataFrame(
-        {
-            "period": arr.periods,
-            "treated": arr.outcomes[primary][treated].sum(axis=0),
-            "synthetic": w @ arr.outcomes[primary][controls],
-            "gap": gaps_primary,
-            "post": post,
-        }
-    )
-    results_table = pd.DataFrame(rows).set_index("outcome")
     warnings: list[str] = []
     if pw.method == "qp_fallback":
         warnings.append(
-            "microsynth: calibration did not reach exact balance within cal_maxit; "
+            "microsynth_panel: calibration did not reach exact balance within cal_maxit; "
             "weights are from the QP (outcomes matched by least squares)"
         )
+    bad = [o for o, (trt, con) in totals.items() if not (trt > 0 and con > 0)]
+    if bad:
+        warnings.append(
+            f"microsynth_panel: no log ratio (treated or synthetic post total not positive) for {', '.join(bad)}"
+        )
 
-    if p.n_permutations > 0:
-        _permutations(arr, design, result, primary, post, p, rng, diag, gaps_table, results_table)
-
-    M = np.hstack([design.hard, design.soft])
-    bal = balance_table(names[1:], M[treated, 1:], M[controls, 1:], w_c=w)
-    totals = pd.DataFrame(
-        {
-            "Targets": M[treated].sum(axis=0),
-            "Weighted.Control": w @ M[controls],
-            "All.scaled": M.sum(axis=0) * n_t / arr.units.shape[0],
-        },
-        index=pd.Index(names, name="variable"),
-    )
-    weights_table = pd.DataFrame(
-        {"unit": arr.units, "treated": treated, "weight": np.ones(arr.units.size)}
-    )
-    weights_table.loc[controls, "weight"] = w
-
-    def placebo(g: np.random.Generator) -> float:
+    def placebo(g: np.random.Generator) -> np.ndarray:
         with _blas_controller().limit(limits=1, user_api="blas"):
             area, donors, pw_r = _placebo_draw(arr, design, g)
-        return float(_gaps(arr, primary, area, donors, pw_r.w)[post].mean())
+            return _estimates(arr, result, area, donors, pw_r.w)[0]
 
+    diag: dict[str, DiagnosticValue] = {}
+    for o, (trt, con) in totals.items():
+        diag[f"{o}.trt"], diag[f"{o}.con"] = trt, con
+        diag[f"{o}.pct_change"] = trt / con - 1.0 if con != 0 else math.nan
     diag.update(
         {
             "n_treated": n_t,
             "n_control": n_c,
             "n_periods_pre": int(arr.pre.sum()),
-            "n_periods_post": t_post,
+            "n_periods_post": int(post.sum()),
             "n_constraints_exact": int(
                 design.hard.shape[1] + (design.soft.shape[1] if pw.method == "calibration" else 0)
             ),
@@ -249,61 +341,62 @@ def _fit_panel(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> 
         }
     )
     return Fit(
-        estimand=Estimand.ATT,
-        estimate=estimate,
-        n=int(arr.units.size),
-        model_se=float(n_t * primary_lin.se_beta),
+        Estimand.ATT,
+        estimates,
+        int(arr.units.size),
+        names=estimate_names(result, arr.periods[post]),
         placebo=placebo,
+        linearisation=Linearisation(linearisation_terms(arr, result, w)),
         diagnostics=diag,
-        tables={
-            "balance": bal,
-            "balance_totals": totals,
-            "gaps": gaps_table,
-            "results": results_table,
-            "weights": weights_table,
-        },
+        tables=_tables(arr, design, names, result, totals, w),
         warnings=tuple(warnings),
     )
 
 
-def _permutations(
-    arr: PanelArrays,
+def _tables(
+    arr: WindowArrays,
     design: PanelDesign,
+    names: list[str],
     result: tuple[str, ...],
-    primary: str,
-    post: np.ndarray,
-    p: MicroSynthParams,
-    rng: np.random.Generator,
-    diag: dict[str, DiagnosticValue],
-    gaps_table: pd.DataFrame,
-    results_table: pd.DataFrame,
-) -> None:
-    """Placebo draws for per-period p-values, per-outcome permutation p-values and the gap band."""
-    draws: dict[str, list[np.ndarray]] = {o: [] for o in result}
-    failed = 0
-    for _ in range(p.n_permutations):
-        try:
-            area, donors, pw = _placebo_draw(arr, design, rng)
-        except EstimationError:
-            failed += 1
-            continue
-        for o in result:
-            draws[o].append(_gaps(arr, o, area, donors, pw.w))
-    if len(draws[primary]) < 2:
-        raise EstimationError(
-            f"microsynth: only {len(draws[primary])} of {p.n_permutations} placebo areas were feasible"
-        )
-    diag["n_permutations_ok"] = len(draws[primary])
-    diag["n_permutations_failed"] = failed
-    for o in result:
-        d = np.asarray(draws[o])
-        pv = permutation_p_values(np.array([diag[f"{o}.effect"]]), d[:, post].mean(axis=1)[:, None])
-        diag[f"{o}.perm_p_value"] = float(pv[p.test][0])
-        results_table.loc[o, "Perm.pVal"] = float(pv[p.test][0])
-    obs_gap = gaps_table["gap"].to_numpy()
-    d = np.asarray(draws[primary])
-    per = permutation_p_values(obs_gap, d)
-    lo, hi = placebo_interval(obs_gap, d, p.confidence)
-    gaps_table["p_value"] = per[p.test]
-    gaps_table["lower"] = lo
-    gaps_table["upper"] = hi
+    totals: dict[str, tuple[float, float]],
+    w: np.ndarray,
+) -> dict[str, pd.DataFrame]:
+    """Descriptive tables: balance (SMD), R's balance totals, gaps, per-outcome totals, weights."""
+    treated, controls = arr.treated, ~arr.treated
+    n_t = arr.n_treated
+    M = np.hstack([design.hard, design.soft])
+    y = arr.outcomes[result[0]]
+    synthetic = w @ y[controls]
+    w_all = np.ones(treated.size)
+    w_all[controls] = w
+    return {
+        "balance": balance_table(names[1:], M[treated, 1:], M[controls, 1:], w_c=w),
+        "balance_totals": pd.DataFrame(
+            {
+                "Targets": M[treated].sum(axis=0),
+                "Weighted.Control": w @ M[controls],
+                "All.scaled": M.sum(axis=0) * n_t / arr.units.shape[0],
+            },
+            index=pd.Index(names, name="variable"),
+        ),
+        "gaps": pd.DataFrame(
+            {
+                "period": arr.periods,
+                "treated": y[treated].sum(axis=0),
+                "synthetic": synthetic,
+                "gap": y[treated].sum(axis=0) - synthetic,
+                "post": arr.post,
+            }
+        ),
+        "results": pd.DataFrame(
+            {
+                "Trt": [totals[o][0] for o in result],
+                "Con": [totals[o][1] for o in result],
+                "Pct.Chng": [
+                    t / c - 1.0 if c != 0 else math.nan for t, c in (totals[o] for o in result)
+                ],
+            },
+            index=pd.Index(list(result), name="outcome"),
+        ),
+        "weights": pd.DataFrame({"unit": arr.units, "treated": treated, "weight": w_all}),
+    }

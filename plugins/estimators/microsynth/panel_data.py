@@ -1,4 +1,4 @@
-"""Panel mode input: per-unit arrays of several outcomes over an R-style study window."""
+"""Panel-mode input: several outcomes per unit over an R-style study window, from the core unit table."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from causalkit.contracts import Dataset
 from causalkit.errors import DataError
-from causalkit.panel import unit_table
+from causalkit.panel import UnitTable, unit_table
 
-__all__ = ["PanelArrays", "panel_arrays"]
+__all__ = ["WindowArrays", "window_arrays"]
+
+_WHO = "microsynth_panel"
 
 
 @dataclass(frozen=True)
-class PanelArrays:
-    """One row per unit, outcomes as ``(n, T)`` matrices over the study window.
+class WindowArrays:
+    """One row per unit, each outcome as an ``(n, T)`` matrix over the study window.
 
     Attributes
     ----------
@@ -47,16 +48,13 @@ class PanelArrays:
 
     @property
     def n_treated(self) -> int:
+        """Number of units in the treated area."""
         return int(self.treated.sum())
 
-
-def _numeric_column(frame: pd.DataFrame, col: str, field: str) -> np.ndarray:
-    s = frame[col]
-    if s.dtype != bool and not pd.api.types.is_numeric_dtype(s):
-        raise DataError(field, f"a numeric column {col!r}", f"dtype {s.dtype}")
-    if s.isna().any():
-        raise DataError(field, f"no missing values in {col!r}", f"{int(s.isna().sum())} missing")
-    return s.to_numpy(dtype=np.float64)
+    @property
+    def post(self) -> np.ndarray:
+        """Post-period mask; a cross-section (no pre period) is one post period."""
+        return ~self.pre if self.pre.any() else np.ones(self.periods.size, dtype=bool)
 
 
 def _window_mask(
@@ -96,66 +94,72 @@ def _window_mask(
     return window, pre[window]
 
 
-def panel_arrays(
+def _all_periods(table: UnitTable) -> np.ndarray:
+    return np.hstack([table.y_pre, table.y_post])
+
+
+def window_arrays(
     data: Dataset,
     outcomes: Sequence[str],
     start_pre: float | None,
     end_pre: float | None,
     end_post: float | None,
     cross_section_ok: bool,
-) -> PanelArrays:
-    """Reshape a long panel into :class:`PanelArrays` with one-line errors.
+) -> WindowArrays:
+    """Reshape a long panel into :class:`WindowArrays` with one-line errors.
 
-    The structural checks (balanced panel, one row per unit and period, time-invariant
-    covariates, a single onset, treated and control units present) are
-    :func:`causalkit.panel.unit_table`'s; added here: constant covariates, extra outcome
-    columns, and the window ``start_pre <= end_pre < onset <= end_post``. Without a time
-    role (``cross_section_ok``, propensity mode) each row is a unit observed once.
+    Every reshape and structural check (balanced panel, one row per unit and period,
+    time-invariant covariates, a single onset, treated and control units present, numeric
+    outcomes without missing values) is :func:`causalkit.panel.unit_table`'s, called once
+    per outcome (covariates only the first time); the units come in the same order every
+    time. Added here: covariates that vary across units, outcome columns that exist, and the
+    window ``start_pre <= end_pre < onset <= end_post``. Without a time role
+    (``cross_section_ok``, propensity mode) each row is a unit observed once.
     """
-    table = unit_table(data, group_role="treatment", who="microsynth (panel)")
     roles = data.roles
-    if table.covariates:
-        const = [c for c, s in zip(table.covariates, table.X.std(axis=0), strict=True) if s == 0]
+    columns = set(data.columns)
+    missing = [o for o in outcomes if o not in columns]
+    if missing:
+        raise DataError(
+            "estimator.match_outcomes/result_outcomes", "columns of the table", ", ".join(missing)
+        )
+    if roles.time is None and not cross_section_ok:
+        raise DataError(
+            "roles.time", "a time column for panel mode (or propensity_mode=true)", "nothing"
+        )
+    first = unit_table(data.with_roles(roles.model_copy(update={"outcome": outcomes[0]})), who=_WHO)
+    if first.covariates:
+        const = [c for c, s in zip(first.covariates, first.X.std(axis=0), strict=True) if s == 0]
         if const:
             raise DataError(
                 "roles.covariates",
                 "covariates that vary across units",
                 f"constant {', '.join(const)}",
             )
-    frame = data.frame
-    missing = [o for o in outcomes if o not in frame.columns]
-    if missing:
-        raise DataError(
-            "estimator.match_outcomes/result_outcomes", "columns of the table", ", ".join(missing)
+    ys = {outcomes[0]: _all_periods(first)}
+    bare = roles.model_copy(update={"covariates": ()})
+    for o in outcomes[1:]:
+        ys[o] = _all_periods(
+            unit_table(data.with_roles(bare.model_copy(update={"outcome": o})), who=_WHO)
         )
-
     if roles.time is None:
-        if not cross_section_ok:
-            raise DataError(
-                "roles.time", "a time column for panel mode (or propensity_mode=true)", "nothing"
-            )
-        ys = {o: _numeric_column(frame, o, f"outcome {o}")[:, None] for o in outcomes}
-        return PanelArrays(
-            table.units,
-            table.group,
-            table.X,
-            table.covariates,
+        return WindowArrays(
+            first.units,
+            first.group,
+            first.X,
+            first.covariates,
             ys,
             np.array([0]),
             np.zeros(1, dtype=bool),
         )
-
-    u_codes, _ = pd.factorize(frame[roles.unit], sort=False)
-    t_codes, t_labels = pd.factorize(frame[roles.time], sort=True)
-    n_u, n_t = table.n, len(t_labels)
-    cell = u_codes.astype(np.int64) * n_t + t_codes
-    onset = int(table.pre_periods.shape[0])
-    window, pre = _window_mask(np.asarray(t_labels), onset, start_pre, end_pre, end_post)
-    ys = {}
-    for o in outcomes:
-        grid = np.empty(n_u * n_t)
-        grid[cell] = _numeric_column(frame, o, f"outcome {o}")
-        ys[o] = grid.reshape(n_u, n_t)[:, window]
-    return PanelArrays(
-        table.units, table.group, table.X, table.covariates, ys, np.asarray(t_labels)[window], pre
+    labels = np.concatenate([first.pre_periods, first.post_periods])
+    window, pre = _window_mask(labels, first.pre_periods.size, start_pre, end_pre, end_post)
+    return WindowArrays(
+        first.units,
+        first.group,
+        first.X,
+        first.covariates,
+        {o: y[:, window] for o, y in ys.items()},
+        labels[window],
+        pre,
     )

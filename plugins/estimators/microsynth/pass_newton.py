@@ -14,11 +14,19 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
+from causalkit.balance import BALANCE_COLUMNS, balance_block, balance_message
 from causalkit.contracts import DiagnosticValue
 from causalkit.errors import DataError
 from causalkit_plugins.estimators.microsynth.aggregates import Moments
 
-__all__ = ["Oracle", "PassSolution", "solve_by_passes", "standardisation", "att_and_tables"]
+__all__ = [
+    "Oracle",
+    "PassSolution",
+    "solve_by_passes",
+    "standardisation",
+    "gaps_and_tables",
+    "replicate_gaps",
+]
 
 #: ``oracle(mus, reps)``: candidate points (R, K, d+1) for replications ``reps`` -> summed partials.
 Oracle = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
@@ -180,7 +188,18 @@ def standardisation(mom: Moments, covariates: tuple[str, ...]) -> tuple[np.ndarr
     return mean, sd
 
 
-def att_and_tables(
+def replicate_gaps(sol: PassSolution) -> np.ndarray:
+    r"""Per-period gaps :math:`\sum c y_t / \sum c - \sum c w y_t / \sum c w` of every weighting, shape (R, T).
+
+    NaN rows where the weighting's dual did not converge (or had no treated unit).
+    """
+    s = sol.sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = s["ty"] / s["tn"][:, None] - s["wy"] / s["g"][:, -1:]
+    return np.where(sol.converged[:, None], per, np.nan)
+
+
+def gaps_and_tables(
     sol: PassSolution,
     mom: Moments,
     mean: np.ndarray,
@@ -188,13 +207,14 @@ def att_and_tables(
     covariates: tuple[str, ...],
     post_periods: np.ndarray,
     balance_tol: float,
-) -> tuple[float, dict[str, pd.DataFrame], dict[str, DiagnosticValue], tuple[str, ...]]:
-    r"""ATT, balance and gap tables and diagnostics of replication 0, all from aggregates.
+) -> tuple[np.ndarray, dict[str, pd.DataFrame], dict[str, DiagnosticValue], tuple[str, ...]]:
+    r"""Per-post-period gaps, balance and gap tables and diagnostics of replication 0, from aggregates.
 
     With :math:`S = \sum_j w_j` the weights are :math:`w_j/S`; the synthetic outcome is
     :math:`\sum w y_t / S`, the weighted control mean :math:`\bar x + s\,\sum w z / S` and its
     variance :math:`s^2(\sum w z^2/S - (\sum w z/S)^2)`; ESS :math:`= S^2/\sum w^2`; the SMD
-    denominators use the unweighted group variances (ddof=1), as in :func:`causalkit.balance.smd`.
+    denominators use the unweighted group variances (ddof=1); the table is
+    :func:`causalkit.balance.balance_block` of these moments.
     """
     s = {k: v[0] for k, v in sol.sums.items()}
     total = float(s["g"][-1])
@@ -202,7 +222,6 @@ def att_and_tables(
     treated = s["ty"] / s["tn"]
     synthetic = s["wy"] / total
     gaps = treated - synthetic
-    att = float(gaps.mean())
     n0, n1 = mom.n
     m0, m1 = mom.mean
     v0 = mom.m2[0] / max(n0 - 1, 1)
@@ -210,30 +229,19 @@ def att_and_tables(
     zbar = s["g"][:d] / total
     m0w = mean + sd * zbar
     v0w = sd**2 * np.maximum(s["wz2"] / total - zbar**2, 0.0)
-    pooled = np.sqrt((v1 + v0) / 2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bal = pd.DataFrame(
-            {
-                "mean_treated": m1,
-                "mean_control_before": m0,
-                "mean_control_after": m0w,
-                "smd_before": (m1 - m0) / pooled,
-                "smd_after": (m1 - m0w) / pooled,
-                "var_ratio_before": v1 / v0,
-                "var_ratio_after": v1 / v0w,
-            },
-            index=pd.Index(list(covariates), name="covariate"),
-        )
+    bal = pd.DataFrame(
+        balance_block(m1, m1, m0, m0w, v1, v0, v1, v0w),
+        columns=list(BALANCE_COLUMNS),
+        index=pd.Index(list(covariates), name="covariate"),
+    )
     smd_after = float(np.max(np.abs(bal["smd_after"]))) if d else 0.0
     converged = bool(sol.converged[0])
-    feasible = bool(converged and smd_after <= balance_tol)
-    if feasible:
-        msg = f"balance achieved (max |SMD| = {smd_after:.2e} <= {balance_tol:.0e})"
-    else:
-        msg = (
-            f"balance NOT achieved (max |SMD| = {smd_after:.2e} > {balance_tol:.0e}):"
-            " the treated mean may lie outside the convex hull of the controls"
-        )
+    feasible, msg = balance_message(
+        smd_after,
+        balance_tol,
+        converged,
+        "the treated mean may lie outside the convex hull of the controls",
+    )
     diag: dict[str, DiagnosticValue] = {
         "n_treated": int(n1),
         "n_control": int(n0),
@@ -256,4 +264,4 @@ def att_and_tables(
         ),
     }
     warnings = () if feasible else (f"microsynth: {msg}",)
-    return att, tables, diag, warnings
+    return gaps, tables, diag, warnings

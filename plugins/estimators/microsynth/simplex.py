@@ -8,14 +8,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from causalkit.balance import balance_scalars
-from causalkit.contracts import Dataset, DiagnosticValue, Fit, LazyTables
+from causalkit.balance import BALANCE_COLUMNS, balance_block, balance_message, balance_scalars
+from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, LazyTables, Resampler
 from causalkit.errors import DataError, EstimationError
 from causalkit.montecarlo import one_blas_thread
-from causalkit_plugins.estimators.microsynth.dual import DualSolution, weighted_gram
+from causalkit_plugins.estimators.microsynth.dual import weighted_gram
 from causalkit_plugins.estimators.microsynth.estimands import (
-    ESTIMANDS,
     BalancedContrast,
+    effect_names,
+    effects,
     group_role,
 )
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
@@ -84,7 +85,7 @@ def _gather(block: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
 def _column_dots(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """``[A[:, j] @ B[:, j] for j]`` in one call (the same BLAS dot per column, so equal bits)."""
     if hasattr(np, "vecdot"):
-        return np.vecdot(A, B, axis=0)
+        return np.vecdot(A, B, axis=0)  # type: ignore[call-overload]  # numpy stubs lack axis
     return np.array([A[:, j] @ B[:, j] for j in range(A.shape[1])])  # pragma: no cover - numpy 1
 
 
@@ -102,13 +103,14 @@ def _balance_columns(
     sd: np.ndarray,
     m1: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The columns of :func:`causalkit.balance.balance_table` (as a ``d x 7`` block), from one pass of moments.
+    """The fit's balance table as a ``d x 7`` block: :func:`causalkit.balance.balance_block` of one pass of moments.
 
-    Computed on the standardised columns (SMDs and variance ratios are invariant to the
-    per-column affine map; means are mapped back to raw units). Control moments use one
-    pass per column instead of the framework's repeated centred passes, which would
-    dominate the fit on a million units; equality with ``balance_table`` is a unit test.
-    ``m1`` are the treated means of ``Zt`` when already computed.
+    The moments are taken on the standardised columns (SMDs and variance ratios are
+    invariant to the per-column affine map; means are mapped back to raw units). Control
+    moments use one pass per column instead of the framework's repeated centred passes,
+    which would dominate the fit on a million units; equality with
+    :func:`causalkit.balance.balance_table` is a unit test. ``m1`` are the treated means of
+    ``Zt`` when already computed.
     """
     (n1, d), n0 = Zt.shape, Zc.shape[0]
     m1 = Zt.mean(axis=0) if m1 is None else m1
@@ -124,21 +126,10 @@ def _balance_columns(
         zc = Zc[:, cols]
         ws2[cols] = _column_dots(wn[:, None] * zc, zc)
     v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
-    v0w = ws2 - m0w * m0w
-    pooled = np.sqrt((v1 + v0) / 2)
-    out = np.empty((7, d))  # rows: the table's columns (returned transposed)
-    out[0], out[1], out[2] = m1, m0, m0w
-    diff = m1 - out[1:3]  # before / after weighting
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # SMD = diff / pooled SD; 0 or inf where the pooled SD is zero (as balance.smd)
-        positive = pooled > 0
-        scaled = diff / np.where(positive, pooled, 1.0)
-        out[3:5] = np.where(positive, scaled, np.where(diff == 0, 0.0, np.inf))
-        np.divide(v1, v0, out=out[5])
-        np.divide(v1, v0w, out=out[6])
-    out[:3] *= sd  # means back to raw units
-    out[:3] += m
-    return out.T
+    out = balance_block(m1, m1, m0, m0w, v1, v0, v1, ws2 - m0w * m0w)
+    out[:, :3] *= sd[:, None]  # means back to raw units
+    out[:, :3] += m[:, None]
+    return out
 
 
 def _balance_frame(names: tuple[str, ...], block: np.ndarray) -> pd.DataFrame:
@@ -149,17 +140,7 @@ def _balance_frame(names: tuple[str, ...], block: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(block, index=_covariate_index(names).copy(), columns=_BALANCE.copy())
 
 
-_BALANCE = pd.Index(
-    [
-        "mean_treated",
-        "mean_control_before",
-        "mean_control_after",
-        "smd_before",
-        "smd_after",
-        "var_ratio_before",
-        "var_ratio_after",
-    ]
-)
+_BALANCE = pd.Index(BALANCE_COLUMNS)
 
 
 @functools.lru_cache(maxsize=16)
@@ -190,60 +171,21 @@ def _column_frame(columns: dict[str, np.ndarray], index: pd.Index) -> pd.DataFra
     return build(list(columns.values()), labels, index, verify_integrity=False)
 
 
-_BAND_BATCH = 32  # resamples solved in lockstep per batch (fixed: results never depend on it)
+def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
+    """Fit simplex MicroSynth in memory; see :class:`~causalkit_plugins.estimators.microsynth.estimator.MicroSynth`.
 
-
-def _band(
-    contrast: BalancedContrast,
-    rows: tuple[np.ndarray, np.ndarray],
-    warm: DualSolution,
-    reps: int,
-    level: float,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Percentile band of the per-period contrasts over a paired (stratified) bootstrap.
-
-    ``rows`` are the positions of the treated and of the control units.
-    """
-    t_idx, c_idx = rows
-    draws = []
-    for start in range(0, reps, _BAND_BATCH):
-        idxs = [
-            np.concatenate(
-                [
-                    t_idx[rng.integers(0, t_idx.size, t_idx.size)],
-                    c_idx[rng.integers(0, c_idx.size, c_idx.size)],
-                ]
-            )
-            for _ in range(min(_BAND_BATCH, reps - start))
-        ]
-        per, gap = contrast.resampled_batch(idxs, rows, warm)
-        draws.append(per / gap[:, None])
-    every = np.concatenate(draws)
-    good = every[np.isfinite(every).all(axis=1)]
-    failed = reps - good.shape[0]
-    if good.shape[0] < 2:
-        nan = np.full(contrast.post.size, np.nan)
-        return nan, nan, failed
-    a = (1 - level) / 2
-    lo, hi = np.quantile(good, [a, 1 - a], axis=0)
-    return lo, hi, failed
-
-
-def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
-    """Fit simplex-mode MicroSynth; see :class:`~causalkit_plugins.estimators.microsynth.estimator.MicroSynth`.
-
-    ``estimand=att`` contrasts actually exposed units (role ``treatment``) with weighted
-    unexposed ones; ``itt`` contrasts the randomised arms (role ``assignment``), balancing
-    for precision; ``cace`` divides the balanced ITT by the balanced compliance gap (needs
-    both roles). The ``gaps`` table holds every period's contrast (pre periods are the
-    pre-trend diagnostic); the estimate is the mean post-period gap. When ``band_reps`` > 0
-    the table carries a per-period paired-bootstrap band (``lower``/``upper``) computed here
-    with the fit's ``rng``; the scalar CI comes from the chosen inference plugin.
+    ``estimand=ATT`` contrasts actually exposed units (role ``treatment``) with weighted
+    unexposed ones; ``ITT`` contrasts the randomised arms (role ``assignment``), balancing
+    for precision; ``CACE`` divides the balanced ITT by the balanced compliance gap (needs
+    both roles). The estimates are the mean post-period gap, then (several post periods) each
+    post period's gap (:func:`~causalkit_plugins.estimators.microsynth.estimands.effects`).
+    The ``gaps`` table holds every period's contrast (pre periods are the pre-trend
+    diagnostic). The fit offers a paired (treated/control strata) resampling refit, batched,
+    and placebo draws; their inference is the chosen inference plugin's.
     """
     role = group_role(p.estimand)
-    if p.estimand == "cace" and data.roles.treatment is None:
-        raise DataError("roles.treatment", "an exposure column for estimand=cace", "nothing")
+    if p.estimand is Estimand.CACE and data.roles.treatment is None:
+        raise DataError("roles.treatment", "an exposure column for estimand=CACE", "nothing")
     inp = simplex_inputs(data, role, p.outcome_lag_periods, p.match_outcomes)
     table = inp.table
     names = tuple(table.covariates) + inp.lag_names
@@ -259,7 +201,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
     post = np.arange(periods.size) >= table.y_pre.shape[1]
     D = (
         table.treatment.astype(np.float64)
-        if p.estimand == "cace" and table.treatment is not None
+        if p.estimand is Estimand.CACE and table.treatment is not None
         else None
     )
     contrast = BalancedContrast(
@@ -280,18 +222,13 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         raise EstimationError(
             "microsynth: the balanced compliance gap is zero; the CACE is undefined"
         )
-    itt = float(per[post].mean())
-    estimate = itt / gap
+    estimates = effects(per, gap, post)
 
     bal = _balance_columns(Zt, Zc, sol.w, m, sd, contrast.target)
     diag = balance_scalars(bal[:, 3], bal[:, 4], sol.w)
-    feasible = bool(sol.converged and diag["max_abs_smd_after"] <= p.balance_tol)
-    if feasible:
-        msg = (
-            f"balance achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} <= {p.balance_tol:.0e})"
-        )
-    else:
-        msg = f"balance NOT achieved (max |SMD| = {diag['max_abs_smd_after']:.2e} > {p.balance_tol:.0e}): {sol.message}"
+    feasible, msg = balance_message(
+        diag["max_abs_smd_after"], p.balance_tol, sol.converged, sol.message
+    )
     warnings = [] if feasible else [f"microsynth: {msg}"]
 
     treated_mean = Yt.mean(axis=0)
@@ -302,11 +239,6 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         "synthetic": treated_mean - per,
         "gap": per / gap,
     }
-    band_failed = 0
-    if p.band_reps > 0 and feasible:
-        with one_blas_thread():
-            lo, hi, band_failed = _band(contrast, rows, sol, p.band_reps, p.band_level, rng)
-        gaps_columns["lower"], gaps_columns["upper"] = lo, hi
 
     diagnostics: dict[str, DiagnosticValue] = {
         "n_treated": int(t_idx.size),
@@ -321,48 +253,49 @@ def fit_simplex(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) ->
         "converged": sol.converged,
         "dual_residual": sol.residual,
     }
-    if p.band_reps > 0:
-        diagnostics["band_failed"] = band_failed
     if D is not None:
         diagnostics["compliance_gap"] = gap
-        diagnostics["itt"] = itt
-        if gap < p.min_compliance_gap:
+        diagnostics["itt"] = float(per[post].mean())
+        if gap < p.compliance_floor:
             warnings.append(
                 f"microsynth: weak first stage, balanced compliance gap {gap:.3g} "
-                f"< {p.min_compliance_gap:g}; the CACE is unstable"
+                f"< {p.compliance_floor:g}; the CACE is unstable"
             )
 
-    def refit(idx: np.ndarray) -> float:
+    def refit(idx: np.ndarray) -> np.ndarray:
         # Each refit is a few mat-vecs on n_C x d: BLAS thread hand-offs only cost (and stall
         # badly on a loaded machine).
         with one_blas_thread():
             per_b, gap_b = contrast.resampled(idx, rows, sol)
-        return float(per_b[post].mean() / gap_b)
+        return effects(per_b, gap_b, post)
 
     def refit_batch(idxs: list[np.ndarray]) -> np.ndarray:
         with one_blas_thread():
             per_b, gap_b = contrast.resampled_batch(idxs, rows, sol)
-        return per_b[:, post].mean(axis=1) / gap_b
+        return effects(per_b, gap_b, post)
 
     cache: dict[str, np.ndarray] = {}
 
-    def placebo(rng_p: np.random.Generator) -> float:
+    def placebo(rng_p: np.random.Generator) -> np.ndarray:
         if "H" not in cache:
             cache["H"] = weighted_gram(Zc, np.ones(Zc.shape[0], dtype=bool), None)
         return contrast.placebo(rng_p, cache["H"], gap)
 
     return Fit(
-        estimand=ESTIMANDS[p.estimand],
-        estimate=estimate,
-        n=table.n,
-        strata=g.astype(np.int64),
-        refit=refit,
-        refit_batch=refit_batch,
+        p.estimand,
+        estimates,
+        table.n,
+        names=effect_names(p.estimand, table.post_periods),
+        resampler=Resampler(
+            table.n, strata=g.astype(np.int64), refit=refit, refit_batch=refit_batch
+        ),
         placebo=placebo,
         diagnostics=diagnostics,
-        tables=LazyTables({
-            "balance": lambda: _balance_frame(names, bal),
-            "gaps": lambda: _column_frame(gaps_columns, pd.RangeIndex(periods.size)),
-        }),
+        tables=LazyTables(
+            {
+                "balance": lambda: _balance_frame(names, bal),
+                "gaps": lambda: _column_frame(gaps_columns, pd.RangeIndex(periods.size)),
+            }
+        ),
         warnings=tuple(warnings),
     )

@@ -4,15 +4,19 @@ The (d+1)-dimensional dual needs only sums over units (Lin et al. 2023), so each
 every partition to numpy partial sums (``mapInArrow``) and combines them with ``treeReduce``.
 Weights never leave the executors: ATT, balance, ESS and the maximum weight are aggregates of
 the last pass. Poisson(1) bootstrap counts are a hash of (seed, replication, unit key), so
-replications reuse the cached unit table and run together in the same passes.
+replications reuse the cached unit table and run together in the same passes; the fit offers
+them as :attr:`~causalkit.contracts.Resampler.replicates`, seeded from the run's Generator, and
+``inference=bootstrap`` turns them into SEs and CIs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Roles
+from causalkit.contracts import Dataset, DiagnosticValue, Fit, Resampler, Roles
 from causalkit.errors import ConfigError, DataError
 from causalkit_plugins.estimators.microsynth.aggregates import (
     chunk_moments,
@@ -29,12 +33,12 @@ from causalkit_plugins.estimators.microsynth.aggregates import (
     merge_sums,
     poisson_weights,
 )
-from causalkit_plugins.estimators.microsynth.columnar import LAZY_ATTR
+from causalkit_plugins.estimators.microsynth.estimands import effect_names, effects
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.pass_newton import (
     Oracle,
-    PassSolution,
-    att_and_tables,
+    gaps_and_tables,
+    replicate_gaps,
     solve_by_passes,
     standardisation,
 )
@@ -46,6 +50,7 @@ __all__ = [
     "fit_spark",
     "fit_spark_units",
     "poisson_bootstrap",
+    "MAX_REPLICATES",
 ]
 
 A = TypeVar("A")
@@ -257,11 +262,8 @@ def _oracle(
     return oracle
 
 
-def _boot_atts(sol: PassSolution) -> np.ndarray:
-    s = sol.sums
-    with np.errstate(invalid="ignore", divide="ignore"):
-        att = np.mean(s["ty"] / s["tn"][:, None] - s["wy"] / s["g"][:, -1:], axis=1)
-    return np.where(sol.converged, att, np.nan)
+#: Replications per seed: ``poisson_weights`` mixes ``seed * 2**20 + r``, so r < 2**20.
+MAX_REPLICATES = 1 << 20
 
 
 def poisson_bootstrap(
@@ -271,27 +273,36 @@ def poisson_bootstrap(
     u: float,
     mu_hat: np.ndarray,
     p: MicroSynthParams,
+    seed: int,
     n_boot: int,
 ) -> tuple[np.ndarray, int]:
-    r"""Poisson(1) bootstrap of the ATT: all replications solved together, warm-started at :math:`\hat\mu`.
+    r"""Poisson(1) bootstrap of the per-period gaps: all replications solved together, warm-started at :math:`\hat\mu`.
 
     Replication :math:`r` solves the weighted dual with case weights :math:`c_{jr}` (see
-    :func:`aggregates.poisson_weights`): :math:`F_r(\mu)=\tfrac12\sum_j c_{jr}(u+a_j^\top\mu)_+^2
-    - b_r^\top\mu`, :math:`b_r` the :math:`c`-weighted treated mean. Covariates keep the
-    full-sample standardisation. Returns the replicate ATTs (NaN where not converged) and passes.
+    :func:`aggregates.poisson_weights` with ``seed``): :math:`F_r(\mu)=\tfrac12\sum_j
+    c_{jr}(u+a_j^\top\mu)_+^2 - b_r^\top\mu`, :math:`b_r` the :math:`c`-weighted treated
+    mean. Covariates keep the full-sample standardisation. Returns the replicates' per-period
+    gaps, shape ``(n_boot, T)`` (NaN rows where not converged), and the number of passes.
     """
+    if not 0 < n_boot <= MAX_REPLICATES:
+        raise ValueError(f"poisson_bootstrap: 1..{MAX_REPLICATES} replications, got {n_boot}")
     counter = [0]
     sol = solve_by_passes(
-        _oracle(units, mean, sd, u, p.seed, counter),
+        _oracle(units, mean, sd, u, seed, counter),
         np.tile(mu_hat, (n_boot, 1)),
         tol=p.tol,
         max_iter=p.max_iter,
     )
-    return _boot_atts(sol), counter[0]
+    return replicate_gaps(sol), counter[0]
 
 
 def fit_spark_units(units: SparkUnits, p: MicroSynthParams) -> Fit:
-    """Fit on a prepared unit table: one moments pass, then the dual passes (and the bootstrap's)."""
+    """Fit on a prepared unit table: one moments pass, then the dual passes.
+
+    The fit's ``replicates(rng, B)`` draws one seed of the Poisson weights from ``rng`` and
+    solves the B replications together (:func:`poisson_bootstrap`); it returns their estimates
+    vectors, shape ``(B, k)``, NaN rows where a replication did not converge.
+    """
     mom = tree_pass(
         units, lambda key, g, X, Y, bad: chunk_moments(X, g, Y, int(bad.sum())), merge_moments
     )
@@ -305,7 +316,7 @@ def fit_spark_units(units: SparkUnits, p: MicroSynthParams) -> Fit:
         tol=p.tol,
         max_iter=p.max_iter,
     )
-    att, tables, diag, warnings = att_and_tables(
+    gaps, tables, diag, warnings = gaps_and_tables(
         sol, mom, mean, sd, units.covariates, units.post_periods, p.balance_tol
     )
     extra: dict[str, DiagnosticValue] = {
@@ -313,57 +324,52 @@ def fit_spark_units(units: SparkUnits, p: MicroSynthParams) -> Fit:
         "solve_passes": counter[0],
         "backend": "spark",
     }
-    if p.spark_poisson_boot > 0:
-        draws, bpasses = poisson_bootstrap(units, mean, sd, u, sol.mu[0], p, p.spark_poisson_boot)
-        ok = draws[np.isfinite(draws)]
-        extra.update(
-            {
-                "boot_passes": bpasses,
-                "boot_n_failed": int(draws.size - ok.size),
-                "boot_se": float(np.std(ok, ddof=1)) if ok.size > 1 else float("nan"),
-            }
-        )
-        if ok.size > 1:
-            lo, hi = np.quantile(ok, [0.025, 0.975])
-            extra.update({"boot_ci_lower": float(lo), "boot_ci_upper": float(hi)})
-        if ok.size < draws.size:
-            warnings = (
-                *warnings,
-                f"microsynth: {draws.size - ok.size} Poisson-bootstrap replications did not converge",
-            )
     mu_hat = sol.mu[0]
+    post = np.ones(gaps.size, dtype=bool)
 
     def replicates(rng: np.random.Generator, n_boot: int) -> np.ndarray:
-        seeded = p.model_copy(update={"seed": int(rng.integers(0, 2**62))})
-        return poisson_bootstrap(units, mean, sd, u, mu_hat, seeded, n_boot)[0]
+        seed = int(rng.integers(0, 1 << 44))  # seed << 20 stays within 64 bits
+        per = poisson_bootstrap(units, mean, sd, u, mu_hat, p, seed, n_boot)[0]
+        return effects(per, 1.0, post)
 
+    n = int(mom.n.sum())
     return Fit(
-        estimand=Estimand.ATT,
-        estimate=att,
-        n=int(mom.n.sum()),
-        replicates=replicates,
+        p.estimand,
+        effects(gaps, 1.0, post),
+        n,
+        names=effect_names(p.estimand, units.post_periods),
+        resampler=Resampler(n, replicates=replicates),
         diagnostics={**diag, **extra},
         tables=tables,
         warnings=warnings,
     )
 
 
-def fit_spark(data: Dataset, p: MicroSynthParams, rng: np.random.Generator) -> Fit:
-    """``backend=spark``: a lazy parquet dataset is read by Spark; a pandas table is handed to Spark as is.
+def fit_spark(data: Dataset, p: MicroSynthParams) -> Fit:
+    """``backend=spark``: a lazy parquet source is read by Spark; a pandas table is handed to Spark as is.
 
-    The Fit has no ``refit`` hook (resampling indices would need the units on the driver);
-    with ``spark_poisson_boot`` > 0 the Poisson bootstrap runs here and its SE and 95%
-    percentile CI are diagnostics (``boot_se``, ``boot_ci_lower``, ``boot_ci_upper``).
+    The fit offers no resampling refit (resampled indices would need the units on the
+    driver) but Poisson-bootstrap replicates drawn on the executors, on the unit table that
+    stays cached until the fit is garbage-collected.
     """
-    spark = spark_session(p.spark_master)
-    lazy = data.frame.attrs.get(LAZY_ATTR)
+    spark = spark_session(p.master)
     source = (
-        spark.read.parquet(lazy)
-        if lazy is not None
+        spark.read.parquet(data.source.path)
+        if data.source is not None
         else spark.createDataFrame(data.frame[data.roles.columns()])
     )
     units = spark_units(source, data.roles)
     try:
-        return fit_spark_units(units, p)
-    finally:
+        fit = fit_spark_units(units, p)
+    except BaseException:
         units.frame.unpersist()
+        raise
+    # The replicates run after the fit, on the cached unit table: released with the fit.
+    weakref.finalize(fit, _unpersist, units.frame)
+    return fit
+
+
+def _unpersist(frame: Any) -> None:
+    """Release a cached unit table (quietly: the session may be gone at interpreter exit)."""
+    with contextlib.suppress(Exception):
+        frame.unpersist()

@@ -1,8 +1,9 @@
 """Per-unit arrays of a long panel, split into control and treated blocks, read from parquet without pandas.
 
 :func:`read_unit_arrays` streams the role columns of a parquet file or dataset into column-major
-per-unit blocks (the single-machine path of ``data=parquet_units`` with ``backend=columnar``);
-:func:`split_units` does the same for arrays already in memory.
+per-unit blocks (the single-machine path of ``data=parquet_units`` with ``backend=columnar``)
+under the rules of :func:`causalkit.panel.unit_table` (its layout test, onset and flags);
+:func:`split_units` splits a unit table already in memory.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import pandas as pd
 
 from causalkit.contracts import Roles
 from causalkit.errors import DataError
-from causalkit.panel import binary_column, ever_on, single_onset
+from causalkit.panel import binary_column, ever_on, single_onset, sorted_layout
 
-__all__ = ["UnitArrays", "split_units", "read_unit_arrays", "sorted_layout"]
+__all__ = ["UnitArrays", "split_units", "read_unit_arrays"]
 
 
 @dataclass(frozen=True)
@@ -89,35 +90,6 @@ def _equal(a: np.ndarray, b: np.ndarray | float) -> bool:
     """Element-wise equality with NaN equal to NaN (broadcasting ``b``)."""
     eq = a == b
     return bool(eq.all() or (eq | (np.isnan(a) & np.isnan(b))).all())
-
-
-def sorted_layout(unit: np.ndarray, time: np.ndarray) -> np.ndarray | None:
-    """Period labels when rows are sorted by unit, then period, one row per unit and period.
-
-    Then row ``r`` is unit ``r // T``, period ``r % T``: a unit's rows are strided slices and
-    nothing needs hashing or scattering. ``None`` for any other layout.
-    """
-    if time.dtype.kind in "iuf" and time.size > 1:
-        # Sorted and balanced: every unit's block repeats the first one, which is increasing.
-        stops = np.flatnonzero(time[1:] <= time[:-1])
-        labels = time[: stops[0] + 1 if stops.size else time.size]
-    else:
-        labels = np.sort(pd.unique(time))
-    T = labels.size
-    if (
-        T == 0
-        or time.size % T
-        or not np.array_equal(time.reshape(-1, T), np.broadcast_to(labels, (time.size // T, T)))
-    ):
-        return None
-    blocks = unit.reshape(-1, T)
-    first = blocks[:, 0]
-    if T > 1 and not (blocks[:, 1:] == first[:, None]).all():
-        return None
-    increasing = first.dtype.kind in "iu" and bool((first[1:] > first[:-1]).all())
-    if not increasing and (pd.isna(first).any() or pd.unique(first).size != first.size):
-        return None
-    return labels.copy()
 
 
 @dataclass

@@ -9,7 +9,16 @@ import numpy as np
 from pydantic import Field
 from scipy import stats
 
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
+from causalkit.contracts import (
+    Capability,
+    Dataset,
+    DiagnosticValue,
+    Estimand,
+    Fit,
+    Params,
+    Resampler,
+)
+from causalkit.contracts import Params as PluginParams
 from causalkit.errors import EstimationError
 from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
 from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml
@@ -126,13 +135,17 @@ class Heckman:
     exclusion restriction is the selection covariates absent from the outcome equation;
     without one, identification rests on the normality of the errors alone (warned).
 
-    Estimate: when ``treatment`` is set its column joins the outcome equation (if not listed)
-    and the estimate is its coefficient, the effect on the latent outcome (``Estimand.ATE``
-    under the model's constant effect). Otherwise the estimate is the selection term
-    :math:`\beta_\lambda` (``Estimand.DIFF``), whose test is the test of selection bias.
-    ``model_se`` is the corrected (two-step) or ML standard error. Every coefficient and SE is
-    in the diagnostics as ``coef.<name>`` / ``se.<name>``; selection-equation ones as
-    ``coef.sel.<name>``.
+    Estimates: when ``treatment`` is set its column joins the outcome equation (if not listed)
+    and the headline estimate is its coefficient, the effect on the latent outcome
+    (``Estimand.ATE`` under the model's constant effect), followed by the selection term
+    :math:`\beta_\lambda` (named ``lambda``). Otherwise the only estimate is
+    :math:`\beta_\lambda` (``Estimand.DIFF``). Inference on :math:`\beta_\lambda` is the test of
+    selection bias. ``model_se`` holds the corrected (two-step) or ML standard errors of the
+    estimates; the resampler refits both steps (ML from the full-sample optimum). Every
+    coefficient and its model SE is in the diagnostics as ``coef.<name>`` / ``se.<name>``
+    (the model's coefficient table, as R's ``summary``); selection-equation ones as
+    ``coef.sel.<name>``. With ``method="ml"``, ``lr_rho0`` and ``lr_rho0_p`` are the
+    likelihood-ratio specification test of :math:`\rho = 0` against the independent model.
 
     References
     ----------
@@ -151,10 +164,14 @@ class Heckman:
         "selection_covariates",
     )
     default_inference: ClassVar[str] = "analytic"
-    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "bootstrap", "none")
 
     def __init__(self, params: HeckmanParams | None = None) -> None:
         self.params = params or HeckmanParams()
+
+    @classmethod
+    def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
+        """The model's standard errors and a refit, for either method (no influence values)."""
+        return frozenset({Capability.MODEL_SE, Capability.RESAMPLE})
 
     def _estimate(
         self, sd: SelectionData, ml_start: np.ndarray | None = None
@@ -180,19 +197,15 @@ class Heckman:
         sd = selection_data(data, self.params.add_intercept, who=self.name)
         est, ts, ml = self._estimate(sd)
         se = np.sqrt(np.clip(np.diag(est.vcov), 0.0, None))
-        target = sd.treatment if sd.treatment is not None else "lambda"
-        j = est.names.index(target)
         estimand = Estimand.ATE if sd.treatment is not None else Estimand.DIFF
+        targets = (sd.treatment, "lambda") if sd.treatment is not None else ("lambda",)
+        j = [est.names.index(t) for t in targets]
 
         diag: dict[str, DiagnosticValue] = {"method": self.params.method}
         for name, b, s in zip(est.names, est.coef, se, strict=True):
             diag[f"coef.{name}"] = float(b)
             diag[f"se.{name}"] = float(s)
         diag.update(est.scalars)
-        jl = est.names.index("lambda")
-        t_lambda = float(est.coef[jl] / se[jl]) if se[jl] > 0 else float("nan")
-        diag["lambda_t"] = t_lambda
-        diag["lambda_p"] = float(2 * stats.norm.sf(abs(t_lambda)))
         imr_r2, cond = _imr_collinearity(sd.X, ts.imr)
         diag.update(
             {
@@ -240,7 +253,7 @@ class Heckman:
 
         ml_start = None if ml is None else ml.theta
 
-        def refit(idx: np.ndarray) -> float:
+        def refit(idx: np.ndarray) -> np.ndarray:
             sub = sd.subset(np.asarray(idx))
             if not 0 < sub.d.sum() < sub.n:
                 raise EstimationError(
@@ -252,14 +265,15 @@ class Heckman:
                 raise EstimationError(f"heckman: refit failed ({exc})") from exc
             if m is not None and not m.converged:
                 raise EstimationError("heckman: ML refit did not converge")
-            return float(e.coef[j])
+            return e.coef[j]
 
         return Fit(
-            estimand=estimand,
-            estimate=float(est.coef[j]),
-            n=sd.n,
-            model_se=float(se[j]),
-            refit=refit,
+            estimand,
+            est.coef[j],
+            sd.n,
+            names=(str(estimand), *targets[1:]),
+            model_se=se[j],
+            resampler=Resampler(sd.n, refit=refit),
             diagnostics=diag,
             warnings=tuple(warnings),
         )

@@ -143,6 +143,15 @@ def heckman_loglik(
     return ll, grad, H
 
 
+def _loglik_derivatives(
+    theta: np.ndarray, y: np.ndarray, X: np.ndarray, W: np.ndarray, d: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`heckman_loglik` with its gradient and Hessian (both always present)."""
+    ll, g, H = heckman_loglik(theta, y, X, W, d)
+    assert g is not None and H is not None
+    return ll, g, H
+
+
 def heckman_ml(
     y: np.ndarray,
     X: np.ndarray,
@@ -181,7 +190,7 @@ def heckman_ml(
     """
     d = np.asarray(d, dtype=bool)
     theta = np.asarray(start, dtype=np.float64).copy()
-    ll, g, H = heckman_loglik(theta, y, X, W, d)
+    ll, g, H = _loglik_derivatives(theta, y, X, W, d)
     converged = False
     decrement = np.inf
     it = 0
@@ -213,7 +222,7 @@ def heckman_ml(
             converged = lam == 0.0 and decrement < 1e-8
             break
         theta = cand
-        ll, g, H = heckman_loglik(theta, y, X, W, d)
+        ll, g, H = _loglik_derivatives(theta, y, X, W, d)
     q, k = W.shape[1], X.shape[1]
     try:
         vcov_theta = np.linalg.inv(-H)

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from causalkit.balance import balance_diagnostics, balance_table, effective_sample_size
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Params
+from causalkit.balance import weighted_balance
+from causalkit.contracts import (
+    Capability,
+    Dataset,
+    DiagnosticValue,
+    Estimand,
+    EstimandName,
+    Fit,
+    Params,
+    Resampler,
+)
+from causalkit.contracts import Params as PluginParams
 from causalkit.errors import ConfigError, EstimationError
+from causalkit_plugins.estimators.selection.estimands import estimand_in
 from causalkit_plugins.estimators.selection.propensity import (
     PropensityFit,
     PropensityModel,
@@ -22,9 +33,18 @@ from causalkit_plugins.estimators.selection.propensity import (
 )
 from causalkit_plugins.estimators.selection.sensitivity import e_value_difference, pooled_sd
 
-__all__ = ["IPW", "IPWParams", "IPWResult", "ipw_estimate", "ESTIMANDS", "overlap_diagnostics"]
+__all__ = [
+    "IPW",
+    "IPWParams",
+    "IPWResult",
+    "ipw_estimate",
+    "TargetEstimand",
+    "overlap_diagnostics",
+    "propensity_warnings",
+]
 
-ESTIMANDS: dict[str, Estimand] = {"ate": Estimand.ATE, "att": Estimand.ATT, "atc": Estimand.ATC}
+TargetEstimand = Annotated[EstimandName, estimand_in(Estimand.ATE, Estimand.ATT, Estimand.ATC)]
+"""The estimands of weighting and matching on the score: ATE, ATT or ATC (any case)."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +61,14 @@ class IPWResult:
 
 
 def _arm_weights(
-    e: np.ndarray, estimand: str
+    e: np.ndarray, estimand: Estimand
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Treated and control weights as functions of the score, and their derivatives in it."""
     one = np.ones_like(e)
     zero = np.zeros_like(e)
-    if estimand == "ate":
+    if estimand is Estimand.ATE:
         return 1.0 / e, 1.0 / (1.0 - e), -1.0 / e**2, 1.0 / (1.0 - e) ** 2
-    if estimand == "att":
+    if estimand is Estimand.ATT:
         return one, e / (1.0 - e), zero, 1.0 / (1.0 - e) ** 2
     return (1.0 - e) / e, one, -1.0 / e**2, zero
 
@@ -57,7 +77,7 @@ def ipw_estimate(
     y: np.ndarray,
     d: np.ndarray,
     ps: PropensityFit,
-    estimand: Literal["ate", "att", "atc"] = "ate",
+    estimand: Estimand = Estimand.ATE,
     normalized: bool = True,
     clip: float = 0.0,
     trim: float = 0.0,
@@ -70,7 +90,7 @@ def ipw_estimate(
     d : ndarray of bool, shape (n,)
     ps : PropensityFit
         The fitted propensity model (all ``n`` units).
-    estimand : {"ate", "att", "atc"}
+    estimand : {Estimand.ATE, Estimand.ATT, Estimand.ATC}
     normalized : bool
         Hajek (weights normalised to sum to one within each arm) or Horvitz-Thompson.
     clip : float
@@ -135,7 +155,7 @@ def ipw_estimate(
         da, db = np.where(k * df > 0, da, 0.0), np.where(k * (1.0 - df) > 0, db, 0.0)
     if w1.sum() <= 0 or w0.sum() <= 0:
         raise EstimationError("ipw: no treated or no control units left after trimming")
-    r = {"ate": k, "att": k * df, "atc": k * (1.0 - df)}[estimand]
+    r = {Estimand.ATE: k, Estimand.ATT: k * df, Estimand.ATC: k * (1.0 - df)}[estimand]
     grad = ps.gradient * free[:, None]  # d e_i / d gamma, zero where clipped
     phis = []
     # dw: d w_i / d e_i (zero outside the arm and for trimmed units)
@@ -173,7 +193,9 @@ def overlap_diagnostics(
 class IPWParams(Params):
     """Parameters of the ``ipw`` estimator."""
 
-    estimand: Literal["ate", "att", "atc"] = Field("ate", description="target population")
+    estimand: TargetEstimand = Field(
+        Estimand.ATE, description="target population: ATE, ATT or ATC (lower case accepted)"
+    )
     weights: Literal["normalized", "unnormalized"] = Field(
         "normalized", description="Hajek (normalised within arm) or Horvitz-Thompson"
     )
@@ -184,9 +206,6 @@ class IPWParams(Params):
     )
     overlap_bound: float = Field(
         0.05, gt=0.0, lt=0.5, description="scores below it or above 1 minus it count as near 0/1"
-    )
-    level: float = Field(
-        0.95, gt=0.0, lt=1.0, description="confidence level of the E-value's limit"
     )
 
     @model_validator(mode="after")
@@ -205,22 +224,30 @@ class IPW:
     ``roles.propensity_covariates``). See :func:`ipw_estimate` for the weights and for the
     influence values, which account for the estimated score (stacked estimating equations):
     ``analytic`` inference gives the sandwich SE of Stata's ``teffects ipw``; ``bootstrap``
-    refits the propensity model on every resample.
+    refits the propensity model on every resample (stratified by arm).
 
     Diagnostics: overlap (score range by arm, share near 0/1, Kish ESS of the weights in each
-    arm), balance before/after weighting (table ``balance``; SMD denominators are the
-    unweighted arm variances), clipped and trimmed counts, and the E-value of the estimate
-    and of its confidence limit (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_difference`).
+    arm), balance before/after weighting (table ``balance`` from
+    :func:`causalkit.balance.weighted_balance`; SMD denominators are the unweighted arm
+    variances), clipped and trimmed counts, and the E-value of the estimate
+    (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_difference`) with its
+    standardiser ``outcome_sd``; the E-value of a confidence limit is
+    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_interval` of the
+    interval inference gives.
     """
 
     name: ClassVar[str] = "ipw"
     Params: ClassVar[type[Params]] = IPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     default_inference: ClassVar[str] = "analytic"
-    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "bootstrap", "multiplier", "none")
 
     def __init__(self, params: IPWParams | None = None) -> None:
         self.params = params or IPWParams()
+
+    @classmethod
+    def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
+        """Influence values (stacked estimating equations) and a refit, under every option."""
+        return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
 
     def _estimate(
         self, y: np.ndarray, d: np.ndarray, P: np.ndarray
@@ -236,23 +263,18 @@ class IPW:
         y, d, P = td.y, td.d, td.P
         ps, res = self._estimate(y, d, P)
 
-        def refit(idx: np.ndarray) -> float:
+        def refit(idx: np.ndarray) -> np.ndarray:
             dd = d[idx]
             if dd.all() or not dd.any():
                 raise EstimationError("ipw: a resample has no treated or no control units")
-            return self._estimate(y[idx], dd, P[idx])[1].estimate
+            return np.array([self._estimate(y[idx], dd, P[idx])[1].estimate])
 
         kept = res.kept
         t, c = d & kept, ~d & kept
-        table = balance_table(
-            td.propensity_covariates,
-            P[t],
-            P[c],
-            w_c=res.weight_control[c],
-            w_t=res.weight_treated[t],
+        table, balance = weighted_balance(
+            td.propensity_covariates, P[t], P[c], res.weight_treated[t], res.weight_control[c]
         )
-        se = float(np.sqrt(np.sum(res.influence**2)) / td.n)
-        e_val, e_val_ci = e_value_difference(res.estimate, se, pooled_sd(y, d), p.level)
+        outcome_sd = pooled_sd(y, d)
         diagnostics: dict[str, DiagnosticValue] = {
             "n_treated": int(d.sum()),
             "n_control": int((~d).sum()),
@@ -260,22 +282,18 @@ class IPW:
             "n_trimmed": res.n_trimmed,
             "n_unselected_dropped": td.n_unselected,
             **overlap_diagnostics(ps.score, d, p.overlap_bound),
-            **balance_diagnostics(table, res.weight_control[c]),
-            "ess_treated": effective_sample_size(res.weight_treated[t]),
-            "ess_control": effective_sample_size(res.weight_control[c]),
-            "max_weight_treated": float(res.weight_treated[t].max() / res.weight_treated[t].sum()),
+            **balance,
             "propensity_converged": ps.converged,
             "propensity_separation": ps.separation,
-            "e_value": e_val,
-            "e_value_ci": e_val_ci,
+            "e_value": e_value_difference(res.estimate, outcome_sd),
+            "outcome_sd": outcome_sd,
         }
         return Fit(
-            estimand=ESTIMANDS[p.estimand],
-            estimate=res.estimate,
-            n=td.n,
+            p.estimand,
+            res.estimate,
+            td.n,
             influence=res.influence,
-            strata=d.astype(np.int64),
-            refit=refit,
+            resampler=Resampler(td.n, strata=d.astype(np.int64), refit=refit),
             diagnostics=diagnostics,
             tables={
                 "overlap": pd.DataFrame({"score": ps.score, "treated": d.astype(np.int64)}),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar
 
 import numpy as np
 from pydantic import Field
 
-from causalkit.contracts import Dataset, Estimand, Fit, Params
+from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params, Resampler
+from causalkit.contracts import Params as PluginParams
 from causalkit.errors import DataError, EstimationError
 from causalkit.panel import binary_column, unit_table
+from causalkit_plugins.estimators.selection.estimands import estimand_in
 
 __all__ = ["OLS", "OLSParams", "RAResult", "regression_adjustment"]
 
@@ -41,7 +43,7 @@ def _arm_ols(
 
 
 def regression_adjustment(
-    y: np.ndarray, d: np.ndarray, X: np.ndarray, estimand: Literal["ate", "att"] = "ate"
+    y: np.ndarray, d: np.ndarray, X: np.ndarray, estimand: Estimand = Estimand.ATE
 ) -> RAResult:
     r"""Linear regression adjustment with its exact influence function.
 
@@ -51,7 +53,7 @@ def regression_adjustment(
     d : ndarray of bool, shape (n,)
     X : ndarray, shape (n, p)
         Covariates (an intercept is added).
-    estimand : {"ate", "att"}
+    estimand : {Estimand.ATE, Estimand.ATT}
 
     Returns
     -------
@@ -90,7 +92,7 @@ def regression_adjustment(
     b0, g0 = _arm_ols(Z, y, ~d, "control")
     mu1, mu0 = Z @ b1, Z @ b0
     contrast = mu1 - mu0
-    if estimand == "ate":
+    if estimand is Estimand.ATE:
         weight = np.ones(n)
         zbar = Z.mean(axis=0)
     else:
@@ -108,8 +110,8 @@ def regression_adjustment(
 class OLSParams(Params):
     """Parameters of the ``ols`` estimator."""
 
-    estimand: Literal["ate", "att"] = Field(
-        "ate", description="average effect on everyone or on the treated"
+    estimand: Annotated[EstimandName, estimand_in(Estimand.ATE, Estimand.ATT)] = Field(
+        Estimand.ATE, description="ATE (everyone) or ATT (the treated); lower case accepted"
     )
 
 
@@ -129,10 +131,14 @@ class OLS:
     Params: ClassVar[type[Params]] = OLSParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     default_inference: ClassVar[str] = "analytic"
-    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "bootstrap", "none")
 
     def __init__(self, params: OLSParams | None = None) -> None:
         self.params = params or OLSParams()
+
+    @classmethod
+    def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
+        """The exact influence values and a refit (stratified by arm), for either estimand."""
+        return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         warnings: list[str] = []
@@ -155,17 +161,16 @@ class OLS:
         estimand = self.params.estimand
         res = regression_adjustment(y, d, X, estimand)
 
-        def refit(idx: np.ndarray) -> float:
-            return regression_adjustment(y[idx], d[idx], X[idx], estimand).estimate
+        def refit(idx: np.ndarray) -> np.ndarray:
+            return np.array([regression_adjustment(y[idx], d[idx], X[idx], estimand).estimate])
 
         k = X.shape[1] + 1
         return Fit(
-            estimand=Estimand.ATE if estimand == "ate" else Estimand.ATT,
-            estimate=res.estimate,
-            n=table.n,
+            estimand,
+            res.estimate,
+            table.n,
             influence=res.influence,
-            strata=d.astype(np.int64),
-            refit=refit,
+            resampler=Resampler(table.n, strata=d.astype(np.int64), refit=refit),
             diagnostics={
                 "n_treated": int(d.sum()),
                 "n_control": int((~d).sum()),

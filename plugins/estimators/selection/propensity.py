@@ -71,7 +71,11 @@ def treatment_data(data: Dataset, who: str) -> TreatmentData:
     pcols = tuple(pcols)
     if not pcols:
         raise DataError("roles.covariates", f"at least one covariate for {who}", "none")
-    P = table.X if pcols == table.covariates else numeric_columns(frame, pcols, "propensity_covariates")
+    P = (
+        table.X
+        if pcols == table.covariates
+        else numeric_columns(frame, pcols, "propensity_covariates")
+    )
     return TreatmentData(
         table.y, table.group, table.X, P, table.covariates, pcols, frame, n_unselected
     )

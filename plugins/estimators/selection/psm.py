@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from causalkit.balance import balance_diagnostics, balance_table, effective_sample_size
-from causalkit.contracts import Dataset, DiagnosticValue, Fit, Params
+from causalkit.balance import weighted_balance
+from causalkit.contracts import Capability, Dataset, DiagnosticValue, Estimand, Fit, Params
+from causalkit.contracts import Params as PluginParams
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit_plugins.estimators.selection.ipw import (
-    ESTIMANDS,
+    TargetEstimand,
     overlap_diagnostics,
     propensity_warnings,
 )
@@ -49,7 +50,9 @@ __all__ = ["PSM", "PSMParams", "match_units"]
 class PSMParams(Params):
     """Parameters of the ``psm`` estimator."""
 
-    estimand: Literal["att", "ate", "atc"] = Field("att", description="target population")
+    estimand: TargetEstimand = Field(
+        Estimand.ATT, description="target population: ATT, ATE or ATC (lower case accepted)"
+    )
     k: int = Field(1, ge=1, le=1000, description="matches per unit")
     match_on: Literal["propensity", "logit", "covariates"] = Field(
         "propensity", description="the score, its logit, or the covariates themselves"
@@ -82,17 +85,24 @@ class PSMParams(Params):
     overlap_bound: float = Field(
         0.05, gt=0.0, lt=0.5, description="scores this close to 0/1 flagged"
     )
-    level: float = Field(
-        0.95, gt=0.0, lt=1.0, description="confidence level of the E-value's limit"
-    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PSMParams:
-        if self.estimand == "ate" and not self.replace:
+        if self.estimand is Estimand.ATE and not self.replace:
             raise ConfigError(
                 "estimator.replace",
-                "true for estimand=ate (greedy matching is one-directional)",
+                "true for estimand=ATE (greedy matching is one-directional)",
                 False,
+            )
+        if self.distance != "inverse_variance" and self.match_on != "covariates":
+            raise ConfigError(
+                "estimator.distance",
+                "inverse_variance unless match_on=covariates (the score is one column)",
+                self.distance,
+            )
+        if self.order != "largest" and self.replace:
+            raise ConfigError(
+                "estimator.order", "largest unless replace=false (greedy matching)", self.order
             )
         if any(g < 1 for g in self.gammas):
             raise ConfigError("estimator.gammas", "values >= 1", self.gammas)
@@ -184,11 +194,14 @@ class PSM:
     For the ATE ignoring the first step is conservative (the corrected variance is smaller);
     for the ATT it can go either way. The SE assumes matching with replacement; without
     replacement it is reported with a warning. The bootstrap is not offered: it is invalid
-    for nearest-neighbour matching (Abadie & Imbens 2008).
+    for nearest-neighbour matching (Abadie & Imbens 2008), so every fit offers ``MODEL_SE``
+    only (:meth:`capabilities`): ``analytic`` or ``none``.
 
-    Tables: ``balance`` (weights: the number of times each unit appears in the matched
-    sample), ``overlap`` (when a score is fitted) and ``rosenbaum`` (Γ bounds on the
-    signed-rank p-value of the matched differences). Diagnostics include the E-value.
+    Tables: ``balance`` (:func:`causalkit.balance.weighted_balance`; weights: the number of
+    times each unit appears in the matched sample), ``overlap`` (when a score is fitted) and
+    ``rosenbaum`` (Γ bounds on the signed-rank p-value of the matched differences: a
+    sensitivity diagnostic, not inference on the estimate). Diagnostics include the E-value
+    of the estimate and its standardiser ``outcome_sd``.
 
     References
     ----------
@@ -205,10 +218,14 @@ class PSM:
     Params: ClassVar[type[Params]] = PSMParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     default_inference: ClassVar[str] = "analytic"
-    supported_inference: ClassVar[tuple[str, ...]] = ("analytic", "none")
 
     def __init__(self, params: PSMParams | None = None) -> None:
         self.params = params or PSMParams()
+
+    @classmethod
+    def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
+        """The Abadie-Imbens SE only: no influence values, and no valid refit."""
+        return frozenset({Capability.MODEL_SE})
 
     def _space(self, td: TreatmentData) -> tuple[np.ndarray, np.ndarray, PropensityFit | None]:
         """Matching coordinates ``Q`` (Euclidean = the metric), standardised ``S``, the score fit."""
@@ -253,7 +270,9 @@ class PSM:
             key = (
                 np.zeros(td.n) if ps is None else (-ps.score if p.order == "largest" else ps.score)
             )
-        directions = {"att": [True], "atc": [False], "ate": [True, False]}[p.estimand]
+        directions = {Estimand.ATT: [True], Estimand.ATC: [False], Estimand.ATE: [True, False]}[
+            p.estimand
+        ]
         spec = MatchSpec(k=p.k, ties=p.ties and p.replace, tol=p.tie_tolerance, caliper=p.caliper)
         pairs = match_units(Q, S, d, strata, directions, spec, p.replace, key)
         if pairs.focal.size == 0:
@@ -266,23 +285,23 @@ class PSM:
         if p.bias_adjust and td.X.shape[1] == 0:
             raise DataError("roles.covariates", "covariates for bias_adjust=true", "none")
         res = matching_estimate(
-            pairs, y, d, sigma2, td.X if p.bias_adjust else None, p.estimand == "ate"
+            pairs, y, d, sigma2, td.X if p.bias_adjust else None, p.estimand is Estimand.ATE
         )
-        se = ai_standard_error(res, p.variance)
-        table = self._balance(td, ps, res.unit_weight)
+        table, balance = self._balance(td, ps, res.unit_weight)
         return Fit(
-            estimand=ESTIMANDS[p.estimand],
-            estimate=res.estimate,
-            n=td.n,
-            model_se=se,
-            diagnostics=self._diagnostics(td, ps, pairs, res, se, sigma2, table),
+            p.estimand,
+            res.estimate,
+            td.n,
+            model_se=ai_standard_error(res, p.variance),
+            diagnostics=self._diagnostics(td, ps, pairs, res, sigma2, balance),
             tables=self._tables(td, ps, res, table),
             warnings=tuple(self._warnings(td, ps, pairs, sigma2)),
         )
 
     def _balance(
         self, td: TreatmentData, ps: PropensityFit | None, weight: np.ndarray
-    ) -> pd.DataFrame:
+    ) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Balance of the covariates (and the score) in the matched sample."""
         d = td.d
         if self.params.match_on == "covariates":
             names, M = td.covariates, td.X
@@ -292,7 +311,7 @@ class PSM:
                 (*td.propensity_covariates, "propensity_score"),
                 np.column_stack([td.P, ps.score]),
             )
-        return balance_table(names, M[d], M[~d], w_c=weight[~d], w_t=weight[d])
+        return weighted_balance(names, M[d], M[~d], weight[d], weight[~d])
 
     def _tables(
         self, td: TreatmentData, ps: PropensityFit | None, res: MatchingResult, table: pd.DataFrame
@@ -312,13 +331,12 @@ class PSM:
         ps: PropensityFit | None,
         pairs: MatchedPairs,
         res: MatchingResult,
-        se: float,
         sigma2: np.ndarray | None,
-        table: pd.DataFrame,
+        balance: dict[str, float],
     ) -> dict[str, DiagnosticValue]:
         p = self.params
         d, w = td.d, res.unit_weight
-        e_val, e_val_ci = e_value_difference(res.estimate, se, pooled_sd(td.y, d), p.level)
+        outcome_sd = pooled_sd(td.y, d)
         out: dict[str, DiagnosticValue] = {
             "n_treated": int(d.sum()),
             "n_control": int((~d).sum()),
@@ -330,14 +348,10 @@ class PSM:
             "n_control_used": int(np.sum((w > 0) & ~d)),
             "mean_matches": float(pairs.focal.size / res.n_focal),
             "max_times_used": float(res.times_used.max()),
-            **balance_diagnostics(table, w[~d]),
-            "ess_treated": effective_sample_size(w[d]),
-            "ess_control": effective_sample_size(w[~d]),
-            "se_sample": float(np.sqrt(res.var_sample)),
-            "se_population": float(np.sqrt(res.var_population)),
+            **balance,
             "ps_estimation_ignored_in_se": ps is not None and p.match_on != "covariates",
-            "e_value": e_val,
-            "e_value_ci": e_val_ci,
+            "e_value": e_value_difference(res.estimate, outcome_sd),
+            "outcome_sd": outcome_sd,
         }
         if ps is not None:
             out.update(overlap_diagnostics(ps.score, d, p.overlap_bound))

@@ -14,6 +14,7 @@ __all__ = [
     "e_value_rr",
     "e_value_rr_ci",
     "e_value_difference",
+    "e_value_interval",
     "pooled_sd",
     "RR_PER_SD",
 ]
@@ -106,36 +107,51 @@ def pooled_sd(y: np.ndarray, d: np.ndarray) -> float:
     return float(math.sqrt(ss / (n1 + n0 - 2))) if n1 + n0 > 2 else math.nan
 
 
-def e_value_difference(
-    estimate: float, se: float, sd: float, level: float = 0.95
-) -> tuple[float, float]:
-    r"""E-values of a mean difference and of its confidence limit closest to the null.
+def e_value_difference(estimate: float, sd: float) -> float:
+    r"""E-value of a mean difference.
 
     Parameters
     ----------
-    estimate, se : float
-        The effect on the outcome scale and its standard error.
+    estimate : float
+        The effect on the outcome scale.
     sd : float
         Outcome standard deviation used to standardise (:func:`pooled_sd`).
-    level : float
-        Confidence level of the interval.
 
     Returns
     -------
-    e_value, e_value_ci : float
+    float
+        The E-value of :math:`RR \approx \exp(0.91\,\hat\tau/\sigma)`; NaN when ``sd`` is not
+        positive.
 
     Notes
     -----
-    With :math:`d = \hat\tau/\sigma` and :math:`s_d = \mathrm{se}/\sigma`, VanderWeele & Ding
-    (2017, Table 2) approximate the risk ratio by :math:`RR \approx \exp(0.91\,d)` and its
-    interval by :math:`\exp\{0.91\,(d \mp z_{1-\alpha/2}\,s_d)\}`; the E-values are those of
-    these risk ratios (R package ``EValue``, ``evalues.MD``). The approximation assumes a
-    roughly normal outcome; it is a scale for comparison, not an exact bound.
+    VanderWeele & Ding (2017, Table 2) approximate the risk ratio of a standardised mean
+    difference :math:`d = \hat\tau/\sigma` by :math:`RR \approx \exp(0.91\,d)`; the E-value is
+    that of this risk ratio (R package ``EValue``, ``evalues.MD``). The approximation assumes
+    a roughly normal outcome; it is a scale for comparison, not an exact bound. The E-value
+    of a confidence limit is :func:`e_value_interval` of the interval an inference method gave.
     """
     if not (math.isfinite(sd) and sd > 0):
-        return math.nan, math.nan
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    dd, sdd = estimate / sd, se / sd
-    rr = math.exp(RR_PER_SD * dd)
-    lo, hi = math.exp(RR_PER_SD * (dd - z * sdd)), math.exp(RR_PER_SD * (dd + z * sdd))
-    return e_value_rr(rr), e_value_rr_ci(lo, hi)
+        return math.nan
+    return e_value_rr(math.exp(RR_PER_SD * (estimate / sd)))
+
+
+def e_value_interval(lower: float, upper: float, sd: float) -> float:
+    r"""E-value of the limit closest to the null of a confidence interval of a mean difference.
+
+    Parameters
+    ----------
+    lower, upper : float
+        The interval on the outcome scale (from inference: ``ci_lower``, ``ci_upper``).
+    sd : float
+        Outcome standard deviation used to standardise (:func:`pooled_sd`).
+
+    Returns
+    -------
+    float
+        :func:`e_value_rr_ci` of :math:`(\exp(0.91\,l/\sigma), \exp(0.91\,u/\sigma))`: 1 when the
+        interval covers zero; NaN when ``sd`` is not positive.
+    """
+    if not (math.isfinite(sd) and sd > 0):
+        return math.nan
+    return e_value_rr_ci(math.exp(RR_PER_SD * (lower / sd)), math.exp(RR_PER_SD * (upper / sd)))

@@ -1,0 +1,114 @@
+"""The ``aipw`` estimator's parameter model, with its cross-field rules as validators."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from causalkit.contracts import Estimand, EstimandName, Params
+from causalkit.errors import ConfigError
+from causalkit_plugins.estimators.aipw.learners import (
+    LEARNERS,
+    ParamValue,
+    check_learner_params,
+    tasks,
+)
+
+__all__ = ["AIPWParams", "OutcomeName", "PropensityName"]
+
+PropensityName = Literal["logit", "logit_unpenalized", "probit", "gbm", "random_forest"]
+OutcomeName = Literal[
+    "auto", "logit", "logit_unpenalized", "linear", "ridge", "lasso", "gbm", "random_forest"
+]
+
+
+class AIPWParams(Params):
+    """Parameters of the ``aipw`` estimator (see :class:`~causalkit_plugins.estimators.aipw.estimator.AIPW`).
+
+    Segments and given folds are data roles (``roles.segments``, ``roles.fold``), not
+    parameters; confidence levels belong to the inference method.
+    """
+
+    estimand: EstimandName = Field(Estimand.ATE, description="ATE or ATT")
+    propensity_model: PropensityName = "logit"
+    outcome_model: OutcomeName = Field(
+        "auto", description="auto: logit for a 0/1 outcome, else linear"
+    )
+    propensity_params: dict[str, ParamValue] = Field(default_factory=dict)
+    outcome_params: dict[str, ParamValue] = Field(default_factory=dict)
+    folds: int = Field(
+        5, ge=1, le=100, description="K cross-fitting folds unless roles.fold gives them; 1 = none"
+    )
+    clip: float = Field(0.01, ge=0, lt=0.5, description="clip propensities to [clip, 1-clip]")
+    trim: float = Field(
+        0.0, ge=0, lt=0.5, description="drop rows with propensity outside [trim, 1-trim]"
+    )
+    normalize: bool = Field(
+        False, description="normalised (Hajek) IPW part, as DoubleML normalize_ipw"
+    )
+    outcome_design: Literal["separate", "pooled"] = "separate"
+    se_method: Literal["influence", "stacked"] = "influence"
+    scale: bool = Field(True, description="standardise numeric covariates inside each fold")
+    rare_min_count: int = Field(50, ge=1, description="one-hot levels rarer than this are grouped")
+    categorical: tuple[str, ...] = Field(
+        (), description="numeric-coded covariates to one-hot encode"
+    )
+    segment_bins: dict[str, list[float] | int] = Field(
+        default_factory=dict, description="segment column -> bin edges or a quantile count"
+    )
+    segment_labels: dict[str, list[str]] = Field(default_factory=dict)
+    min_segment_rows: int = Field(50, ge=1)
+    min_segment_treated: int = Field(5, ge=1)
+    min_segment_controls: int = Field(5, ge=1)
+    n_jobs: int = Field(1, ge=1, le=64, description="threads fitting the nuisance models")
+
+    @field_validator("estimand")
+    @classmethod
+    def _ate_or_att(cls, value: Estimand) -> Estimand:
+        if value not in (Estimand.ATE, Estimand.ATT):
+            raise ValueError("ATE or ATT")
+        return value
+
+    @model_validator(mode="after")
+    def _learners(self) -> AIPWParams:
+        """Learner parameters must be parameters of the learner (of both ``auto`` may pick)."""
+        check_learner_params(
+            [(self.propensity_model, "classifier")],
+            self.propensity_params,
+            "estimator.propensity_params",
+        )
+        outcome = ("logit", "linear") if self.outcome_model == "auto" else (self.outcome_model,)
+        check_learner_params(
+            [t for name in outcome for t in tasks(name)],
+            self.outcome_params,
+            "estimator.outcome_params",
+        )
+        return self
+
+    @model_validator(mode="after")
+    def _stacked(self) -> AIPWParams:
+        """``se_method=stacked`` needs one fold, unpenalised GLM nuisances and the plain score."""
+        if self.se_method != "stacked":
+            return self
+        if self.folds != 1:
+            raise ConfigError("estimator.se_method", "folds=1 for the stacked SE", "stacked")
+        if LEARNERS[self.propensity_model].link == "none":
+            raise ConfigError(
+                "estimator.propensity_model",
+                "probit or logit_unpenalized for se_method=stacked",
+                self.propensity_model,
+            )
+        if self.outcome_model != "auto" and LEARNERS[self.outcome_model].link == "none":
+            raise ConfigError(
+                "estimator.outcome_model",
+                "linear or logit_unpenalized for se_method=stacked",
+                self.outcome_model,
+            )
+        if self.normalize or self.trim > 0 or self.outcome_design != "separate":
+            raise ConfigError(
+                "estimator.se_method",
+                "normalize=false, trim=0, outcome_design=separate for stacked",
+                "stacked",
+            )
+        return self

@@ -1,0 +1,160 @@
+r"""The ``microsynth_panel`` estimator plugin: R microsynth's panel mode and its propensity mode.
+
+Every cross-field rule is a validator of :class:`MicroSynthPanelParams`: a combination that
+cannot work fails at validation (exit 2), never at fit time and never by being ignored.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params
+from causalkit_plugins.estimators.microsynth.panel import fit_panel
+
+__all__ = ["MicroSynthPanel", "MicroSynthPanelParams"]
+
+DEFAULT_CAL_EPSILON = 1e-4
+"""R microsynth's ``cal.epsilon``."""
+DEFAULT_CAL_MAXIT = 250
+"""Calibration Newton steps allowed (survey's ``maxit`` as microsynth calls it)."""
+
+
+class MicroSynthPanelParams(Params):
+    """Parameters of ``microsynth_panel``.
+
+    Rules (checked at validation): the estimand is the ATT on totals; ``propensity_mode``
+    matches no outcomes; ``cal_epsilon``/``cal_maxit`` are for ``weighting=calibration``;
+    ``start_pre <= end_pre < end_post`` where given.
+    """
+
+    estimand: EstimandName = Field(
+        Estimand.ATT,
+        description="ATT only: effect on the treated area's totals (lower case accepted)",
+    )
+    start_pre: int | float | None = Field(
+        None, description="first pre period (default: the first period)"
+    )
+    end_pre: int | float | None = Field(
+        None, description="last pre period (default: the period before onset)"
+    )
+    end_post: int | float | None = Field(
+        None, description="last post period (default: the last period)"
+    )
+    match_outcomes: tuple[str, ...] = Field(
+        (), description="outcomes whose pre-period totals are matched (default: the outcome role)"
+    )
+    result_outcomes: tuple[str, ...] = Field(
+        (),
+        description="outcomes with effects reported (default: match_outcomes, else the outcome role)",
+    )
+    weighting: Literal["calibration", "qp"] = Field(
+        "calibration",
+        description="calibration (R's survey::calibrate, linear, bounds [0, inf)) or qp (mlsynth's ridge QP)",
+    )
+    ridge: float = Field(
+        1e-6,
+        gt=0,
+        description="ridge rho of the QP (weighting=qp, and the calibration's QP fallback)",
+    )
+    cal_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="calibration: stop when max |misfit|/(1+|target|) < this (default 1e-4)",
+    )
+    cal_maxit: int | None = Field(
+        None, ge=1, description="calibration: maximum Newton steps (default 250)"
+    )
+    propensity_mode: bool = Field(
+        False, description="balance covariate totals only (no outcome matching)"
+    )
+
+    @field_validator("estimand")
+    @classmethod
+    def _att_only(cls, value: Estimand) -> Estimand:
+        if value is not Estimand.ATT:
+            raise ValueError(
+                "ATT (microsynth_panel estimates the effect on the treated area's totals; "
+                "ITT and CACE are estimator=microsynth's)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _combinations(self) -> MicroSynthPanelParams:
+        if self.propensity_mode and self.match_outcomes:
+            raise ValueError(
+                "no match_outcomes with propensity_mode=true (it balances covariates only)"
+            )
+        if self.weighting != "calibration" and (
+            self.cal_epsilon is not None or self.cal_maxit is not None
+        ):
+            raise ValueError("cal_epsilon and cal_maxit only with weighting=calibration")
+        given = [
+            (k, v)
+            for k, v in (
+                ("start_pre", self.start_pre),
+                ("end_pre", self.end_pre),
+                ("end_post", self.end_post),
+            )
+            if v is not None
+        ]
+        for (k1, v1), (k2, v2) in zip(given, given[1:], strict=False):
+            strict = k2 == "end_post"  # the post window starts after every pre period
+            if v1 > v2 or (strict and v1 == v2):
+                raise ValueError(
+                    f"{k1} {'<' if strict else '<='} {k2}, got {k1}={v1} and {k2}={v2}"
+                )
+        return self
+
+    @property
+    def epsilon(self) -> float:
+        """``cal_epsilon`` or its default."""
+        return DEFAULT_CAL_EPSILON if self.cal_epsilon is None else self.cal_epsilon
+
+    @property
+    def maxit(self) -> int:
+        """``cal_maxit`` or its default."""
+        return DEFAULT_CAL_MAXIT if self.cal_maxit is None else self.cal_maxit
+
+
+class MicroSynthPanel:
+    r"""R microsynth's panel mode (Robbins & Davenport 2021) and its propensity mode.
+
+    Non-negative control weights whose totals match the treated area's totals of the
+    intercept, the covariates and every matched pre-period outcome, from R's linear
+    calibration (default; reproduces R microsynth 2.0.51) or mlsynth's ridge QP. The
+    estimates are the mean post-period effect on totals of the ``outcome`` role (``ATT``),
+    the same for every other result outcome, each outcome's log ratio
+    :math:`\log(\mathrm{Trt}/\mathrm{Con})` and the per-period effects
+    (:mod:`~causalkit_plugins.estimators.microsynth.panel`).
+
+    Inference: placebo areas (``permutation``, the default) or R's linearisation
+    (``linearisation``; reproduces R's ``Linear.pVal`` and its percent-change CI, but treats
+    the weights as fixed and every unit-period as independent, so it is conservative).
+
+    References
+    ----------
+    Robbins, M.W. & Davenport, S. (2021). microsynth: Synthetic control methods for
+    disaggregated and micro-level data in R. *J. Stat. Softw.* 97(2).
+    Robbins, M.W., Saunders, J. & Kilmer, B. (2017). A framework for synthetic control
+    methods with high-dimensional, micro-level data. *JASA* 112(517).
+    """
+
+    name: ClassVar[str] = "microsynth_panel"
+    Params: ClassVar[type[Params]] = MicroSynthPanelParams
+    required_roles: ClassVar[tuple[str, ...]] = ("unit", "outcome", "treatment", "covariates")
+    default_inference: ClassVar[str] = "permutation"
+
+    def __init__(self, params: MicroSynthPanelParams | None = None) -> None:
+        self.params = params or MicroSynthPanelParams()
+
+    @classmethod
+    def capabilities(cls, params: BaseModel) -> frozenset[Capability]:
+        """Every fit offers placebo draws and R's linearisation terms."""
+        return frozenset({Capability.PLACEBO, Capability.LINEARISATION})
+
+    def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        """Fit panel or propensity mode (:func:`~causalkit_plugins.estimators.microsynth.panel.fit_panel`)."""
+        return fit_panel(data, self.params)

@@ -1,0 +1,152 @@
+r"""What every inference plugin shares: the level and joint parameters, Wald intervals,
+simultaneous (sup-t) critical values and Holm's step-down adjustment.
+
+For a vector of :math:`k` estimates :math:`\hat\theta_j` with standard errors
+:math:`\widehat{se}_j`, a pointwise interval is :math:`\hat\theta_j \pm z_{1-\alpha/2}\widehat{se}_j`.
+A simultaneous band replaces :math:`z_{1-\alpha/2}` by the :math:`1-\alpha` quantile :math:`c`
+of :math:`\max_j |T_j|`, where :math:`T` is the studentised estimation error (Gaussian with the
+estimates' correlation, or its bootstrap analogue), so that all :math:`k` intervals cover
+together with probability :math:`1-\alpha` (Montiel Olea & Plagborg-Møller 2019; DoubleML's
+``confint(joint=True)``). With ``joint`` the p-values are Holm-adjusted, which controls the
+family-wise error rate (Holm 1979).
+
+References
+----------
+Holm, S. (1979). A simple sequentially rejective multiple test procedure. *Scand. J. Stat.* 6.
+Montiel Olea, J.L. & Plagborg-Møller, M. (2019). Simultaneous confidence bands: theory,
+implementation, and an application to SVARs. *J. Appl. Econometrics* 34(1).
+Chernozhukov, V., Chetverikov, D. & Kato, K. (2013). Gaussian approximations and multiplier
+bootstrap for maxima of sums of high-dimensional random vectors. *Ann. Statist.* 41.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from pydantic import Field
+from scipy import stats
+
+from causalkit.contracts import DiagnosticValue, InferenceOutcome, Params
+
+__all__ = [
+    "InferenceParams",
+    "holm",
+    "normal_p_values",
+    "gaussian_sup_t",
+    "draws_sup_t",
+    "outcome",
+    "wald_outcome",
+    "GAUSSIAN_DRAWS",
+]
+
+GAUSSIAN_DRAWS = 10_000
+"""Gaussian draws behind a sup-t critical value from a correlation matrix."""
+
+
+class InferenceParams(Params):
+    """Parameters every inference plugin has."""
+
+    level: float = Field(0.95, gt=0, lt=1, description="confidence level of every interval")
+    joint: bool = Field(
+        False,
+        description="simultaneous (sup-t) bands over all estimates and Holm-adjusted p-values",
+    )
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    r"""Holm's step-down adjusted p-values.
+
+    With :math:`p_{(1)}\le\dots\le p_{(k)}`,
+    :math:`\tilde p_{(i)} = \max_{j\le i}\min\{1, (k-j+1)\,p_{(j)}\}`; NaN stays NaN.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    k = order.size
+    scaled = np.minimum(1.0, (k - np.arange(k)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def normal_p_values(estimates: np.ndarray, se: np.ndarray) -> np.ndarray:
+    r"""Two-sided normal p-values for zero effect, :math:`2\Phi(-|\hat\theta_j|/\widehat{se}_j)`;
+    NaN where the SE is not positive."""
+    est = np.asarray(estimates, dtype=np.float64)
+    se = np.asarray(se, dtype=np.float64)
+    out = np.full(est.shape, np.nan)
+    pos = np.isfinite(se) & (se > 0)
+    out[pos] = 2 * stats.norm.sf(np.abs(est[pos]) / se[pos])
+    return out
+
+
+def gaussian_sup_t(cov: np.ndarray, level: float, rng: np.random.Generator) -> float:
+    r"""The ``level`` quantile of :math:`\max_j |Z_j|/\sigma_j`, :math:`Z\sim N(0, \Sigma)`.
+
+    Drawn with :data:`GAUSSIAN_DRAWS` standard normals from ``rng`` through the eigen-root of
+    the correlation matrix (singular correlations allowed).
+    """
+    sd = np.sqrt(np.diag(cov))
+    keep = sd > 0
+    corr = cov[np.ix_(keep, keep)] / np.outer(sd[keep], sd[keep])
+    vals, vecs = np.linalg.eigh(corr)
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))
+    z = rng.standard_normal((GAUSSIAN_DRAWS, corr.shape[0])) @ root.T
+    return float(np.quantile(np.max(np.abs(z), axis=1), level))
+
+
+def draws_sup_t(draws: np.ndarray, center: np.ndarray, se: np.ndarray, level: float) -> float:
+    r"""The ``level`` quantile of :math:`\max_j |\theta^*_{bj} - c_j|/\widehat{se}_j` over draws ``b``."""
+    t = np.abs(draws - center[None, :]) / se[None, :]
+    return float(np.quantile(np.max(t, axis=1), level))
+
+
+def outcome(
+    method: str,
+    params: InferenceParams,
+    se: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    p_raw: np.ndarray,
+    diagnostics: Mapping[str, DiagnosticValue] | None = None,
+    warnings: tuple[str, ...] = (),
+) -> InferenceOutcome:
+    """An :class:`InferenceOutcome`; with ``params.joint`` the p-values are Holm-adjusted."""
+    joint = params.joint and np.asarray(p_raw).size > 1
+    return InferenceOutcome(
+        method,
+        se,
+        lower,
+        upper,
+        holm(p_raw) if joint else p_raw,
+        params.level,
+        joint=joint,
+        p_value_raw=np.asarray(p_raw, dtype=np.float64) if joint else None,
+        diagnostics=dict(diagnostics or {}),
+        warnings=warnings,
+    )
+
+
+def wald_outcome(
+    method: str,
+    params: InferenceParams,
+    estimates: np.ndarray,
+    se: np.ndarray,
+    critical: float | np.ndarray | None = None,
+    diagnostics: Mapping[str, DiagnosticValue] | None = None,
+    warnings: tuple[str, ...] = (),
+) -> InferenceOutcome:
+    r"""Intervals :math:`\hat\theta_j \pm c\,\widehat{se}_j` and normal p-values.
+
+    ``critical`` defaults to :math:`z_{(1+\text{level})/2}` (pointwise).
+    """
+    est = np.asarray(estimates, dtype=np.float64)
+    se = np.asarray(se, dtype=np.float64)
+    c = stats.norm.ppf(0.5 + params.level / 2) if critical is None else critical
+    half = c * se
+    return outcome(
+        method, params, se, est - half, est + half, normal_p_values(est, se), diagnostics, warnings
+    )

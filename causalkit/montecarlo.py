@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ __all__ = [
     "replication_stream",
     "run_replication",
     "run_cell",
+    "refusal",
     "summarise",
+    "wilson_interval",
     "cell_result",
     "one_blas_thread",
 ]
@@ -111,15 +114,37 @@ def one_blas_thread() -> Any:
     return blas_threads(1)
 
 
+REFUSED = "inference.refused"
+"""Row key of a replication whose inference withheld the headline's SE, CI and p-value (the
+inference plugins' failure policy, e.g. too many failed bootstrap resamples)."""
+
+
+def refusal(res: EffectResult) -> str | None:
+    """Why the inference of ``res`` refused to report uncertainty for the headline, or ``None``.
+
+    A refusal is declared by the inference (diagnostic ``refused``) and leaves the headline's
+    SE NaN; its first warning says why.
+    """
+    if res.diagnostics.get(REFUSED) is not True or math.isfinite(res.se):
+        return None
+    why = [w for w in res.warnings if f"{res.inference}:" in w]
+    return f"InferenceRefused: {why[0] if why else res.inference + ': no SE reported'}"
+
+
 def _row(cfg: RunConfig, r: int, base: Dataset | None, session: Session) -> _Row:
-    """One replication as a row; call inside ``session.threads()`` and ``quiet()`` (per chunk)."""
+    """One replication as a row; call inside ``session.threads()`` and ``quiet()`` (per chunk).
+
+    A replication that raised keeps only its error; one whose inference refused (:func:`refusal`)
+    keeps its values (the estimate is there) and the reason as its error, so it is counted as
+    failed like one that raised.
+    """
     try:
         res = run_replication(cfg, r, base, session)
     except CausalkitError as exc:
         return _Row(r, {}, f"{type(exc).__name__}: {exc}")
     except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
         return _Row(r, {}, f"{type(exc).__name__}: {exc}")
-    return _Row(r, res.to_row(), None)
+    return _Row(r, res.to_row(), refusal(res))
 
 
 def _chunk_rows(
@@ -130,17 +155,67 @@ def _chunk_rows(
         return [_row(cfg, r, base, session) for r in rs]
 
 
+COVERAGE_INTERVAL_LEVEL = 0.95
+"""Level of the Wilson interval reported for coverage (whatever the CIs' own level)."""
+
+
+def wilson_interval(
+    successes: int, trials: int, level: float = COVERAGE_INTERVAL_LEVEL
+) -> tuple[float, float]:
+    r"""Wilson score interval for a binomial proportion.
+
+    With :math:`\hat c = x/R` and :math:`z = z_{(1+\text{level})/2}`,
+
+    .. math::
+        \frac{\hat c + z^2/(2R) \pm z\sqrt{\hat c(1-\hat c)/R + z^2/(4R^2)}}{1 + z^2/R}.
+
+    Unlike the Wald interval :math:`\hat c \pm z\sqrt{\hat c(1-\hat c)/R}` it does not
+    collapse to a point at :math:`\hat c \in \{0, 1\}`: with all :math:`R` intervals
+    covering, the lower end is :math:`R/(R+z^2)` (0.981 for R = 200 at 95%).
+
+    References
+    ----------
+    Wilson, E.B. (1927). Probable inference, the law of succession, and statistical
+    inference. *JASA* 22(158).
+    Brown, L.D., Cai, T.T. & DasGupta, A. (2001). Interval estimation for a binomial
+    proportion. *Statist. Sci.* 16(2).
+    """
+    if trials <= 0:
+        return math.nan, math.nan
+    z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
+    c = successes / trials
+    denom = 1 + z * z / trials
+    centre = (c + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(c * (1 - c) / trials + z * z / (4 * trials * trials)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summarise(
     est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None
 ) -> dict[str, float]:
     r"""Monte Carlo performance measures and their Monte Carlo standard errors.
 
-    With :math:`R` successful replications, :math:`\bar\theta` their mean and
-    :math:`s^2` their variance: bias :math:`\bar\theta - \theta` (MCSE :math:`s/\sqrt R`),
-    empirical SE :math:`s` (MCSE :math:`s/\sqrt{2(R-1)}`), mean model SE (MCSE
-    :math:`\mathrm{sd}(\widehat{se})/\sqrt R`), RMSE (MCSE by the delta method,
+    The arrays hold the :math:`R` *successful* replications only: a replication that raised
+    or whose inference refused (:func:`refusal`) is counted in ``n_failed`` by
+    :func:`cell_result` and left out of every measure, bias and empirical SE included. With
+    failures, the measures describe the estimator conditional on success, which is why
+    ``n_failed`` is reported beside them (and why a world must have few failures for its
+    cell to judge the method).
+
+    With :math:`\bar\theta` their mean and :math:`s^2` their variance: bias
+    :math:`\bar\theta - \theta` (MCSE :math:`s/\sqrt R`), empirical SE :math:`s` (MCSE
+    :math:`s/\sqrt{2(R-1)}`), mean model SE (MCSE :math:`\mathrm{sd}(\widehat{se})/\sqrt R`),
+    RMSE (MCSE by the delta method,
     :math:`\mathrm{sd}((\hat\theta-\theta)^2)/(2\,\mathrm{RMSE}\sqrt R)`), coverage
-    :math:`\hat c` (MCSE :math:`\sqrt{\hat c(1-\hat c)/R}`) and mean CI width.
+    :math:`\hat c` (MCSE :math:`\sqrt{\hat c(1-\hat c)/R}`, Morris et al. 2019) and mean CI
+    width. The coverage MCSE is 0 at :math:`\hat c \in \{0, 1\}`, which is not exactness:
+    ``coverage_lower`` and ``coverage_upper`` give the 95% Wilson interval
+    (:func:`wilson_interval`), which stays honest there.
+
+    References
+    ----------
+    Morris, T.P., White, I.R. & Crowther, M.J. (2019). Using simulation studies to evaluate
+    statistical methods. *Stat. Med.* 38(11), Table 6.
     """
     R = est.size
     nan = math.nan
@@ -167,9 +242,11 @@ def summarise(
         if R > 1 and mse > 0:
             out["rmse_mcse"] = float(np.std(err**2, ddof=1) / math.sqrt(R) / (2 * math.sqrt(mse)))
         if np.isfinite(width).all():
+            covered = int(np.sum((lo <= truth) & (truth <= hi)))
             cov = float(np.mean((lo <= truth) & (truth <= hi)))
             out["coverage"] = cov
             out["coverage_mcse"] = math.sqrt(cov * (1 - cov) / R)
+            out["coverage_lower"], out["coverage_upper"] = wilson_interval(covered, R)
     return out
 
 
@@ -258,7 +335,9 @@ def cell_result(
         The cell.
     table : DataFrame
         One row per replication (:meth:`EffectResult.to_row` plus ``replication``); failed
-        replications carry their ``error``.
+        replications carry their ``error`` (those whose inference refused keep their values).
+        ``n_failed`` counts them and every metric is computed from the others
+        (see :func:`summarise`).
     seconds : float
         Wall-clock time of the cell.
     single : EffectResult, optional

@@ -151,7 +151,10 @@ def unit_table(
 
     A long panel (roles ``unit`` and ``time``) must be balanced, with one row per unit and
     period, covariates constant within a unit, and a single treatment onset (no staggered
-    adoption). Periods from the onset on are post periods. Without ``time`` each row is a unit.
+    adoption). The ``treatment`` column is an exposure indicator, 1 only in the periods a
+    unit is exposed; a group indicator (1 in every period of the treated units) is refused
+    when there are several periods (see :func:`single_onset`), while ``assignment`` (the
+    randomised arm) may be constant. Periods from the onset on are post periods. Without ``time`` each row is a unit.
     When the ``selected`` role is set (outcome observed only where it is 1), the estimator
     analyses the selected rows and ``n_unselected`` counts the rows left out.
     """
@@ -362,7 +365,8 @@ def _assemble(
 ) -> UnitTable:
     """Build the unit table from units x periods grids: one onset, pre/post split, both groups present."""
     # The onset comes from the actual treatment when given (assignment is usually constant).
-    t0 = single_onset(d_grid if d_grid is not None else g_grid, periods, group_role)
+    onset_role = "treatment" if d_grid is not None else group_role
+    t0 = single_onset(d_grid if d_grid is not None else g_grid, periods, group_role, onset_role)
     table = UnitTable(
         units=units,
         group=ever_on(g_grid),
@@ -469,11 +473,17 @@ def ever_on(grid: np.ndarray) -> np.ndarray:
     return out
 
 
-def single_onset(onset_grid: np.ndarray, periods: np.ndarray, group_role: str) -> int:
+def single_onset(
+    onset_grid: np.ndarray, periods: np.ndarray, group_role: str, onset_role: str = "treatment"
+) -> int:
     """Column index of the one treatment onset in a units x periods 0/1 grid.
 
-    Raises a one-line :class:`DataError` when nobody is treated or when units start treatment
-    in different periods (staggered adoption).
+    The grid is an exposure indicator: 1 in the periods a unit is exposed, 0 before its
+    onset. Raises a one-line :class:`DataError` when nobody is treated, when units start
+    treatment in different periods (staggered adoption), or when the indicator never changes
+    within any unit over two or more periods: a group indicator (1 in every period of the
+    treated units) would put the onset at the first period and average the pre-periods
+    into the effect. ``onset_role`` names the role the grid comes from in that message.
     """
     on = onset_grid if onset_grid.dtype == bool else onset_grid != 0
     n_t = on.shape[1]
@@ -490,6 +500,14 @@ def single_onset(onset_grid: np.ndarray, periods: np.ndarray, group_role: str) -
             "roles.treatment",
             "a single treatment onset (no staggered adoption)",
             f"{onsets.size} onsets ({shown})",
+        )
+    if treated[0] == 0 and n_t > 1 and on[first == 0].all():
+        raise DataError(
+            f"roles.{onset_role}",
+            f"1 only in exposed periods, 0 before the onset (for a group indicator G "
+            f"whose exposure starts in period t0, pass {onset_role} = G * (time >= t0))",
+            f"a column constant within every unit over {n_t} periods "
+            f"(treated units are 1 from the first period, {periods[0]}: no pre-periods)",
         )
     return int(treated[0])
 

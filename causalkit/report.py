@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from causalkit.config import TrackingConfig
@@ -14,7 +16,14 @@ from causalkit.errors import CausalkitError, ConfigError
 from causalkit.results import CELL_METRICS
 from causalkit.tracking import SWEEP_TAG, MlflowTracker
 
-__all__ = ["sweep_table", "latest_sweep", "main"]
+__all__ = [
+    "sweep_table",
+    "latest_sweep",
+    "main",
+    "common_draws",
+    "common_draws_tables",
+    "render_common_draws",
+]
 
 _NOT_SHOWN = frozenset({"mean_estimate", "emp_se_mcse", "mean_se_mcse", "ci_width_mcse"})
 COLUMNS = ("estimator", "inference", "status", *(m for m in CELL_METRICS if m not in _NOT_SHOWN))
@@ -94,22 +103,184 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
 
 
 def render(table: pd.DataFrame) -> str:
-    """Plain-text table: bias ± MCSE, RMSE, coverage ± MCSE, CI width, seconds.
+    """Plain-text table: bias ± MCSE, RMSE, coverage [95% Wilson], CI width, reps, failed, seconds.
 
     The cell column is as wide as the longest cell name: names are the sweep axes, and cutting
-    them hides the axis that tells the cells apart.
+    them hides the axis that tells the cells apart. Coverage carries its Wilson interval, not
+    the binomial MCSE, which is 0 at a coverage of 0 or 1 (:func:`causalkit.results.coverage_text`).
     """
     w = max([34, *(len(str(c)) + 1 for c in table["cell"])])
     lines = [
-        f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage ± MCSE':>18}{'CI width':>10}{'reps':>6}{'sec':>8}"
+        f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage [95% Wilson]':>25}{'CI width':>10}{'reps':>6}{'failed':>7}{'sec':>8}"
     ]
     for _, r in table.iterrows():
         lines.append(
             f"{str(r['cell']):<{w}}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
-            f"{r['rmse']:>9.4f}{r['coverage']:>10.3f} ± {r['coverage_mcse']:<5.3f}{r['ci_width']:>10.4f}"
-            f"{int(r['reps']) if pd.notna(r['reps']) else 0:>6}{r['seconds']:>8.1f}"
+            f"{r['rmse']:>9.4f}{_coverage(r):>25}"
+            f"{r['ci_width']:>10.4f}{_count(r['reps']):>6}{_count(r['n_failed']):>7}{r['seconds']:>8.1f}"
         )
     return "\n".join(lines)
+
+
+def _count(value: float) -> int:
+    return int(value) if pd.notna(value) else 0
+
+
+def _coverage(row: pd.Series) -> str:
+    """``coverage [lower, upper]`` (the Wilson interval), or ``nan``."""
+    if pd.isna(row["coverage"]):
+        return "nan"
+    return f"{row['coverage']:.3f} [{row['coverage_lower']:.3f}, {row['coverage_upper']:.3f}]"
+
+
+# --------------------------------------------------------------------------------------------
+# Common random numbers: cells compared on the draws every one of them analysed
+# --------------------------------------------------------------------------------------------
+
+COMMON_COLUMNS = (
+    "reps",
+    "n_failed",
+    "n_common",
+    "bias",
+    "bias_mcse",
+    "bias_diff",
+    "bias_diff_mcse",
+    "emp_se",
+    "mean_se",
+    "coverage",
+    "coverage_lower",
+    "coverage_upper",
+    "ci_width",
+)
+"""Columns of :func:`common_draws` (after ``cell``)."""
+
+
+def common_draws(cells: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    r"""Compare cells that analysed the same simulated datasets on the draws all of them got through.
+
+    Under ``mc.common_random_numbers`` replication :math:`r` of every cell of a study
+    analyses the same draw. Each cell's own metrics are over its own successful replications,
+    so cells that fail on different draws (typically the hard ones) are compared on different
+    datasets. Here every cell is summarised (:func:`causalkit.montecarlo.summarise`) on
+    :math:`C`, the replications that succeeded in *every* cell (``n_common`` = :math:`|C|`),
+    beside its own ``reps`` and ``n_failed``. ``bias_diff`` is the paired difference of bias
+    to the first cell, :math:`\overline{(\hat\theta_{ir}-\theta_i)-(\hat\theta_{1r}-\theta_1)}`
+    over :math:`r \in C`, with MCSE :math:`\mathrm{sd}_r(\cdot)/\sqrt{|C|}`, which is
+    smaller than the unpaired one by the correlation the common draws induce.
+
+    Parameters
+    ----------
+    cells : mapping of str to DataFrame
+        Cell name to its replications table (``replication``, ``estimate``, ``se``,
+        ``ci_lower``, ``ci_upper``, ``truth``, ``error``), in display order.
+
+    Returns
+    -------
+    DataFrame
+        One row per cell: ``cell`` and :data:`COMMON_COLUMNS`.
+    """
+    from causalkit.montecarlo import summarise
+
+    ok: dict[str, pd.DataFrame] = {}
+    for name, table in cells.items():
+        failed = table["error"].notna() if "error" in table else pd.Series(False, table.index)
+        ok[name] = table[~failed.to_numpy()].set_index("replication")
+    common = sorted(set.intersection(*(set(t.index) for t in ok.values()))) if ok else []
+    rows = []
+    ref_err: np.ndarray | None = None
+    for name, table in cells.items():
+        sub = ok[name].loc[common]
+        col = {c: sub[c].to_numpy(dtype=float) for c in ("estimate", "se", "ci_lower", "ci_upper")}
+        truths = sub["truth"].dropna() if "truth" in sub else pd.Series(dtype=float)
+        truth = float(truths.iloc[0]) if len(truths) else None
+        m = summarise(col["estimate"], col["se"], col["ci_lower"], col["ci_upper"], truth)
+        err = col["estimate"] - (truth if truth is not None else np.nan)
+        ref_err = err if ref_err is None else ref_err
+        diff = err - ref_err
+        n = diff.size
+        row = {
+            "cell": name,
+            "reps": len(table),
+            "n_failed": len(table) - len(ok[name]),
+            "n_common": len(common),
+            **{k: m[k] for k in COMMON_COLUMNS if k in m},
+            "bias_diff": float(diff.mean()) if n else np.nan,
+            "bias_diff_mcse": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+        }
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["cell", *COMMON_COLUMNS])
+
+
+def _draw_key(config: Mapping) -> str | None:
+    """Return what defines a cell's draws under common random numbers (data, dgp, seed), or ``None``."""
+    mc = config.get("mc", {})
+    if not mc.get("common_random_numbers") or int(mc.get("reps", 1)) < 2:
+        return None
+    return json.dumps(
+        {"data": config.get("data"), "dgp": config.get("dgp"), "seed": mc.get("seed")},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def common_draws_tables(tracker: MlflowTracker, sweep_id: str) -> list[pd.DataFrame]:
+    """One :func:`common_draws` table per group of a sweep's cells that share their draws.
+
+    Only Monte Carlo cells run with ``mc.common_random_numbers`` take part; a group needs at
+    least two cells. Each cell's ``config.yaml`` and ``replications.parquet`` are read back
+    from its run's artifacts.
+    """
+    import yaml
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    groups: dict[str, dict[str, pd.DataFrame]] = {}
+    for run in _cell_runs(tracker, sweep_id):
+        if run.info.status != "FINISHED":
+            continue
+        repo = get_artifact_repository(run.info.artifact_uri)
+        try:
+            config = yaml.safe_load(Path(repo.download_artifacts("config.yaml")).read_text())
+            key = _draw_key(config or {})
+            if key is None:
+                continue
+            table = pd.read_parquet(repo.download_artifacts("replications.parquet"))
+        except (OSError, ValueError):
+            continue
+        groups.setdefault(key, {})[run.info.run_name or run.info.run_id] = table
+    return [common_draws(cells) for cells in groups.values() if len(cells) > 1]
+
+
+def render_common_draws(table: pd.DataFrame) -> str:
+    """Plain text of one :func:`common_draws` table."""
+    w = max([34, *(len(str(c)) + 1 for c in table["cell"])])
+    n_common = int(table["n_common"].iloc[0]) if len(table) else 0
+    lines = [
+        f"common random numbers: {len(table)} cells on the {n_common} draws every one analysed",
+        f"{'cell':<{w}}{'reps':>6}{'failed':>7}{'common':>7}{'bias ± MCSE':>22}"
+        f"{'vs first ± paired MCSE':>26}{'emp SE':>9}{'mean SE':>9}{'coverage [95% Wilson]':>25}",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"{str(r['cell']):<{w}}{_count(r['reps']):>6}{_count(r['n_failed']):>7}"
+            f"{_count(r['n_common']):>7}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
+            f"{r['bias_diff']:>+16.4f} ± {r['bias_diff_mcse']:<7.4f}{r['emp_se']:>9.4f}"
+            f"{r['mean_se']:>9.4f}{_coverage(r):>25}"
+        )
+    return "\n".join(lines)
+
+
+def _common_draws_section(tracker: MlflowTracker, sweep_id: str, out: Path) -> str:
+    """Return the text of the sweep's common-random-numbers comparisons (``""`` without any).
+
+    Their tables go to ``common_draws.csv`` (column ``group`` tells groups of shared draws apart).
+    """
+    tables = common_draws_tables(tracker, sweep_id)
+    if not tables:
+        return ""
+    pd.concat([t.assign(group=i) for i, t in enumerate(tables)], ignore_index=True).to_csv(
+        out / "common_draws.csv", index=False
+    )
+    return "".join("\n\n" + render_common_draws(t) for t in tables)
 
 
 def html_page(table: pd.DataFrame, sweep_id: str, sweep_name: str, png: bytes | None) -> str:
@@ -166,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = tracker.client.get_run(sweep).info.run_name or sweep
     print(f"{name} ({sweep}): {len(table)} cells")
-    text = render(table)
+    text = render(table) + _common_draws_section(tracker, sweep, out)
     print(text)
     (out / "comparison.txt").write_text(text + "\n")
     table.to_csv(out / "comparison.csv", index=False)

@@ -43,6 +43,8 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "rmse_mcse",
     "coverage",
     "coverage_mcse",
+    "coverage_lower",
+    "coverage_upper",
     "ci_width",
     "ci_width_mcse",
 )
@@ -391,6 +393,22 @@ def build_result(
 # --------------------------------------------------------------------------------------------
 
 
+def coverage_text(metrics: Mapping[str, float]) -> str:
+    r"""Coverage with its Morris MCSE and 95% Wilson interval, the MCSE flagged at 0 or 1.
+
+    At an empirical coverage of exactly 0 or 1 the binomial MCSE
+    :math:`\sqrt{\hat c(1-\hat c)/R}` is 0, which would read as an exact figure; the Wilson
+    interval (``coverage_lower``, ``coverage_upper``) is what bounds the true coverage there.
+    """
+    c, mcse = metrics.get("coverage", math.nan), metrics.get("coverage_mcse", math.nan)
+    lo, hi = metrics.get("coverage_lower", math.nan), metrics.get("coverage_upper", math.nan)
+    if math.isnan(c):
+        return "nan"
+    flag = ", at the boundary: not exact" if c in (0.0, 1.0) else ""
+    wilson = f"; 95% Wilson [{lo:.4f}, {hi:.4f}]" if not math.isnan(lo) else ""
+    return f"{c:.4f}  (MCSE {mcse:.4f}{flag}{wilson})"
+
+
 @dataclass(frozen=True, eq=False)
 class CellResult:
     """A Monte Carlo cell: one estimator + inference over the replications of one design.
@@ -477,7 +495,7 @@ class CellResult:
             ("empirical SE", with_mcse("emp_se", ".5f")),
             ("mean model SE", with_mcse("mean_se", ".5f")),
             ("RMSE", with_mcse("rmse", ".5f")),
-            (f"coverage of {pct}% CI", with_mcse("coverage", ".4f")),
+            (f"coverage of {pct}% CI", coverage_text(m)),
             ("mean CI width", with_mcse("ci_width", ".5f")),
             ("seconds", f"{m['seconds']:.2f}"),
         )
@@ -486,7 +504,9 @@ class CellResult:
             shown = self.errors[:3] + (
                 (f"... and {len(self.errors) - 3} more",) if len(self.errors) > 3 else ()
             )
-            sections.append(Section("failed replications", lines=shown))
+            ok = int(m["reps"]) - len(self.errors)
+            note = f"(every measure above is over the {ok} replications that succeeded)"
+            sections.append(Section("failed replications", lines=(note, *shown)))
         return Summary(
             f"causalkit Monte Carlo cell: {self.estimator} / {self.inference}", tuple(sections)
         )
@@ -532,6 +552,8 @@ _CELL_ROWS = (
     "rmse_mcse",
     "coverage",
     "coverage_mcse",
+    "coverage_lower",
+    "coverage_upper",
     "ci_width",
     "seconds",
 )

@@ -8,6 +8,7 @@ import numpy as np
 
 from causalkit.contracts import Capability, Dataset, Estimand, Fit, Params, Resampler
 from causalkit.contracts import Params as PluginParams
+from causalkit.coverage import World
 from causalkit.panel import unit_table
 
 __all__ = ["difference_in_means", "Naive", "ITT"]
@@ -53,7 +54,12 @@ class _Difference:
     """Shared fit for the two unadjusted contrasts; subclasses pick the grouping role.
 
     Every fit offers the influence values of :func:`difference_in_means` and a refit on
-    resampled units (stratified by group).
+    resampled units, stratified by group. That is the design's resampling for ``itt`` (the
+    arms are randomised) and is valid for the as-treated ``naive`` contrast too: a
+    difference of two arm means has no between-arm term in its influence function (unlike an
+    ATE averaged over the covariates, whose observational bootstrap resamples the whole
+    sample, see :func:`~causalkit_plugins.estimators.selection.estimands.resampling_strata`),
+    so fixing the arm sizes changes its variance only at order :math:`n^{-2}`.
     """
 
     name: ClassVar[str]
@@ -106,6 +112,18 @@ class Naive(_Difference):
     group_role: ClassVar[Literal["treatment", "assignment"]] = "treatment"
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     estimand: ClassVar[Estimand] = Estimand.ATE
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "randomised",
+            (
+                "dgp.n_contaminated=0",
+                "dgp.n_users=600",
+                "dgp.n_exposed=300",
+                "mc.target=ATE",
+            ),
+            note="exposure randomised (no contamination): the difference in means is the ATE",
+        ),
+    )
 
 
 class ITT(_Difference):
@@ -115,3 +133,15 @@ class ITT(_Difference):
     group_role: ClassVar[Literal["treatment", "assignment"]] = "assignment"
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "assignment")
     estimand: ClassVar[Estimand] = Estimand.ITT
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "contaminated_arm",
+            (
+                "dgp.n_users=600",
+                "dgp.n_exposed=300",
+                "dgp.n_contaminated=100",
+                "mc.target=ITT",
+            ),
+            note="randomised arm with holdout contamination: the arm contrast is the ITT",
+        ),
+    )

@@ -11,10 +11,12 @@ from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutco
 from causalkit.errors import EstimationError, PluginError
 from causalkit.progress import bar, progress
 from causalkit_plugins.inference.common import (
-    InferenceParams,
+    ResamplingParams,
     draws_sup_t,
     normal_p_values,
     outcome,
+    refused_outcome,
+    resampling_failures,
     wald_outcome,
 )
 
@@ -24,7 +26,7 @@ REFIT_BATCH = 32
 """Resamples handed to ``Fit.refit_batch`` per call: a constant, so results never depend on it."""
 
 
-class BootstrapParams(InferenceParams):
+class BootstrapParams(ResamplingParams):
     """Parameters of the refitting bootstrap."""
 
     n_boot: int = Field(500, ge=20, description="bootstrap replications")
@@ -65,8 +67,16 @@ class Bootstrap:
     one, :math:`2\Phi(-|\hat\theta|/\widehat{se})`. With ``joint`` (k > 1) the band is
     :math:`\hat\theta_j \pm c\,\widehat{se}_j` with :math:`c` the ``level`` quantile of
     :math:`\max_j|\hat\theta^{(b)}_j-\hat\theta_j|/\widehat{se}_j` (sup-t) and the p-values
-    are Holm-adjusted. Replications whose refit fails are counted (``n_failed``) and reported
-    as a warning. When the resampler offers ``refit_batch`` the same resamples (same draws,
+    are Holm-adjusted.
+
+    A replication fails when its refit raises :class:`~causalkit.errors.EstimationError` or
+    returns a NaN in any of the k estimates (the whole vector is then left out, so every
+    estimate uses the same resamples). Failures are counted (``n_failed``); with
+    :math:`F` failures out of :math:`B`, :math:`F/B \le` ``max_failed`` gives the SE and
+    interval from the :math:`B-F` successes and a warning, :math:`F/B >` ``max_failed``
+    (or fewer than two successes) gives no SE, CI or p-value (NaN), a warning and the
+    diagnostic ``refused`` (see :func:`~causalkit_plugins.inference.common.resampling_failures`).
+    When the resampler offers ``refit_batch`` the same resamples (same draws,
     same order) are re-estimated ``REFIT_BATCH`` at a time through it; when it only offers
     ``replicates`` (a backend that resamples without copying the data, e.g. Poisson weights
     on Spark) those are used, drawn from the run's Generator.
@@ -126,18 +136,13 @@ class Bootstrap:
         good = np.isfinite(draws).all(axis=1)
         ok = draws[good]
         n_failed = int(p.n_boot - ok.shape[0])
-        if ok.shape[0] < 2:
-            raise EstimationError(
-                f"bootstrap: only {ok.shape[0]} of {p.n_boot} replications succeeded"
-            )
-        se = np.std(ok, axis=0, ddof=1)
         diag: dict[str, DiagnosticValue] = {"n_boot": int(ok.shape[0]), "n_failed": n_failed}
-        warnings: tuple[str, ...] = ()
-        if n_failed:
-            warnings = (
-                f"bootstrap: {n_failed} of {p.n_boot} replications failed and were left out; "
-                "the SE and interval describe the resamples that could be estimated",
-            )
+        refused, warnings = resampling_failures(
+            self.name, n_failed, p.n_boot, p.max_failed, "resamples"
+        )
+        if refused:
+            return refused_outcome(self.name, p, fit.k, diag, warnings)
+        se = np.std(ok, axis=0, ddof=1)
         if p.joint and fit.k > 1:
             crit = draws_sup_t(ok, fit.estimates, se, p.level)
             diag["critical_value"] = crit

@@ -22,15 +22,21 @@ bootstrap for maxima of sums of high-dimensional random vectors. *Ann. Statist.*
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 from scipy import stats
 
 from causalkit.contracts import DiagnosticValue, InferenceOutcome, Params
 
 __all__ = [
     "InferenceParams",
+    "ResamplingParams",
+    "MAX_FAILED",
+    "REFUSED",
+    "resampling_failures",
+    "refused_outcome",
     "holm",
     "normal_p_values",
     "gaussian_sup_t",
@@ -52,6 +58,85 @@ class InferenceParams(Params):
         False,
         description="simultaneous (sup-t) bands over all estimates and Holm-adjusted p-values",
     )
+
+
+MAX_FAILED = 0.05
+"""Default largest fraction of failed resamples (``max_failed``)."""
+
+
+class ResamplingParams(InferenceParams):
+    """Parameters of inference from resamples or placebo draws that can fail one by one.
+
+    ``max_failed`` is dumped only when it differs from :data:`MAX_FAILED`, so the config
+    hashes (and the seeds drawn from them) of cells that keep the default are those they had
+    before the parameter existed.
+    """
+
+    max_failed: float = Field(
+        MAX_FAILED,
+        ge=0,
+        le=1,
+        description="largest fraction of failed resamples/draws; above it no SE, CI or p-value",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.max_failed == MAX_FAILED:
+            data.pop("max_failed", None)
+        return data
+
+
+REFUSED = "refused"
+"""Diagnostic (``True``) of an outcome that withheld the headline's SE, CI and p-value because
+too many resamples failed; the Monte Carlo loop counts such a replication as failed."""
+
+
+def resampling_failures(
+    method: str, n_failed: int, n_total: int, max_failed: float, what: str
+) -> tuple[bool, tuple[str, ...]]:
+    r"""Apply the failure policy to :math:`F` failed out of :math:`B` resamples.
+
+    Resamples that fail (an infeasible refit, an empty arm, a NaN estimate) are not missing
+    at random: they are the ones that look least like the sample, so quantities computed from
+    the :math:`B - F` that worked describe the resampling distribution conditional on success
+    (near a boundary of the design, a too narrow one).
+    Above :math:`F/B >` ``max_failed`` (or with fewer than two successes) nothing is
+    reported (the outcome is *refused*); at or below it the count is reported with a warning.
+
+    Returns
+    -------
+    refused : bool
+        Whether SE, CI and p-value must be withheld.
+    warnings : tuple of str
+        The warning that says so (empty without failures).
+    """
+    if n_failed == 0:
+        return False, ()
+    share = n_failed / n_total
+    if share > max_failed or n_total - n_failed < 2:
+        return True, (
+            f"{method}: {n_failed} of {n_total} {what} failed ({share:.1%} > max_failed "
+            f"{max_failed:.1%}); no SE, interval or p-value is reported, since the {what} "
+            "that could be estimated are not a sample of the ones that could not",
+        )
+    return False, (
+        f"{method}: {n_failed} of {n_total} {what} failed and were left out ({share:.1%}, "
+        f"within max_failed {max_failed:.1%}); the SE and interval describe the {what} "
+        "that could be estimated",
+    )
+
+
+def refused_outcome(
+    method: str,
+    params: InferenceParams,
+    k: int,
+    diagnostics: Mapping[str, DiagnosticValue],
+    warnings: tuple[str, ...],
+) -> InferenceOutcome:
+    """An outcome with NaN SE, CI and p-values for all ``k`` estimates, flagged :data:`REFUSED`."""
+    nan = np.full(k, np.nan)
+    return outcome(method, params, nan, nan, nan, nan, {**diagnostics, REFUSED: True}, warnings)
 
 
 def holm(p: np.ndarray) -> np.ndarray:

@@ -20,8 +20,13 @@ with its delta-method terms gives R's percent-change interval as
 
 What it ignores, as R does: the weights are treated as fixed (not as estimated by
 calibration or the QP) and every row is an independent draw, so rows of one unit in
-different periods are independent. On MicroSynth's ``area_panel`` world this SE is about
-three times the empirical SE (issue 15); it is here to reproduce R, not as a default.
+different periods are independent, and the residuals of the regression on the treatment
+indicator and period dummies keep the unit levels that matching on pre-period outcomes
+removed. It is therefore conservative: on ``area_panel`` (``selection=0``, 300 areas, 8
+treated, R = 500) the mean SE is 3.31 times the empirical SE and 95% intervals cover every
+time. It is here to reproduce R; ``microsynth_panel``'s default is ``analytic`` on the
+unit-level calibration linearisation
+(:mod:`~causalkit_plugins.estimators.microsynth.panel_influence`).
 
 References
 ----------

@@ -18,7 +18,12 @@ the SD (ddof=1) of the placebo estimates and the CI inverts the placebo distribu
 the observed effect, :math:`[\hat\tau - q_{1-\alpha/2},\ \hat\tau - q_{\alpha/2}]`.
 The reported ``p_value`` is the one of the chosen ``test`` (default two-sided).
 Draws whose refit raises :class:`~causalkit.errors.EstimationError` (e.g. an infeasible
-placebo area) are skipped and counted in ``n_failed``.
+placebo area) are skipped and counted in ``n_failed``; a NaN in one estimate only (e.g. an
+undefined ratio for one outcome) leaves that estimate short of a draw. With :math:`F_j` draws
+missing for estimate :math:`j` out of :math:`R`, :math:`F_j/R >` ``max_failed`` (or fewer
+than two draws) withholds its SE, CI and p-value (NaN) with a warning; the outcome is flagged
+``refused`` when the headline is withheld (the placebo draws that can be estimated are not
+exchangeable with the ones that cannot, so a rank among them is no randomisation test).
 
 References
 ----------
@@ -38,7 +43,13 @@ from pydantic import Field
 from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutcome, Params
 from causalkit.errors import EstimationError, PluginError
 from causalkit.progress import progress
-from causalkit_plugins.inference.common import InferenceParams, draws_sup_t, outcome
+from causalkit_plugins.inference.common import (
+    REFUSED,
+    ResamplingParams,
+    draws_sup_t,
+    outcome,
+    resampling_failures,
+)
 
 __all__ = ["Permutation", "PermutationParams", "permutation_p_values", "placebo_interval"]
 
@@ -88,7 +99,7 @@ def placebo_interval(
     return obs - hi_q, obs - lo_q
 
 
-class PermutationParams(InferenceParams):
+class PermutationParams(ResamplingParams):
     """Parameters of placebo-permutation inference."""
 
     n_perm: int = Field(250, ge=19, description="placebo draws")
@@ -126,21 +137,6 @@ class Permutation:
         n_failed = int(failed.sum())
         draws = draws[~failed]
         per_column = np.isfinite(draws).sum(axis=0)
-        if draws.shape[0] < 2 or per_column.min() < 2:
-            raise EstimationError(
-                f"permutation: only {int(per_column.min())} of {p.n_perm} placebo draws succeeded"
-            )
-        est = fit.estimates
-        pv = {key: np.empty(fit.k) for key in ("lower", "upper", "twosided")}
-        bare = {key: np.empty(fit.k) for key in pv}
-        sd, lo, hi = np.empty(fit.k), np.empty(fit.k), np.empty(fit.k)
-        for j in range(fit.k):
-            col = draws[np.isfinite(draws[:, j]), j][:, None]
-            for out, add_one in ((pv, True), (bare, False)):
-                for key, value in permutation_p_values(est[j : j + 1], col, add_one).items():
-                    out[key][j] = value[0]
-            sd[j] = np.std(col, ddof=1)
-            (lo[j],), (hi[j],) = placebo_interval(est[j : j + 1], col, p.level)
         diag: dict[str, DiagnosticValue] = {
             "n_perm": int(draws.shape[0]),
             "n_failed": n_failed,
@@ -148,18 +144,42 @@ class Permutation:
         }
         if int(per_column.min()) < draws.shape[0]:
             diag["n_perm_min"] = int(per_column.min())
-        if p.joint and fit.k > 1:
-            complete = draws[np.isfinite(draws).all(axis=1)]
-            crit = draws_sup_t(complete, np.zeros(fit.k), sd, p.level)
+        policy = [
+            resampling_failures(
+                self.name, p.n_perm - int(c), p.n_perm, p.max_failed, "placebo draws"
+            )
+            for c in per_column
+        ]
+        keep = np.array([not refused for refused, _ in policy])
+        est = fit.estimates
+        nan = np.full(fit.k, np.nan)
+        pv = {key: nan.copy() for key in ("lower", "upper", "twosided")}
+        bare = {key: nan.copy() for key in pv}
+        sd, lo, hi = nan.copy(), nan.copy(), nan.copy()
+        for j in np.flatnonzero(keep):
+            col = draws[np.isfinite(draws[:, j]), j][:, None]
+            for out, add_one in ((pv, True), (bare, False)):
+                for key, value in permutation_p_values(est[j : j + 1], col, add_one).items():
+                    out[key][j] = value[0]
+            sd[j] = np.std(col, ddof=1)
+            (lo[j],), (hi[j],) = placebo_interval(est[j : j + 1], col, p.level)
+        if p.joint and fit.k > 1 and keep.any():
+            kept = draws[:, keep]
+            complete = kept[np.isfinite(kept).all(axis=1)]
+            crit = draws_sup_t(complete, np.zeros(int(keep.sum())), sd[keep], p.level)
             diag["critical_value"] = crit
             lo, hi = est - crit * sd, est + crit * sd
         if fit.k == 1:
             for key in ("lower", "upper", "twosided"):
                 diag[f"p_{key}"] = float(pv[key][0])
                 diag[f"p_{key}_bare"] = float(bare[key][0])
+        if not keep[0]:
+            diag[REFUSED] = True
+        # One warning when every estimate lost the same draws, else one per estimate that did.
+        messages = [ws[0] if ws else None for _, ws in policy]
         warnings: tuple[str, ...] = ()
-        if n_failed:
-            warnings = (
-                f"permutation: {n_failed} of {p.n_perm} placebo draws failed and were left out",
-            )
+        if len(set(messages)) == 1 and messages[0] is not None:
+            warnings = (messages[0],)
+        elif any(messages):
+            warnings = tuple(f"{fit.names[j]}: {m}" for j, m in enumerate(messages) if m)
         return outcome(self.name, p, sd, lo, hi, pv[p.test], diag, warnings)

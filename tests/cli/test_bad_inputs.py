@@ -66,6 +66,13 @@ def _time_varying() -> pd.DataFrame:
     return f
 
 
+def _group_indicator() -> pd.DataFrame:
+    """Treatment holding the group (1 in both weeks of a treated user), not the exposure."""
+    f = _panel().copy()
+    f["saw_ad"] = f.groupby("user_id").saw_ad.transform("max")
+    return f
+
+
 def _separated() -> pd.DataFrame:
     f = _xs().copy()
     f["treat"] = (f["x1"] > 0).astype(int)
@@ -144,6 +151,14 @@ API_CASES: dict[str, tuple[Callable[[], object], str]] = {
     "missing periods": (_ms(_panel().iloc[1:]), "balanced panel"),
     "staggered adoption": (_ms(_staggered()), "no staggered adoption"),
     "time-varying covariate": (_ms(_time_varying()), "time-invariant"),
+    "group indicator as treatment": (
+        _ms(_group_indicator()),
+        "roles.treatment: expected 1 only in exposed periods",
+    ),
+    "naive group indicator as treatment": (
+        _ms(_group_indicator(), estimator="naive", covariates=[]),
+        "roles.treatment: expected 1 only in exposed periods",
+    ),
     "naive non-binary treatment": (_xs_fit("naive", _xs().assign(treat=3)), "roles.treatment"),
     "ols missing covariate": (_xs_fit("ols", covariates=["x1", "zz"]), "roles"),
     "ipw bad estimand": (_xs_fit("ipw", estimand="atx"), "estimator.estimand"),
@@ -156,6 +171,10 @@ API_CASES: dict[str, tuple[Callable[[], object], str]] = {
         "propensity_params",
     ),
     "aipw folds zero": (_xs_fit("aipw", folds=0), "estimator.folds"),
+    "aipw one fold with a forest": (
+        _xs_fit("aipw", folds=1, propensity_model="random_forest"),
+        "estimator.folds: expected folds >= 2 with random_forest",
+    ),
     "simulate bad dgp param": (lambda: ck.simulate("contaminated_holdout", n_exposed=5000), "dgp"),
     "simulate unknown dgp": (lambda: ck.simulate("nope"), "dgp: expected one of"),
     "run misspelled override": (
@@ -248,6 +267,18 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
         ["tracking.uri=sqlite:////proc/nope/x.db", "estimator=itt"],
         "tracking.uri",
     ),
+    "aipw one fold with gbm": (
+        ["tracking=none", "estimator=aipw", "estimator.folds=1", "estimator.outcome_model=gbm"],
+        "estimator.folds: expected folds >= 2 with gbm",
+    ),
+    "group indicator as treatment": (
+        ["tracking=none", "data=csv", "data.path=group.csv", *ROLES],
+        "roles.treatment: expected 1 only in exposed periods",
+    ),
+    "group indicator read as unit arrays": (
+        ["tracking=none", "data=parquet_units", "data.path=group.parquet", *ROLES],
+        "roles.treatment: expected 1 only in exposed periods",
+    ),
     "own data with a simulator": (
         ["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-1]],
         "dgp: expected none",
@@ -259,6 +290,8 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
 def cli_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     _panel().to_csv(d / "panel.csv", index=False)
+    _group_indicator().to_csv(d / "group.csv", index=False)
+    _group_indicator().to_parquet(d / "group.parquet", index=False)
     (d / "garbage.csv").write_bytes(bytes(range(256)) * 50)
     return d
 

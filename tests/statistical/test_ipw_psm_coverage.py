@@ -8,9 +8,23 @@ assertions within 3 MCSE. The IPW sandwich SE is first-order exact but slightly 
 finite samples: over 4,000 replications the ATE coverage was 0.940 at n = 400 with the
 default slopes (0.8, -0.6), 0.946 at n = 1,000 with these; hence the larger n here.
 
-Matching on the *estimated* propensity score: the AI SE ignores the first step. Abadie &
-Imbens (2016) show the correction reduces the variance of the ATE, so the uncorrected SE is
-conservative for the ATE; that is what is asserted (coverage at least nominal - 3 MCSE).
+Matching on the *estimated* propensity score: the default SE carries Abadie & Imbens' (2016)
+adjustment for the first step (``se="ai2016"``), and must reach nominal coverage for the
+ATE. The ATT is checked for bias only: over three 1,000-replication runs of this world its
+coverage was 0.952, 0.952 and 0.928 (this file's seeds), mean SE / emp. SE 1.00, 0.98, 0.95
+(mean SE stable at 0.132, emp. SE 0.132-0.139): about 2% small, not yet explained.
+Without it (``se="ai2006"``) the ATE SE over-covers (0.994, mean SE / emp. SE 1.46, in a
+1,000-replication run of this world; the ATT 0.993, 1.34), which the last coverage test
+pins down.
+
+Rosenbaum bounds at Γ = 1 under the sharp null (no effect for anyone, outcome confounded by
+x1 and x2; n = 1,000, 25% treated, R = 300, MCSE of a 5% rate 0.0126): the two-sided test
+the table reports must reject at 0.05 ± 3 MCSE for pairs (ATT without replacement,
+Wilcoxon signed ranks), matched sets with replacement (ATT) and the ATE (M-test). Before
+the fix (direction taken from the estimate's sign, Wilcoxon on dependent differences)
+these were 0.21-0.29 in the issue's measurement; in this world the old code rejected
+0.060, 0.020 and 0.283 (ATE); with the fixed direction but raw outcomes instead of the
+covariance-adjusted ones, 0.007-0.013 (too conservative).
 """
 
 from __future__ import annotations
@@ -38,6 +52,8 @@ ESTIMATORS = {
     "ipw_att": IPW(IPWParams(estimand="att")),
     "psm_covariates_ate": PSM(PSMParams(estimand="ate", match_on="covariates", bias_adjust=True)),
     "psm_propensity_ate": PSM(PSMParams(estimand="ate")),
+    "psm_propensity_att": PSM(PSMParams(estimand="att")),
+    "psm_propensity_ate_ai2006": PSM(PSMParams(estimand="ate", se="ai2006")),
 }
 
 
@@ -65,16 +81,20 @@ def _coverage(errors: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["ipw_ate", "ipw_att", "psm_covariates_ate"])
+@pytest.mark.parametrize(
+    "name",
+    ["ipw_ate", "ipw_att", "psm_covariates_ate", "psm_propensity_ate"],
+)
 def test_analytic_se_reaches_nominal_coverage(study, name):
     cov = _coverage(study[name])
     assert abs(cov - 0.95) <= 3 * MCSE, f"{name}: coverage {cov:.3f}"
 
 
 @pytest.mark.slow
-def test_ai_se_on_estimated_score_is_conservative_for_the_ate(study):
-    cov = _coverage(study["psm_propensity_ate"])
-    assert cov >= 0.95 - 3 * MCSE, f"coverage {cov:.3f}"
+def test_ai2006_se_on_estimated_score_over_covers_the_ate(study):
+    """The unadjusted SE stays available by name; it is conservative for the ATE."""
+    cov = _coverage(study["psm_propensity_ate_ai2006"])
+    assert cov > 0.95 + 3 * MCSE, f"coverage {cov:.3f}"
 
 
 @pytest.mark.slow
@@ -82,6 +102,41 @@ def test_ai_se_on_estimated_score_is_conservative_for_the_ate(study):
 def test_unbiased_within_monte_carlo_error(study, name):
     err = study[name][:, 0]
     assert abs(err.mean()) <= 3 * err.std(ddof=1) / math.sqrt(R), f"{name}: bias {err.mean():.4f}"
+
+
+ROSENBAUM_R = 300
+ROSENBAUM_MCSE = math.sqrt(0.05 * 0.95 / ROSENBAUM_R)
+ROSENBAUM_DESIGNS = {
+    "att_with_replacement": PSMParams(gammas=(1.0,)),
+    "att_without_replacement": PSMParams(replace=False, gammas=(1.0,)),
+    "ate": PSMParams(estimand="ate", gammas=(1.0,)),
+}
+
+
+@pytest.fixture(scope="module")
+def rosenbaum_rejections() -> dict[str, float]:
+    dgp = SelectionOnObservables(
+        SelectionOnObservablesParams(
+            n=1000,
+            propensity={"intercept": -1.0, "x1": 0.5, "x2": -0.4},
+            outcome={"tau": 0.0, "tau_x1": 0.0, "x1_sq": 0.0},
+        )
+    )
+    hits = dict.fromkeys(ROSENBAUM_DESIGNS, 0)
+    for seed in np.random.SeedSequence(20261130).spawn(ROSENBAUM_R):
+        rng = np.random.default_rng(seed)
+        sim = dgp.simulate(rng, None)
+        for name, params in ROSENBAUM_DESIGNS.items():
+            table = PSM(params).fit(sim.dataset, rng).tables["rosenbaum"]
+            hits[name] += int(table["p_upper"].iloc[0] <= 0.05)
+    return {k: v / ROSENBAUM_R for k, v in hits.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ROSENBAUM_DESIGNS))
+def test_rosenbaum_bound_at_gamma_one_has_nominal_size(rosenbaum_rejections, name):
+    rate = rosenbaum_rejections[name]
+    assert abs(rate - 0.05) <= 3 * ROSENBAUM_MCSE, f"{name}: rejects {rate:.3f}"
 
 
 def test_dgp_truths_match_a_large_population():

@@ -13,7 +13,7 @@ from causalkit.errors import ConfigError, DataError
 from causalkit.registry import default_registry
 from causalkit_plugins.dgps.position_bias import SEGMENT_COLUMNS, PositionBias, PositionBiasParams
 from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
-from causalkit_plugins.estimators.aipw.folds import resampled_folds, stratified_folds
+from causalkit_plugins.estimators.aipw.folds import stratified_folds
 from causalkit_plugins.estimators.aipw.learners import make_learner
 from causalkit_plugins.estimators.aipw.plots import figures
 from causalkit_plugins.estimators.aipw.scores import aipw_scores, ratio_effect
@@ -81,16 +81,62 @@ def test_folds_are_stratified_and_seeded():
         assert counts.max() - counts.min() <= 1
 
 
-def test_resampled_folds_keep_copies_of_a_row_together():
-    d = np.random.default_rng(1).random(400) < 0.4
-    idx = np.random.default_rng(2).integers(0, 400, 400)
-    folds = resampled_folds(idx, d, 5, np.random.default_rng(3))
-    for row in np.unique(idx):
-        assert np.unique(folds[idx == row]).size == 1
-    distinct = np.unique(idx, return_index=True)[1]
-    for arm in (False, True):
-        counts = np.bincount(folds[distinct][d[idx[distinct]] == arm], minlength=5)
-        assert counts.max() - counts.min() <= 1
+def test_refit_keeps_each_rows_drawn_fold():
+    frame = _frame(900)
+    est = AIPW(AIPWParams(outcome_model="linear", folds=3))
+    fit = est.fit(Dataset(frame, SEG), np.random.default_rng(4))
+    # All rows in their order: the original folds, hence the fit itself.
+    np.testing.assert_allclose(fit.resampler.refit(np.arange(fit.n)), fit.estimates, rtol=1e-10)
+    # A resample: each row (every copy of it) in the fold it had in the fit.
+    folds = est.crossfit(Dataset(frame, SEG), np.random.default_rng(4)).nuisances.folds
+    idx = np.random.default_rng(5).integers(0, fit.n, fit.n)
+    sub = Dataset(frame.iloc[idx].reset_index(drop=True), SEG)
+    want = est.crossfit(sub, np.random.default_rng(0), folds[idx]).estimate
+    assert fit.resampler.refit(idx)[0] == pytest.approx(want, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    "learners",
+    [
+        {"propensity_model": "random_forest"},
+        {"propensity_model": "gbm"},
+        {"outcome_model": "lasso"},
+        {"outcome_model": "random_forest", "outcome_params": {"min_samples_leaf": 1}},
+    ],
+)
+def test_one_fold_with_a_flexible_learner_fails_validation(learners):
+    with pytest.raises(ConfigError, match=r"estimator\.folds: expected folds >= 2 with") as info:
+        AIPWParams(folds=1, **learners)
+    assert "\n" not in str(info.value) and "allow_invalid_se=true" in str(info.value)
+    AIPWParams(folds=2, **learners)
+    assert AIPWParams(folds=1, allow_invalid_se=True, **learners).flexible_learners()
+
+
+def test_one_fold_with_fixed_dimension_glms_is_valid():
+    for learners in ({}, {"outcome_model": "ridge"}, {"propensity_model": "probit"}):
+        assert AIPWParams(folds=1, **learners).flexible_learners() == ()
+
+
+def test_allowed_invalid_se_is_marked_in_the_fit():
+    params = AIPWParams(
+        folds=1, allow_invalid_se=True, outcome_model="gbm", outcome_params={"max_iter": 10}
+    )
+    fit = AIPW(params).fit(Dataset(_frame(600), ROLES), np.random.default_rng(0))
+    assert fit.diagnostics["se_invalid"] is True
+    assert any("SE, intervals and p-values are invalid" in w for w in fit.warnings)
+    ok = AIPW(AIPWParams(folds=2)).fit(Dataset(_frame(600), ROLES), np.random.default_rng(0))
+    assert ok.diagnostics["se_invalid"] is False and not ok.warnings
+
+
+def test_a_single_given_fold_with_a_flexible_learner_is_refused():
+    frame = _frame(600).assign(f=0)
+    roles = ROLES.model_copy(update={"fold": "f"})
+    params = AIPWParams(outcome_model="gbm", outcome_params={"max_iter": 10})
+    with pytest.raises(DataError, match=r"roles.fold: expected at least two folds with gbm"):
+        AIPW(params).fit(Dataset(frame, roles), np.random.default_rng(0))
+    allowed = params.model_copy(update={"allow_invalid_se": True})
+    fit = AIPW(allowed).fit(Dataset(frame, roles), np.random.default_rng(0))
+    assert fit.diagnostics["se_invalid"] is True
 
 
 def test_scores_with_true_nuisances_are_the_textbook_formula():

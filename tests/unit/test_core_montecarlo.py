@@ -167,3 +167,39 @@ def test_lazy_tables_build_once_on_first_read_and_stay_read_only():
     )
     assert isinstance(res.tables, LazyTables)
     assert res.tables["balance"].loc["x", "smd_after"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("covered", [0, 1, 183, 200])
+def test_coverage_carries_a_wilson_interval_that_stays_open_at_the_boundary(covered):
+    """Reference: statsmodels' ``proportion_confint(method="wilson")``. At 200 of 200 the
+    binomial MCSE is 0 but the true coverage may be as low as 200/(200 + 1.96^2) = 0.981."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    R = 200
+    est = np.zeros(R)
+    lo = np.where(np.arange(R) < covered, -1.0, 0.5)  # the first ``covered`` intervals cover 0
+    m = summarise(est, np.ones(R), lo, lo + 2.0, truth=0.0)
+    want = proportion_confint(covered, R, alpha=0.05, method="wilson")
+    assert m["coverage"] == covered / R
+    assert m["coverage_lower"] == pytest.approx(want[0], abs=1e-12)
+    assert m["coverage_upper"] == pytest.approx(want[1], abs=1e-12)
+    assert m["coverage_lower"] < m["coverage"] or covered == 0
+    assert m["coverage_upper"] > m["coverage"] or covered == R
+    if covered == R:
+        assert m["coverage_mcse"] == 0 and m["coverage_lower"] == pytest.approx(
+            R / (R + 1.959964**2)
+        )
+
+
+def test_summary_and_report_flag_coverage_at_the_boundary():
+    from causalkit.report import COLUMNS, render
+    from causalkit.results import coverage_text
+
+    m = summarise(np.zeros(50), np.ones(50), -np.ones(50), np.ones(50), truth=0.0)
+    assert m["coverage"] == 1.0 and m["coverage_mcse"] == 0.0
+    text = coverage_text(m)
+    assert text == "1.0000  (MCSE 0.0000, at the boundary: not exact; 95% Wilson [0.9287, 1.0000])"
+    inner = summarise(np.zeros(4), np.ones(4), np.array([-1, -1, -1, 1.0]), np.full(4, 2.0), 0.0)
+    assert "at the boundary" not in coverage_text(inner) and "Wilson" in coverage_text(inner)
+    row = {"cell": "c", "status": "FINISHED", **{c: m.get(c, 1.0) for c in COLUMNS[3:]}}
+    assert "1.000 [0.929, 1.000]" in render(pd.DataFrame([row]))

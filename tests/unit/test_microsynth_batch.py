@@ -198,5 +198,6 @@ def test_bootstrap_batched_equals_sequential_bookkeeping():
         rs, refit_batch=lambda idxs: np.full((len(idxs), fit.k), np.nan)
     )
     failing = dataclasses.replace(fit, resampler=nan_batch)
-    with pytest.raises(EstimationError, match="only 0 of 70"):
-        boot.infer(failing, np.random.default_rng(9))
+    refused = boot.infer(failing, np.random.default_rng(9))
+    assert refused.diagnostics["n_failed"] == 70 and refused.diagnostics["refused"] is True
+    assert np.isnan(refused.se).all() and np.isnan(refused.ci_lower).all()

@@ -18,7 +18,11 @@ from scipy import linalg
 
 from causalkit.balance import balance_diagnostics, balance_table, effective_sample_size
 from causalkit.contracts import Dataset
-from causalkit_plugins.dgps.contaminated_holdout import ContaminatedHoldout
+from causalkit.errors import DataError
+from causalkit_plugins.dgps.contaminated_holdout import (
+    ContaminatedHoldout,
+    ContaminatedHoldoutParams,
+)
 from causalkit_plugins.estimators.microsynth.dual import _inverse, _syrk
 from causalkit_plugins.estimators.microsynth.estimator import MicroSynth, MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import _column_frame
@@ -165,6 +169,11 @@ def test_refit_and_placebo_hooks_match_a_fresh_fit_on_the_resample() -> None:
     expected = Yt[:, 1].mean() - w @ Yc[:, 1]
     assert rs.refit(idx) == pytest.approx([expected], rel=1e-10)
     assert rs.refit_batch([idx, idx])[1] == pytest.approx([expected], rel=1e-10)
+    # 500 controls cannot supply placebo groups of the 1,500 treated: refused, not shrunk
+    with pytest.raises(DataError, match="at least 2 x n_T = 3000 control units"):
+        fit.placebo(np.random.default_rng(2))
+    few = ContaminatedHoldout(ContaminatedHoldoutParams(n_exposed=400, n_contaminated=0))
+    fit = MicroSynth(MicroSynthParams()).fit(few.simulate(np.random.default_rng(7)).dataset, rng)
     assert np.isfinite(fit.placebo(np.random.default_rng(2))).all()
 
 
@@ -248,3 +257,82 @@ def test_newton_matrix_helpers_equal_scipy() -> None:
     with pytest.raises(np.linalg.LinAlgError):  # as scipy's checks sent NaN to pinv before
         _inverse(nan)
     assert _inverse(np.eye(2))[0, 0] == pytest.approx(1.0) and _inverse(np.eye(2)).flags.writeable
+
+
+def _near_boundary(seed: int) -> Dataset:
+    """Contaminated holdout with 740 of the 800 holdouts contaminated: 60 controls for 5 covariates."""
+    world = ContaminatedHoldout(ContaminatedHoldoutParams(n_contaminated=740, lift=0.0))
+    return world.simulate(np.random.default_rng([9, seed])).dataset
+
+
+def _inside_hull(data: Dataset, idx: np.ndarray | None = None) -> bool:
+    """Is the treated covariate mean (of the units ``idx``, with repeats) in the controls' hull? (HiGHS LP)."""
+    from scipy.optimize import linprog
+
+    f = data.frame
+    f = f[f.week == 1]
+    X = f[list(data.roles.covariates)].to_numpy(float)
+    g = f[data.roles.treatment].to_numpy() == 1
+    idx = np.arange(g.size) if idx is None else idx
+    Xt, Xc = X[idx[g[idx]]], X[idx[~g[idx]]]
+    lp = linprog(
+        np.zeros(len(Xc)),
+        A_eq=np.vstack([Xc.T, np.ones(len(Xc))]),
+        b_eq=np.append(Xt.mean(axis=0), 1.0),
+        bounds=(0, None),
+        method="highs",
+    )
+    return lp.status == 0
+
+
+@pytest.mark.parametrize("backend", ["memory", "columnar"])
+@pytest.mark.parametrize("seed", [72, 137])
+def test_fit_inside_the_hull_near_its_boundary_reaches_balance(seed, backend) -> None:
+    """The stall test used to give up two Newton steps early and flag these fits infeasible."""
+    data = _near_boundary(seed)
+    assert _inside_hull(data)
+    fit = MicroSynth(MicroSynthParams(backend=backend)).fit(data, np.random.default_rng(0))
+    d = fit.diagnostics
+    assert d["feasible"] and d["converged"] and not fit.warnings
+    assert d["max_abs_smd_after"] <= 1e-8
+
+
+def test_near_boundary_fits_are_balanced_or_flagged_and_warned() -> None:
+    """Never a plain estimate without balance: feasible fits are inside the hull and balanced;
+    every other fit carries ``feasible=False`` and a warning."""
+    flagged = 0
+    for seed in range(40):
+        data = _near_boundary(seed)
+        fit = MicroSynth(MicroSynthParams()).fit(data, np.random.default_rng(0))
+        d = fit.diagnostics
+        if d["feasible"]:
+            assert d["converged"] and d["max_abs_smd_after"] <= 1e-8 and not fit.warnings
+            assert _inside_hull(data)
+        else:
+            flagged += 1
+            assert fit.warnings and "balance NOT achieved" in fit.warnings[0]
+            assert not _inside_hull(data)  # inside the hull, the solver now reaches balance
+    assert 0 < flagged < 40
+
+
+def test_resample_near_the_boundary_inside_the_hull_is_refitted() -> None:
+    """A resample whose warm-started dual stalled (inside the hull) is solved from a cold start."""
+    data = _near_boundary(1)
+    fit = MicroSynth(MicroSynthParams()).fit(data, np.random.default_rng(0))
+    rs = fit.resampler
+    t, c = np.flatnonzero(rs.strata == 1), np.flatnonzero(rs.strata == 0)
+    rng = np.random.default_rng(1)
+    idxs = [np.concatenate([rng.choice(t, t.size), rng.choice(c, c.size)]) for _ in range(8)]
+    idx = idxs[7]
+    assert _inside_hull(data, idx)
+    u = _units(data, "saw_ad")
+    Z = (u["X"] - u["X"].mean(axis=0)) / u["X"].std(axis=0)
+    Zt, Zc, Yt, Yc = (
+        Z[idx[: t.size]],
+        Z[idx[t.size :]],
+        u["Y"][idx[: t.size]],
+        u["Y"][idx[t.size :]],
+    )
+    expected = Yt[:, 1].mean() - _exact_weights(Zc, Zt.mean(axis=0)) @ Yc[:, 1]
+    assert rs.refit(idx) == pytest.approx([expected], rel=1e-8)
+    assert rs.refit_batch(idxs)[7] == pytest.approx([expected], rel=1e-8)

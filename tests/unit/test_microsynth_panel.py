@@ -27,7 +27,9 @@ from causalkit_plugins.estimators.microsynth.panel_estimator import (
     MicroSynthPanelParams,
 )
 from causalkit_plugins.estimators.microsynth.panel_qp import solve_panel_qp
+from causalkit_plugins.inference.basic import Analytic, AnalyticParams, influence_cov
 from causalkit_plugins.inference.linearisation import LinearisationParams, PanelLinearisation
+from causalkit_plugins.inference.multiplier import MultiplierBootstrap, MultiplierParams
 from causalkit_plugins.inference.permutation import (
     Permutation,
     PermutationParams,
@@ -81,7 +83,11 @@ def test_estimates_vector_names_and_values(fit):
     trt, con = fit.diagnostics["y.trt"], fit.diagnostics["y.con"]
     # R's log(ybar_T / ybar_C) = log(Trt/Con) up to the weights' sum (calibration: 1e-4 relative)
     assert fit.estimates[1] == pytest.approx(np.log(trt / con), abs=1e-4)
-    assert fit.capabilities == {Capability.PLACEBO, Capability.LINEARISATION}
+    assert fit.capabilities == {
+        Capability.INFLUENCE,
+        Capability.PLACEBO,
+        Capability.LINEARISATION,
+    }
     assert fit.capabilities == MicroSynthPanel.capabilities(PANEL)
     assert fit.linearisation.terms.shape == (200 * 4, fit.k)
 
@@ -115,6 +121,56 @@ def test_linearisation_terms_reproduce_the_dense_sandwich(sim, fit):
     for t in range(4):  # the one-period regression y ~ D + 1 at each post period
         c1, V1 = _dense_sandwich(y_post[:, [t]], treated, w)
         assert out.se[2 + t] == pytest.approx(6 * np.sqrt(V1[0, 0]), rel=1e-10)
+
+
+def _unit_level(sim, fit):
+    """Post means, single post periods and balance columns per unit, in the fit's unit order."""
+    frame = sim.dataset.frame
+    units = fit.tables["weights"]["unit"]
+    y = frame.pivot(index="unit", columns="time", values="y").loc[units].to_numpy()
+    X = frame.groupby("unit")[["x1", "x2", "x3"]].first().loc[units].to_numpy()
+    M = np.column_stack([np.ones(len(units)), X, y[:, 7::-1]])  # R's order: end_pre back
+    return y[:, 8:].mean(axis=1), y[:, 8:], M
+
+
+def test_influence_is_the_calibration_linearisation_on_unit_residuals(sim, fit):
+    """Analytic SEs = sqrt(sum_C w(1+w) e^2/(1-h)) with statsmodels' OLS residuals and leverages."""
+    import statsmodels.api as sm
+
+    ybar, y_post, M = _unit_level(sim, fit)
+    weights = fit.tables["weights"]
+    treated = weights["treated"].to_numpy()
+    w = weights["weight"].to_numpy()[~treated]
+
+    def hc2_terms(y):
+        ols = sm.OLS(y[~treated], M[~treated]).fit()
+        lev = ols.get_influence().hat_matrix_diag
+        return np.sqrt(w * (1 + w) / (1 - lev)) * ols.resid
+
+    out = Analytic().infer(fit, np.random.default_rng(0))
+    t0 = hc2_terms(ybar)
+    assert out.se[0] == pytest.approx(np.sqrt(np.sum(t0**2)), rel=1e-8)
+    # log ratio: delta method, the effect's terms over the synthetic post mean
+    assert out.se[1] == pytest.approx(out.se[0] / (w @ ybar[~treated]), rel=1e-10)
+    for t in range(4):  # per-period effects: the same on one post period
+        tt = hc2_terms(y_post[:, t])
+        assert out.se[2 + t] == pytest.approx(np.sqrt(np.sum(tt**2)), rel=1e-8)
+        cov = influence_cov(fit.influence)
+        assert cov[0, 2 + t] == pytest.approx(t0 @ tt, rel=1e-8)
+    assert fit.influence.shape == (200, fit.k) and np.all(fit.influence[treated] == 0)
+    # The GREG form: with balance, estimate = sum_T (Ybar - m'b) - sum_C w (Ybar - m'b) for
+    # the least-squares b; calibration stops at relative misfit 1e-4, hence the tolerance.
+    b = np.linalg.lstsq(M[~treated], ybar[~treated], rcond=None)[0]
+    greg = np.sum(ybar[treated] - M[treated] @ b) - w @ (ybar[~treated] - M[~treated] @ b)
+    assert fit.estimate == pytest.approx(greg, abs=1e-3)
+
+
+def test_multiplier_reads_the_same_influence(fit):
+    analytic = Analytic().infer(fit, np.random.default_rng(0))
+    boot = MultiplierBootstrap(MultiplierParams(n_boot=4000)).infer(fit, np.random.default_rng(1))
+    assert boot.se == pytest.approx(analytic.se, rel=0.05)  # SD of 4,000 draws: ~1.1% noise
+    lin = PanelLinearisation().infer(fit, np.random.default_rng(0))
+    assert lin.se[0] > 2 * analytic.se[0]  # R's linearisation keeps the unit levels
 
 
 def test_linearisation_plugin_tests_levels_and_joint_bands(fit):
@@ -271,8 +327,14 @@ def test_lower_case_estimand_accepted():
 
 def test_pairings_follow_the_declared_capabilities():
     registry = Registry().load_entry_points()
-    assert registry.pairings("microsynth_panel") == ("linearisation", "none", "permutation")
-    assert registry.default_inference("microsynth_panel") == "permutation"
+    assert registry.pairings("microsynth_panel") == (
+        "analytic",
+        "linearisation",
+        "multiplier",
+        "none",
+        "permutation",
+    )
+    assert registry.default_inference("microsynth_panel") == "analytic"
 
 
 PANEL_RUN = ["estimator=microsynth_panel", "dgp=area_panel", "tracking=none"]
@@ -283,11 +345,12 @@ def test_cace_fails_at_validation():
         validate(compose([*PANEL_RUN, "estimator.estimand=cace"]))
     assert "\n" not in str(err.value)
     with pytest.raises(
-        ConfigError, match="inference: expected one of linearisation, none, permutation"
+        ConfigError,
+        match="inference: expected one of analytic, linearisation, multiplier, none, permutation",
     ):
-        validate(compose([*PANEL_RUN, "inference=analytic"]))
+        validate(compose([*PANEL_RUN, "inference=bootstrap"]))
     cfg = validate(compose(PANEL_RUN))
-    assert cfg.inference.name == "permutation"
+    assert cfg.inference.name == "analytic"
 
 
 @pytest.mark.cli
@@ -311,7 +374,11 @@ def test_undefined_log_ratio_is_nan_with_a_warning(sim):
     fit = _fit(f, sim.dataset.roles, result_outcomes=("y", "z"))
     j = fit.names.index("z.log_ratio")
     assert np.isnan(fit.estimates[j]) and any("z" in w and "log ratio" in w for w in fit.warnings)
-    out = PanelLinearisation(LinearisationParams(joint=True)).infer(fit, np.random.default_rng(0))
-    assert np.isnan(out.se[j]) and np.isnan(out.p_value[j])
     others = np.delete(np.arange(fit.k), j)
-    assert np.all(np.isfinite(out.se[others]) & np.isfinite(out.ci_lower[others]))
+    for plugin in (
+        PanelLinearisation(LinearisationParams(joint=True)),
+        Analytic(AnalyticParams(joint=True)),
+    ):
+        out = plugin.infer(fit, np.random.default_rng(0))
+        assert np.isnan(out.se[j]) and np.isnan(out.p_value[j])
+        assert np.all(np.isfinite(out.se[others]) & np.isfinite(out.ci_lower[others]))

@@ -22,11 +22,17 @@ from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
 COVS = ("x1", "x2")
 
 
-def _panel(n: int = 400, n_pre: int = 3, n_post: int = 2, seed: int = 0) -> pd.DataFrame:
-    """Long panel sorted by unit then period; selection on x1, x2; effect 2 in post periods."""
+def _panel(
+    n: int = 400, n_pre: int = 3, n_post: int = 2, seed: int = 0, intercept: float = -0.5
+) -> pd.DataFrame:
+    """Long panel sorted by unit then period; selection on x1, x2; effect 2 in post periods.
+
+    ``intercept`` of the treatment log-odds: -0.5 treats about 39% of units, -1.5 about 22%
+    (then the controls supply placebo groups of the treated size, n_C >= 2 n_T).
+    """
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, 2))
-    d = rng.random(n) < 1 / (1 + np.exp(-(0.8 * x[:, 0] - 0.5)))
+    d = rng.random(n) < 1 / (1 + np.exp(-(0.8 * x[:, 0] + intercept)))
     T = n_pre + n_post
     t = np.arange(T)
     y = (x @ [1.0, -0.5])[:, None] + 0.3 * t[None, :] + rng.standard_normal((n, T))
@@ -58,7 +64,7 @@ def _fit(frame: pd.DataFrame, params: MicroSynthParams | None = None, **roles):
 
 
 def test_conformance_and_determinism():
-    fit = check_estimator(MicroSynth, _data(_panel()))
+    fit = check_estimator(MicroSynth, _data(_panel(intercept=-1.5)))
     assert fit.estimand is Estimand.ATT and fit.diagnostics["feasible"]
 
 
@@ -267,7 +273,7 @@ def test_cace_refit_recomputes_numerator_and_denominator():
 
 
 def test_placebo_hook_centred_near_zero():
-    fit = _fit(_panel(n=600))
+    fit = _fit(_panel(n=600, intercept=-1.5))
     assert fit.placebo is not None
     every = np.array([fit.placebo(np.random.default_rng(i)) for i in range(40)])
     assert every.shape == (40, fit.k)
@@ -335,7 +341,7 @@ def test_balance_moments_equal_framework_balance_table():
 def test_placebo_permutation_inference_for_simplex():
     from causalkit_plugins.inference.permutation import Permutation, PermutationParams
 
-    fit = _fit(_panel(n=600))
+    fit = _fit(_panel(n=600, intercept=-1.5))
     out = Permutation(PermutationParams(n_perm=99)).infer(fit, np.random.default_rng(0))
     assert out.diagnostics["n_failed"] == 0
     # the effect (2.0) beats every placebo, the headline and each post period: add-one floor

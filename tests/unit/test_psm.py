@@ -171,8 +171,18 @@ def test_outputs_and_conformance(sim):
     ros = fit.tables["rosenbaum"]
     assert list(ros["gamma"]) == [1.0, 1.5, 2.0, 2.5, 3.0]
     assert np.all(np.diff(ros["p_upper"]) >= 0)
-    assert fit.diagnostics["ps_estimation_ignored_in_se"] is True
-    assert any("Abadie & Imbens 2016" in w for w in fit.warnings)
+    assert set(ros["test"]) == {"m_test"}  # with replacement: matched sets, not pairs
+    assert fit.diagnostics["ps_estimation_ignored_in_se"] is False
+    assert not any("Abadie & Imbens 2016" in w for w in fit.warnings)
+    known = PSM(PSMParams(se="ai2006")).fit(sim.dataset, np.random.default_rng(0))
+    assert known.diagnostics["ps_estimation_ignored_in_se"] is True
+    assert any("Abadie & Imbens 2016" in w for w in known.warnings)
+    assert known.diagnostics["se_score_adjustment"] == 0.0
+    assert known.model_se[0] ** 2 + fit.diagnostics["se_score_adjustment"] == pytest.approx(
+        fit.model_se[0] ** 2, rel=1e-12
+    )
+    pairs = PSM(PSMParams(replace=False)).fit(sim.dataset, np.random.default_rng(0))
+    assert set(pairs.tables["rosenbaum"]["test"]) == {"wilcoxon_signed_rank"}
     assert fit.diagnostics["ess_treated"] == pytest.approx(fit.diagnostics["n_treated"])
     assert fit.diagnostics["e_value"] == e_value_difference(
         fit.estimate, fit.diagnostics["outcome_sd"]
@@ -193,7 +203,55 @@ def test_estimands_and_logit_distance(sim, estimand):
     )
 
 
+def _brute_adjustment(x, y, d, Z, e, f, estimand, tau, L):
+    """AI (2016) adjustment by explicit loops over units (independent of the vectorised code)."""
+    n = y.size
+    cov = {True: np.zeros((n, Z.shape[1])), False: np.zeros((n, Z.shape[1]))}
+    mu = {True: np.zeros(n), False: np.zeros(n)}
+    for i in range(n):
+        for arm in (True, False):
+            pool = np.flatnonzero(d == arm)
+            dist = np.abs(x[pool] - x[i])
+            h = pool[dist <= np.sort(dist)[L - 1] + 1e-12]
+            zc, yc = Z[h] - Z[h].mean(0), y[h] - y[h].mean()
+            cov[arm][i] = zc.T @ yc / (h.size - 1)
+            mu[arm][i] = y[h].mean()
+    V = np.linalg.inv((Z * (f * f / (e * (1 - e)))[:, None]).T @ Z)
+    if estimand == "ATE":
+        c = np.mean(f[:, None] * (cov[True] / e[:, None] + cov[False] / (1 - e)[:, None]), 0)
+        return -c @ V @ c
+    if estimand == "ATT":
+        n1 = d.sum()
+        dtau = (Z * (f * (mu[True] - mu[False] - tau))[:, None]).sum(0) / n1
+        c = dtau + (f[:, None] * (cov[True] + (e / (1 - e))[:, None] * cov[False])).sum(0) / n1
+    else:
+        n0 = (~d).sum()
+        dtau = (Z * (f * (mu[False] - mu[True] + tau))[:, None]).sum(0) / n0
+        c = dtau + (f[:, None] * (cov[False] + ((1 - e) / e)[:, None] * cov[True])).sum(0) / n0
+    return -c @ V @ c + dtau @ V @ dtau
+
+
+@pytest.mark.parametrize("estimand", ["ATE", "ATT", "ATC"])
+def test_score_adjustment_equals_explicit_formula(sim, estimand):
+    fit = PSM(PSMParams(estimand=estimand, var_matches=2)).fit(
+        sim.dataset, np.random.default_rng(0)
+    )
+    f = sim.dataset.frame
+    X = f[["x1", "x2"]].to_numpy()
+    d, y = f["treat"].to_numpy() == 1, f["y"].to_numpy()
+    e = fit.tables["overlap"]["score"].to_numpy()
+    Z = np.column_stack([np.ones(len(y)), X])
+    expected = _brute_adjustment(e, y, d, Z, e, e * (1 - e), estimand, fit.estimate, L=3)
+    assert fit.diagnostics["se_score_adjustment"] == pytest.approx(expected, rel=1e-8)
+    if estimand == "ATE":
+        assert expected < 0
+
+
 def test_bad_configuration_is_one_line_error(sim):
+    with pytest.raises(ConfigError, match="estimator.variance"):
+        PSMParams(variance="sample")  # the AI (2016) adjustment is for the population effect
+    PSMParams(variance="sample", se="ai2006")
+    PSMParams(variance="sample", match_on="covariates")
     with pytest.raises(ConfigError, match="estimator.replace"):
         PSMParams(estimand="ate", replace=False)
     with pytest.raises(ConfigError, match="estimator.gammas"):

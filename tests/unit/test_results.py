@@ -191,7 +191,9 @@ def test_cell_result_from_its_replications():
     assert text.splitlines()[0] == "causalkit Monte Carlo cell: itt / analytic"
     assert (
         "replications              6 (2 failed)" in text
-        and "coverage of 90% CI        1.0000  (MCSE 0.0000)" in text
+        and "coverage of 90% CI        1.0000  (MCSE 0.0000, at the boundary: not exact; "
+        "95% Wilson [0.5101, 1.0000])"
+        in text
     )
     assert (
         "failed replications" in text

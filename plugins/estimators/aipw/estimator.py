@@ -21,13 +21,10 @@ from causalkit.contracts import (
     Params,
     Resampler,
 )
+from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit.panel import binary_column, require_roles
-from causalkit_plugins.estimators.aipw.folds import (
-    folds_from_column,
-    resampled_folds,
-    stratified_folds,
-)
+from causalkit_plugins.estimators.aipw.folds import folds_from_column, stratified_folds
 from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
 from causalkit_plugins.estimators.aipw.params import AIPWParams
@@ -45,6 +42,7 @@ from causalkit_plugins.estimators.aipw.segments import (
     segment_ratios,
 )
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
+from causalkit_plugins.estimators.selection.estimands import resampling_strata
 
 __all__ = ["AIPW", "AIPWParams", "CrossFit"]
 
@@ -89,8 +87,11 @@ class AIPW:
     :math:`m(x)=P(D=1\mid x)` (on ``propensity_covariates``, default the ``covariates``) and
     outcome regressions :math:`g_d(x)=E[Y\mid D=d,x]` (on ``covariates``) are fitted on the
     other folds and predicted on it; ``folds=1`` is the classic AIPW with in-sample
-    nuisances. Propensities outside ``[trim, 1-trim]`` drop the row (changing the estimand to
-    the trimmed population; counts reported); the rest are clipped to ``[clip, 1-clip]``.
+    nuisances, refused at validation for a flexible learner (lasso, gbm, random_forest)
+    unless ``allow_invalid_se=true``, which marks the SE invalid (diagnostic ``se_invalid``
+    and a warning in every result). Propensities outside ``[trim, 1-trim]`` drop the row
+    (changing the estimand to the trimmed population; counts reported); the rest are clipped
+    to ``[clip, 1-clip]``.
     Scores, estimate and influence: see
     :func:`~causalkit_plugins.estimators.aipw.scores.aipw_scores`. The ATE and ATTE and their
     influence-based SEs equal DoubleML's ``DoubleMLIRM`` given the same folds and learners.
@@ -109,9 +110,11 @@ class AIPW:
     ``teffects aipw`` SE (:func:`~causalkit_plugins.estimators.aipw.stacked.stacked_correction`).
 
     Resampling: ``refit(idx)`` re-runs the whole procedure on the kept rows ``idx`` (with
-    repeats). Given folds (the ``fold`` role) travel with their rows; drawn folds are drawn
-    again over the distinct rows of the resample. Either way all copies of a row share a fold.
-    Segment membership travels with the row too, so the k estimates keep their meaning.
+    repeats). Every resampled row keeps the fold it had in the original fit (given by the
+    ``fold`` role or drawn), so all copies of a row share a fold and no copy predicts
+    another. Segment membership travels with the row too, so the k estimates keep their
+    meaning. Resamples are drawn from the whole sample for the ATE and within arms for the
+    ATT (:func:`~causalkit_plugins.estimators.selection.estimands.resampling_strata`).
 
     References
     ----------
@@ -124,6 +127,18 @@ class AIPW:
     Params: ClassVar[type[Params]] = AIPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment", "covariates")
     default_inference: ClassVar[str] = "analytic"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "both_models_right",
+            (
+                "dgp=selection_on_observables",
+                "dgp.n=500",
+                "dgp.outcome.x1_sq=0",
+                "mc.target=ATE",
+            ),
+            note="logit propensity and per-arm linear outcomes both correctly specified",
+        ),
+    )
 
     def __init__(self, params: AIPWParams | None = None) -> None:
         self.params = params or AIPWParams()
@@ -171,9 +186,18 @@ class AIPW:
         return ys.to_numpy(dtype=np.float64), d, covs, pcovs
 
     def _folds(self, data: Dataset, d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if data.roles.fold is not None:
-            return folds_from_column(data.frame[data.roles.fold], "roles.fold")
-        return stratified_folds(d.astype(bool), self.params.folds, rng)
+        if data.roles.fold is None:
+            return stratified_folds(d.astype(bool), self.params.folds, rng)
+        folds = folds_from_column(data.frame[data.roles.fold], "roles.fold")
+        flexible = self.params.flexible_learners()
+        if folds.max() == 0 and flexible and not self.params.allow_invalid_se:
+            raise DataError(
+                "roles.fold",
+                f"at least two folds with {' and '.join(flexible)} (or "
+                "estimator.allow_invalid_se=true to accept an invalid SE)",
+                f"one fold in {data.roles.fold!r}",
+            )
+        return folds
 
     # -- estimation -------------------------------------------------------------------------
     def crossfit(
@@ -323,6 +347,7 @@ class AIPW:
             "naive_lift": float(cf.y[cf.d == 1].mean() - cf.y[cf.d == 0].mean()),
             "score_sd": float(cf.scores.per_row.std()),
             "se_method": self.params.se_method,
+            "se_invalid": self._in_sample_flexible(cf),
             "outcome_model": cf.spec.outcome_model,
             "n_segments": n_segments,
         }
@@ -331,6 +356,10 @@ class AIPW:
                 if metric not in ("fold", "n") and np.isfinite(value):
                     diag[f"{model}_{metric}"] = float(value)
         return diag
+
+    def _in_sample_flexible(self, cf: CrossFit) -> bool:
+        """One fold (no cross-fitting) with a flexible learner: the SE is invalid."""
+        return bool(cf.nuisances.folds.max() == 0 and self.params.flexible_learners())
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         r"""Estimate the effect and the segment effects, with their influence and a refit.
@@ -368,12 +397,21 @@ class AIPW:
             influence=infl,
             resampler=Resampler(
                 int(cf.y.size),
-                strata=cf.d.astype(np.int64),
+                strata=resampling_strata(cf.estimand, cf.d),
                 refit=self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1))),
             ),
             diagnostics=self._diagnostics(cf, len(seg.names)),
             tables=tables,
-            warnings=cf.warnings,
+            warnings=cf.warnings + self._invalid_se_warning(cf),
+        )
+
+    def _invalid_se_warning(self, cf: CrossFit) -> tuple[str, ...]:
+        if not self._in_sample_flexible(cf):
+            return ()
+        return (
+            f"aipw: one fold with {' and '.join(self.params.flexible_learners())} "
+            "(allow_invalid_se=true): the nuisances are fitted and predicted on the same rows, "
+            "so the SE, intervals and p-values are invalid (too small); use folds >= 2",
         )
 
     def _refit(
@@ -381,22 +419,19 @@ class AIPW:
     ) -> Callable[[np.ndarray], np.ndarray]:
         """``refit(idx)``: the k estimates on the kept rows ``idx`` (with repeats).
 
-        Every refit uses the same seed (common random numbers across resamples). Copies of a
-        row share a fold: given folds are the rows' own, drawn folds are drawn over the
-        distinct rows (:func:`~causalkit_plugins.estimators.aipw.folds.resampled_folds`).
+        Every refit uses the same seed (common random numbers across resamples). Each
+        resampled row keeps its original fold (given or drawn; folds absent from the resample
+        are dropped from the numbering), so copies of a row share a fold.
         """
         rows = np.flatnonzero(cf.kept)
-        given = cf.nuisances.folds[rows] if data.roles.fold is not None else None
+        original = cf.nuisances.folds[rows]
         members = seg.members.tocsr()
-        frame, roles, d, k = data.frame, data.roles, cf.d, self.params.folds
+        frame, roles = data.frame, data.roles
 
         def refit(idx: np.ndarray) -> np.ndarray:
             idx = np.asarray(idx)
             rng = np.random.default_rng(seed)
-            if given is not None:
-                folds = np.unique(given[idx], return_inverse=True)[1].astype(np.int64)
-            else:
-                folds = resampled_folds(idx, d, k, rng)
+            folds = np.unique(original[idx], return_inverse=True)[1].astype(np.int64)
             sub = Dataset(frame.iloc[rows[idx]].reset_index(drop=True), roles)
             rf = self.crossfit(sub, rng, folds)
             return np.concatenate(

@@ -7,7 +7,7 @@ import pandas as pd
 
 from causalkit.errors import ConfigError, DataError
 
-__all__ = ["stratified_folds", "resampled_folds", "folds_from_column", "fold_splits"]
+__all__ = ["stratified_folds", "folds_from_column", "fold_splits"]
 
 
 def stratified_folds(d: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,17 +32,6 @@ def stratified_folds(d: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
         perm = rng.permutation(idx)
         out[perm] = np.arange(idx.size) % k
     return out
-
-
-def resampled_folds(idx: np.ndarray, d: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Folds of a resample ``idx`` (row numbers with repeats): copies of a row share its fold.
-
-    The folds are drawn by :func:`stratified_folds` over the distinct rows of the resample
-    (``d`` is the treatment of the original rows), so no copy of a row is used to fit the
-    nuisances that predict another copy of it.
-    """
-    units, inverse = np.unique(idx, return_inverse=True)
-    return stratified_folds(d[units], k, rng)[inverse]
 
 
 def folds_from_column(values: pd.Series, field: str) -> np.ndarray:

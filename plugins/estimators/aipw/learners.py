@@ -106,12 +106,18 @@ class LearnerSpec:
     """One whitelisted learner: a factory per task and, for parametric ones, its link.
 
     ``link`` is ``"identity"``/``"logit"``/``"probit"`` for unpenalised GLMs (which the
-    stacked estimating-equation SE supports) and ``"none"`` otherwise.
+    stacked estimating-equation SE supports) and ``"none"`` otherwise. ``flexible`` marks the
+    learners that are not a fixed-dimension parametric (possibly L2-penalised) GLM: lasso
+    (data-driven selection), gradient boosting and random forests. Fitted and evaluated on
+    the same rows (``folds=1``) they overfit, the AIPW score's residuals shrink, and the
+    influence-function SE is too small (Chernozhukov et al. 2018, section 3): they need
+    cross-fitting.
     """
 
     classifier: Callable[[], BaseEstimator] | None
     regressor: Callable[[], BaseEstimator] | None
     link: Link = "none"
+    flexible: bool = False
     seeded: bool = False  # takes a random_state
     sparse: bool = False  # accepts a sparse design (one-hot blocks stay sparse)
 
@@ -126,12 +132,15 @@ LEARNERS: Mapping[str, LearnerSpec] = {
     "probit": LearnerSpec(ProbitClassifier, None, "probit"),
     "linear": LearnerSpec(None, LinearRegression, "identity"),
     "ridge": LearnerSpec(None, Ridge, sparse=True),
-    "lasso": LearnerSpec(None, lambda: Lasso(max_iter=5000), sparse=True),
-    "gbm": LearnerSpec(HistGradientBoostingClassifier, HistGradientBoostingRegressor, seeded=True),
+    "lasso": LearnerSpec(None, lambda: Lasso(max_iter=5000), sparse=True, flexible=True),
+    "gbm": LearnerSpec(
+        HistGradientBoostingClassifier, HistGradientBoostingRegressor, seeded=True, flexible=True
+    ),
     "random_forest": LearnerSpec(
         lambda: RandomForestClassifier(n_estimators=200, min_samples_leaf=5),
         lambda: RandomForestRegressor(n_estimators=200, min_samples_leaf=5),
         seeded=True,
+        flexible=True,
     ),
 }
 PROPENSITY_LEARNERS = tuple(k for k, v in LEARNERS.items() if v.classifier is not None)

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from causalkit.contracts import Estimand
-from causalkit.errors import EstimationError
+from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.microsynth.dual import DualSolution, solve_simplex_dual
 from causalkit_plugins.estimators.microsynth.dual_batch import (
     BatchDesign,
@@ -132,7 +132,9 @@ class BalancedContrast:
         ``rows`` are the unit positions of the treated and of the control rows (in the order
         of ``Zt`` and ``Zc``). Multiplicities come from ``bincount``, so no row of the
         covariate matrix is copied; the dual is warm-started from the full-sample solution
-        (``warm``) with its Hessian as a fixed (chord) Newton matrix.
+        (``warm``) with its Hessian as a fixed (chord) Newton matrix; a warm start that
+        stalls is retried cold (see
+        :func:`~causalkit_plugins.estimators.microsynth.dual.solve_simplex_dual`).
         """
         t_rows, c_rows = rows
         counts = np.bincount(idx, minlength=t_rows.size + c_rows.size).astype(np.float64)
@@ -205,20 +207,38 @@ class BalancedContrast:
         return per, gap
 
     def placebo(self, rng: np.random.Generator, hessian: np.ndarray, scale: float) -> np.ndarray:
-        """One placebo draw of the estimates: controls drawn as a pseudo-treated group against the rest.
+        r"""One placebo draw of the estimates: ``n_T`` controls as a pseudo-treated group against the rest.
 
-        ``min(n_T, n_C // 2)`` controls, drawn without replacement, play the treated group
-        and the remaining controls the donor pool (the microsynth/R placebo design). Their
-        mean post-period contrast, then (with several post periods) each post period's,
-        divided by ``scale`` (the observed compliance gap for CACE, so the null distribution
-        is on the estimates' scale), is returned as in :func:`effects`. The dual starts at
-        uniform weights with ``hessian`` (the Gram matrix of all controls) for chord steps.
+        :math:`n_T` controls (the size of the treated group), drawn without replacement, play
+        the treated group and the other :math:`n_C - n_T` controls the donor pool (the
+        microsynth/R placebo design of Robbins, Saunders & Kilmer 2017). Their mean
+        post-period contrast, then (with several post periods) each post period's, divided
+        by ``scale`` (the observed compliance gap for CACE, so the null distribution is on
+        the estimates' scale), is returned as in :func:`effects`. The dual starts at uniform
+        weights with ``hessian`` (the Gram matrix of all controls) for chord steps.
+
+        Raises
+        ------
+        DataError
+            When :math:`n_C < 2 n_T`: the controls cannot supply a placebo group of the
+            treated size and a donor pool at least as large. (A smaller placebo group, as
+            before, has a wider null distribution: with :math:`m` pseudo-treated units and
+            :math:`n_C - m` donors the placebo variance is about
+            :math:`\sigma^2 (1/m + \sum_j w_j^2)` against the estimate's
+            :math:`\sigma^2 (1/n_T + \sum_j w_j^2)`, so ``m = n_C // 2 < n_T`` made the test
+            reject far too rarely.) Not an :class:`~causalkit.errors.EstimationError`: the
+            design refuses every draw, so the permutation inference stops at the first
+            one with this message and a Monte Carlo replication counts as failed.
         """
-        n_c = self.Zc.shape[0]
-        n_p = min(self.Zt.shape[0], n_c // 2)
-        if n_p < 1:
-            raise EstimationError("microsynth: too few controls for a placebo group")
-        pick = rng.choice(n_c, size=n_p, replace=False)
+        n_c, n_t = self.Zc.shape[0], self.Zt.shape[0]
+        if n_c < 2 * n_t:
+            raise DataError(
+                "inference=permutation",
+                f"at least 2 x n_T = {2 * n_t} control units for placebo groups of the "
+                "treated size (use inference=bootstrap)",
+                f"{n_c} controls for {n_t} treated",
+            )
+        pick = rng.choice(n_c, size=n_t, replace=False)
         cc = np.ones(n_c)
         cc[pick] = 0.0
         target = self.Zc[pick].mean(axis=0)

@@ -8,6 +8,7 @@ import numpy as np
 
 from causalkit.contracts import Capability, Dataset, Fit, Params
 from causalkit.contracts import Params as PluginParams
+from causalkit.coverage import World
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import fit_simplex
 
@@ -42,7 +43,13 @@ class MicroSynth:
 
     Inference: ``backend=memory`` offers a paired (treated/control) resampling refit and
     placebo draws; ``columnar`` the refit; ``spark`` Poisson-bootstrap replicates drawn on
-    the executors (:attr:`~causalkit.contracts.Resampler.replicates`). R microsynth's panel
+    the executors (:attr:`~causalkit.contracts.Resampler.replicates`). A placebo draw takes
+    :math:`n_T` controls as the pseudo-treated group and the other :math:`n_C - n_T` as
+    donors, so it needs :math:`n_C \ge 2 n_T`; a design below that is known only from the
+    data, so ``inference=permutation`` is refused at inference time by a one-line
+    :class:`~causalkit.errors.DataError` (a Monte Carlo replication counts as failed).
+    Between :math:`2 n_T` and about :math:`4 n_T` controls the test is conservative (the
+    placebo donor pool is smaller than the real one). R microsynth's panel
     and propensity modes are the separate ``microsynth_panel`` estimator.
 
     References
@@ -58,6 +65,44 @@ class MicroSynth:
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "covariates")
     """Plus ``treatment`` (ATT), ``assignment`` (ITT) or both (CACE); ``unit`` and ``time`` for a panel."""
     default_inference: ClassVar[str] = "bootstrap"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "randomised",
+            (
+                "dgp.n_contaminated=0",
+                "dgp.n_users=600",
+                "dgp.n_exposed=300",
+                "mc.target=ATT",
+            ),
+            inferences=frozenset({"bootstrap"}),
+            note="exposure randomised: the paired bootstrap's world",
+        ),
+        World(
+            "few_treated_null",
+            (
+                "dgp.n_contaminated=0",
+                "dgp.n_users=600",
+                "dgp.n_exposed=40",
+                "dgp.lift=0",
+                "mc.target=ATT",
+            ),
+            inferences=frozenset({"permutation"}),
+            null=True,
+            note="40 exposed of 600, no lift: placebo groups of the treated size exist",
+        ),
+        World(
+            "default_sizes_null",
+            (
+                "dgp.n_contaminated=0",
+                "dgp.lift=0",
+                "mc.target=ATT",
+            ),
+            expect="refuse",
+            reps=200,
+            inferences=frozenset({"permutation"}),
+            note="1,200 exposed of 2,000 users: fewer than 2 n_T controls, no valid placebo groups",
+        ),
+    )
 
     def __init__(self, params: MicroSynthParams | None = None) -> None:
         self.params = params or MicroSynthParams()

@@ -23,7 +23,14 @@ window, :math:`\mathrm{Trt}_o = \sum_t \sum_{i\in T} y_{oit}` and
 4. ``"ATT@<period>"``: :math:`\tau_t` of the ``outcome`` role for each post period (when
    there are several).
 
-**Linearisation** (R microsynth's ``get.stats1``; inference ``linearisation``). For each
+**Unit-level variance** (the default; inference ``analytic`` or ``multiplier``). The fit's
+influence matrix is the calibration (GREG) linearisation of Deville & Särndal (1992) on
+unit-level residuals: each unit's post-period mean regressed on its balance columns among the
+controls, the control rows weighted by :math:`\sqrt{w_j(1+w_j)}`, the treated units' own
+counterfactual variance transported by the weights
+(:mod:`~causalkit_plugins.estimators.microsynth.panel_influence` has the derivation).
+
+**R's linearisation** (R microsynth's ``get.stats1``; inference ``linearisation``). For each
 outcome R stacks the post periods of every unit into rows :math:`r = (i, t)` with weight
 :math:`w_i` (1 for treated units) and fits by weighted least squares
 (``survey::svyglm``, ``svydesign(ids = ~0, weights = w)``)
@@ -43,7 +50,9 @@ weights sum to :math:`n_T`, which calibration meets to its relative tolerance) a
 :math:`g_{\alpha_t} = (g_\beta - 1/\bar y_C)/T`. A per-period effect :math:`\tau_t` gets the
 same construction from the one-period regression :math:`y_{it} = \beta_t D_i + \alpha_t`
 (its rows are the units at period :math:`t`). What is ignored (as in R): the weights are
-treated as fixed, not as estimated by calibration, and rows of the same unit as independent.
+treated as fixed, not as estimated by calibration, and rows of the same unit as independent,
+while the residuals keep the unit levels that matching on pre-period outcomes removed; it is
+conservative (about 3.3 times the empirical SE on ``area_panel``) and kept to reproduce R.
 
 **Placebo.** ``fit.placebo(rng)`` draws :math:`n_T` controls without replacement as a
 placebo treated area, refits the weights from the remaining controls and returns the whole
@@ -76,6 +85,7 @@ from causalkit.balance import balance_table, effective_sample_size
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Linearisation
 from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.microsynth.panel_data import WindowArrays, window_arrays
+from causalkit_plugins.estimators.microsynth.panel_influence import unit_influence
 from causalkit_plugins.estimators.microsynth.panel_weights import (
     InfeasibleBalance,
     PanelDesign,
@@ -340,11 +350,20 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
             "estimate_scale": "total",
         }
     )
+    k_o = len(result)
+    influence = unit_influence(
+        arr,
+        result,
+        np.hstack([design.hard, design.soft]),
+        w,
+        np.isfinite(estimates[k_o : 2 * k_o]),
+    )
     return Fit(
         Estimand.ATT,
         estimates,
         int(arr.units.size),
         names=estimate_names(result, arr.periods[post]),
+        influence=influence,
         placebo=placebo,
         linearisation=Linearisation(linearisation_terms(arr, result, w)),
         diagnostics=diag,

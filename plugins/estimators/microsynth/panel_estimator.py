@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params
+from causalkit.coverage import World
 from causalkit_plugins.estimators.microsynth.panel import fit_panel
 
 __all__ = ["MicroSynthPanel", "MicroSynthPanelParams"]
@@ -130,9 +131,13 @@ class MicroSynthPanel:
     :math:`\log(\mathrm{Trt}/\mathrm{Con})` and the per-period effects
     (:mod:`~causalkit_plugins.estimators.microsynth.panel`).
 
-    Inference: placebo areas (``permutation``, the default) or R's linearisation
-    (``linearisation``; reproduces R's ``Linear.pVal`` and its percent-change CI, but treats
-    the weights as fixed and every unit-period as independent, so it is conservative).
+    Inference: ``analytic`` (the default) and ``multiplier`` read a unit-level influence
+    matrix, the calibration (GREG) linearisation of Deville & Särndal (1992) on the residuals
+    of each unit's post-period mean on its balance columns
+    (:mod:`~causalkit_plugins.estimators.microsynth.panel_influence`); ``permutation`` draws
+    placebo areas (an exact test of no effect when treatment is exchangeable); R's
+    ``linearisation`` reproduces R's ``Linear.pVal`` and its percent-change CI, but treats the
+    weights as fixed and every unit-period as independent, so it is conservative.
 
     References
     ----------
@@ -140,20 +145,58 @@ class MicroSynthPanel:
     disaggregated and micro-level data in R. *J. Stat. Softw.* 97(2).
     Robbins, M.W., Saunders, J. & Kilmer, B. (2017). A framework for synthetic control
     methods with high-dimensional, micro-level data. *JASA* 112(517).
+    Deville, J.-C. & Särndal, C.-E. (1992). Calibration estimators in survey sampling. *JASA* 87.
     """
 
     name: ClassVar[str] = "microsynth_panel"
     Params: ClassVar[type[Params]] = MicroSynthPanelParams
     required_roles: ClassVar[tuple[str, ...]] = ("unit", "outcome", "treatment", "covariates")
-    default_inference: ClassVar[str] = "permutation"
+    default_inference: ClassVar[str] = "analytic"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "small_panel_null",
+            (
+                "dgp=area_panel",
+                "dgp.n_units=200",
+                "dgp.n_treated=10",
+                "dgp.n_pre=4",
+                "dgp.n_post=2",
+                "dgp.n_covariates=2",
+                "dgp.selection=0",
+                "dgp.effect=0",
+                "mc.target=ATT",
+            ),
+            inferences=frozenset({"permutation", "analytic", "multiplier"}),
+            null=True,
+            note="200 areas, 10 treated, 4 pre / 2 post periods, random treatment, no effect",
+        ),
+        World(
+            "small_panel_null",
+            (
+                "dgp=area_panel",
+                "dgp.n_units=200",
+                "dgp.n_treated=10",
+                "dgp.n_pre=4",
+                "dgp.n_post=2",
+                "dgp.n_covariates=2",
+                "dgp.selection=0",
+                "dgp.effect=0",
+                "mc.target=ATT",
+            ),
+            expect="conservative",
+            inferences=frozenset({"linearisation"}),
+            null=True,
+            note="R microsynth's linearisation treats (unit, period) rows as independent: conservative",
+        ),
+    )
 
     def __init__(self, params: MicroSynthPanelParams | None = None) -> None:
         self.params = params or MicroSynthPanelParams()
 
     @classmethod
     def capabilities(cls, params: BaseModel) -> frozenset[Capability]:
-        """Every fit offers placebo draws and R's linearisation terms."""
-        return frozenset({Capability.PLACEBO, Capability.LINEARISATION})
+        """Every fit offers unit-level influence values, placebo draws and R's linearisation terms."""
+        return frozenset({Capability.INFLUENCE, Capability.PLACEBO, Capability.LINEARISATION})
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         """Fit panel or propensity mode (:func:`~causalkit_plugins.estimators.microsynth.panel.fit_panel`)."""

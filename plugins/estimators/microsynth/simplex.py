@@ -181,7 +181,10 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     post period's gap (:func:`~causalkit_plugins.estimators.microsynth.estimands.effects`).
     The ``gaps`` table holds every period's contrast (pre periods are the pre-trend
     diagnostic). The fit offers a paired (treated/control strata) resampling refit, batched,
-    and placebo draws; their inference is the chosen inference plugin's.
+    and placebo draws (:meth:`~causalkit_plugins.estimators.microsynth.estimands.BalancedContrast.placebo`:
+    ``n_T`` controls against the other ``n_C - n_T``; refused with a one-line
+    :class:`~causalkit.errors.DataError` when ``n_C < 2 n_T``); their inference is the
+    chosen inference plugin's.
     """
     role = group_role(p.estimand)
     if p.estimand is Estimand.CACE and data.roles.treatment is None:

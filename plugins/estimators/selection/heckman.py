@@ -19,6 +19,7 @@ from causalkit.contracts import (
     Resampler,
 )
 from causalkit.contracts import Params as PluginParams
+from causalkit.coverage import World
 from causalkit.errors import EstimationError
 from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
 from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml
@@ -141,7 +142,10 @@ class Heckman:
     :math:`\beta_\lambda` (named ``lambda``). Otherwise the only estimate is
     :math:`\beta_\lambda` (``Estimand.DIFF``). Inference on :math:`\beta_\lambda` is the test of
     selection bias. ``model_se`` holds the corrected (two-step) or ML standard errors of the
-    estimates; the resampler refits both steps (ML from the full-sample optimum). Every
+    estimates; the resampler refits both steps (ML from the full-sample optimum) on units
+    drawn from the whole sample, unstratified: the treated share and the selected share are
+    random in the population the ATE describes, and fixing either would drop their
+    sampling variation from the bootstrap SE. Every
     coefficient and its model SE is in the diagnostics as ``coef.<name>`` / ``se.<name>``
     (the model's coefficient table, as R's ``summary``); selection-equation ones as
     ``coef.sel.<name>``. With ``method="ml"``, ``lr_rho0`` and ``lr_rho0_p`` are the
@@ -164,6 +168,16 @@ class Heckman:
         "selection_covariates",
     )
     default_inference: ClassVar[str] = "analytic"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "heckman_valid",
+            (
+                "dgp=heckman_selection_valid",
+                "dgp.n=600",
+            ),
+            note="probit selection on an unobservable, exposure exogenous, z excluded from spend",
+        ),
+    )
 
     def __init__(self, params: HeckmanParams | None = None) -> None:
         self.params = params or HeckmanParams()
@@ -273,7 +287,7 @@ class Heckman:
             sd.n,
             names=(str(estimand), *targets[1:]),
             model_se=se[j],
-            resampler=Resampler(sd.n, refit=refit),
+            resampler=Resampler(sd.n, strata=None, refit=refit),
             diagnostics=diag,
             warnings=tuple(warnings),
         )

@@ -22,8 +22,9 @@ from causalkit.contracts import (
     Resampler,
 )
 from causalkit.contracts import Params as PluginParams
+from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
-from causalkit_plugins.estimators.selection.estimands import estimand_in
+from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
 from causalkit_plugins.estimators.selection.propensity import (
     PropensityFit,
     PropensityModel,
@@ -224,7 +225,9 @@ class IPW:
     ``roles.propensity_covariates``). See :func:`ipw_estimate` for the weights and for the
     influence values, which account for the estimated score (stacked estimating equations):
     ``analytic`` inference gives the sandwich SE of Stata's ``teffects ipw``; ``bootstrap``
-    refits the propensity model on every resample (stratified by arm).
+    refits the propensity model on every resample, drawn from the whole sample for the ATE and
+    within arms for the ATT/ATC
+    (:func:`~causalkit_plugins.estimators.selection.estimands.resampling_strata`).
 
     Diagnostics: overlap (score range by arm, share near 0/1, Kish ESS of the weights in each
     arm), balance before/after weighting (table ``balance`` from
@@ -240,6 +243,19 @@ class IPW:
     Params: ClassVar[type[Params]] = IPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     default_inference: ClassVar[str] = "analytic"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "logit_confounding",
+            (
+                "dgp=selection_on_observables",
+                "dgp.n=1000",
+                "dgp.propensity.x1=0.5",
+                "dgp.propensity.x2=-0.4",
+                "dgp.outcome.x1_sq=0",
+            ),
+            note="logit propensity correctly specified, moderate overlap",
+        ),
+    )
 
     def __init__(self, params: IPWParams | None = None) -> None:
         self.params = params or IPWParams()
@@ -293,7 +309,7 @@ class IPW:
             res.estimate,
             td.n,
             influence=res.influence,
-            resampler=Resampler(td.n, strata=d.astype(np.int64), refit=refit),
+            resampler=Resampler(td.n, strata=resampling_strata(p.estimand, d), refit=refit),
             diagnostics=diagnostics,
             tables={
                 "overlap": pd.DataFrame({"score": ps.score, "treated": d.astype(np.int64)}),

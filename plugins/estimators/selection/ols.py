@@ -10,9 +10,10 @@ from pydantic import Field
 
 from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params, Resampler
 from causalkit.contracts import Params as PluginParams
+from causalkit.coverage import World
 from causalkit.errors import DataError, EstimationError
 from causalkit.panel import binary_column, unit_table
-from causalkit_plugins.estimators.selection.estimands import estimand_in
+from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
 
 __all__ = ["OLS", "OLSParams", "RAResult", "regression_adjustment"]
 
@@ -131,13 +132,28 @@ class OLS:
     Params: ClassVar[type[Params]] = OLSParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     default_inference: ClassVar[str] = "analytic"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "linear_confounding",
+            (
+                "dgp=selection_on_observables",
+                "dgp.n=400",
+                "dgp.outcome.x1_sq=0",
+            ),
+            note="confounding by observed covariates, outcome linear in them per arm",
+        ),
+    )
 
     def __init__(self, params: OLSParams | None = None) -> None:
         self.params = params or OLSParams()
 
     @classmethod
     def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
-        """The exact influence values and a refit (stratified by arm), for either estimand."""
+        """The exact influence values and a refit, for either estimand.
+
+        The refit's resamples are drawn from the whole sample for the ATE and within arms for
+        the ATT (:func:`~causalkit_plugins.estimators.selection.estimands.resampling_strata`).
+        """
         return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
@@ -170,7 +186,7 @@ class OLS:
             res.estimate,
             table.n,
             influence=res.influence,
-            resampler=Resampler(table.n, strata=d.astype(np.int64), refit=refit),
+            resampler=Resampler(table.n, strata=resampling_strata(estimand, d), refit=refit),
             diagnostics={
                 "n_treated": int(d.sum()),
                 "n_control": int((~d).sum()),

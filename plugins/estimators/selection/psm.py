@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from causalkit.balance import weighted_balance
 from causalkit.contracts import Capability, Dataset, DiagnosticValue, Estimand, Fit, Params
 from causalkit.contracts import Params as PluginParams
+from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit_plugins.estimators.selection.ipw import (
     TargetEstimand,
@@ -37,14 +38,24 @@ from causalkit_plugins.estimators.selection.psm_variance import (
     ai_standard_error,
     conditional_variances,
     matching_estimate,
+    score_adjustment,
 )
 from causalkit_plugins.estimators.selection.sensitivity import (
+    Alternative,
+    covariance_adjusted,
     e_value_difference,
+    matched_sets,
     pooled_sd,
     rosenbaum_bounds,
+    rosenbaum_m_bounds,
 )
 
 __all__ = ["PSM", "PSMParams", "match_units"]
+
+SCORE_TIE_TOLERANCE = float(np.sqrt(np.finfo(np.float64).eps))
+"""Default tie tolerance on the score: ties up to rounding (as Stata ``teffects psmatch``)."""
+COVARIATE_TIE_TOLERANCE = 1e-5
+"""Default tie tolerance on covariates: R ``Matching``'s ``distance.tolerance``."""
 
 
 class PSMParams(Params):
@@ -80,8 +91,23 @@ class PSMParams(Params):
     variance: Literal["population", "sample"] = Field(
         "population", description="AI variance of the population or the sample average effect"
     )
-    tie_tolerance: float = Field(1e-5, ge=0.0, description="standardised distances this close tie")
+    se: Literal["ai2016", "ai2006"] = Field(
+        "ai2016",
+        description="ai2016: adjust the AI SE for the estimated score (match_on a score); "
+        "ai2006: treat the score as known",
+    )
+    tie_tolerance: float | None = Field(
+        None,
+        ge=0.0,
+        description="standardised distances this close tie (default: 1e-5 for covariates, "
+        "sqrt(machine eps) for a score)",
+    )
     gammas: tuple[float, ...] = Field((1.0, 1.5, 2.0, 2.5, 3.0), description="Rosenbaum bounds")
+    alternative: Alternative = Field(
+        "two-sided",
+        description="direction of the Rosenbaum test (greater: treated outcomes larger), "
+        "fixed before seeing the data",
+    )
     overlap_bound: float = Field(
         0.05, gt=0.0, lt=0.5, description="scores this close to 0/1 flagged"
     )
@@ -103,6 +129,13 @@ class PSMParams(Params):
         if self.order != "largest" and self.replace:
             raise ConfigError(
                 "estimator.order", "largest unless replace=false (greedy matching)", self.order
+            )
+        if self.se == "ai2016" and self.match_on != "covariates" and self.variance == "sample":
+            raise ConfigError(
+                "estimator.variance",
+                "population with se=ai2016 (the adjustment is for the population effect; "
+                "or set se=ai2006)",
+                self.variance,
             )
         if any(g < 1 for g in self.gammas):
             raise ConfigError("estimator.gammas", "values >= 1", self.gammas)
@@ -186,22 +219,43 @@ class PSM:
     No distance matrix is formed: a 1-D score is matched by binary search in the sorted
     pool (ties are a contiguous run), covariates with a k-d tree (:mod:`.psm_match`).
 
+    Ties: with the default ``tie_tolerance`` a score's ties are exact up to rounding
+    (:data:`SCORE_TIE_TOLERANCE`, as Stata ``teffects psmatch``), covariate distances within
+    1e-5 standardised units tie (R ``Matching``'s ``distance.tolerance``).
+
     Standard error (``Fit.model_se``, used by ``analytic`` inference): Abadie & Imbens
     (2006), for the population (default) or the sample average effect, with conditional
     variances from ``var_matches`` same-arm matches or, with 0, homoskedastic
-    (:func:`~.psm_variance.matching_estimate`). **The AI SE treats an estimated propensity
-    score as known.** Abadie & Imbens (2016) derive the correction; it is not implemented.
-    For the ATE ignoring the first step is conservative (the corrected variance is smaller);
-    for the ATT it can go either way. The SE assumes matching with replacement; without
-    replacement it is reported with a warning. The bootstrap is not offered: it is invalid
-    for nearest-neighbour matching (Abadie & Imbens 2008), so every fit offers ``MODEL_SE``
-    only (:meth:`capabilities`): ``analytic`` or ``none``.
+    (:func:`~.psm_variance.matching_estimate`). When matching on an estimated score
+    (``match_on`` ``propensity`` or ``logit``) the default ``se="ai2016"`` adds Abadie &
+    Imbens' (2016) adjustment for the first step (:func:`~.psm_variance.score_adjustment`,
+    local neighbourhoods of ``max(var_matches, 1) + 1`` units): it reduces the variance of
+    the ATE and can move the ATT's either way. ``se="ai2006"`` treats the score as known
+    (conservative for the ATE), with a warning. With ``var_matches=1`` this reproduces
+    Stata ``teffects psmatch``'s default robust SE (``tests/reference/test_psm_stata.py``).
+    The adjustment is derived for the population effect, the simple matching estimator
+    with replacement and no strata; with ``exact`` strata, a binding caliper,
+    ``bias_adjust`` or greedy matching it is applied as is (an approximation). The SE
+    assumes matching with replacement; without replacement it is reported with a warning.
+    The bootstrap is not offered: it is invalid for nearest-neighbour matching (Abadie &
+    Imbens 2008), so every fit offers ``MODEL_SE`` only (:meth:`capabilities`):
+    ``analytic`` or ``none``.
 
     Tables: ``balance`` (:func:`causalkit.balance.weighted_balance`; weights: the number of
     times each unit appears in the matched sample), ``overlap`` (when a score is fitted) and
-    ``rosenbaum`` (Γ bounds on the signed-rank p-value of the matched differences: a
-    sensitivity diagnostic, not inference on the estimate). Diagnostics include the E-value
-    of the estimate and its standardiser ``outcome_sd``.
+    ``rosenbaum``: Γ bounds on the p-value of a test against the direction ``alternative``
+    (fixed in the config, never read from the estimate; ``two-sided`` by default), a
+    sensitivity diagnostic, not inference on the estimate. Disjoint pairs (``replace=false,
+    k=1``) use the Wilcoxon signed-rank bounds; every other design (``k > 1``, matching with
+    replacement, the ATE) uses Rosenbaum's (2007) M-test in the matched sets, the connected
+    components of the match graph (:mod:`.sensitivity`). Both are applied to the
+    covariance-adjusted responses (residuals of ``y`` on the covariates, fitted ignoring
+    treatment; Rosenbaum 2002): matching on an *estimated* score balances the covariates
+    better than coin flips, and on raw outcomes the tests are conservative (Γ = 1 rejected
+    0.7-1.3% at the 5% level in ``tests/statistical/test_ipw_psm_coverage.py``'s world).
+    Diagnostics include the E-value of the estimate and its standardiser ``outcome_sd``,
+    and ``se_score_adjustment`` (the variance added by the 2016 adjustment; 0 when not
+    applied).
 
     References
     ----------
@@ -218,6 +272,19 @@ class PSM:
     Params: ClassVar[type[Params]] = PSMParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
     default_inference: ClassVar[str] = "analytic"
+    coverage_worlds: ClassVar[tuple[World, ...]] = (
+        World(
+            "logit_confounding",
+            (
+                "dgp=selection_on_observables",
+                "dgp.n=1000",
+                "dgp.propensity.x1=0.5",
+                "dgp.propensity.x2=-0.4",
+                "dgp.outcome.x1_sq=0",
+            ),
+            note="matching on the estimated logit score",
+        ),
+    )
 
     def __init__(self, params: PSMParams | None = None) -> None:
         self.params = params or PSMParams()
@@ -273,30 +340,47 @@ class PSM:
         directions = {Estimand.ATT: [True], Estimand.ATC: [False], Estimand.ATE: [True, False]}[
             p.estimand
         ]
-        spec = MatchSpec(k=p.k, ties=p.ties and p.replace, tol=p.tie_tolerance, caliper=p.caliper)
+        tol = self._tie_tolerance()
+        spec = MatchSpec(k=p.k, ties=p.ties and p.replace, tol=tol, caliper=p.caliper)
         pairs = match_units(Q, S, d, strata, directions, spec, p.replace, key)
         if pairs.focal.size == 0:
             raise EstimationError("psm: no unit found a match (caliper or exact strata too strict)")
-        sigma2 = (
-            conditional_variances(Q, y, d, p.var_matches, p.tie_tolerance)
-            if p.var_matches
-            else None
-        )
+        sigma2 = conditional_variances(Q, y, d, p.var_matches, tol) if p.var_matches else None
         if p.bias_adjust and td.X.shape[1] == 0:
             raise DataError("roles.covariates", "covariates for bias_adjust=true", "none")
         res = matching_estimate(
             pairs, y, d, sigma2, td.X if p.bias_adjust else None, p.estimand is Estimand.ATE
         )
         table, balance = self._balance(td, ps, res.unit_weight)
+        adjustment = 0.0
+        if self._adjusts():
+            assert ps is not None
+            Z = np.column_stack([np.ones(td.n), td.P])
+            adjustment = score_adjustment(
+                Q, y, d, Z, ps.score, ps.gradient, p.estimand.value, res.estimate,
+                max(p.var_matches, 1) + 1, tol,
+            )  # fmt: skip
+        diagnostics = self._diagnostics(td, ps, pairs, res, sigma2, balance)
+        diagnostics["se_score_adjustment"] = adjustment
         return Fit(
             p.estimand,
             res.estimate,
             td.n,
-            model_se=ai_standard_error(res, p.variance),
-            diagnostics=self._diagnostics(td, ps, pairs, res, sigma2, balance),
-            tables=self._tables(td, ps, res, table),
+            model_se=ai_standard_error(res, p.variance, adjustment),
+            diagnostics=diagnostics,
+            tables=self._tables(td, ps, pairs, table),
             warnings=tuple(self._warnings(td, ps, pairs, sigma2)),
         )
+
+    def _tie_tolerance(self) -> float:
+        p = self.params
+        if p.tie_tolerance is not None:
+            return p.tie_tolerance
+        return COVARIATE_TIE_TOLERANCE if p.match_on == "covariates" else SCORE_TIE_TOLERANCE
+
+    def _adjusts(self) -> bool:
+        """Whether the SE carries the Abadie-Imbens (2016) adjustment for the estimated score."""
+        return self.params.match_on != "covariates" and self.params.se == "ai2016"
 
     def _balance(
         self, td: TreatmentData, ps: PropensityFit | None, weight: np.ndarray
@@ -314,16 +398,27 @@ class PSM:
         return weighted_balance(names, M[d], M[~d], weight[d], weight[~d])
 
     def _tables(
-        self, td: TreatmentData, ps: PropensityFit | None, res: MatchingResult, table: pd.DataFrame
+        self,
+        td: TreatmentData,
+        ps: PropensityFit | None,
+        pairs: MatchedPairs,
+        table: pd.DataFrame,
     ) -> dict[str, pd.DataFrame]:
-        focal = np.isfinite(res.unit_effect)
-        out = {
-            "balance": table,
-            "rosenbaum": rosenbaum_bounds(res.unit_effect[focal], self.params.gammas),
-        }
+        out = {"balance": table, "rosenbaum": self._rosenbaum(td, pairs)}
         if ps is not None:
             out["overlap"] = pd.DataFrame({"score": ps.score, "treated": td.d.astype(np.int64)})
         return out
+
+    def _rosenbaum(self, td: TreatmentData, pairs: MatchedPairs) -> pd.DataFrame:
+        """Γ bounds whose size fits the design: signed ranks for disjoint pairs, else M-test."""
+        p = self.params
+        r = covariance_adjusted(td.y, np.column_stack([td.P, td.X]))
+        if not p.replace and p.k == 1:
+            sign = np.where(td.d[pairs.focal], 1.0, -1.0)
+            diff = sign * (r[pairs.focal] - r[pairs.match])
+            return rosenbaum_bounds(diff, p.gammas, p.alternative)
+        labels = matched_sets(pairs.focal, pairs.match, td.n)
+        return rosenbaum_m_bounds(r, td.d, labels, p.gammas, p.alternative)
 
     def _diagnostics(
         self,
@@ -349,7 +444,7 @@ class PSM:
             "mean_matches": float(pairs.focal.size / res.n_focal),
             "max_times_used": float(res.times_used.max()),
             **balance,
-            "ps_estimation_ignored_in_se": ps is not None and p.match_on != "covariates",
+            "ps_estimation_ignored_in_se": p.match_on != "covariates" and not self._adjusts(),
             "e_value": e_value_difference(res.estimate, outcome_sd),
             "outcome_sd": outcome_sd,
         }
@@ -370,10 +465,10 @@ class PSM:
         out = unselected_warnings(self.name, td)
         if ps is not None:
             out += propensity_warnings(self.name, ps, 0, 0, td.n)
-        if ps is not None and p.match_on != "covariates":
+        if p.match_on != "covariates" and not self._adjusts():
             out.append(
                 "psm: the Abadie-Imbens SE treats the estimated propensity score as known "
-                "(Abadie & Imbens 2016 correction not applied; conservative for the ATE)"
+                "(se=ai2006: the Abadie & Imbens 2016 adjustment is not applied)"
             )
         if not p.replace:
             out.append("psm: the Abadie-Imbens SE is derived for matching with replacement")

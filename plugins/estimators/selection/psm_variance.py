@@ -1,4 +1,4 @@
-"""Matching estimate, bias adjustment and Abadie-Imbens (2006) variance from matched pairs."""
+"""Matching estimate, bias adjustment, Abadie-Imbens (2006) variance and its (2016) score adjustment."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ __all__ = [
     "matching_estimate",
     "conditional_variances",
     "ai_standard_error",
+    "arm_neighbours",
+    "score_adjustment",
 ]
 
 
@@ -47,6 +49,20 @@ class MatchingResult:
     n_focal: int
 
 
+def arm_neighbours(
+    Q: np.ndarray, pool: np.ndarray, focal: np.ndarray, k: int, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest units of ``pool`` to every unit of ``focal`` (global indices, ties kept).
+
+    A focal unit that is also in the pool is its own nearest neighbour (distance 0).
+    Returns the pairs ``(focal unit, neighbour)``.
+    """
+    pairs = match_with_replacement(
+        Q[focal], Q[pool], Q[focal], Q[pool], MatchSpec(k=k, ties=True, tol=tol, caliper=None)
+    )
+    return focal[pairs.focal], pool[pairs.pool]
+
+
 def conditional_variances(
     Q: np.ndarray, y: np.ndarray, d: np.ndarray, J: int, tol: float
 ) -> np.ndarray:
@@ -55,21 +71,33 @@ def conditional_variances(
     :math:`\hat\sigma^2_i` is the sample variance (divisor :math:`|S_i| - 1`) of the outcomes
     in :math:`S_i = \{i\} \cup` the ``J`` nearest other units of the same arm (all units
     tied at the J-th distance included): R ``Matching``'s ``Var.calc = J``. For ``J = 1`` it
-    equals Abadie & Imbens' (2006) :math:`\tfrac{J}{J+1}(Y_i - \bar Y_{J(i)})^2`.
+    equals Abadie & Imbens' (2006) :math:`\tfrac{J}{J+1}(Y_i - \bar Y_{J(i)})^2`, and it is
+    Stata ``teffects``' ``vce(robust, nn(J+1))`` (Stata counts unit :math:`i` in the set).
     """
     out = np.full(y.shape[0], np.nan)
-    spec = MatchSpec(k=J + 1, ties=True, tol=tol, caliper=None)
     for arm in (True, False):
         idx = np.flatnonzero(d == arm)
-        Qa = Q[idx]
-        pairs = match_with_replacement(Qa, Qa, Qa, Qa, spec)
-        ya = y[idx][pairs.pool]
-        cnt = np.bincount(pairs.focal, minlength=idx.size).astype(np.float64)
-        mean = np.bincount(pairs.focal, weights=ya, minlength=idx.size) / cnt
-        ss = np.bincount(pairs.focal, weights=(ya - mean[pairs.focal]) ** 2, minlength=idx.size)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[idx] = ss / (cnt - 1.0)
+        f, m = arm_neighbours(Q, idx, idx, J + 1, tol)
+        _, cov = _local_moments(f, m, y, y[:, None], y.shape[0])
+        out[idx] = cov[idx, 0]  # NaN for a unit alone in its arm
     return out
+
+
+def _local_moments(
+    f: np.ndarray, m: np.ndarray, y: np.ndarray, Z: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per focal unit :math:`i`: the mean of ``y`` over its set :math:`H_i = \{m : (i, m)\}`
+    and the sample covariances :math:`\widehat{\mathrm{cov}}(Z, y)` (divisor :math:`|H_i| - 1`).
+    """
+    cnt = np.bincount(f, minlength=n).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ybar = np.bincount(f, weights=y[m], minlength=n) / cnt
+        cov = np.empty((n, Z.shape[1]))
+        for c in range(Z.shape[1]):
+            zbar = np.bincount(f, weights=Z[m, c], minlength=n) / cnt
+            prod = (Z[m, c] - zbar[f]) * (y[m] - ybar[f])
+            cov[:, c] = np.bincount(f, weights=prod, minlength=n) / (cnt - 1.0)
+    return ybar, cov
 
 
 def _bias_coefficients(Z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -170,7 +198,106 @@ def matching_estimate(
     return MatchingResult(est, var_sample, var_pop, tau_unit, K, c, n_f)
 
 
-def ai_standard_error(result: MatchingResult, target: Literal["sample", "population"]) -> float:
-    """The AI standard error for the sample or the population average effect."""
-    v = result.var_sample if target == "sample" else result.var_population
+def ai_standard_error(
+    result: MatchingResult, target: Literal["sample", "population"], adjustment: float = 0.0
+) -> float:
+    """The AI standard error for the sample or the population average effect.
+
+    ``adjustment`` is added to the variance (:func:`score_adjustment`); a negative total
+    gives NaN.
+    """
+    v = (result.var_sample if target == "sample" else result.var_population) + adjustment
     return math.sqrt(v) if v >= 0 else math.nan
+
+
+def score_adjustment(
+    Q: np.ndarray,
+    y: np.ndarray,
+    d: np.ndarray,
+    Z: np.ndarray,
+    score: np.ndarray,
+    gradient: np.ndarray,
+    estimand: Literal["ATE", "ATT", "ATC"],
+    estimate: float,
+    L: int,
+    tol: float,
+) -> float:
+    r"""Abadie & Imbens' (2016) adjustment of the matching variance for an estimated score.
+
+    Parameters
+    ----------
+    Q : ndarray, shape (n, 1)
+        The matching variable (the score or a monotone transform of it).
+    y, d : ndarray, shape (n,)
+        Outcome and treatment.
+    Z : ndarray, shape (n, k)
+        Regressors of the score model, :math:`(1, x)`.
+    score, gradient : ndarray
+        :math:`\hat p_i = F(Z_i^\top\hat\theta)` and :math:`f(Z_i^\top\hat\theta) Z_i`.
+    estimand : {"ATE", "ATT", "ATC"}
+    estimate : float
+        The matching estimate :math:`\hat\tau` (treated minus control).
+    L : int
+        Size of the local neighbourhoods :math:`H_L^w(i)` (at least 2).
+    tol : float
+        Tie tolerance in ``Q``.
+
+    Returns
+    -------
+    float
+        The term added to the Abadie-Imbens (2006) population variance of the estimate
+        (matching on the true score): :math:`-\hat c^\top \hat V_\theta \hat c` for the ATE,
+        :math:`-\hat c_t^\top\hat V_\theta\hat c_t + \widehat{\partial\tau_t}^\top\hat V_\theta
+        \widehat{\partial\tau_t}` for the ATT.
+
+    Notes
+    -----
+    With :math:`\hat V_\theta = \{\sum_i f_i^2 Z_iZ_i^\top / (\hat p_i(1-\hat p_i))\}^{-1}`
+    (the inverse Fisher information of the maximum-likelihood :math:`\hat\theta`), the
+    conditional covariances and means given the score are estimated by local matching
+    (Abadie & Imbens 2016, sec. 4): :math:`H_L^w(i)` holds the :math:`L` units of arm
+    :math:`w` nearest to :math:`i` in the score (unit :math:`i` itself when :math:`D_i = w`;
+    ties kept), :math:`\widehat{\mathrm{cov}}_{w,i} = (|H|-1)^{-1}\sum_{j\in H}(Z_j-\bar Z_H)
+    (Y_j - \bar Y_H)` and :math:`\hat\mu_{w,i} = \bar Y_H`. Then
+
+    .. math::
+        \hat c = \frac1N\sum_i f_i\Big(\frac{\widehat{\mathrm{cov}}_{1,i}}{\hat p_i}
+            + \frac{\widehat{\mathrm{cov}}_{0,i}}{1-\hat p_i}\Big), \qquad
+        \widehat{\partial\tau_t} = \frac1{N_1}\sum_i f_iZ_i(\hat\mu_{1,i} - \hat\mu_{0,i}
+            - \hat\tau_t),
+
+    .. math::
+        \hat c_t = \widehat{\partial\tau_t} + \frac1{N_1}\sum_i f_i\Big(
+            \widehat{\mathrm{cov}}_{1,i} + \frac{\hat p_i}{1-\hat p_i}
+            \widehat{\mathrm{cov}}_{0,i}\Big),
+
+    (Abadie & Imbens 2016, Theorems 1-2 and their estimators). The ATC is the ATT with the
+    arms swapped (:math:`D \to 1-D`, :math:`p \to 1-p`, :math:`\tau \to -\tau`). The ATE
+    adjustment is never positive: matching on the estimated score is more efficient than on
+    the true one. With :math:`L = 2` and matching on the score this reproduces Stata
+    ``teffects psmatch``'s robust SE (``vce(robust, nn(2))``, the default).
+
+    References
+    ----------
+    Abadie, A. & Imbens, G. (2016). Matching on the estimated propensity score.
+    *Econometrica* 84(2), 781-807.
+    """
+    n = y.shape[0]
+    every = np.arange(n)
+    f = gradient[:, 0]  # f(Z'theta) times the intercept column
+    V = np.linalg.pinv(gradient.T @ (gradient / (score * (1.0 - score))[:, None]))
+    mu, cov = {}, {}
+    for arm in (True, False):
+        fi, mi = arm_neighbours(Q, np.flatnonzero(d == arm), every, L, tol)
+        mu[arm], cov[arm] = _local_moments(fi, mi, y, Z, n)
+    if estimand == "ATE":
+        terms = cov[True] / score[:, None] + cov[False] / (1.0 - score)[:, None]
+        c = (f[:, None] * terms).mean(axis=0)
+        return float(-c @ V @ c)
+    a = estimand == "ATT"
+    p_a = score if a else 1.0 - score
+    effect = estimate if a else -estimate
+    n_a = float(np.sum(d == a))
+    dtau = (Z * (f * (mu[a] - mu[not a] - effect))[:, None]).sum(0) / n_a
+    c_t = dtau + (f[:, None] * (cov[a] + (p_a / (1.0 - p_a))[:, None] * cov[not a])).sum(0) / n_a
+    return float(-c_t @ V @ c_t + dtau @ V @ dtau)

@@ -1,0 +1,167 @@
+r"""Unit-level variance of panel-mode estimates: the calibration (GREG) linearisation on unit residuals.
+
+The default inference of ``microsynth_panel`` (``analytic``, also ``multiplier``) reads the
+influence matrix built here. It replaces R microsynth's linearisation (inference
+``linearisation``), which treats every unit-period as an independent draw and keeps in its
+residuals the unit levels that matching on pre-period outcomes removed.
+
+**Setting.** Treated units :math:`T` (:math:`n_T` of them), controls :math:`C`, balance
+columns :math:`m_i` (intercept, covariates, every matched pre-period outcome) and control
+weights :math:`w_j \ge 0` with :math:`\sum_C w_j m_j = \sum_T m_i`. For an outcome :math:`y`
+let :math:`\bar Y_i = T_1^{-1}\sum_{t\in post} y_{it}`, one number per unit: the correlation
+of a unit's post periods stays inside it. The effect on totals is
+:math:`\hat\tau = \sum_T \bar Y_i - \sum_C w_j \bar Y_j`; the target is
+:math:`\tau = \sum_T \{\bar Y_i(1) - \bar Y_i(0)\}`.
+
+**Linearisation.** Because the weights balance :math:`m`, for every coefficient vector
+:math:`b`
+
+.. math:: \hat\tau = \sum_T (\bar Y_i - m_i^\top b) - \sum_C w_j (\bar Y_j - m_j^\top b),
+
+the GREG form of a calibration estimator (Deville & Särndal 1992, sec. 3). Take :math:`b = \beta`
+with :math:`\bar Y(0) = m^\top\beta + \varepsilon`, :math:`E[\varepsilon \mid m, D] = 0`
+(the linear model in the calibration variables under which calibration weights remove the
+bias); then :math:`\hat\tau - \tau = \sum_T \varepsilon_i - \sum_C w_j\varepsilon_j`. The
+weights are functions of :math:`(m, D)` only (covariates and pre-period outcomes, never a
+post-period outcome), so given the design they are constants and, with independent units,
+
+.. math:: V = \operatorname{Var}(\hat\tau \mid m, D)
+    = \sum_T \sigma^2(m_i) + \sum_C w_j^2\,\sigma^2(m_j),
+    \qquad \sigma^2(m) = \operatorname{Var}(\bar Y(0) \mid m).
+
+**Estimation.** :math:`\hat e_j` are the residuals of the least-squares regression of
+:math:`\bar Y_j` on :math:`m_j` among the controls (calibration's design weights are the
+constant :math:`n_T/n_C`, so Deville & Särndal's weighted regression is ordinary least
+squares) and :math:`h_{jj}` their leverages; :math:`\hat e_j^2/(1-h_{jj})` is unbiased for
+:math:`\sigma^2` under homoskedasticity (HC2; MacKinnon & White 1985). The control part is
+:math:`\sum_C w_j^2 \hat e_j^2/(1-h_{jj})`. The treated part is the variance of the
+*counterfactual* :math:`\bar Y_i(0)`, which no treated outcome shows (their residuals carry the
+effect and its heterogeneity, and give only :math:`n_T - 1` degrees of freedom, too few for a
+normal interval with a handful of treated areas); when :math:`\sigma^2(m)` is linear in
+:math:`m` (constant included), balance transports it exactly,
+:math:`\sum_T \sigma^2(m_i) = \sum_C w_j\sigma^2(m_j)`. Hence
+
+.. math:: \widehat V = \sum_{j \in C} w_j (1 + w_j)\,\frac{\hat e_j^2}{1 - h_{jj}},
+    \qquad \widehat{\operatorname{Cov}} = \sum_{j \in C} w_j (1 + w_j)\,
+    \frac{\hat e_j \hat e_j^\top}{1 - h_{jj}}
+
+for the vector of estimates (:math:`\hat e_j` holds one residual per estimate). The
+influence matrix is its variance-equivalent square root: control rows
+:math:`\psi_j = -n\sqrt{w_j(1+w_j)/(1-h_{jj})}\;\hat e_j`, treated rows zero, so that
+:math:`n^{-2}\psi^\top\psi = \widehat{\operatorname{Cov}}` (``analytic``) and the multiplier
+bootstrap is a wild bootstrap of the same sum. (:math:`n^{-1}\sum_i\psi_i` is *not* the
+estimation error: the treated units' counterfactual noise is unobserved.)
+
+Per estimate: the effect of outcome :math:`o` uses :math:`\bar Y^{o}`; the per-period effect
+:math:`\tau_t` uses :math:`y_{it}`; the log ratio :math:`x = \log(\mathrm{Trt}/\mathrm{Con})`
+(delta method, :math:`\hat x - x \approx (\hat\tau - \tau)/\hat C`,
+:math:`\hat C = \sum_C w_j \bar Y^{o}_j`) the effect's column divided by :math:`\hat C` (NaN
+where the log ratio is undefined).
+
+**What it ignores.** The variation of the design itself: the conditional bias
+:math:`\sum_T r(m_i) - \sum_C w_j r(m_j)` when :math:`E[\bar Y(0)\mid m]` is not linear in
+:math:`m` (mean zero when treatment is exchangeable, and partly inside :math:`\hat e`), and the
+imbalance the QP's least-squares fit of the outcome columns leaves. Where the bound
+:math:`w \ge 0` binds for many controls (few treated areas, a small donor pool) the weights
+concentrate near the treated mean and the transported treated part is biased down for a
+convex :math:`\sigma^2(m)`: on ``area_panel`` (``selection=0``) with 100 areas, 4 treated,
+2 covariates, 4 pre and 2 post periods, mean SE / empirical SE = 0.96 and 95% coverage 0.93
+(2,000 replications); at the default 300 areas it is 1.01 and 0.94 with 8 treated, 0.97 and
+0.93 with 3 (500 replications; README). Measured alongside: the treated units' own centred
+residuals in place of the transported part cover 0.92 with 8 treated and 0.88 with 4 (their
+:math:`n_T - 1` degrees of freedom), and a delete-one-unit jackknife over-estimates (mean SE
+/ empirical SE 1.21 in the 100-area world). A leverage :math:`h_{jj} = 1` (a control
+alone in spanning a balance column) leaves its residual zero and unknown; its row is zero.
+
+References
+----------
+Deville, J.-C. & Särndal, C.-E. (1992). Calibration estimators in survey sampling. *JASA* 87(418).
+Särndal, C.-E., Swensson, B. & Wretman, J. (1992). *Model Assisted Survey Sampling*,
+sec. 6.6-6.7 (the GREG estimator and its residual variance). Springer.
+MacKinnon, J.G. & White, H. (1985). Some heteroskedasticity-consistent covariance matrix
+estimators with improved finite sample properties. *J. Econometrics* 29(3).
+Robbins, M.W., Saunders, J. & Kilmer, B. (2017). A framework for synthetic control methods
+with high-dimensional, micro-level data. *JASA* 112(517).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from causalkit_plugins.estimators.microsynth.panel_calibration import independent_columns
+from causalkit_plugins.estimators.microsynth.panel_data import WindowArrays
+
+__all__ = ["control_residuals", "unit_influence"]
+
+_LEVERAGE_ONE = 1e-10
+"""A leverage within this of 1: the residual is zero and its variance unknown (row zero)."""
+
+
+def control_residuals(Mc: np.ndarray, Yc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Least-squares residuals and leverages of the controls' outcomes on their balance columns.
+
+    Parameters
+    ----------
+    Mc : ndarray, shape (n_C, p)
+        Balance columns of the controls (dependent columns are dropped left to right, as
+        :func:`~causalkit_plugins.estimators.microsynth.panel_calibration.independent_columns`).
+    Yc : ndarray, shape (n_C, q)
+        One outcome per column.
+
+    Returns
+    -------
+    resid : ndarray, shape (n_C, q)
+        :math:`(I - H) Y_C`, :math:`H = M(M^\top M)^{-1}M^\top` over the kept columns.
+    leverage : ndarray, shape (n_C,)
+        :math:`h_{jj}`.
+    """
+    Q, _ = np.linalg.qr(Mc[:, independent_columns(Mc)])
+    return Yc - Q @ (Q.T @ Yc), np.einsum("ij,ij->i", Q, Q)
+
+
+def unit_influence(
+    arr: WindowArrays,
+    outcomes: tuple[str, ...],
+    M: np.ndarray,
+    w_controls: np.ndarray,
+    log_ratio_defined: np.ndarray,
+) -> np.ndarray:
+    """The n x k influence matrix of every estimate (module docstring), units in ``arr`` order.
+
+    Parameters
+    ----------
+    arr : WindowArrays
+        The study window.
+    outcomes : tuple of str
+        Result outcomes, the ``outcome`` role first.
+    M : ndarray, shape (n, p)
+        Balance columns of every unit.
+    w_controls : ndarray, shape (n_C,)
+        Control weights.
+    log_ratio_defined : ndarray of bool, shape (len(outcomes),)
+        Whether each outcome's log ratio is finite (its column is NaN otherwise).
+
+    Returns
+    -------
+    ndarray, shape (n, k)
+        Columns in the order of :func:`~causalkit_plugins.estimators.microsynth.panel.estimate_names`.
+    """
+    post, controls = arr.post, ~arr.treated
+    n = controls.size
+    ybar = [arr.outcomes[o][controls][:, post].mean(axis=1) for o in outcomes]
+    per_period = arr.outcomes[outcomes[0]][controls][:, post] if post.sum() > 1 else None
+    Yc = np.column_stack([*ybar, *(() if per_period is None else per_period.T)])
+    resid, lev = control_residuals(M[controls], Yc)
+    w = w_controls
+    ok = lev < 1.0 - _LEVERAGE_ONE
+    scale = np.zeros(w.size)
+    scale[ok] = np.sqrt(w[ok] * (1.0 + w[ok]) / (1.0 - lev[ok]))
+    psi_c = -n * scale[:, None] * resid
+    k_o = len(outcomes)
+    con = np.array([w @ y for y in ybar])
+    ratio = np.full((psi_c.shape[0], k_o), np.nan)
+    for j in np.flatnonzero(log_ratio_defined):
+        ratio[:, j] = psi_c[:, j] / con[j]
+    psi = np.zeros((n, Yc.shape[1] + k_o))
+    psi[controls] = np.column_stack([psi_c[:, :k_o], ratio, psi_c[:, k_o:]])
+    return psi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,6 +25,8 @@ def _params(model: type[BaseModel], indent: str = "    ") -> list[str]:
             lines += _params(ann, indent + "  ")
             continue
         default: Any = info.get_default(call_default_factory=True)
+        if isinstance(default, Enum):
+            default = default.value
         desc = f"  # {info.description}" if info.description else ""
         shown = getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
         lines.append(f"{indent}{name} = {default!r}  [{shown}]{desc}")

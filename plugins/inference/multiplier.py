@@ -91,19 +91,31 @@ class MultiplierBootstrap:
             draws[start : start + b] = multiplier_weights(rng, p.weights, (b, n)) @ psi / n
         se = np.std(draws, axis=0, ddof=1)
         joint = p.joint and k > 1
-        if p.ci == "normal" or not (sigma > 0).all():
-            c = np.full(k, float(stats.norm.ppf(0.5 + p.level / 2)))
-            half = c * se
-        elif joint:
-            c = np.full(k, draws_sup_t(draws, np.zeros(k), sigma, p.level))
-            half = c * sigma
-        else:
-            c = np.array([np.quantile(np.abs(draws[:, j]) / sigma[j], p.level) for j in range(k)])
-            half = c * sigma
+        z = float(stats.norm.ppf(0.5 + p.level / 2))
+        # Columns whose analytic SE is not a positive number (an undefined estimate, or one
+        # without variance) get the normal interval with the bootstrap SE: NaN, or a point.
+        studentised = np.isfinite(sigma) & (sigma > 0)
+        c = np.full(k, z)
+        if p.ci == "percentile_t" and joint and studentised.any():
+            cols = np.flatnonzero(studentised)
+            c[cols] = draws_sup_t(draws[:, cols], np.zeros(cols.size), sigma[cols], p.level)
+        elif p.ci == "percentile_t":
+            for j in np.flatnonzero(studentised):
+                c[j] = np.quantile(np.abs(draws[:, j]) / sigma[j], p.level)
+        half = np.where(studentised & (p.ci == "percentile_t"), c * sigma, c * se)
+        warnings: tuple[str, ...] = ()
+        if joint and not studentised.all():
+            left = ", ".join(fit.names[j] for j in np.flatnonzero(~studentised))
+            warnings = (
+                f"multiplier: the joint band covers the {int(studentised.sum())} estimates with a "
+                f"positive finite SE; left out (pointwise normal interval): {left}",
+            )
         diag: dict[str, DiagnosticValue] = {"n_boot": p.n_boot}
         if k == 1:
             diag |= {"critical_value": float(c[0]), "se_analytic": float(sigma[0])}
-        elif joint:
-            diag["critical_value"] = float(c[0])
+        elif joint and studentised.any():
+            diag["critical_value"] = float(c[studentised][0])
         est = fit.estimates
-        return outcome(self.name, p, se, est - half, est + half, normal_p_values(est, se), diag)
+        return outcome(
+            self.name, p, se, est - half, est + half, normal_p_values(est, se), diag, warnings
+        )

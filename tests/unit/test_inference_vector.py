@@ -130,3 +130,31 @@ def test_pairings_are_derived_from_declarations() -> None:
         reg.register("inference", cls)
     assert reg.pairings("est") == ("analytic", "multiplier", "none")
     assert reg.default_inference("est") == "analytic"
+
+
+def test_multiplier_joint_band_with_an_undefined_column_says_so() -> None:
+    """A NaN influence column (an undefined estimate) is left out of the joint band, loudly;
+    the band over the others is the same as without that column."""
+    fit = _means_fit()
+    psi = fit.influence.copy()
+    psi[:, 1] = np.nan
+    est = fit.estimates.copy()
+    est[1] = np.nan
+    broken = Fit(Estimand.DIFF, est, fit.n, names=fit.names, influence=psi)
+    params = MultiplierParams(joint=True, n_boot=2000)
+    out = MultiplierBootstrap(params).infer(broken, np.random.default_rng(3))
+    assert np.isnan(out.ci_lower[1]) and out.warnings and "m1" in out.warnings[0]
+    keep = [0, 2, 3]
+    ref_fit = Fit(
+        Estimand.DIFF,
+        fit.estimates[keep],
+        fit.n,
+        names=("m0", "m2", "m3"),
+        influence=fit.influence[:, keep],
+    )
+    ref = MultiplierBootstrap(params).infer(ref_fit, np.random.default_rng(3))
+    # Same multipliers (one per unit, shared by the columns): the same draws, the same band.
+    assert out.diagnostics["critical_value"] == pytest.approx(
+        ref.diagnostics["critical_value"], rel=1e-12
+    )
+    assert np.allclose(out.ci_lower[keep], ref.ci_lower, rtol=1e-12)

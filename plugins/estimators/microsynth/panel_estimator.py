@@ -23,6 +23,20 @@ DEFAULT_CAL_MAXIT = 250
 """Calibration Newton steps allowed (survey's ``maxit`` as microsynth calls it)."""
 
 
+_SMALL_PANEL_NULL = (
+    "dgp=area_panel",
+    "dgp.n_units=200",
+    "dgp.n_treated=10",
+    "dgp.n_pre=4",
+    "dgp.n_post=2",
+    "dgp.n_covariates=2",
+    "dgp.selection=0",
+    "dgp.effect=0",
+    "mc.target=ATT",
+)
+"""One small no-effect panel for every coverage world of this estimator (nominal and conservative)."""
+
+
 class MicroSynthPanelParams(Params):
     """Parameters of ``microsynth_panel``.
 
@@ -155,34 +169,14 @@ class MicroSynthPanel:
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "small_panel_null",
-            (
-                "dgp=area_panel",
-                "dgp.n_units=200",
-                "dgp.n_treated=10",
-                "dgp.n_pre=4",
-                "dgp.n_post=2",
-                "dgp.n_covariates=2",
-                "dgp.selection=0",
-                "dgp.effect=0",
-                "mc.target=ATT",
-            ),
+            _SMALL_PANEL_NULL,
             inferences=frozenset({"permutation", "analytic", "multiplier"}),
             null=True,
             note="200 areas, 10 treated, 4 pre / 2 post periods, random treatment, no effect",
         ),
         World(
             "small_panel_null",
-            (
-                "dgp=area_panel",
-                "dgp.n_units=200",
-                "dgp.n_treated=10",
-                "dgp.n_pre=4",
-                "dgp.n_post=2",
-                "dgp.n_covariates=2",
-                "dgp.selection=0",
-                "dgp.effect=0",
-                "mc.target=ATT",
-            ),
+            _SMALL_PANEL_NULL,
             expect="conservative",
             inferences=frozenset({"linearisation"}),
             null=True,

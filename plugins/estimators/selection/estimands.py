@@ -76,3 +76,14 @@ def resampling_strata(estimand: Estimand, d: np.ndarray) -> np.ndarray | None:
     estimation of average treatment effects. *Econometrica* 66(2), 315-331.
     """
     return None if estimand is Estimand.ATE else np.asarray(d).astype(np.int64)
+
+
+LOGIT_CONFOUNDING = (
+    "dgp=selection_on_observables",
+    "dgp.n=1000",
+    "dgp.propensity.x1=0.5",
+    "dgp.propensity.x2=-0.4",
+    "dgp.outcome.x1_sq=0",
+)
+"""The coverage world of the propensity-score estimators (ipw, psm): a correctly specified logit
+propensity with moderate overlap and a linear outcome."""

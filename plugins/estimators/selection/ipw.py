@@ -24,7 +24,11 @@ from causalkit.contracts import (
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
-from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
+from causalkit_plugins.estimators.selection.estimands import (
+    LOGIT_CONFOUNDING,
+    estimand_in,
+    resampling_strata,
+)
 from causalkit_plugins.estimators.selection.propensity import (
     PropensityFit,
     PropensityModel,
@@ -246,13 +250,7 @@ class IPW:
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "logit_confounding",
-            (
-                "dgp=selection_on_observables",
-                "dgp.n=1000",
-                "dgp.propensity.x1=0.5",
-                "dgp.propensity.x2=-0.4",
-                "dgp.outcome.x1_sq=0",
-            ),
+            LOGIT_CONFOUNDING,
             note="logit propensity correctly specified, moderate overlap",
         ),
     )

@@ -13,6 +13,7 @@ from causalkit.contracts import Capability, Dataset, DiagnosticValue, Estimand, 
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit_plugins.estimators.selection.estimands import LOGIT_CONFOUNDING
 from causalkit_plugins.estimators.selection.ipw import (
     TargetEstimand,
     overlap_diagnostics,
@@ -275,13 +276,7 @@ class PSM:
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "logit_confounding",
-            (
-                "dgp=selection_on_observables",
-                "dgp.n=1000",
-                "dgp.propensity.x1=0.5",
-                "dgp.propensity.x2=-0.4",
-                "dgp.outcome.x1_sq=0",
-            ),
+            LOGIT_CONFOUNDING,
             note="matching on the estimated logit score",
         ),
     )

@@ -11,6 +11,7 @@ import pandas as pd
 from causalkit.config import check_pairing, validate, validate_params
 from causalkit.contracts import Dataset, Roles, Simulated
 from causalkit.errors import ConfigError, PluginError
+from causalkit.inputs import checked_fit
 from causalkit.registry import Registry, default_registry
 from causalkit.results import CellResult, EffectResult, build_result
 from causalkit.session import Session, default_session
@@ -77,8 +78,8 @@ def fit(
     inf = inf_cls(validate_params("inference", inf_cls.Params, inf_params))
     assert isinstance(roles, Roles)
     ss_est, ss_inf = np.random.SeedSequence(seed).spawn(2)
-    result = est_cls(params).fit(
-        Dataset(frame, roles), np.random.Generator(np.random.PCG64(ss_est))
+    result = checked_fit(
+        est_cls(params), Dataset(frame, roles), np.random.Generator(np.random.PCG64(ss_est))
     )
     outcome = inf.infer(result, np.random.Generator(np.random.PCG64(ss_inf)))
     return build_result(estimator, result, outcome)

@@ -15,14 +15,18 @@ from typing import Any
 from causalkit.composition import (
     CONF_DIR,
     app_config,
+    check_composed,
+    check_overrides,
     compose,
     compose_node,
     hydra_on_conf,
     is_hydra_override,
+    mask_credentials,
     translate,
 )
 from causalkit.config import RunConfig, validate
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.redact import Redactions, uri_credentials
 from causalkit.registry import Registry, default_registry
 from causalkit.session import Session
 
@@ -93,6 +97,7 @@ def _parse(argv: Sequence[str]) -> _Args:
             "Hydra overrides and the flags -m, --cfg, --help, --hydra-help",
             str(exc),
         ) from None
+    check_overrides(ns.overrides)
     task = tuple(o for o in ns.overrides if not is_hydra_override(o))
     hydra = tuple(o for o in ns.overrides if is_hydra_override(o))
     show = "help" if ns.help else "hydra_help" if ns.hydra_help else ns.cfg
@@ -139,7 +144,7 @@ class Plan:
     multirun : bool
         Whether the command is a sweep (``-m``).
     overrides : tuple of str
-        The command's overrides of the application's config.
+        The command's overrides of the application's config (URI credentials masked: a record).
     composed : tuple
         Each cell's composed config with its ``hydra`` node (what Hydra's launcher runs).
     """
@@ -181,25 +186,36 @@ def preflight(argv: Sequence[str], registry: Registry | None = None) -> Plan:
         with hydra_on_conf():
             first = compose_node([*hydra, *jobs[0]], hydra_node=True)
             params = _sweeper_params(first) if args.multirun else []
+            check_overrides(params)
             if params:
                 jobs = _sweep_jobs([*params, *args.task])
                 first = compose_node([*hydra, *jobs[0]], hydra_node=True)
             composed.append(first)
             composed.extend(compose_node([*hydra, *job], hydra_node=True) for job in jobs[1:])
+            for c in composed:
+                check_composed(c)
             apps = [app_config(c) for c in composed]
+            for c in composed:
+                mask_credentials(c)  # Hydra's run folders record these; the cells keep the URI
     except CausalkitError:
         raise
     except Exception as exc:
         raise translate(exc, [*args.hydra, *args.task]) from None
     cells = tuple(validate(app, registry) for app in apps)
-    return Plan(cells, tuple(jobs), args.multirun, args.task, tuple(composed))
+    shown = tuple(uri_credentials(o) for o in args.task)
+    return Plan(cells, tuple(jobs), args.multirun, shown, tuple(composed))
 
 
 def _sweeper_params(cfg: Any) -> list[str]:
     from omegaconf import OmegaConf
 
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    return [f"{k}={v}" for k, v in dict(params).items()]
+    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    if not params:
+        return []
+    # Unresolved: the axes name runs, and a ${oc.env:...} in them must stay an interpolation.
+    raw = OmegaConf.to_container(params, resolve=False)
+    assert isinstance(raw, dict)
+    return [f"{k!s}={v!s}" for k, v in raw.items()]
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,8 +303,10 @@ def _groups(loader: Any, hydra: bool, parent: str = "") -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _fail(exc: BaseException) -> None:
-    print(f"causalkit: error: {exc}", file=sys.stderr)
+def _fail(exc: BaseException, redactions: Redactions | None = None) -> None:
+    """Print the error in one line (URI credentials and the run's environment values masked); exit 2."""
+    shown = (redactions or Redactions()).text(str(exc))
+    print(f"causalkit: error: {shown}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -330,22 +348,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             tracker = MlflowTracker(tracked[0].tracking)
             tracker.experiment_id()  # create the store and experiment once, before any worker
+            tracker.reap(f"tags.`{SWEEP_TAG}` = '1'")
+            if plan.multirun:
+                name = "sweep: " + " ".join(plan.overrides) if plan.overrides else "sweep"
+                hashes = ",".join(c.cell_hash for c in plan.cells)
+                tags = {
+                    SWEEP_TAG: "1",
+                    "causalkit.cells": str(len(plan.cells)),
+                    "causalkit.cell_hashes": hashes,
+                }
+                parent = (
+                    tracker,
+                    tracker.start_run(name, {"sweep": " ".join(plan.overrides)[:500]}, tags),
+                )
         except CausalkitError as exc:
-            _fail(exc)
+            _fail(exc, tracked[0].tracking.redactions)
             return
-        tracker.reap(f"tags.`{SWEEP_TAG}` = '1'")
-        if plan.multirun:
-            name = "sweep: " + " ".join(plan.overrides) if plan.overrides else "sweep"
-            hashes = ",".join(c.cell_hash for c in plan.cells)
-            tags = {
-                SWEEP_TAG: "1",
-                "causalkit.cells": str(len(plan.cells)),
-                "causalkit.cell_hashes": hashes,
-            }
-            parent = (
-                tracker,
-                tracker.start_run(name, {"sweep": " ".join(plan.overrides)[:500]}, tags),
-            )
     from causalkit.launch import CellTask, launch
 
     task = CellTask(
@@ -359,7 +377,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         CausalkitError
     ) as exc:  # a single run's failure (a sweep's cells report theirs and go on)
         status = "FAILED"
-        _fail(exc)
+        _fail(exc, plan.cells[0].tracking.redactions)
+    except OSError as exc:  # e.g. Hydra's run folder in a read-only runs/, a full disk: one line
+        status = "FAILED"
+        _fail(exc, plan.cells[0].tracking.redactions)
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -369,9 +390,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         if parent is not None:
             tracker_, run_id = parent
-            failed = _failed_children(tracker_, run_id)
-            tracker_.set_tags(run_id, {"causalkit.failed_cells": str(failed)})
-            tracker_.end_run(run_id, status)
+            try:
+                failed = _failed_children(tracker_, run_id)
+                tracker_.set_tags(run_id, {"causalkit.failed_cells": str(failed)})
+                tracker_.end_run(run_id, status)
+            except CausalkitError as exc:  # the store refuses writes: closed as far as it allows
+                tracker_.end_run(run_id, "FAILED")
+                _fail(exc, plan.cells[0].tracking.redactions)
     if parent is not None and failed:
         print(
             f"causalkit: {failed} of {len(plan.cells)} cells FAILED (see the causalkit.error tag of their runs)",

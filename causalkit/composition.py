@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.redact import MASK, Path_, Redactions, Resolved, uri_credentials
 
 __all__ = [
     "CONF_DIR",
@@ -21,6 +22,9 @@ __all__ = [
     "app_config",
     "translate",
     "is_hydra_override",
+    "check_overrides",
+    "check_composed",
+    "mask_credentials",
 ]
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -38,11 +42,30 @@ _HYDRA_GROUPS = (
 )
 
 
+# Hydra settings a command line must not reach: each runs code or writes files of its choosing.
+_GUARDED = {
+    "hydra.callbacks": "Hydra callbacks run code",
+    "hydra.job_logging": "logging handlers open files and load code; choose hydra/job_logging=<option>",
+    "hydra.hydra_logging": "logging handlers open files and load code; choose hydra/hydra_logging=<option>",
+    "hydra.searchpath": "configs come from conf/ only",
+    "hydra.job.env_set": "it sets the environment of worker processes; set variables in the shell",
+}
+# Where Hydra's own configs carry ``_target_`` (the launcher and sweeper plugins chosen by group).
+_TARGETS_ALLOWED = (("hydra", "launcher"), ("hydra", "sweeper"))
+# ``${oc.env:NAME}`` is resolved a second time as ``${ck_env_mark:NAME}``: the marks show which
+# values came from the environment, however indirectly.
+_ENV = re.compile(r"\boc\.env\s*:")
+_MARK = re.compile("\u2983([^\u2984]*)\u2984")
+
+
 def _register_resolvers() -> None:
-    """Register ``${ck_root:}``: the causalkit checkout (the folder holding ``conf/``), for presets' data paths."""
+    """Register ``${ck_root:}``, the causalkit checkout (for presets' data paths), and the environment mark."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("ck_root", lambda: str(CONF_DIR.parent), replace=True)
+    OmegaConf.register_new_resolver(
+        "ck_env_mark", lambda key, default=None: f"\u2983{key}\u2984", replace=True
+    )
 
 
 _register_resolvers()
@@ -87,8 +110,13 @@ def compose_node(overrides: Sequence[str], hydra_node: bool) -> Any:
     return hydra_compose(config_name="config", overrides=list(overrides))
 
 
-def app_config(cfg: Any) -> dict[str, Any]:
-    """Return the application's part of a composed config (no ``hydra`` node), resolved to plain values."""
+def app_config(cfg: Any) -> Resolved:
+    """Return the application's part of a composed config (no ``hydra`` node), resolved to plain values.
+
+    The values that came from the environment (``${oc.env:NAME}``, directly or through other
+    interpolations) are recorded in its ``redactions``, to be shown as their interpolation
+    wherever the config is logged.
+    """
     from omegaconf import OmegaConf
 
     app = (
@@ -96,7 +124,50 @@ def app_config(cfg: Any) -> dict[str, Any]:
     )
     raw = OmegaConf.to_container(app, resolve=True)
     assert isinstance(raw, dict)
-    return {str(k): v for k, v in raw.items()}
+    return Resolved({str(k): v for k, v in raw.items()}, _env_redactions(app))
+
+
+def _leaves(node: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, (*path, i))
+    else:
+        yield path, node
+
+
+def _map_strings(node: Any, fn: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _map_strings(v, fn) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_map_strings(v, fn) for v in node]
+    return fn(node) if isinstance(node, str) else node
+
+
+def _env_redactions(app: Any) -> Redactions:
+    """Find the values of ``app`` resolved from the environment, and how to show them instead."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(app, resolve=False)
+    if not any(isinstance(v, str) and _ENV.search(v) for _, v in _leaves(raw)):
+        return Redactions()
+    marked = _map_strings(raw, lambda s: _ENV.sub("ck_env_mark:", s))
+    try:
+        shown = OmegaConf.to_container(OmegaConf.create(marked), resolve=True)
+    except Exception:  # cannot follow the interpolations: hide every interpolated value
+        shown = _map_strings(raw, lambda s: "\u2983\u2984" if "${" in s else s)
+    paths: list[tuple[Path_, str]] = []
+    names: set[str] = set()
+    for path, value in _leaves(shown):
+        if isinstance(value, str) and _MARK.search(value):
+            names.update(n for n in _MARK.findall(value) if n)
+            paths.append(
+                (path, _MARK.sub(lambda m: f"${{oc.env:{m[1]}}}" if m[1] else MASK, value))
+            )
+    env = [(os.environ[n], f"${{oc.env:{n}}}") for n in sorted(names) if n in os.environ]
+    return Redactions(tuple(paths), tuple((v, s) for v, s in env if len(v) >= 4))
 
 
 def _conf_signature() -> tuple[tuple[str, int, int], ...]:
@@ -134,8 +205,10 @@ def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     -----
     Compositions are kept per overrides and per state of the files under ``conf/`` (a
     changed YAML file is composed afresh); overrides with interpolations are never kept.
-    Each call returns a fresh copy.
+    Each call returns a fresh copy. Overrides that would run code are refused first
+    (:func:`check_overrides`), ``hydra.*`` ones included.
     """
+    check_overrides(overrides)
     items = tuple(o for o in overrides if not is_hydra_override(o))
     try:
         if any("${" in o for o in items):
@@ -152,6 +225,98 @@ def is_hydra_override(item: str) -> bool:
     """Tell whether an override sets Hydra's own config (``hydra.*``, ``hydra/<group>``)."""
     key = item.lstrip("+~").split("=", 1)[0]
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def check_overrides(items: Sequence[str]) -> None:
+    """Refuse overrides that would hand Hydra code to run or files to write, in one line.
+
+    Parameters
+    ----------
+    items : sequence of str
+        Overrides as typed (``key=value``, ``+key=value``, ``group@package=option``).
+
+    Raises
+    ------
+    ConfigError
+        On any ``_target_`` (causalkit builds its objects from the registry, never from a
+        config), and on ``hydra.callbacks``, ``hydra.job_logging``, ``hydra.hydra_logging``,
+        ``hydra.searchpath`` and ``hydra.job.env_set`` or a node holding them (``hydra``,
+        ``hydra.job``). Group choices such as ``hydra/launcher=joblib`` or
+        ``hydra/job_logging=disabled`` stay allowed: they choose among installed configs.
+    """
+    for item in items:
+        key = item.split("=", 1)[0].strip().lstrip("+~")
+        if "_target_" in item:
+            raise ConfigError(
+                key,
+                "no _target_ (causalkit builds objects from its registry, not from config)",
+                item,
+            )
+        group, _, package = key.partition("@")
+        dests = [package] if package else [] if "/" in group else [group]
+        for dest in dests:
+            for guarded, why in _GUARDED.items():
+                if dest == guarded or dest.startswith(f"{guarded}."):
+                    raise ConfigError(dest, f"no override of {guarded} ({why})", item)
+                if guarded.startswith(f"{dest}."):
+                    raise ConfigError(
+                        dest, f"single keys under {dest}, not all of it (it holds {guarded})", item
+                    )
+
+
+def check_composed(cfg: Any) -> None:
+    """Refuse a composed config (``hydra`` node included) that Hydra would turn into code, or a changed folder.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A config composed with its ``hydra`` node.
+
+    Raises
+    ------
+    ConfigError
+        When ``hydra.callbacks`` is set, ``hydra.job.chdir`` is true (every cell would get its
+        own store under its run folder: nothing found again, nothing reported), or a
+        ``_target_`` appears outside the launcher and sweeper Hydra's groups chose.
+    """
+    from omegaconf import OmegaConf
+
+    if OmegaConf.select(cfg, "hydra.job.chdir", default=False):
+        raise ConfigError(
+            "hydra.job.chdir",
+            "false (causalkit keeps one store under the start directory; with true every cell "
+            "would get its own under its run folder)",
+            True,
+        )
+    callbacks = OmegaConf.select(cfg, "hydra.callbacks", default=None)
+    if callbacks:
+        raise ConfigError(
+            "hydra.callbacks", "none (Hydra callbacks run code)", ", ".join(callbacks)
+        )
+    for path, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+        if "_target_" in path and path[:2] not in _TARGETS_ALLOWED:
+            raise ConfigError(
+                ".".join(map(str, path)),
+                "no _target_ (causalkit builds objects from its registry, not from config)",
+                value,
+            )
+
+
+def mask_credentials(cfg: Any) -> None:
+    """Mask URI credentials in every string of a composed config, in place.
+
+    For the copy Hydra writes into its run folders (``.hydra/``, ``multirun.yaml``): the
+    cells run from their validated configs, which keep the real URI.
+    """
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    for path, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+        if isinstance(value, str) and uri_credentials(value) != value:
+            node = cfg
+            for part in path[:-1]:
+                node = node[part]
+            with read_write(node), open_dict(node):
+                node[path[-1]] = uri_credentials(value)
 
 
 def translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:

@@ -6,13 +6,14 @@ import functools
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from causalkit.contracts import Estimand, Params
 from causalkit.errors import ConfigError, PluginError
+from causalkit.redact import Redactions, Resolved, uri_credentials
 from causalkit.registry import Kind, Registry, default_registry
 
 __all__ = [
@@ -58,6 +59,12 @@ class TrackingConfig(Params):
     )
     experiment: str = Field("causalkit", min_length=1)
     run_name: str | None = None
+    _redactions: Redactions = PrivateAttr(default_factory=Redactions)
+
+    @property
+    def redactions(self) -> Redactions:
+        """What the run's logs must not show: its values from the environment, URI credentials."""
+        return self._redactions
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,17 @@ class RunConfig:
         out = self.cell_dict()
         out["mc"] = self.mc.model_dump(mode="json")
         out["tracking"] = self.tracking.model_dump(mode="json")
+        return out
+
+    def logged_dict(self) -> dict[str, Any]:
+        """Return :meth:`to_dict` as it may be logged.
+
+        Values resolved from the environment are shown as their interpolation
+        (``${oc.env:NAME}``) and the tracking URI's credentials are masked.
+        """
+        out = self.tracking.redactions.config(self.to_dict())
+        if isinstance(out["tracking"].get("uri"), str):
+            out["tracking"]["uri"] = uri_credentials(out["tracking"]["uri"])
         return out
 
     @functools.cached_property
@@ -211,9 +229,27 @@ def validate(raw: Mapping[str, Any], registry: Registry | None = None) -> RunCon
     Each plugin's parameters are checked by its own params model (unknown keys forbidden);
     ``inference: auto`` becomes the estimator's default; unsupported pairings, a real-data
     run without a table, and replications without a simulator are rejected here, before any
-    work is done.
+    work is done. A config from :func:`~causalkit.composition.compose` carries the values it
+    took from the environment: errors show them as their interpolation, as does the run's
+    name, and the tracking config keeps them to hide them from everything logged.
     """
-    registry = registry or default_registry()
+    redactions = raw.redactions if isinstance(raw, Resolved) else Redactions()
+    try:
+        cfg = _validate(raw, registry or default_registry())
+    except ConfigError as exc:
+        if not redactions:
+            raise
+        got = redactions.text(exc.got) if isinstance(exc.got, str) else exc.got
+        raise ConfigError(exc.field, redactions.text(exc.expected), got) from None
+    if not redactions:
+        return cfg
+    name = redactions.shown(("tracking", "run_name"))
+    tracking = cfg.tracking.model_copy(update={"run_name": name} if name else {})
+    tracking._redactions = redactions
+    return replace(cfg, tracking=tracking)
+
+
+def _validate(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
     allowed_top = {"data", "dgp", "estimator", "inference", "mc", "tracking", "experiment"}
     extra = sorted(set(raw) - allowed_top)
     if extra:

@@ -9,7 +9,13 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol, runtime_checkabl
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 __all__ = [
     "Estimand",
@@ -62,9 +68,24 @@ Narrow the admissible values in a plugin with a validator or a ``Literal`` of me
 
 
 class Params(BaseModel):
-    """Base class of every plugin's parameter model: immutable, unknown keys forbidden."""
+    """Base class of every plugin's parameter model: immutable, unknown keys forbidden.
+
+    Fields named in ``added_fields`` (parameters added after studies were run) are left out
+    of the dump while they hold their default, so the config hashes, and the Monte Carlo
+    seeds drawn from them, of cells that keep the default stay those they had before the
+    field existed.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    added_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in self.added_fields:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name)
+        return data
 
 
 class Roles(Params):

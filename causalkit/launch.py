@@ -7,9 +7,10 @@ gets each cell's composed config from the plan instead of composing it again.
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +104,17 @@ class CellTask:
     session: Session
     start_dir: Path
     parent_run_id: str | None
+    owner_pid: int = field(default_factory=os.getpid)
+    """The process that built the task; a launcher's worker (another pid) exits when it dies."""
 
     def __call__(self, cfg: Any) -> Exception | None:
         """Execute the cell; a single run returns its error, a sweep reports it and goes on."""
         from causalkit.runner import execute
 
+        if os.getpid() != self.owner_pid:
+            from causalkit.montecarlo import exit_with_parent
+
+            exit_with_parent(self.owner_pid)
         num = int(HydraConfig.get().job.num) if self.multirun else 0
         axes = _axes(self.jobs[num])
         try:
@@ -117,6 +124,7 @@ class CellTask:
                 self.session,
                 self.start_dir,
                 parent_run_id=self.parent_run_id,
+                sweep_cell=num if self.multirun else None,
                 notice=print,
             )
         except KeyboardInterrupt:

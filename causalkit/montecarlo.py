@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue, Simulated
 from causalkit.errors import CausalkitError
+from causalkit.inputs import checked_fit
 from causalkit.progress import quiet
 from causalkit.registry import Registry
 from causalkit.results import SUMMARY_METRICS, CellResult, EffectResult, build_result
@@ -32,6 +35,7 @@ __all__ = [
     "wilson_interval",
     "cell_result",
     "one_blas_thread",
+    "exit_with_parent",
 ]
 
 _MASK32 = (1 << 32) - 1
@@ -78,7 +82,8 @@ def run_replication(cfg: RunConfig, r: int, base: Dataset | None, session: Sessi
     registry = session.registry
     seed, cell = cfg.mc.seed, cfg.cell_hash
     sim = _simulate(cfg, r, base, session)
-    fit = cfg.estimator.build(registry).fit(sim.dataset, replication_stream(seed, cell, r, 1))
+    estimator = cfg.estimator.build(registry)
+    fit = checked_fit(estimator, sim.dataset, replication_stream(seed, cell, r, 1))
     outcome = cfg.inference.build(registry).infer(fit, replication_stream(seed, cell, r, 2))
     truth = sim.truth.for_estimand(fit.estimand, cfg.target)
     return build_result(cfg.estimator.name, fit, outcome, truth)
@@ -153,6 +158,39 @@ def _chunk_rows(
     """Replications ``rs`` in this process (the parent or a worker that was sent ``session``)."""
     with session.threads(), quiet():
         return [_row(cfg, r, base, session) for r in rs]
+
+
+_WATCHED: list[int] = []
+
+
+def exit_with_parent(parent: int | None = None, interval: float = 0.5) -> None:
+    """Make this worker process exit as soon as its parent dies (kill -9 included).
+
+    A daemon thread, started once per process, polls :func:`os.getppid`: when the parent
+    dies the worker is re-parented and the pid changes, and the thread ends the process with
+    ``os._exit``. Without it, worker pools outlive a killed parent until their idle timeout.
+    It is the pool's initializer (:func:`run_cell`), so an idle worker exits too.
+
+    Parameters
+    ----------
+    parent : int, optional
+        The parent's pid as the parent saw it (default: :func:`os.getppid` now); a worker
+        that starts after its parent died exits at once.
+    interval : float
+        Seconds between checks. A replication holding the GIL in one long C call delays the
+        exit until the call returns.
+    """
+    if _WATCHED:
+        return
+    parent = os.getppid() if parent is None else parent
+    _WATCHED.append(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="causalkit-exit-with-parent", daemon=True).start()
 
 
 COVERAGE_INTERVAL_LEVEL = 0.95
@@ -279,15 +317,18 @@ def run_cell(
     done: dict[int, _Row] = {}
     if checkpoint is not None:
         done = {
-            r: row for r, row in checkpoint.load().items() if isinstance(row, _Row) and r < reps
+            r: _Row(r, values, error)
+            for r, (values, error) in checkpoint.load().items()
+            if r < reps
         }
     todo = [r for r in range(reps) if r not in done]
     chunk = max(20, 8 * cfg.mc.n_jobs)
     pool = None
     if cfg.mc.n_jobs > 1 and todo:
-        from joblib import Parallel
+        from joblib import Parallel, parallel_config
 
-        pool = Parallel(n_jobs=cfg.mc.n_jobs, backend="loky")
+        with parallel_config("loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
+            pool = Parallel(n_jobs=cfg.mc.n_jobs)
     try:
         if pool is not None:
             pool.__enter__()
@@ -305,7 +346,7 @@ def run_cell(
                 new = [row for part in parts for row in part]
             done.update({row.r: row for row in new})
             if checkpoint is not None:
-                checkpoint.save(done)
+                checkpoint.save((row.r, row.values, row.error) for row in new)
             if progress is not None:
                 progress(len(done), reps)
     finally:

@@ -288,6 +288,17 @@ def sorted_layout(unit: np.ndarray, time: np.ndarray) -> np.ndarray | None:
     return labels.copy()
 
 
+def _period_keys(time: pd.Series) -> np.ndarray:
+    """Period labels that sort in time order: an ordered categorical's codes, else the values.
+
+    Text labels never get here (:func:`causalkit.inputs.check_inputs` refuses them): they
+    would sort alphabetically (``2024-W10`` before ``2024-W9``).
+    """
+    if isinstance(time.dtype, pd.CategoricalDtype):
+        return time.cat.codes.to_numpy()
+    return time.to_numpy()
+
+
 def _float_values(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
     """Read a numeric column as float64 (a view when it already is), without the missing-value check."""
     s = frame[col]
@@ -310,9 +321,11 @@ def _sorted_table(frame: pd.DataFrame, roles: Roles, group_role: str) -> UnitTab
     """
     assert roles.unit is not None and roles.time is not None and roles.outcome is not None
     u = frame[roles.unit].to_numpy()
-    periods = sorted_layout(u, frame[roles.time].to_numpy())
+    periods = sorted_layout(u, _period_keys(frame[roles.time]))
     if periods is None:
         return None
+    if isinstance(frame[roles.time].dtype, pd.CategoricalDtype):
+        periods = np.asarray(frame[roles.time].cat.categories)[periods]
     n_t = periods.size
     units = u[::n_t]
     n_u = units.size

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pandas as pd
 from causalkit.config import TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
 from causalkit.results import CELL_METRICS
+from causalkit.runner import SWEEP_CELL_TAG
 from causalkit.tracking import SWEEP_TAG, MlflowTracker
 
 __all__ = [
@@ -47,47 +49,56 @@ def latest_sweep(tracker: MlflowTracker) -> str:
     return str(runs[0].info.run_id)
 
 
-def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list:
-    """Find the run standing for each cell of a sweep: its latest FINISHED run by config hash.
+NOT_RUN = "NOT RUN"
+"""Status of a sweep cell that recorded no run (it failed before its run started, or was never reached)."""
 
-    Cells skipped on a resumed sweep live in an earlier run; each cell appears exactly once.
+
+def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list[tuple[str, Any]]:
+    """Return the run standing for each cell of a sweep, as ``(cell label, run or None)``.
+
+    Each cell's runner names that run in the parent's tag ``causalkit.cell.<number>``: the run
+    it made in this sweep, or the earlier run of the same identity and replications it read
+    back. Nothing else is looked up, so another run's cell never shows, and a cell with no
+    tag (it failed before its run started) is listed as :data:`NOT_RUN`. Sweeps recorded
+    before these tags existed fall back to the parent's child runs.
     """
     parent = tracker.client.get_run(sweep_id)
-    hashes = [h for h in parent.data.tags.get("causalkit.cell_hashes", "").split(",") if h]
-    exp = [tracker.experiment_id()]
-    if not hashes:
-        return list(
-            tracker.client.search_runs(
-                exp,
-                f"tags.mlflow.parentRunId = '{sweep_id}'",
-                max_results=10000,
-                order_by=["attributes.start_time ASC"],
-            )
+    tags = parent.data.tags
+    prefix = SWEEP_CELL_TAG + "."
+    bound = {
+        int(k[len(prefix) :]): v
+        for k, v in tags.items()
+        if k.startswith(prefix) and k[len(prefix) :].isdigit()
+    }
+    n = int(tags["causalkit.cells"]) if tags.get("causalkit.cells", "").isdigit() else 0
+    if not bound:
+        children = tracker.client.search_runs(
+            [tracker.experiment_id()],
+            f"tags.mlflow.parentRunId = '{sweep_id}'",
+            max_results=10000,
+            order_by=["attributes.start_time ASC"],
         )
-    chosen = []
-    for h in dict.fromkeys(hashes):
-        found = tracker.client.search_runs(
-            exp,
-            f"tags.`causalkit.config_hash` = '{h}'",
-            max_results=200,
-            order_by=["attributes.start_time DESC"],
-        )
-        runs = [r for r in found if "sweep" not in r.data.tags.get("causalkit.kind", "")]
-        if not runs:
-            continue
-        finished = [r for r in runs if r.info.status == "FINISHED"]
-        mine = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep_id]
-        chosen.append((finished or mine or runs)[0])
-    return chosen
+        if children or not n:
+            return [(str(r.info.run_name), r) for r in children]
+    out: list[tuple[str, Any]] = []
+    for i in range(max([n, *(k + 1 for k in bound)])):
+        run = tracker.client.get_run(bound[i]) if i in bound else None
+        out.append((str(run.info.run_name) if run is not None else f"cell {i}", run))
+    return out
 
 
 def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
     """One row per cell of the sweep: its axes, plugins, status and Monte Carlo metrics."""
     rows = []
-    for run in _cell_runs(tracker, sweep_id):
+    for label, run in _cell_runs(tracker, sweep_id):
+        if run is None:
+            row = {"cell": label, "status": NOT_RUN, "run_id": ""}
+            row["error"] = "no run recorded (it failed before its run started, or was not reached)"
+            rows.append(row)
+            continue
         m = run.data.metrics
         row = {
-            "cell": run.info.run_name,
+            "cell": label,
             "estimator": run.data.tags.get("causalkit.estimator"),
             "inference": run.data.tags.get("causalkit.inference"),
             "status": run.info.status,
@@ -234,8 +245,8 @@ def common_draws_tables(tracker: MlflowTracker, sweep_id: str) -> list[pd.DataFr
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     groups: dict[str, dict[str, pd.DataFrame]] = {}
-    for run in _cell_runs(tracker, sweep_id):
-        if run.info.status != "FINISHED":
+    for _, run in _cell_runs(tracker, sweep_id):
+        if run is None or run.info.status != "FINISHED":
             continue
         repo = get_artifact_repository(run.info.artifact_uri)
         try:

@@ -251,8 +251,8 @@ class EffectResult:
     def to_row(self) -> dict[str, DiagnosticValue | None]:
         """Return one row of a Monte Carlo replications table.
 
-        The numeric part of :meth:`to_dict`, then ``covers``, ``truth_estimand``, ``estimand``
-        and ``inference``.
+        The numeric part of :meth:`to_dict`, then ``covers``, ``truth_estimand``, ``estimand``,
+        ``inference`` and ``n_warnings`` (how many warnings the result carries).
         """
         row: dict[str, DiagnosticValue | None] = {
             k: v
@@ -264,6 +264,7 @@ class EffectResult:
             truth_estimand=self.truth_estimand,
             estimand=self.estimand,
             inference=self.inference,
+            n_warnings=len(self.warnings),
         )
         return row
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
@@ -13,7 +15,10 @@ from causalkit.montecarlo import run_cell
 from causalkit.results import CellResult
 from causalkit.session import Session, default_session
 
-__all__ = ["execute", "run_name", "install_sigterm_handler"]
+__all__ = ["execute", "run_name", "install_sigterm_handler", "SWEEP_CELL_TAG"]
+
+SWEEP_CELL_TAG = "causalkit.cell"
+"""Prefix of a sweep parent run's tags ``causalkit.cell.<number>``: the run standing for each cell."""
 
 
 def run_name(cfg: RunConfig, axes: Mapping[str, str]) -> str:
@@ -61,6 +66,7 @@ def execute(
     start_dir: Path | None = None,
     *,
     parent_run_id: str | None = None,
+    sweep_cell: int | None = None,
     notice: Callable[[str], object] | None = None,
 ) -> CellResult:
     """Run a cell; with tracking, log it as one MLflow run (a child of the sweep's parent run).
@@ -78,15 +84,19 @@ def execute(
         Where ``runs/`` lives (default: the working directory).
     parent_run_id : str, optional
         The sweep's parent MLflow run (state of this run, not configuration).
+    sweep_cell : int, optional
+        The cell's number in the sweep: the parent run's tag ``causalkit.cell.<number>``
+        names the run that stands for the cell (its own, or the earlier one it read back).
     notice : callable, optional
         Told, in one line, when a finished cell is read back instead of run.
 
     Returns
     -------
     CellResult
-        The cell's result: run now, or read back from the store when this cell (same config
-        hash and replications) already finished, so that running a cell twice returns equal
-        results. ``mc.resume=false`` forces a fresh run.
+        The cell's result: run now, or read back from the store when this cell (same
+        identity, :func:`causalkit.identity.cell_identity`, and replications) already
+        finished, so that running a cell twice returns equal results while an edited input
+        file or code change runs it again. ``mc.resume=false`` forces a fresh run.
 
     Notes
     -----
@@ -94,7 +104,9 @@ def execute(
     exception is re-raised after the run is closed. A cell whose every replication failed is
     FAILED and raises :class:`EstimationError` with the first error. Runs of this cell left
     RUNNING by a dead process are marked KILLED; a Monte Carlo cell reuses its checkpointed
-    replications.
+    replications (same identity) and removes its checkpoint when it completes. The run is
+    created before any work, as the cell's claim: an identical cell started meanwhile waits
+    for it and reads its result back instead of writing a second copy.
     """
     session = session if session is not None else default_session()
     axes = dict(axes or {})
@@ -104,28 +116,57 @@ def execute(
             raise EstimationError(outcome.errors[0])
         return outcome
 
+    from causalkit.identity import cell_identity
     from causalkit.tracking import MlflowTracker, cell_tags
 
     tracker = MlflowTracker(cfg.tracking, start_dir)
-    previous = tracker.find_finished(cfg)  # also marks this cell's dead runs KILLED
-    if cfg.mc.resume and previous is not None:
-        result = tracker.read_back(previous, cfg)
+    identity = cell_identity(cfg, session.registry)
+
+    def stand_for(run_id: str) -> None:  # the run the sweep's report shows for this cell
+        if parent_run_id and sweep_cell is not None:
+            tracker.set_tags(parent_run_id, {f"{SWEEP_CELL_TAG}.{sweep_cell}": run_id})
+
+    def reuse(previous: Any) -> CellResult | None:
+        try:
+            result = tracker.read_back(previous, cfg)
+        except Exception as exc:  # e.g. its artifacts were removed: run the cell again
+            if notice is not None:
+                notice(
+                    f"cell's earlier run {previous.info.run_id} unreadable ({exc}); running it again"
+                )
+            return None
+        stand_for(previous.info.run_id)
         if notice is not None:
             notice(
                 f"cell {previous.info.run_name!r} already finished in MLflow run {previous.info.run_id} "
-                f"(config hash {cfg.cell_hash}); skipped, its result read back. "
+                f"(config hash {cfg.cell_hash}, identity {identity.key}); skipped, its result read back. "
                 "Pass mc.resume=false to run it again."
             )
         return result
+
+    if cfg.mc.resume:
+        previous = tracker.find_finished(cfg, identity.key)  # also marks its dead runs KILLED
+        result = reuse(previous) if previous is not None else None
+        if result is not None:
+            return result
     checkpoint = None
     if cfg.mc.reps > 1:
-        checkpoint = Checkpoint.for_cell(tracker.start_dir, cfg.cell_hash)
+        checkpoint = Checkpoint.for_cell(tracker.start_dir, identity.key)
         if not cfg.mc.resume:
             checkpoint.clear()
     params = {k: v for k, v in axes.items() if not k.startswith("tracking.")}
     params["config_hash"] = cfg.cell_hash
-    run_id = tracker.start_run(run_name(cfg, axes), params, cell_tags(cfg), parent_run_id)
+    # The run is the cell's claim: an identical cell started later waits for it (_await_claims).
+    run_id = tracker.start_run(run_name(cfg, axes), params, cell_tags(cfg, identity), parent_run_id)
     try:
+        stand_for(run_id)
+        if cfg.mc.resume:
+            _await_claims(tracker, cfg, identity.key, run_id, notice)
+            previous = tracker.find_finished(cfg, identity.key)
+            result = reuse(previous) if previous is not None else None
+            if result is not None:
+                tracker.client.delete_run(run_id)  # no second copy of a finished cell
+                return result
         outcome = run_cell(cfg, session, _progress_printer(), checkpoint)
         tracker.log_outcome(
             run_id, cfg, outcome, session.registry.get("estimator", cfg.estimator.name)
@@ -138,6 +179,46 @@ def execute(
         raise
     if outcome.failed:
         tracker.end_run(run_id, "FAILED", error=outcome.errors[0])
+        if checkpoint is not None:
+            checkpoint.clear()
         raise EstimationError(outcome.errors[0])
     tracker.end_run(run_id, "FINISHED")
+    if checkpoint is not None:
+        checkpoint.clear()
     return outcome
+
+
+def _await_claims(
+    tracker: Any,
+    cfg: RunConfig,
+    identity: str,
+    run_id: str,
+    notice: Callable[[str], object] | None,
+    poll: float = 0.5,
+) -> None:
+    """Wait while an identical cell (same identity and replications) claimed earlier is RUNNING.
+
+    Claims are ordered by start time, then run id; the earliest live claim runs the cell and
+    the others then read its result back. Claims of dead processes on this host are reaped
+    (marked KILLED) on every poll, so a killed run never blocks the cell.
+    """
+    same = f"tags.`causalkit.identity` = '{identity}' and tags.`causalkit.reps` = '{cfg.mc.reps}'"
+    told = False
+    while True:
+        tracker.reap(same)
+        running = tracker.client.search_runs(
+            [tracker.experiment_id()], f"{same} and attributes.status = 'RUNNING'", max_results=1000
+        )
+        order = {r.info.run_id: (r.info.start_time, r.info.run_id) for r in running}
+        mine = order.get(run_id)
+        earlier = [r for r in running if mine is not None and order[r.info.run_id] < mine]
+        if not earlier:
+            return
+        if not told and notice is not None:
+            first = earlier[0]
+            notice(
+                f"an identical cell is running in MLflow run {first.info.run_id} "
+                f"(pid {first.data.tags.get('causalkit.pid')}); waiting to read its result back"
+            )
+            told = True
+        time.sleep(poll)

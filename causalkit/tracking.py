@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -9,21 +10,26 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
+import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from causalkit.config import RunConfig, TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.identity import CellIdentity
 from causalkit.results import EFFECT_COLUMNS, CellResult, EffectResult
-from causalkit.store import seed_sqlite_store
+from causalkit.store import check_sqlite_store, rehome_artifacts, seed_sqlite_store
 
 __all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
 
 SWEEP_TAG = "causalkit.sweep"
 _log = logging.getLogger(__name__)
+_PROBE_SECONDS = 5.0
+_STORE = "a reachable, writable MLflow store"
 
 
 def default_uri(start_dir: Path | None = None) -> str:
@@ -33,8 +39,10 @@ def default_uri(start_dir: Path | None = None) -> str:
 
 
 def _quiet() -> None:
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking", "mlflow.store"):
+    for name in ("alembic", "mlflow.tracking", "mlflow.store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs a store error with its traceback before raising it; the user gets it as one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def _alive(pid: int) -> bool:
@@ -45,6 +53,44 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the first line of the error's root cause (SQLite's or the OS's words)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        exc = cause
+        cause = getattr(exc, "orig", None) or exc.__cause__
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _probe(uri: str) -> None:
+    """Refuse, within seconds, an ``http(s)`` tracking server nobody answers at.
+
+    MLflow's own client retries a refused connection for minutes (its backoff); one TCP
+    connection with a short timeout tells a server that is not there at once. Skipped when
+    a proxy carries the traffic. The message names scheme, host and port only (no credentials).
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    if parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(
+        parts.hostname
+    ):
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=_PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = exc.strerror or (
+            f"no answer within {_PROBE_SECONDS:g} s" if isinstance(exc, TimeoutError) else str(exc)
+        )
+        raise ConfigError(
+            "tracking.uri",
+            "a reachable MLflow tracking server",
+            f"{parts.scheme}://{parts.hostname}:{port} ({reason})",
+        ) from None
 
 
 def _finite(value: Any) -> bool:
@@ -65,50 +111,78 @@ class MlflowTracker:
         self.cfg = cfg
         self.start_dir = (start_dir or Path.cwd()).resolve()
         self.uri = cfg.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(self.start_dir)
+        self.artifacts: Path | None = None
         if self.uri.startswith("sqlite:///"):
-            folder = Path(self.uri[len("sqlite:///") :]).parent
-            if folder.exists() and not folder.is_dir():
-                raise ConfigError(
-                    "tracking.uri",
-                    f"a directory at {folder} for the MLflow store",
-                    "a regular file",
-                )
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(
-                    "tracking.uri",
-                    "a writable MLflow store location",
-                    f"{self.uri} ({exc.strerror})",
-                ) from None
-            seed_sqlite_store(Path(self.uri[len("sqlite:///") :]))
+            self._open_sqlite(Path(self.uri[len("sqlite:///") :]))
+        else:
+            _probe(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         self._exp_id: str | None = None
 
-    def experiment_id(self) -> str:
-        """Return the experiment's id, created once (with artifacts under ``runs/artifacts``)."""
-        if self._exp_id is not None:
-            return self._exp_id
+    def _open_sqlite(self, db: Path) -> None:
+        """Create the local store atomically, or check it; point a copied store's artifacts here.
+
+        Its experiments keep their artifacts in ``artifacts`` beside the store file, so a
+        project folder copied with its ``runs/`` writes into the copy.
+        """
+        folder = db.parent
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(
+                "tracking.uri",
+                f"a directory at {folder} for the MLflow store",
+                "a regular file",
+            )
         try:
-            self._exp_id = self._experiment_id()
-            return self._exp_id
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                "tracking.uri",
+                "a writable MLflow store location",
+                f"{self.uri} ({exc.strerror})",
+            ) from None
+        # SQLite writes its journal beside the store: the folder must be writable too.
+        for path in (folder, db):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise ConfigError(
+                    "tracking.uri",
+                    "a writable MLflow store (make it writable or set tracking.uri elsewhere)",
+                    f"{path} (read-only)",
+                )
+        if not seed_sqlite_store(db):
+            check_sqlite_store(db)
+        self.artifacts = folder / "artifacts"
+        with self._store("pointing the copied store's artifacts at its folder"):
+            rehome_artifacts(db, self.artifacts)
+
+    @contextlib.contextmanager
+    def _store(
+        self, action: str, kinds: tuple[type[Exception], ...] = (Exception,)
+    ) -> Iterator[None]:
+        """Turn a failing store call (unreachable, read-only, full, damaged) into one line."""
+        try:
+            yield
         except CausalkitError:
             raise
-        except Exception as exc:  # an unreachable or unwritable store must be one line
-            first = (
-                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            )
+        except kinds as exc:
             raise ConfigError(
-                "tracking.uri", "a reachable, writable MLflow store", f"{self.uri} ({first})"
+                "tracking.uri",
+                _STORE,
+                self.cfg.redactions.text(f"{self.uri} ({action}: {_first_line(exc)})"),
             ) from None
+
+    def experiment_id(self) -> str:
+        """Return the experiment's id, created once (artifacts beside a SQLite store)."""
+        if self._exp_id is not None:
+            return self._exp_id
+        with self._store("opening the experiment"):
+            self._exp_id = self._experiment_id()
+        return self._exp_id
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.cfg.experiment)
         if exp is not None:
             return str(exp.experiment_id)
-        location = None
-        if self.uri.startswith("sqlite:"):
-            location = (self.start_dir / "runs" / "artifacts").as_uri()
+        location = None if self.artifacts is None else self.artifacts.resolve().as_uri()
         try:
             # The kind tag opens the MLflow UI on its "Model training" runs table, not the GenAI view.
             return str(
@@ -137,23 +211,34 @@ class MlflowTracker:
         }
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id(), run_name=name, tags=all_tags)
-        run_id = run.info.run_id
-        if params:
-            self.client.log_batch(
-                run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()]
+        hide = self.cfg.redactions.text
+        all_tags = {k: hide(v) for k, v in all_tags.items()}
+        exp_id = self.experiment_id()
+        with self._store("opening a run"):
+            run_id = str(
+                self.client.create_run(exp_id, run_name=hide(name), tags=all_tags).info.run_id
             )
+        try:
+            with self._store("logging the run's parameters"):
+                if params:
+                    self.client.log_batch(
+                        run_id, params=[Param(k, hide(str(v))[:6000]) for k, v in params.items()]
+                    )
+        except ConfigError as exc:
+            self.end_run(run_id, "FAILED", error=str(exc))
+            raise
         return run_id
 
-    def find_finished(self, cfg: RunConfig) -> Any | None:
+    def find_finished(self, cfg: RunConfig, identity: str) -> Any | None:
         """Mark this cell's dead RUNNING runs KILLED; return its latest FINISHED run, if any.
 
-        A FINISHED run counts when it has the same config hash and number of replications.
-        One search serves both (the cell's runs, newest first).
+        A FINISHED run counts when it has the same identity
+        (:func:`causalkit.identity.cell_identity`: config hash, input files and code) and the
+        same number of replications. One search serves both (the cell's runs, newest first).
         """
         runs = self.client.search_runs(
             [self.experiment_id()],
-            f"tags.`causalkit.config_hash` = '{cfg.cell_hash}'",
+            f"tags.`causalkit.identity` = '{identity}'",
             order_by=["attributes.start_time DESC"],
             max_results=1000,
         )
@@ -169,11 +254,11 @@ class MlflowTracker:
 
     def reap(self, filter_string: str) -> int:
         """Mark RUNNING runs whose process died (same host, pid gone) as KILLED; returns how many."""
-        runs = self.client.search_runs(
-            [self.experiment_id()],
-            f"{filter_string} and attributes.status = 'RUNNING'",
-            max_results=1000,
-        )
+        exp_id = self.experiment_id()
+        with self._store("looking for runs left RUNNING"):
+            runs = self.client.search_runs(
+                [exp_id], f"{filter_string} and attributes.status = 'RUNNING'", max_results=1000
+            )
         return self._reap(runs)
 
     def _reap(self, runs: Iterable[Any]) -> int:
@@ -197,10 +282,23 @@ class MlflowTracker:
         self._log(run_id, {}, tags)
 
     def end_run(self, run_id: str, status: str = "FINISHED", error: str | None = None) -> None:
-        """Close a run with its final status (and the error as tag ``causalkit.error``)."""
-        if error:
-            self.set_tags(run_id, {"causalkit.error": error})
-        self.client.set_terminated(run_id, status=status)
+        """Close a run with its final status (and the error as tag ``causalkit.error``).
+
+        Closing a run that did not finish is done as far as the store allows and never
+        raises (the caller is already reporting the failure); if the store takes no write at
+        all, the run stays RUNNING under this process's id and the next run that opens the
+        store marks it KILLED. A FINISHED close that fails raises in one line.
+        """
+        steps = [lambda: self._log(run_id, {}, {"causalkit.error": error})] if error else []
+        steps.append(lambda: self.client.set_terminated(run_id, status=status))
+        for step in steps:
+            try:
+                with self._store(f"closing run {run_id} as {status}"):
+                    step()
+            except ConfigError as exc:
+                if status == "FINISHED":
+                    raise
+                _log.debug("%s", exc)
 
     def _log(self, run_id: str, values: dict[str, Any], tags: dict[str, Any] | None = None) -> None:
         """Finite numeric ``values`` as metrics and ``tags`` in as few batches as MLflow allows."""
@@ -208,11 +306,13 @@ class MlflowTracker:
 
         ts = int(time.time() * 1000)
         metrics = [Metric(k, float(v), ts, 0) for k, v in values.items() if _finite(v)]
-        run_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
-        for i in range(0, max(len(metrics), 1 if run_tags else 0), 900):
-            self.client.log_batch(
-                run_id, metrics=metrics[i : i + 900], tags=run_tags if i == 0 else []
-            )
+        hide = self.cfg.redactions.text
+        run_tags = [RunTag(k, hide(str(v))[:5000]) for k, v in (tags or {}).items()]
+        with self._store("logging to a run"):
+            for i in range(0, max(len(metrics), 1 if run_tags else 0), 900):
+                self.client.log_batch(
+                    run_id, metrics=metrics[i : i + 900], tags=run_tags if i == 0 else []
+                )
 
     def log_outcome(
         self, run_id: str, cfg: RunConfig, outcome: CellResult, estimator_cls: type | None = None
@@ -224,9 +324,13 @@ class MlflowTracker:
         """
         from causalkit.plots import figures_for_tables
 
-        with tempfile.TemporaryDirectory() as tmp:
+        # a full or read-only disk is one line, whether the temporary files or the store refuse
+        with (
+            self._store("writing the run's files", (OSError,)),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             d = Path(tmp)
-            (d / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            (d / "config.yaml").write_text(yaml.safe_dump(cfg.logged_dict(), sort_keys=False))
             outcome.replications.to_parquet(d / "replications.parquet", index=False)
             if outcome.single is not None:
                 res = outcome.single
@@ -269,7 +373,8 @@ class MlflowTracker:
                 (d / "summary.txt").write_text(str(outcome.summary()))
                 if outcome.errors:
                     (d / "errors.txt").write_text("\n".join(outcome.errors))
-            self.client.log_artifacts(run_id, str(d))
+            with self._store("storing the run's artifacts"):
+                self.client.log_artifacts(run_id, str(d))
 
     def read_back(self, run: Any, cfg: RunConfig) -> CellResult:
         """Return the result of a FINISHED run of cell ``cfg``, as :meth:`log_outcome` stored it.
@@ -277,7 +382,8 @@ class MlflowTracker:
         A Monte Carlo cell is summarised again from its ``replications.parquet`` (the metrics
         are a function of that table; ``seconds`` is the logged metric); a single replication
         also reads its full effect result back (``result/effect.json`` and its tables), so
-        the cell's result equals the one its run returned.
+        the cell's result equals the one its run returned. A result with a pickled table is
+        never loaded (``ValueError``: the caller runs the cell again).
         """
         import pandas as pd
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
@@ -289,7 +395,10 @@ class MlflowTracker:
         table = pd.read_parquet(repo.download_artifacts("replications.parquet"))
         if cfg.mc.reps > 1:
             return cell_result(cfg, table, float(run.data.metrics["seconds"]))
-        single, seconds = _read_effect(Path(repo.download_artifacts(_RESULT_DIR)))
+        folder = Path(repo.download_artifacts(_RESULT_DIR))
+        if any((folder / "tables").glob("*.pkl")):  # never unpickle what the working dir holds
+            raise ValueError(f"{folder} holds a pickled table; not read back")
+        single, seconds = _read_effect(folder)
         return cell_result(cfg, table, seconds, single)
 
 
@@ -305,7 +414,9 @@ def _write_effect(folder: Path, res: EffectResult, seconds: float) -> None:
     """Store an effect result so that :func:`_read_effect` rebuilds an equal one.
 
     ``effect.json`` holds every field (floats in JSON round-trip exactly, NaN included);
-    each table is a parquet file (a pickle when parquet cannot hold it).
+    each table is a parquet file; a table parquet cannot hold as it is (mixed-type object
+    columns) is stored with those columns as text. Nothing is pickled: a stored result is
+    read back without running code from the store.
     """
     tables = folder / "tables"
     tables.mkdir(parents=True)
@@ -330,8 +441,10 @@ def _write_effect(folder: Path, res: EffectResult, seconds: float) -> None:
     for i, table in enumerate(res.tables.values()):
         try:
             table.to_parquet(tables / f"{i}.parquet")
-        except Exception:  # e.g. mixed-type object columns
-            table.to_pickle(tables / f"{i}.pkl")
+        except (ValueError, TypeError, NotImplementedError):
+            # pyarrow refuses mixed-type object columns (ArrowInvalid/ArrowTypeError)
+            text = {c: "string" for c in table.columns if table[c].dtype == object}
+            table.astype(text).to_parquet(tables / f"{i}.parquet")
     (folder / "effect.json").write_text(json.dumps(doc))
 
 
@@ -348,11 +461,9 @@ def _read_effect(folder: Path) -> tuple[EffectResult, float]:
     tables = {}
     for i, name in enumerate(doc["tables"]):
         stored = folder / "tables" / f"{i}.parquet"
-        tables[name] = (
-            pd.read_parquet(stored)
-            if stored.exists()
-            else pd.read_pickle(stored.with_suffix(".pkl"))
-        )
+        if not stored.exists():
+            raise ValueError(f"{stored} is missing; not read back")
+        tables[name] = pd.read_parquet(stored)
     res = EffectResult(
         doc["estimator"],
         doc["inference"],
@@ -371,8 +482,8 @@ def _read_effect(folder: Path) -> tuple[EffectResult, float]:
     return res, float(doc["seconds"])
 
 
-def cell_tags(cfg: RunConfig) -> dict[str, str]:
-    """Return the plugin tags every run carries."""
+def cell_tags(cfg: RunConfig, identity: CellIdentity | None = None) -> dict[str, str]:
+    """Return the tags every run carries: its plugins, config hash, kind, reps and identity."""
     return {
         "causalkit.data": cfg.data.name,
         "causalkit.dgp": cfg.dgp.name,
@@ -380,4 +491,6 @@ def cell_tags(cfg: RunConfig) -> dict[str, str]:
         "causalkit.inference": cfg.inference.name,
         "causalkit.config_hash": cfg.cell_hash,
         "causalkit.kind": "cell" if cfg.mc.reps > 1 else "single",
+        "causalkit.reps": str(cfg.mc.reps),
+        **(identity.tags() if identity is not None else {}),
     }

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from causalkit.contracts import Dataset, LazySource, Params, Roles
 from causalkit.errors import DataError
+from causalkit.redact import read_error
 
 __all__ = ["CsvSource", "ParquetSource", "FileParams", "ParquetUnitsSource", "ParquetUnitsParams"]
 
@@ -36,13 +37,34 @@ def _wanted(params: FileParams) -> list[str]:
 
 
 def check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
-    """Fail with one line when a wanted column is not in the file, or no outcome is named."""
+    """Fail with one line when a wanted column is not in the file, or no outcome is named.
+
+    The file's header is never quoted (any file can be named as data: its first line may be
+    a secret); the line names the file, how many columns it has and the names not found.
+    """
     missing = [c for c in wanted if c not in available]
     if missing:
-        shown = ", ".join(map(str, available[:15])) + (", ..." if len(available) > 15 else "")
-        raise DataError("data.roles", f"columns of {path} ({shown})", ", ".join(missing))
+        raise DataError(
+            "data.roles",
+            f"columns in the header of {path} ({len(available)} there, not shown)",
+            ", ".join(missing),
+        )
     if roles.outcome is None:
         raise DataError("data.roles.outcome", "a column name", "nothing")
+
+
+def _unreadable(path: Path, expected: str, exc: BaseException) -> DataError:
+    """One line naming the file and why it could not be read, never what it holds."""
+    return DataError("data.path", expected, f"{path} ({read_error(exc)})")
+
+
+def _parquet_names(path: Path) -> list[str]:
+    import pyarrow.dataset as ds
+
+    try:
+        return [str(n) for n in ds.dataset(path, format="parquet").schema.names]
+    except Exception as exc:
+        raise _unreadable(path, "a readable parquet file or dataset", exc) from None
 
 
 class _FileSource:
@@ -83,10 +105,13 @@ class CsvSource(_FileSource):
         try:
             return [str(c) for c in pd.read_csv(path, nrows=0).columns]
         except Exception as exc:
-            raise DataError("data.path", "a readable CSV file", f"{path} ({exc})") from None
+            raise _unreadable(path, "a readable CSV file", exc) from None
 
     def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
-        return pd.read_csv(path, usecols=columns)
+        try:
+            return pd.read_csv(path, usecols=columns)
+        except Exception as exc:
+            raise _unreadable(path, "a readable CSV file", exc) from None
 
 
 class ParquetSource(_FileSource):
@@ -103,17 +128,13 @@ class ParquetSource(_FileSource):
         return path
 
     def _available(self, path: Path) -> list[str]:
-        import pyarrow.dataset as ds
-
-        try:
-            return [str(n) for n in ds.dataset(path, format="parquet").schema.names]
-        except Exception as exc:
-            raise DataError(
-                "data.path", "a readable parquet file or dataset", f"{path} ({exc})"
-            ) from None
+        return _parquet_names(path)
 
     def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
-        return pd.read_parquet(path, columns=columns)
+        try:
+            return pd.read_parquet(path, columns=columns)
+        except Exception as exc:
+            raise _unreadable(path, "a readable parquet file or dataset", exc) from None
 
 
 class ParquetUnitsParams(Params):
@@ -151,8 +172,6 @@ class ParquetUnitsSource:
 
     def load(self) -> Dataset:
         """Check the path and columns, then read (or, lazily, only describe) the panel."""
-        import pyarrow.dataset as ds
-
         from causalkit_plugins.estimators.microsynth.unit_arrays import read_unit_arrays
 
         p = self.params
@@ -161,7 +180,7 @@ class ParquetUnitsSource:
         path = Path(p.path).expanduser()
         if not path.exists():
             raise DataError("data.path", "an existing parquet file or directory", str(path))
-        names = [str(n) for n in ds.dataset(path, format="parquet").schema.names]
+        names = _parquet_names(path)
         check_columns(names, p.roles.columns(), p.roles, str(path))
         if p.lazy:
             return Dataset.from_source(LazySource("parquet", str(path), tuple(names)), p.roles)

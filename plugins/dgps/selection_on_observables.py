@@ -34,6 +34,13 @@ class PotentialOutcomes(Params):
     tau: float = Field(1.0, description="effect at x1 = 0 (the ATE, as E[x1] = 0)")
     tau_x1: float = Field(1.0, description="effect heterogeneity: ATT and ATC differ from the ATE")
     noise_sd: float = Field(1.0, gt=0)
+    added_fields: ClassVar[frozenset[str]] = frozenset({"noise_df"})
+    noise_df: float | None = Field(
+        None,
+        gt=2,
+        description="Student-t noise with this many degrees of freedom (scaled to SD noise_sd); "
+        "None: normal",
+    )
 
 
 class SelectionOnObservablesParams(Params):
@@ -72,7 +79,9 @@ class SelectionOnObservables:
     :math:`x_1, x_2, \varepsilon \sim N(0,1)` independent;
     :math:`T \sim \mathrm{Bern}(\operatorname{expit}(a_0 + a_1x_1 + a_2x_2))`;
     :math:`Y(0) = b_0 + b_1x_1 + b_2x_2 + b_{11}(x_1^2 - 1) + \sigma\varepsilon`,
-    :math:`Y(1) = Y(0) + \tau + \tau_1 x_1`, :math:`Y = Y(T)`.
+    :math:`Y(1) = Y(0) + \tau + \tau_1 x_1`, :math:`Y = Y(T)`. With ``noise_df`` =
+    :math:`\nu` the noise is :math:`\varepsilon = t_\nu\sqrt{(\nu-2)/\nu}` instead (unit variance,
+    heavy tails; :math:`\nu \le 4` has no finite fourth moment).
 
     Truths (population): ATE :math:`=\tau`; ATT :math:`=\tau + \tau_1E[x_1\mid T=1]`;
     ATC :math:`=\tau + \tau_1E[x_1\mid T=0]` (:func:`arm_means_of_x1`). With the defaults
@@ -96,6 +105,8 @@ class SelectionOnObservables:
         a, o = p.propensity, p.outcome
         x1, x2, eps = rng.standard_normal((3, p.n))
         treat = rng.random(p.n) < expit(a.intercept + a.x1 * x1 + a.x2 * x2)
+        if o.noise_df is not None:  # heavy tails; drawn after the normal defaults' draws
+            eps = rng.standard_t(o.noise_df, p.n) * np.sqrt((o.noise_df - 2.0) / o.noise_df)
         y0 = o.intercept + o.x1 * x1 + o.x2 * x2 + o.x1_sq * (x1 * x1 - 1.0) + o.noise_sd * eps
         y = y0 + treat * (o.tau + o.tau_x1 * x1)
         frame = pd.DataFrame({"x1": x1, "x2": x2, "treat": treat.astype(np.int64), "y": y})

@@ -123,6 +123,16 @@ class Naive(_Difference):
             ),
             note="exposure randomised (no contamination): the difference in means is the ATE",
         ),
+        World(
+            "small_randomised",
+            (
+                "dgp.n_contaminated=0",
+                "dgp.n_users=100",
+                "dgp.n_exposed=50",
+                "mc.target=ATE",
+            ),
+            note="small sample: 50 exposed and 50 holdout users, a 0/1 outcome",
+        ),
     )
 
 
@@ -143,5 +153,15 @@ class ITT(_Difference):
                 "mc.target=ITT",
             ),
             note="randomised arm with holdout contamination: the arm contrast is the ITT",
+        ),
+        World(
+            "small_contaminated",
+            (
+                "dgp.n_users=120",
+                "dgp.n_exposed=60",
+                "dgp.n_contaminated=20",
+                "mc.target=ITT",
+            ),
+            note="small sample: 60 users per arm, a third of the holdout contaminated",
         ),
     )

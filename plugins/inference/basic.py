@@ -16,7 +16,14 @@ from causalkit_plugins.inference.common import (
     wald_outcome,
 )
 
-__all__ = ["Analytic", "AnalyticParams", "NoInference", "NoInferenceParams", "influence_cov"]
+__all__ = [
+    "Analytic",
+    "AnalyticParams",
+    "NoInference",
+    "NoInferenceParams",
+    "influence_cov",
+    "influence_se",
+]
 
 
 class AnalyticParams(InferenceParams):
@@ -27,6 +34,33 @@ def influence_cov(psi: np.ndarray) -> np.ndarray:
     r"""Covariance of the estimates from an n x k influence matrix, :math:`n^{-2}\psi^\top\psi`."""
     n = psi.shape[0]
     return (psi.T @ psi) / n**2
+
+
+def influence_se(psi: np.ndarray) -> np.ndarray:
+    r"""Standard errors :math:`n^{-1}(\sum_i \psi_{ij}^2)^{1/2}` of an n x k influence matrix.
+
+    Column by column (the same summation as for a single estimate, bit for bit). Where the
+    squares overflow (influence values near 1e300) or underflow (near 1e-300), the column is
+    summed again divided by its largest absolute value, so the SE is exact at any scale.
+    """
+    n = psi.shape[0]
+    with np.errstate(over="ignore", under="ignore"):  # both are handled below
+        se = np.array([np.sqrt(np.sum(psi[:, j] ** 2)) / n for j in range(psi.shape[1])])
+    for j in np.flatnonzero(~(np.isfinite(se) & (se > 0))):
+        top = float(np.max(np.abs(psi[:, j]))) if n else 0.0
+        if np.isfinite(top) and top > 0:
+            se[j] = top * (np.sqrt(np.sum((psi[:, j] / top) ** 2)) / n)
+    return se
+
+
+def degenerate_se(method: str, names: tuple[str, ...], se: np.ndarray) -> tuple[str, ...]:
+    """Warnings for standard errors that are zero or not finite (their CI and p-value are void)."""
+    bad = np.flatnonzero(~(np.isfinite(se) & (se > 0)))
+    return tuple(
+        f"{method}: the standard error of {names[j]} is {se[j]:g} (values out of floating-point "
+        "range or no variation); its interval and p-value mean nothing"
+        for j in bad
+    )
 
 
 class Analytic:
@@ -56,8 +90,7 @@ class Analytic:
         cov = None
         if fit.influence is not None:
             psi = fit.influence
-            # Column by column: the same summation as for a single estimate, bit for bit.
-            se = np.array([np.sqrt(np.sum(psi[:, j] ** 2)) / psi.shape[0] for j in range(fit.k)])
+            se = influence_se(psi)
             cov = influence_cov(psi) if p.joint and fit.k > 1 else None
         elif fit.model_se is not None:
             se = fit.model_se
@@ -65,8 +98,10 @@ class Analytic:
             raise PluginError(
                 "inference=analytic: the fit carries neither influence values nor a model SE"
             )
+        warnings = degenerate_se(self.name, fit.names, se)
+        flag = {"se_degenerate": len(warnings)} if warnings else {}
         if not (p.joint and fit.k > 1):
-            return wald_outcome(self.name, p, fit.estimates, se)
+            return wald_outcome(self.name, p, fit.estimates, se, None, flag, warnings)
         if cov is not None:
             crit, how = gaussian_sup_t(cov, p.level, rng), "sup-t"
         else:
@@ -77,7 +112,8 @@ class Analytic:
             fit.estimates,
             se,
             crit,
-            {"critical_value": crit, "joint_method": how},
+            {"critical_value": crit, "joint_method": how, **flag},
+            warnings,
         )
 
 

@@ -22,10 +22,10 @@ bootstrap for maxima of sums of high-dimensional random vectors. *Ann. Statist.*
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 from scipy import stats
 
 from causalkit.contracts import DiagnosticValue, InferenceOutcome, Params
@@ -69,7 +69,7 @@ class ResamplingParams(InferenceParams):
 
     ``max_failed`` is dumped only when it differs from :data:`MAX_FAILED`, so the config
     hashes (and the seeds drawn from them) of cells that keep the default are those they had
-    before the parameter existed.
+    before the parameter existed (:attr:`~causalkit.contracts.Params.added_fields`).
     """
 
     max_failed: float = Field(
@@ -79,12 +79,7 @@ class ResamplingParams(InferenceParams):
         description="largest fraction of failed resamples/draws; above it no SE, CI or p-value",
     )
 
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if self.max_failed == MAX_FAILED:
-            data.pop("max_failed", None)
-        return data
+    added_fields: ClassVar[frozenset[str]] = frozenset({"max_failed"})
 
 
 REFUSED = "refused"

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -71,6 +72,19 @@ def _group_indicator() -> pd.DataFrame:
     f = _panel().copy()
     f["saw_ad"] = f.groupby("user_id").saw_ad.transform("max")
     return f
+
+
+def _heckman() -> pd.DataFrame:
+    return ck.simulate("heckman_selection", seed=1).dataset.frame
+
+
+HECKMAN = dict(
+    treatment="treat",
+    outcome="spend",
+    covariates=["x1", "x2"],
+    selected="buy",
+    selection_covariates=["x1", "x2", "treat", "z"],
+)
 
 
 def _separated() -> pd.DataFrame:
@@ -174,6 +188,62 @@ API_CASES: dict[str, tuple[Callable[[], object], str]] = {
     "aipw one fold with a forest": (
         _xs_fit("aipw", folds=1, propensity_model="random_forest"),
         "estimator.folds: expected folds >= 2 with random_forest",
+    ),
+    "inf in outcome": (
+        _xs_fit("naive", _xs().assign(y=lambda f: f.y.where(f.index != 4, np.inf))),
+        "roles.outcome: expected finite values in 'y'",
+    ),
+    "-inf in covariate": (
+        _xs_fit("ols", _xs().assign(x1=lambda f: f.x1.where(f.index != 4, -np.inf))),
+        "roles.covariates: expected finite values in 'x1'",
+    ),
+    "inf in ipw covariate": (
+        _xs_fit("ipw", _xs().assign(x2=lambda f: f.x2.where(f.index != 7, np.inf))),
+        "roles.covariates: expected finite values in 'x2'",
+    ),
+    "inf in heckman selection covariate": (
+        lambda: ck.fit(
+            _heckman().assign(z=lambda f: f.z.where(f.index != 2, np.inf)),
+            estimator="heckman",
+            **HECKMAN,
+        ),
+        "roles.selection_covariates: expected finite values in 'z'",
+    ),
+    "duplicate column names": (
+        _xs_fit("naive", pd.concat([_xs(), _xs()[["x1"]]], axis=1)),
+        "data: expected unique column names, got 2 columns named 'x1'",
+    ),
+    "treatment also a covariate": (
+        _xs_fit("ols", covariates=["x1", "treat"]),
+        "roles: expected each column in one role, got 'treat' is both treatment and covariates",
+    ),
+    "covariate listed twice": (
+        _xs_fit("ipw", covariates=["x1", "x1"]),
+        "roles.covariates: expected each column once",
+    ),
+    "text period labels": (
+        _ms(_panel().assign(week=lambda f: "2024-W" + (f.week + 9).astype(str))),
+        "roles.time: expected numbers, dates or an ordered categorical",
+    ),
+    "unordered categorical periods": (
+        _ms(_panel().assign(week=lambda f: pd.Categorical(f.week))),
+        "roles.time: expected numbers, dates or an ordered categorical",
+    ),
+    "aipw missing covariate without impute": (
+        _xs_fit("aipw", _xs().assign(x1=lambda f: f.x1.where(f.index % 3 != 0))),
+        "roles.covariates: expected no missing values in 'x1'",
+    ),
+    "psm missing covariate": (
+        _xs_fit("psm", _xs().assign(x2=lambda f: f.x2.where(f.index != 0))),
+        "roles.covariates: expected no missing values in 'x2'",
+    ),
+    "constant outcome ipw": (
+        _xs_fit("ipw", _xs().assign(y=2.5)),
+        "roles.outcome: expected an outcome that varies",
+    ),
+    "constant outcome ols": (
+        _xs_fit("ols", _xs().assign(y=0.0)),
+        "roles.outcome: expected an outcome that varies",
     ),
     "simulate bad dgp param": (lambda: ck.simulate("contaminated_holdout", n_exposed=5000), "dgp"),
     "simulate unknown dgp": (lambda: ck.simulate("nope"), "dgp: expected one of"),
@@ -279,6 +349,14 @@ CLI_CASES: dict[str, tuple[list[str], str]] = {
         ["tracking=none", "data=parquet_units", "data.path=group.parquet", *ROLES],
         "roles.treatment: expected 1 only in exposed periods",
     ),
+    "text period labels in a csv": (
+        ["tracking=none", "data=csv", "data.path=weeks.csv", *ROLES],
+        "roles.time: expected numbers, dates or an ordered categorical",
+    ),
+    "inf in a csv": (
+        ["tracking=none", "data=csv", "data.path=inf.csv", *ROLES],
+        "roles.outcome: expected finite values in 'converted'",
+    ),
     "own data with a simulator": (
         ["tracking=none", "data=csv", "data.path=panel.csv", *ROLES[:-1]],
         "dgp: expected none",
@@ -293,6 +371,12 @@ def cli_dir(tmp_path_factory):
     _group_indicator().to_csv(d / "group.csv", index=False)
     _group_indicator().to_parquet(d / "group.parquet", index=False)
     (d / "garbage.csv").write_bytes(bytes(range(256)) * 50)
+    _panel().assign(week=lambda f: "2024-W" + (f.week + 9).astype(str)).to_csv(
+        d / "weeks.csv", index=False
+    )
+    inf = _panel().astype({"converted": float})
+    inf.loc[3, "converted"] = np.inf
+    inf.to_csv(d / "inf.csv", index=False)
     return d
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from causalkit.cli import compose
 from causalkit.config import validate
+from causalkit.identity import cell_identity
+from causalkit.registry import default_registry
 
 pytestmark = pytest.mark.cli
 
@@ -53,8 +55,10 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
     killed, fresh = tmp_path / "killed", tmp_path / "fresh"
     killed.mkdir()
     fresh.mkdir()
-    itt_hash = validate(compose(["estimator=itt", "mc.reps=400"])).cell_hash
-    ckpt = killed / "runs" / "checkpoints" / f"{itt_hash}.pkl"
+    itt = validate(compose(["estimator=itt", "mc.reps=400"]))
+    itt_hash = itt.cell_hash
+    ckpts = killed / "runs" / "checkpoints"
+    ckpt = ckpts / cell_identity(itt, default_registry()).key
     proc = subprocess.Popen(
         [sys.executable, "-m", "causalkit", *SWEEP],
         cwd=killed,
@@ -65,13 +69,11 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
     done = 0
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists():
-            try:
-                done = len(pickle.loads(ckpt.read_bytes()))
-            except Exception:
-                done = 0
-            if done >= 40:
-                break
+        done = sum(  # one file per finished chunk, its header counts the rows
+            json.loads(f.read_bytes().partition(b"\n")[0])["rows"] for f in ckpt.glob("*.ckpt")
+        )
+        if done >= 40:
+            break
         time.sleep(0.02)
     assert proc.poll() is None, "the sweep finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
@@ -83,7 +85,7 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
 
     again = _cmd(killed, *SWEEP)
     assert again.returncode == 0, again.stderr
-    assert "already finished" in again.stdout  # the naive cell is recognised by its config hash
+    assert "already finished" in again.stdout  # the naive cell is recognised by its identity
     runs = c.search_runs([exp])
     assert not [r for r in runs if r.info.status == "RUNNING"]
     killed_runs = [r for r in runs if r.info.status == "KILLED"]
@@ -96,6 +98,7 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
         if r.data.tags.get("causalkit.config_hash") == itt_hash and r.info.status == "FINISHED"
     ]
     assert len(itt_runs) == 1
+    assert not list(ckpts.iterdir())  # checkpoints are removed when their cell finishes
 
     ref = _cmd(fresh, *SWEEP)
     assert ref.returncode == 0, ref.stderr

@@ -19,7 +19,6 @@ Each cell's verdict is written to ``runs/coverage/cells/`` and
 from __future__ import annotations
 
 import math
-import os
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -99,11 +98,28 @@ def test_rel_se_mcse_matches_its_sampling_spread():
     assert abs(q.mean()) < 3 * q.std(ddof=1) / math.sqrt(studies)
 
 
+def test_rel_se_mcse_follows_heavy_tailed_estimates():
+    # Student-t(5) estimates (kurtosis 9): the normal-theory MCSE is about half the spread of
+    # q over studies; with the estimates' kurtosis it matches it
+    rng = np.random.default_rng(6)
+    R, studies, df = 500, 400, 5
+    sd = 0.2 * math.sqrt(df / (df - 2))
+    q, mcse, normal = np.empty(studies), np.empty(studies), np.empty(studies)
+    for s in range(studies):
+        est = 0.2 * rng.standard_t(df, R)
+        se = sd * rng.gamma(100, 0.01, R)
+        emp = float(est.std(ddof=1))
+        q[s], mcse[s] = coverage.rel_se_mcse(se, emp, est)
+        normal[s] = coverage.rel_se_mcse(se, emp)[1]
+    assert abs(np.mean(mcse) / q.std(ddof=1) - 1) < 0.15
+    assert np.mean(normal) / q.std(ddof=1) < 0.8
+
+
 def test_every_world_s_r_detects_the_issue_s_departures():
     # coverage 0.90 or 0.99, or a model SE 15 % off, fails with probability >= 0.9
     assert coverage.power(500)["SE +15%"] < 0.9  # why the default R is 600, not 500
     for cell in coverage.cells(default_registry()):
-        if cell.world.expect != "refuse":
+        if cell.world.expect in ("nominal", "conservative"):
             p = coverage.power(cell.world.reps)
             assert min(p.values()) >= 0.9, (cell.label, p)
 
@@ -127,13 +143,6 @@ _CELLS = coverage.cells(default_registry())
 @pytest.mark.statistical
 @pytest.mark.parametrize("cell", _CELLS, ids=[c.label.replace(" @ ", "@") for c in _CELLS])
 def test_cell(cell):
-    if cell.label.startswith("aipw/bootstrap") and not os.environ.get("CAUSALKIT_FULL_MATRIX"):
-        # ~15 s per replication (199 cross-fitted refits): R = 600 is ~2.5 h on 2 cores, beyond
-        # CI's budget. Not passed, not measured: README's table says so; run it with
-        # CAUSALKIT_FULL_MATRIX=1.
-        pytest.skip(
-            "aipw/bootstrap at R=600 takes ~2.5 h on 2 cores; CAUSALKIT_FULL_MATRIX=1 runs it"
-        )
     (v,) = [
         x for x in coverage.run(only=[cell.label], n_jobs=2, echo=False) if x.label == cell.label
     ]
@@ -144,10 +153,12 @@ def test_cell(cell):
         f"error {v.rel_se:+.3f} ± {v.rel_se_mcse:.3f}, bias {v.bias:+.4g} ± {v.bias_mcse:.4g}, "
         f"failed {v.failed:.1%}, size {v.size:.3f}, {v.seconds:.0f} s"
     )
+    if cell.world.known and not v.passed:
+        pytest.xfail(f"known departure: {cell.world.known} ({'; '.join(v.reasons)})")
     assert v.passed, "; ".join(v.reasons)
 
 
-def _result(coverage_rate: float, se_scale: float, failed: int = 0, R: int = 600):
+def _result(coverage_rate: float, se_scale: float, failed: int = 0, R: int = 600, warned: int = 0):
     """A fake CellResult: normal estimates around 0, SE ``se_scale`` times the true 1."""
     import pandas as pd
 
@@ -161,7 +172,15 @@ def _result(coverage_rate: float, se_scale: float, failed: int = 0, R: int = 600
     m = summarise(est, se, lo, hi, 0.0)
     m.update(n_failed=float(failed), reps=float(R + failed))
     p = 2 * norm.sf(np.abs(est) / se)
-    table = pd.DataFrame({"se": se, "p_value": p, "error": None})
+    table = pd.DataFrame(
+        {
+            "estimate": est,
+            "se": se,
+            "p_value": p,
+            "error": None,
+            "n_warnings": (np.arange(R) < warned).astype(int),
+        }
+    )
     return type("R", (), {"metrics": m, "replications": table, "level": 0.95, "seconds": 1.0})
 
 
@@ -181,4 +200,8 @@ def test_judge_applies_each_criterion():
     refuse = coverage.Cell("e", "i", coverage.World("w", (), expect="refuse"))
     assert coverage.judge(refuse, None, refused="n_C < 2 n_T").passed
     assert not coverage.judge(refuse, _result(0.95, 1.0)).passed
+    flagged = coverage.Cell("e", "i", coverage.World("w", (), expect="flagged"))
+    v = coverage.judge(flagged, _result(0.85, 0.7, warned=570))
+    assert v.passed and v.warned == 0.95 and v.rel_se < -0.2  # measured, not judged
+    assert "warned in 50.0%" in coverage.judge(flagged, _result(0.95, 1.0, warned=300)).reasons[0]
     assert not coverage.judge(nominal, None, refused="no").passed

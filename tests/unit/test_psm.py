@@ -224,10 +224,12 @@ def _brute_adjustment(x, y, d, Z, e, f, estimand, tau, L):
         n1 = d.sum()
         dtau = (Z * (f * (mu[True] - mu[False] - tau))[:, None]).sum(0) / n1
         c = dtau + (f[:, None] * (cov[True] + (e / (1 - e))[:, None] * cov[False])).sum(0) / n1
+        dtau += (f[:, None] * (cov[True] - cov[False])).sum(0) / n1  # cov(X, tau(X) | p)
     else:
         n0 = (~d).sum()
         dtau = (Z * (f * (mu[False] - mu[True] + tau))[:, None]).sum(0) / n0
         c = dtau + (f[:, None] * (cov[False] + ((1 - e) / e)[:, None] * cov[True])).sum(0) / n0
+        dtau += (f[:, None] * (cov[False] - cov[True])).sum(0) / n0
     return -c @ V @ c + dtau @ V @ dtau
 
 

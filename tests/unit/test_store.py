@@ -62,14 +62,3 @@ def test_template_store_equals_mlflows_own(tmp_path: Path, monkeypatch: pytest.M
     second = tmp_path / "second.db"
     assert seed_sqlite_store(second) is True  # from the cached template this time
     assert _schema(second)[0] == _schema(theirs)[0]
-
-
-def test_unusable_cache_falls_back_to_mlflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    monkeypatch.setenv("CAUSALKIT_CACHE_DIR", str(blocker / "cache"))
-    db = tmp_path / "store.db"
-    assert seed_sqlite_store(db) is False and not db.exists()
-    assert _use(db) == (["Default", "e"], "FINISHED")

@@ -24,6 +24,12 @@ from causalkit.contracts import (
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit.panel import binary_column, require_roles
+from causalkit_plugins.estimators.aipw.batch_refit import (
+    BatchRefit,
+    ScoreRule,
+    Units,
+    batch_refit,
+)
 from causalkit_plugins.estimators.aipw.folds import folds_from_column, stratified_folds
 from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
@@ -137,6 +143,17 @@ class AIPW:
                 "mc.target=ATE",
             ),
             note="logit propensity and per-arm linear outcomes both correctly specified",
+        ),
+        World(
+            "heavy_tails",
+            (
+                "dgp=selection_on_observables",
+                "dgp.n=500",
+                "dgp.outcome.x1_sq=0",
+                "dgp.outcome.noise_df=3",
+                "mc.target=ATE",
+            ),
+            note="both models right, Student-t(3) outcome noise",
         ),
     )
 
@@ -389,6 +406,7 @@ class AIPW:
             ),
             **seg.tables,
         }
+        refit, refit_batch = self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1)))
         return Fit(
             cf.estimand,
             np.concatenate([[cf.estimate], seg.estimates]),
@@ -398,7 +416,8 @@ class AIPW:
             resampler=Resampler(
                 int(cf.y.size),
                 strata=resampling_strata(cf.estimand, cf.d),
-                refit=self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1))),
+                refit=refit,
+                refit_batch=refit_batch,
             ),
             diagnostics=self._diagnostics(cf, len(seg.names)),
             tables=tables,
@@ -416,12 +435,15 @@ class AIPW:
 
     def _refit(
         self, data: Dataset, cf: CrossFit, seg: SegmentEffects, seed: int
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        """``refit(idx)``: the k estimates on the kept rows ``idx`` (with repeats).
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], BatchRefit | None]:
+        """``refit(idx)``: the k estimates on the kept rows ``idx`` (with repeats); its batch form.
 
         Every refit uses the same seed (common random numbers across resamples). Each
         resampled row keeps its original fold (given or drawn; folds absent from the resample
-        are dropped from the numbering), so copies of a row share a fold.
+        are dropped from the numbering), so copies of a row share a fold. With GLM nuisances
+        on numeric covariates the batch form solves many resamples at once and equals
+        ``refit`` resample by resample (:func:`~causalkit_plugins.estimators.aipw.batch_refit.batch_refit`);
+        otherwise it is ``None`` and the bootstrap refits one resample at a time.
         """
         rows = np.flatnonzero(cf.kept)
         original = cf.nuisances.folds[rows]
@@ -438,4 +460,12 @@ class AIPW:
                 [[rf.estimate], segment_ratios(members[idx][rf.kept], rf.scores.num, rf.scores.den)]
             )
 
-        return refit
+        p = self.params
+        batch = batch_refit(
+            frame.iloc[rows],
+            cf.spec,
+            Units(cf.y, cf.d, original, members),
+            ScoreRule(cf.estimand, p.clip, p.trim, p.normalize),
+            refit,
+        )
+        return refit, batch

@@ -227,6 +227,11 @@ def make_learner(
 class Recipe:
     """Covariate preprocessing: median/mode imputation, scaling, one-hot with rare levels grouped.
 
+    Imputation (fitted on the training fold) only ever meets missing values when the user
+    asked for it (``estimator.impute=median``): otherwise the core input check
+    (:mod:`causalkit.inputs`) refuses missing covariates before the fit, and counts and
+    reports them when imputation was asked for.
+
     Attributes
     ----------
     scale : bool

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 from pydantic import (
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -41,7 +39,9 @@ class AIPWParams(Params):
     the influence SE far too small (0.052 against 0.318 with five folds for a random forest
     with ``min_samples_leaf=1``). ``allow_invalid_se=true`` runs it anyway and marks every
     result (diagnostic ``se_invalid``, a warning). It is dumped only when true, so the config
-    hashes (and seeds) of cells that leave it unset are those they had before it existed.
+    hashes (and seeds) of cells that leave it unset are those they had before it existed;
+    likewise ``impute`` only when not ``none`` (missing covariates are refused by the core
+    input check, :mod:`causalkit.inputs`, unless ``impute=median`` asks for imputation).
     """
 
     estimand: EstimandName = Field(Estimand.ATE, description="ATE or ATT")
@@ -80,13 +80,13 @@ class AIPWParams(Params):
     min_segment_treated: int = Field(5, ge=1)
     min_segment_controls: int = Field(5, ge=1)
     n_jobs: int = Field(1, ge=1, le=64, description="threads fitting the nuisance models")
+    impute: Literal["none", "median"] = Field(
+        "none",
+        description="missing covariate values: none refuses them; median imputes them within "
+        "each fold (the most frequent level for categories), counted and reported",
+    )
 
-    @model_serializer(mode="wrap")
-    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if not self.allow_invalid_se:
-            data.pop("allow_invalid_se", None)
-        return data
+    added_fields: ClassVar[frozenset[str]] = frozenset({"allow_invalid_se", "impute"})
 
     @field_validator("estimand")
     @classmethod

@@ -78,6 +78,17 @@ class MicroSynth:
             note="exposure randomised: the paired bootstrap's world",
         ),
         World(
+            "few_treated",
+            (
+                "dgp.n_contaminated=0",
+                "dgp.n_users=600",
+                "dgp.n_exposed=20",
+                "mc.target=ATT",
+            ),
+            inferences=frozenset({"bootstrap"}),
+            note="20 exposed users of 600",
+        ),
+        World(
             "few_treated_null",
             (
                 "dgp.n_contaminated=0",

@@ -36,6 +36,34 @@ _SMALL_PANEL_NULL = (
 )
 """One small no-effect panel for every coverage world of this estimator (nominal and conservative)."""
 
+_FEW_AREAS_NULL = (
+    *(o for o in _SMALL_PANEL_NULL if not o.startswith("dgp.n_treated=")),
+    "dgp.n_treated=3",
+)
+"""The same panel with only three treated areas (the edge world)."""
+
+
+def _null_panel_worlds(name: str, overrides: tuple[str, ...], note: str) -> tuple[World, World]:
+    """A no-effect panel: nominal for the unit-level methods, conservative for R's linearisation."""
+    return (
+        World(
+            name,
+            overrides,
+            inferences=frozenset({"permutation", "analytic", "multiplier"}),
+            null=True,
+            note=note,
+        ),
+        World(
+            name,
+            overrides,
+            expect="conservative",
+            inferences=frozenset({"linearisation"}),
+            null=True,
+            note=f"{note}; R microsynth's linearisation treats (unit, period) rows as "
+            "independent: conservative",
+        ),
+    )
+
 
 class MicroSynthPanelParams(Params):
     """Parameters of ``microsynth_panel``.
@@ -167,20 +195,13 @@ class MicroSynthPanel:
     required_roles: ClassVar[tuple[str, ...]] = ("unit", "outcome", "treatment", "covariates")
     default_inference: ClassVar[str] = "analytic"
     coverage_worlds: ClassVar[tuple[World, ...]] = (
-        World(
+        *_null_panel_worlds(
             "small_panel_null",
             _SMALL_PANEL_NULL,
-            inferences=frozenset({"permutation", "analytic", "multiplier"}),
-            null=True,
-            note="200 areas, 10 treated, 4 pre / 2 post periods, random treatment, no effect",
+            "200 areas, 10 treated, 4 pre / 2 post periods, random treatment, no effect",
         ),
-        World(
-            "small_panel_null",
-            _SMALL_PANEL_NULL,
-            expect="conservative",
-            inferences=frozenset({"linearisation"}),
-            null=True,
-            note="R microsynth's linearisation treats (unit, period) rows as independent: conservative",
+        *_null_panel_worlds(
+            "few_treated_areas_null", _FEW_AREAS_NULL, "the small panel with 3 treated areas of 200"
         ),
     )
 

@@ -87,3 +87,13 @@ LOGIT_CONFOUNDING = (
 )
 """The coverage world of the propensity-score estimators (ipw, psm): a correctly specified logit
 propensity with moderate overlap and a linear outcome."""
+
+WEAK_OVERLAP = (
+    "dgp=selection_on_observables",
+    "dgp.n=1000",
+    "dgp.propensity.x1=2.0",
+    "dgp.propensity.x2=-1.5",
+    "dgp.outcome.x1_sq=0",
+)
+"""The propensity-score estimators' edge world: a correct logit whose index has SD 2.5, so the
+inverse-probability weights are heavy-tailed (estimated tail index about 1.5 < 2)."""

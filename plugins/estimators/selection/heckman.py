@@ -177,6 +177,11 @@ class Heckman:
             ),
             note="probit selection on an unobservable, exposure exogenous, z excluded from spend",
         ),
+        World(
+            "small_sample",
+            ("dgp=heckman_selection_valid", "dgp.n=250"),
+            note="250 units, about 140 buyers",
+        ),
     )
 
     def __init__(self, params: HeckmanParams | None = None) -> None:

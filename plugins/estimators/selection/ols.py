@@ -7,11 +7,13 @@ from typing import Annotated, ClassVar
 
 import numpy as np
 from pydantic import Field
+from scipy.linalg import solve_triangular
 
 from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params, Resampler
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import DataError, EstimationError
+from causalkit.inputs import separating_columns
 from causalkit.panel import binary_column, unit_table
 from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
 
@@ -20,7 +22,10 @@ __all__ = ["OLS", "OLSParams", "RAResult", "regression_adjustment"]
 
 @dataclass(frozen=True)
 class RAResult:
-    """Regression-adjustment estimate, its influence values and the two fitted regressions."""
+    """Regression-adjustment estimate, its influence values and the two fitted regressions.
+
+    ``condition`` is the larger condition number of the two regressions' column-scaled designs.
+    """
 
     estimate: float
     influence: np.ndarray
@@ -28,19 +33,60 @@ class RAResult:
     coef_control: np.ndarray
     mu1: np.ndarray
     mu0: np.ndarray
+    condition: float = 1.0
 
 
-def _arm_ols(
-    Z: np.ndarray, y: np.ndarray, arm: np.ndarray, label: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Coefficients of the OLS fit within ``arm`` and the inverse of :math:`Z_a^\\top Z_a`."""
+CONDITION_WARN = 1e8
+"""Condition number of a regression's column-scaled design above which ``ols`` warns."""
+CONDITION_REFUSE = 1e12
+"""Condition number above which ``ols`` refuses: the coefficients have no correct digits left."""
+
+
+@dataclass(frozen=True)
+class _ArmFit:
+    """One arm's regression by QR of its column-scaled design, :math:`Z_a D^{-1} = QR`."""
+
+    coef: np.ndarray
+    q: np.ndarray
+    r: np.ndarray
+    norms: np.ndarray
+    condition: float
+
+    def leverage(self, zbar: np.ndarray) -> np.ndarray:
+        r""":math:`\bar z^\top (Z_a^\top Z_a)^{-1} z_i` for the arm's rows :math:`i`.
+
+        Equal to :math:`q_i^\top R^{-\top} D^{-1}\bar z`: bounded rows of :math:`Q` times
+        one triangular solve, accurate however ill-conditioned :math:`Z_a^\top Z_a` is.
+        """
+        return self.q @ solve_triangular(self.r, zbar / self.norms, trans="T")
+
+
+def _arm_ols(Z: np.ndarray, y: np.ndarray, arm: np.ndarray, label: str) -> _ArmFit:
+    r"""OLS within ``arm`` by QR, never forming or inverting :math:`Z_a^\top Z_a`.
+
+    The design is scaled to unit column norms first (a covariate's units do not count as
+    ill-conditioning) and factorised; the condition number is that of ``R``. Above
+    :data:`CONDITION_REFUSE` the regression is refused (inverting :math:`Z^\top Z`, as
+    before, squared the condition number and returned a wrong estimate without a word).
+    """
     Za = Z[arm]
-    if Za.shape[0] < Z.shape[1] or np.linalg.matrix_rank(Za) < Z.shape[1]:
+    p = Z.shape[1]
+    if Za.shape[0] < p:
         raise EstimationError(
-            f"ols: the {label} regression is rank deficient ({Za.shape[0]} units, {Z.shape[1]} coefficients)"
+            f"ols: the {label} regression is rank deficient ({Za.shape[0]} units, {p} coefficients)"
         )
-    gram_inv = np.linalg.inv(Za.T @ Za)
-    return gram_inv @ (Za.T @ y[arm]), gram_inv
+    norms = np.sqrt(np.einsum("ij,ij->j", Za, Za))
+    norms[norms == 0] = 1.0
+    q, r = np.linalg.qr(Za / norms)
+    cond = float(np.linalg.cond(r))
+    if not np.isfinite(cond) or cond > CONDITION_REFUSE:
+        raise EstimationError(
+            f"ols: the {label} regression is rank deficient or nearly so (condition number "
+            f"{cond:.3g} > {CONDITION_REFUSE:g}, {Za.shape[0]} units, {p} coefficients): "
+            "drop or combine collinear covariates"
+        )
+    coef = solve_triangular(r, q.T @ y[arm]) / norms
+    return _ArmFit(coef, q, r, norms, cond)
 
 
 def regression_adjustment(
@@ -89,9 +135,9 @@ def regression_adjustment(
     d = np.asarray(d, dtype=bool)
     n = y.shape[0]
     Z = np.column_stack([np.ones(n), X])
-    b1, g1 = _arm_ols(Z, y, d, "treated")
-    b0, g0 = _arm_ols(Z, y, ~d, "control")
-    mu1, mu0 = Z @ b1, Z @ b0
+    f1 = _arm_ols(Z, y, d, "treated")
+    f0 = _arm_ols(Z, y, ~d, "control")
+    mu1, mu0 = Z @ f1.coef, Z @ f0.coef
     contrast = mu1 - mu0
     if estimand is Estimand.ATE:
         weight = np.ones(n)
@@ -101,11 +147,30 @@ def regression_adjustment(
         zbar = Z[d].mean(axis=0)
     tau = float(np.mean(weight * contrast))
     resid = np.where(d, y - mu1, y - mu0)
-    # n * zbar' (Z_a'Z_a)^{-1} z_i = zbar' M_a^{-1} z_i
-    lever1 = n * (Z @ (g1 @ zbar))
-    lever0 = n * (Z @ (g0 @ zbar))
-    psi = weight * (contrast - tau) + np.where(d, lever1 * resid, -lever0 * resid)
-    return RAResult(tau, psi, b1, b0, mu1, mu0)
+    # n * zbar' (Z_a'Z_a)^{-1} z_i = zbar' M_a^{-1} z_i, needed on arm a's rows only
+    lever = np.empty(n)
+    lever[d] = n * f1.leverage(zbar)
+    lever[~d] = -n * f0.leverage(zbar)
+    psi = weight * (contrast - tau) + lever * resid
+    return RAResult(tau, psi, f1.coef, f0.coef, mu1, mu0, max(f1.condition, f0.condition))
+
+
+def _numerics_warnings(condition: float, separating: list[str]) -> list[str]:
+    """Warnings for a nearly collinear design and for covariates that predict the treatment."""
+    out = []
+    if condition > CONDITION_WARN:
+        out.append(
+            f"ols: nearly collinear covariates (condition number {condition:.3g} > "
+            f"{CONDITION_WARN:g}): the estimate may have lost up to {np.log10(condition):.0f} "
+            "of its ~16 significant digits"
+        )
+    if separating:
+        out.append(
+            f"ols: {', '.join(map(repr, separating))} alone predicts the treatment perfectly "
+            "(the arms' ranges do not overlap): each arm's regression is extrapolated to the "
+            "other arm and the estimate rests on the linear form alone"
+        )
+    return out
 
 
 class OLSParams(Params):
@@ -141,6 +206,19 @@ class OLS:
                 "dgp.outcome.x1_sq=0",
             ),
             note="confounding by observed covariates, outcome linear in them per arm",
+        ),
+        World(
+            "small_heavy_tails",
+            (
+                "dgp=selection_on_observables",
+                "dgp.n=80",
+                "dgp.outcome.x1_sq=0",
+                "dgp.outcome.noise_df=3",
+            ),
+            note="80 units and Student-t(3) noise (no fourth moment)",
+            known="the sandwich (HC0, Stata's teffects ra vce(robust)) has no small-sample "
+            "correction and, with t(3) noise, a skewed distribution of infinite variance: mean "
+            "SE 3-13% below the empirical SE over R = 600 (coverage 0.93-0.94)",
         ),
     )
 
@@ -181,6 +259,9 @@ class OLS:
             return np.array([regression_adjustment(y[idx], d[idx], X[idx], estimand).estimate])
 
         k = X.shape[1] + 1
+        warnings += _numerics_warnings(
+            res.condition, [table.covariates[j] for j in separating_columns(X, d)]
+        )
         return Fit(
             estimand,
             res.estimate,
@@ -194,6 +275,7 @@ class OLS:
                 "mean_mu1": float(res.mu1.mean()),
                 "mean_mu0": float(res.mu0.mean()),
                 "coefficients_per_arm": k,
+                "condition_number": res.condition,
             },
             warnings=tuple(warnings),
         )

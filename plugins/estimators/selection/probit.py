@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr, ndtr
 
+from causalkit.inputs import separating_columns
+
 __all__ = ["ProbitFit", "fit_probit", "log_cdf", "mills", "mills_derivative"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -62,7 +64,8 @@ class ProbitFit:
         Newton iterations taken.
     separation : bool
         True when some fitted probability is within 1e-10 of 0 or 1 (quasi-complete
-        separation: estimates and SEs are not trustworthy).
+        separation) or a regressor alone predicts ``d`` (complete separation): estimates
+        and SEs are not trustworthy.
     """
 
     coef: np.ndarray
@@ -157,5 +160,5 @@ def fit_probit(
     except np.linalg.LinAlgError:
         vcov = np.full((k, k), np.nan)
     p = ndtr(index)
-    separation = bool(np.any((p < 1e-10) | (p > 1 - 1e-10)))
+    separation = bool(np.any((p < 1e-10) | (p > 1 - 1e-10))) or bool(separating_columns(X, q > 0))
     return ProbitFit(coef, vcov, hessian, scores, index, ll, converged, it, separation)

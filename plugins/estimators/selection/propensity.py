@@ -11,6 +11,7 @@ from scipy.special import expit, ndtr
 
 from causalkit.contracts import Dataset
 from causalkit.errors import DataError
+from causalkit.inputs import separating_columns
 from causalkit.panel import binary_column, numeric_columns, unit_table
 from causalkit_plugins.estimators.selection.probit import fit_probit
 
@@ -111,7 +112,8 @@ class PropensityFit:
         :math:`\partial \hat e_i/\partial\gamma = f(z_i^\top\hat\gamma)\, z_i` with :math:`f = F'`.
     converged : bool
     separation : bool
-        Some fitted score within 1e-10 of 0 or 1: quasi-complete separation.
+        Some fitted score within 1e-10 of 0 or 1 (quasi-complete separation), or a covariate
+        that alone predicts the treatment (complete separation, whatever the iterations reached).
     """
 
     score: np.ndarray
@@ -216,5 +218,7 @@ def fit_propensity(X: np.ndarray, d: np.ndarray, model: PropensityModel = "logit
         influence = np.linalg.solve(info, scores.T).T
     except np.linalg.LinAlgError:
         influence = np.full_like(scores, np.nan)
-    separation = bool(np.any((score < 1e-10) | (score > 1 - 1e-10)))
+    separation = bool(np.any((score < 1e-10) | (score > 1 - 1e-10))) or bool(
+        separating_columns(X, d)
+    )
     return PropensityFit(score, index, coef, influence, Z * dens[:, None], converged, separation)

@@ -13,12 +13,9 @@ from causalkit.contracts import Capability, Dataset, DiagnosticValue, Estimand, 
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
-from causalkit_plugins.estimators.selection.estimands import LOGIT_CONFOUNDING
-from causalkit_plugins.estimators.selection.ipw import (
-    TargetEstimand,
-    overlap_diagnostics,
-    propensity_warnings,
-)
+from causalkit_plugins.estimators.selection.estimands import LOGIT_CONFOUNDING, WEAK_OVERLAP
+from causalkit_plugins.estimators.selection.ipw import TargetEstimand, propensity_warnings
+from causalkit_plugins.estimators.selection.overlap import overlap_diagnostics, tail_warnings
 from causalkit_plugins.estimators.selection.propensity import (
     PropensityFit,
     PropensityModel,
@@ -279,6 +276,18 @@ class PSM:
             LOGIT_CONFOUNDING,
             note="matching on the estimated logit score",
         ),
+        World(
+            "small_sample",
+            (*LOGIT_CONFOUNDING, "dgp.n=300"),
+            note="300 units (about 130 treated) matched on the estimated score",
+        ),
+        World(
+            "weak_overlap",
+            WEAK_OVERLAP,
+            expect="flagged",
+            reps=300,
+            note="controls' odds weights with infinite variance: the fit must warn",
+        ),
     )
 
     def __init__(self, params: PSMParams | None = None) -> None:
@@ -364,7 +373,9 @@ class PSM:
             model_se=ai_standard_error(res, p.variance, adjustment),
             diagnostics=diagnostics,
             tables=self._tables(td, ps, pairs, table),
-            warnings=tuple(self._warnings(td, ps, pairs, sigma2)),
+            warnings=tuple(
+                self._warnings(td, ps, pairs, sigma2) + tail_warnings(self.name, diagnostics)
+            ),
         )
 
     def _tie_tolerance(self) -> float:
@@ -444,7 +455,7 @@ class PSM:
             "outcome_sd": outcome_sd,
         }
         if ps is not None:
-            out.update(overlap_diagnostics(ps.score, d, p.overlap_bound))
+            out.update(overlap_diagnostics(ps.score, d, p.overlap_bound, p.estimand.value))
         if sigma2 is not None:
             out["n_sigma2_undefined"] = int(np.sum(~np.isfinite(sigma2)))
         return out

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["MatchSpec", "Pairs", "match_with_replacement", "match_greedy"]
+from causalkit.errors import EstimationError
+
+__all__ = ["MatchSpec", "Pairs", "PAIR_BUDGET", "match_with_replacement", "match_greedy"]
+
+_SQRT_EPS = float(np.sqrt(np.finfo(np.float64).eps))
+PAIR_BUDGET = 20_000_000
+"""Matched pairs kept with ties, at most ``max(PAIR_BUDGET, 4 k n_focal)`` (~16 bytes a pair).
+
+More means that most of the pool ties (scores equal up to rounding, e.g. a separated score
+model), and keeping every tie would take memory quadratic in the sample: refused instead.
+"""
 
 
 @dataclass(frozen=True)
@@ -21,9 +31,11 @@ class MatchSpec:
     ties : bool
         Keep every pool unit at the k-th distance (weights split), as R ``Matching``.
     tol : float
-        Two distances (standardised units) within ``tol`` are tied (``Matching``'s
-        ``distance.tolerance``). It is absolute, not applied to squared distances, so the
-        tie radius stays small when the k-th distance is near zero in large samples.
+        Two distances (standardised units) within ``max(tol, sqrt(eps) |x|)`` are tied, ``x``
+        the focal unit's coordinates (``Matching``'s ``distance.tolerance``, never below the
+        resolution of ``x``). Not applied to squared distances, so the tie radius stays
+        small when the k-th distance is near zero in large samples. Ties that would make more
+        than :data:`PAIR_BUDGET` pairs are refused.
     caliper : float or None
         Largest allowed absolute difference in every column of the standardised variables.
     """
@@ -55,6 +67,27 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows, lo[rows] + offs
 
 
+def _tie_radius(spec: MatchSpec, size: np.ndarray) -> np.ndarray:
+    """Tie tolerance per focal unit: ``tol``, and never below sqrt(eps) relative to its coordinates.
+
+    A coordinate of size ``|x|`` is known to about ``eps |x|``, so distances that equal up
+    to ``sqrt(eps) |x|`` are ties whatever ``tol`` is; on standardised scores (``|x|`` a few
+    units) with the default ``tol = sqrt(eps)`` the two coincide up to the factor ``|x|``.
+    """
+    return np.maximum(spec.tol, _SQRT_EPS * size)
+
+
+def _check_budget(n_pairs: int, n_focal: int, spec: MatchSpec) -> None:
+    """Refuse ties that would take memory quadratic in the sample (see :data:`PAIR_BUDGET`)."""
+    budget = max(PAIR_BUDGET, 4 * spec.k * n_focal)
+    if n_pairs > budget:
+        raise EstimationError(
+            f"psm: keeping every tie would make {n_pairs:,} matched pairs for {n_focal:,} units "
+            f"(more than {budget:,}): most scores are equal up to rounding (a separated score "
+            "model or a single treated unit?): check the overlap of the arms' scores"
+        )
+
+
 def _knn_1d(xf: np.ndarray, xp: np.ndarray, spec: MatchSpec) -> Pairs:
     """k nearest on a line by binary search: O((n_f + n_p) log n_p), no distance matrix.
 
@@ -75,11 +108,12 @@ def _knn_1d(xf: np.ndarray, xp: np.ndarray, spec: MatchSpec) -> Pairs:
     kk = min(k, m)
     if spec.ties:
         dk = np.partition(dist, kk - 1, axis=1)[:, kk - 1]
-        thr = dk + spec.tol
+        thr = dk + _tie_radius(spec, np.abs(xf))
         if spec.caliper is not None:
             thr = np.minimum(thr, spec.caliper)
         lo = np.searchsorted(v, xf - thr, side="left")
         hi = np.searchsorted(v, xf + thr, side="right")
+        _check_budget(int(np.maximum(hi - lo, 0).sum()), xf.shape[0], spec)
         rows, cols = _expand(lo, hi)
         keep = np.abs(xf[rows] - v[cols]) <= thr[rows]
         return Pairs(fo[rows[keep]], order[cols[keep]])
@@ -113,13 +147,15 @@ def _knn_tree(Qf: np.ndarray, Qp: np.ndarray, spec: MatchSpec) -> Pairs:
     if not extra:
         return Pairs(rows.ravel(), idx[:, :kk].ravel())
     dk = dist[:, kk - 1]
-    thr = dk + spec.tol
+    thr = dk + _tie_radius(spec, np.linalg.norm(Qf, axis=1))
     tied = dist[:, kk] <= thr
     plain = ~tied
     f = [rows[plain].ravel()]
     p = [idx[plain, :kk].ravel()]
     if tied.any():
         t_rows = np.flatnonzero(tied)
+        n_tied = tree.query_ball_point(Qf[t_rows], r=thr[t_rows], return_length=True)
+        _check_budget(int(np.sum(n_tied)) + kk * int(plain.sum()), Qf.shape[0], spec)
         balls = tree.query_ball_point(Qf[t_rows], r=thr[t_rows])
         lens = np.fromiter((len(b) for b in balls), dtype=np.int64, count=len(balls))
         f.append(np.repeat(t_rows, lens))

@@ -4,9 +4,13 @@ Usage::
 
     python benchmarks/microsynth_simplex.py [fit] [bootstrap] [study] [--users N] [--boot-users N] [--rounds R]
 
-* ``fit``: simplex fit from a long data frame, 1M users x 20 covariates, two periods
-  (wall time and peak traced memory of ``MicroSynth.fit`` vs ``mlsynth.MicroSynth(...).fit()``
-  with ``run_inference=False``), plus convergence and balance of both.
+* ``fit``: simplex fit from a long data frame, 1M users x 20 covariates, two periods, in both
+  row orders (period then user, as weekly exports are appended; user then period): wall time
+  of ``MicroSynth.fit`` vs ``mlsynth.MicroSynth(...).fit()`` with ``run_inference=False``, each
+  round a fresh interpreter that warms both sides up on a small panel (lazy imports off the
+  clock) and times each once, alternating which goes first; the median over ``--rounds``
+  rounds is the figure. The first round also measures peak traced memory, convergence and
+  balance of both.
 * ``bootstrap``: fit + paired stratified bootstrap, 500 replications, 100k users x 20
   covariates (our ``bootstrap`` inference plugin vs mlsynth's ``n_bootstrap=500``).
 * ``study``: the contaminated-holdout Monte Carlo study (200 replications, naive / ITT /
@@ -98,36 +102,97 @@ def mlsynth_config(frame: pd.DataFrame, roles: Roles, **extra: Any) -> dict[str,
     }
 
 
-def bench_fit(n: int, d: int) -> None:
+ORDERS = ("period", "user")
+"""Row orders of the long frame: period then user (weekly exports appended), user then period."""
+
+
+def ordered(frame: pd.DataFrame, order: str) -> pd.DataFrame:
+    """``frame`` (user then period, as :func:`user_panel` makes it) in row order ``order``."""
+    if order == "user":
+        return frame
+    return frame.sort_values(["week", "user_id"], kind="stable").reset_index(drop=True)
+
+
+def _fit_round(n: int, d: int, order: str, ours_first: bool, memory: bool) -> None:
+    """One fresh-interpreter round of ``fit``: both sides warmed up on a small panel, then timed once."""
+    import json
+
     import mlsynth
 
+    def both(frame: pd.DataFrame, roles: Roles) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        data = Dataset(frame, roles)
+        cfg = mlsynth_config(frame, roles, run_inference=False)
+        return (
+            lambda: MicroSynth(MicroSynthParams()).fit(data, np.random.default_rng(0)),
+            lambda: mlsynth.MicroSynth(cfg).fit(),
+        )
+
+    small, small_roles = user_panel(2000, d, 1)
+    for warm in both(ordered(small, order), small_roles):
+        warm()  # lazy imports and first-call set-up of either side, off the clock
     frame, roles = user_panel(n, d, 0)
-    data = Dataset(frame, roles)
-    est = MicroSynth(MicroSynthParams())
-    ours, t_ours = timed(lambda: est.fit(data, np.random.default_rng(0)))
-    ref, t_ref = timed(
-        lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit()
-    )
-    m_ours = peak_mb(lambda: est.fit(data, np.random.default_rng(0)))
-    m_ref = peak_mb(
-        lambda: mlsynth.MicroSynth(mlsynth_config(frame, roles, run_inference=False)).fit()
-    )
-    print(
-        f"[fit] {n:,} users x {d} covariates, two periods (frame {frame.memory_usage().sum() / 1e6:.0f} MB)"
-    )
-    print(
-        f"  ours    {t_ours:7.2f} s  peak {m_ours:7.0f} MB  ATT {ours.estimate:+.6f}  "
-        f"max|SMD| {ours.diagnostics['max_abs_smd_after']:.1e}  converged {ours.diagnostics['converged']} "
-        f"({ours.diagnostics['iterations']} Newton steps)"
-    )
-    print(
-        f"  mlsynth {t_ref:7.2f} s  peak {m_ref:7.0f} MB  ATT {ref.att:+.6f}  "
-        f"max|SMD| {np.max(np.abs(ref.design.smd_after)):.1e}  converged {ref.design.converged} "
-        f"({ref.design.n_iterations} L-BFGS-B iterations)"
-    )
-    print(
-        f"  speed ratio mlsynth/ours {t_ref / t_ours:.1f}x   memory ratio mlsynth/ours {m_ref / m_ours:.1f}x"
-    )
+    frame = ordered(frame, order)
+    ours_fn, ref_fn = both(frame, roles)
+    if ours_first:
+        ours, t_ours = timed(ours_fn)
+        ref, t_ref = timed(ref_fn)
+    else:
+        ref, t_ref = timed(ref_fn)
+        ours, t_ours = timed(ours_fn)
+    out = {
+        "ours": t_ours,
+        "ref": t_ref,
+        "att": [ours.estimate, float(ref.att)],
+        "smd": [ours.diagnostics["max_abs_smd_after"], float(np.max(np.abs(ref.design.smd_after)))],
+        "converged": [bool(ours.diagnostics["converged"]), bool(ref.design.converged)],
+        "iterations": [ours.diagnostics["iterations"], ref.design.n_iterations],
+        "frame_mb": frame.memory_usage().sum() / 1e6,
+        "load": os.getloadavg()[0],
+    }
+    if memory:
+        out["peak_mb"] = [peak_mb(ours_fn), peak_mb(ref_fn)]
+    print(json.dumps(out))
+
+
+def bench_fit(n: int, d: int, rounds: int) -> None:
+    """``rounds`` fresh interpreters per row order, alternating which side goes first; medians."""
+    import json
+
+    print(f"[fit] {n:,} users x {d} covariates, two periods, long frame; {rounds} rounds per order")
+    for order in ORDERS:
+        results = []
+        for i in range(rounds):
+            cmd = [sys.executable, __file__, "fit-round", f"--users={n}", f"--covariates={d}"]
+            cmd += [f"--order={order}"] + (["--ours-first"] if i % 2 else [])
+            cmd += ["--memory"] if i == 0 else []
+            results.append(json.loads(_run(cmd).stdout.strip().splitlines()[-1]))
+        r0 = results[0]
+        label = "period then user" if order == "period" else "user then period"
+        print(f"  rows {label} (frame {r0['frame_mb']:.0f} MB)")
+        for i, r in enumerate(results):
+            first = "ours first" if i % 2 else "mlsynth first"
+            print(
+                f"    round {i + 1} ({first:13s}, load {r['load']:4.1f}): ours {r['ours']:5.2f} s, "
+                f"mlsynth {r['ref']:6.2f} s -> {r['ref'] / r['ours']:5.1f}x"
+            )
+        t_ours = float(np.median([r["ours"] for r in results]))
+        t_ref = float(np.median([r["ref"] for r in results]))
+        ratios = [r["ref"] / r["ours"] for r in results]
+        (m_ours, m_ref) = r0["peak_mb"]
+        print(
+            f"    ours    median {t_ours:5.2f} s  peak {m_ours:5.0f} MB  ATT {r0['att'][0]:+.6f}  "
+            f"max|SMD| {r0['smd'][0]:.1e}  converged {r0['converged'][0]} ({r0['iterations'][0]} Newton steps)"
+        )
+        print(
+            f"    mlsynth median {t_ref:5.2f} s  peak {m_ref:5.0f} MB  ATT {r0['att'][1]:+.6f}  "
+            f"max|SMD| {r0['smd'][1]:.1e}  converged {r0['converged'][1]} "
+            f"({r0['iterations'][1]} L-BFGS-B iterations)"
+        )
+        print(
+            f"    speed ratio mlsynth/ours: median {float(np.median(ratios)):.1f}x "
+            f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x over {rounds} rounds); "
+            f"memory ratio {m_ref / m_ours:.1f}x"
+        )
 
 
 def bench_bootstrap(n: int, d: int, reps: int) -> None:
@@ -412,15 +477,20 @@ def main() -> None:
     ap.add_argument("--boot-reps", type=int, default=500)
     ap.add_argument("--study-reps", type=int, default=200)
     ap.add_argument(
-        "--rounds", type=int, default=5, help="study: fresh-interpreter rounds (median ratio)"
+        "--rounds", type=int, default=5, help="fit, study: fresh-interpreter rounds (median ratio)"
     )
     ap.add_argument("--ours-first", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--order", choices=ORDERS, default="user", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.parts == ["fit-round"]:
+        _fit_round(a.users, a.covariates, a.order, a.ours_first, a.memory)
+        return
     if a.parts == ["study-round"]:
         _study_round(a.study_reps, a.ours_first)
         return
     if "fit" in a.parts:
-        bench_fit(a.users, a.covariates)
+        bench_fit(a.users, a.covariates, a.rounds)
     if "bootstrap" in a.parts:
         bench_bootstrap(a.boot_users, a.covariates, a.boot_reps)
     if "study" in a.parts:

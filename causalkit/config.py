@@ -9,15 +9,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from causalkit.contracts import Estimand, Params
 from causalkit.errors import ConfigError, PluginError
+from causalkit.planning import FIRST_BATCH, MEASURES
 from causalkit.redact import Redactions, Resolved, uri_credentials
 from causalkit.registry import Kind, Registry, default_registry
 
 __all__ = [
     "MCConfig",
+    "TargetMCSE",
     "TrackingConfig",
     "PluginChoice",
     "RunConfig",
@@ -28,8 +38,27 @@ __all__ = [
 ]
 
 
+class TargetMCSE(Params):
+    """Monte Carlo SEs wanted (``mc.target_mcse``); ``None`` leaves a measure untargeted."""
+
+    bias: float | None = Field(None, gt=0, allow_inf_nan=False, description="MCSE of the bias")
+    coverage: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="MCSE of the coverage"
+    )
+    rmse: float | None = Field(None, gt=0, allow_inf_nan=False, description="MCSE of the RMSE")
+    emp_se: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="MCSE of the empirical SE"
+    )
+
+    def targets(self) -> dict[str, float]:
+        """Return the targeted measures and their MCSEs, in :data:`causalkit.planning.MEASURES` order."""
+        return {m: v for m in MEASURES if (v := getattr(self, m)) is not None}
+
+
 class MCConfig(Params):
     """Monte Carlo settings of a cell."""
+
+    added_fields = frozenset({"target_mcse", "max_reps"})
 
     reps: int = Field(1, ge=1, description="replications (fresh DGP draws)")
     seed: int = Field(20261123, ge=0, description="root seed; combined with the cell's config hash")
@@ -47,6 +76,38 @@ class MCConfig(Params):
         "auto",
         description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)",
     )
+    target_mcse: TargetMCSE = Field(
+        TargetMCSE(),
+        description="MCSEs wanted (bias, coverage, rmse, emp_se): replications run in batches, from "
+        f"mc.reps ({FIRST_BATCH} when left at 1), until every target is met or mc.max_reps",
+    )
+    max_reps: int | None = Field(
+        None, ge=2, description="cap on the replications of a cell with mc.target_mcse"
+    )
+
+    @field_validator("target_mcse", mode="before")
+    @classmethod
+    def _no_targets(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _plan(cls, data: Any, handler: ModelWrapValidatorHandler[MCConfig]) -> MCConfig:
+        """Check the plan's fields together; a planned cell left at one replication starts at FIRST_BATCH."""
+        mc = handler(data)
+        planned = bool(mc.target_mcse.targets())
+        if planned and mc.max_reps is None:
+            raise ConfigError("mc.max_reps", "a cap (an integer >= 2) with mc.target_mcse", None)
+        if not planned and mc.max_reps is not None:
+            raise ConfigError(
+                "mc.max_reps", "null without mc.target_mcse (it caps a planned cell)", mc.max_reps
+            )
+        if mc.max_reps is not None and mc.max_reps < mc.reps:
+            raise ConfigError("mc.max_reps", f"at least mc.reps ({mc.reps})", mc.max_reps)
+        if planned and mc.reps == 1:
+            assert mc.max_reps is not None
+            return mc.model_copy(update={"reps": min(FIRST_BATCH, mc.max_reps)})
+        return mc
 
 
 class TrackingConfig(Params):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from causalkit.config import PluginChoice, RunConfig
+from causalkit.planning import Plan
 from causalkit.registry import Registry
 
 __all__ = ["CellIdentity", "cell_identity", "file_fingerprint", "code_fingerprint"]
@@ -196,16 +197,21 @@ class CellIdentity:
         Input file (as the cell names it) to :func:`file_fingerprint`.
     code : dict of str to str
         :func:`code_fingerprint` of causalkit and the cell's plugins.
+    plan : str or None
+        :attr:`causalkit.planning.Plan.key` of a cell with ``mc.target_mcse`` (its
+        replications depend on the plan, not on ``mc.reps`` alone), else ``None``.
     """
 
     config_hash: str
     inputs: dict[str, str]
     code: dict[str, str]
+    plan: str | None = None
 
     @functools.cached_property
     def key(self) -> str:
-        """16 hex characters: the hash of the config hash, the inputs and the code."""
-        return _digest({"config": self.config_hash, "inputs": self.inputs, "code": self.code})
+        """16 hex characters: the hash of the config hash, the inputs, the code (and the plan)."""
+        parts = {"config": self.config_hash, "inputs": self.inputs, "code": self.code}
+        return _digest(parts if self.plan is None else parts | {"plan": self.plan})
 
     def tags(self) -> dict[str, str]:
         """MLflow tags recording the identity and its parts."""
@@ -213,7 +219,7 @@ class CellIdentity:
             "causalkit.identity": self.key,
             "causalkit.inputs": json.dumps(self.inputs, sort_keys=True),
             "causalkit.code": json.dumps(self.code, sort_keys=True),
-        }
+        } | ({"causalkit.plan": self.plan} if self.plan is not None else {})
 
 
 def cell_identity(cfg: RunConfig, registry: Registry) -> CellIdentity:
@@ -243,4 +249,7 @@ def cell_identity(cfg: RunConfig, registry: Registry) -> CellIdentity:
             plugin = None
         for p in _input_paths(choice, plugin):
             inputs[p] = file_fingerprint(Path(p).expanduser())
-    return CellIdentity(cfg.cell_hash, inputs, code_fingerprint(modules))
+    plan = Plan.of(cfg.mc)
+    return CellIdentity(
+        cfg.cell_hash, inputs, code_fingerprint(modules), plan.key if plan is not None else None
+    )

@@ -20,6 +20,7 @@ from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue, Simulated
 from causalkit.errors import CausalkitError
 from causalkit.inputs import checked_fit
+from causalkit.planning import Plan
 from causalkit.progress import quiet
 from causalkit.registry import Registry
 from causalkit.results import SUMMARY_METRICS, CellResult, EffectResult, build_result
@@ -303,6 +304,12 @@ def run_cell(
     the number of workers. With a ``checkpoint``, finished replications are saved chunk by
     chunk and reused when the cell is run again. ``session`` defaults to
     :func:`~causalkit.session.default_session`.
+
+    With ``mc.target_mcse`` the replications run in batches from ``mc.reps`` until every
+    target is met or ``mc.max_reps`` (:class:`causalkit.planning.Plan`); the boundaries
+    depend only on the rows before them, so where the cell stops is the same for any
+    number of workers and after a resume. ``progress`` is then told the cap as the total
+    until the cell stops.
     """
     session = session if session is not None else default_session()
     t0 = time.perf_counter()
@@ -314,55 +321,93 @@ def run_cell(
         seconds = time.perf_counter() - t0
         return _summarise_rows(cfg, [_Row(0, res.to_row(), None)], seconds, single=res)
 
+    plan = Plan.of(cfg.mc)
+    cap = reps if plan is None else plan.max_reps
     done: dict[int, _Row] = {}
     if checkpoint is not None:
         done = {
-            r: _Row(r, values, error)
-            for r, (values, error) in checkpoint.load().items()
-            if r < reps
+            r: _Row(r, values, error) for r, (values, error) in checkpoint.load().items() if r < cap
         }
-    todo = [r for r in range(reps) if r not in done]
-    chunk = max(20, 8 * cfg.mc.n_jobs)
-    pool = None
-    if cfg.mc.n_jobs > 1 and todo:
-        from joblib import Parallel, parallel_config
+    with _Replications(cfg, base, session, checkpoint) as run:
+        boundary: int | None = reps
+        while boundary is not None:
+            reps = boundary
+            run([r for r in range(reps) if r not in done], done, progress, cap)
+            boundary = None if plan is None else plan.next_boundary(reps, _metrics(done, reps))
+    if plan is not None and progress is not None:
+        progress(reps, reps)
+    rows = [done[r] for r in range(reps)]
+    seconds = time.perf_counter() - t0
+    return _summarise_rows(cfg, rows, seconds)
 
-        with parallel_config("loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
-            pool = Parallel(n_jobs=cfg.mc.n_jobs)
-    try:
-        if pool is not None:
-            pool.__enter__()
-        for start in range(0, len(todo), chunk):
-            batch = todo[start : start + chunk]
-            if pool is None:
+
+class _Replications:
+    """Runs replications chunk by chunk (in a worker pool opened on first use), checkpointing each chunk."""
+
+    def __init__(
+        self, cfg: RunConfig, base: Dataset | None, session: Session, checkpoint: Checkpoint | None
+    ) -> None:
+        self.cfg, self.base, self.session, self.checkpoint = cfg, base, session, checkpoint
+        self.chunk = max(20, 8 * cfg.mc.n_jobs)
+        self.pool: Any = None
+
+    def __enter__(self) -> _Replications:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.__exit__(None, None, None)
+
+    def _parallel(self) -> Any:
+        if self.pool is None:
+            from joblib import Parallel, parallel_config
+
+            with parallel_config("loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
+                self.pool = Parallel(n_jobs=self.cfg.mc.n_jobs)
+            self.pool.__enter__()
+        return self.pool
+
+    def __call__(
+        self,
+        todo: list[int],
+        done: dict[int, _Row],
+        progress: Callable[[int, int], None] | None,
+        total: int,
+    ) -> None:
+        """Run replications ``todo`` into ``done``, telling ``progress`` ``(len(done), total)`` per chunk."""
+        cfg, base, session = self.cfg, self.base, self.session
+        for start in range(0, len(todo), self.chunk):
+            batch = todo[start : start + self.chunk]
+            if cfg.mc.n_jobs == 1:
                 new = _chunk_rows(cfg, batch, base, session)
             else:
                 from joblib import delayed
 
-                parts = pool(
+                parts = self._parallel()(
                     delayed(_chunk_rows)(cfg, [int(r) for r in part], base, session)
                     for part in np.array_split(np.asarray(batch), min(len(batch), cfg.mc.n_jobs))
                 )
                 new = [row for part in parts for row in part]
             done.update({row.r: row for row in new})
-            if checkpoint is not None:
-                checkpoint.save((row.r, row.values, row.error) for row in new)
+            if self.checkpoint is not None:
+                self.checkpoint.save((row.r, row.values, row.error) for row in new)
             if progress is not None:
-                progress(len(done), reps)
-    finally:
-        if pool is not None:
-            pool.__exit__(None, None, None)
-    rows = list(done.values())
-    rows.sort(key=lambda x: x.r)
-    seconds = time.perf_counter() - t0
-    return _summarise_rows(cfg, rows, seconds)
+                progress(len(done), total)
+
+
+def _table(rows: Sequence[_Row]) -> pd.DataFrame:
+    return pd.DataFrame([{"replication": row.r, **row.values, "error": row.error} for row in rows])
+
+
+def _metrics(done: dict[int, _Row], reps: int) -> dict[str, float]:
+    """Return the metrics of replications ``0..reps-1`` (a planned cell's boundary)."""
+    return _cell_metrics(_table([done[r] for r in range(reps)]))[0]
 
 
 def _summarise_rows(
     cfg: RunConfig, rows: list[_Row], seconds: float, single: EffectResult | None = None
 ) -> CellResult:
-    table = pd.DataFrame([{"replication": row.r, **row.values, "error": row.error} for row in rows])
-    return cell_result(cfg, table, seconds, single)
+    return cell_result(cfg, _table(rows), seconds, single)
 
 
 def cell_result(
@@ -384,23 +429,11 @@ def cell_result(
     single : EffectResult, optional
         The full result of a one-replication cell.
     """
-    failed = (
-        table["error"].notna().to_numpy() if "error" in table else np.zeros(len(table), dtype=bool)
-    )
-    ok = table[~failed]
-    errors = tuple(
-        f"replication {r}: {e}"
-        for r, e in zip(table["replication"][failed], table["error"][failed], strict=True)
-    )
-    first = ok.iloc[0] if len(ok) else None
-    truth = None
-    if first is not None and first.get("truth") is not None and not pd.isna(first.get("truth")):
-        truth = float(first["truth"])
-    col = (lambda name: ok[name].to_numpy(dtype=float)) if len(ok) else (lambda name: np.empty(0))
-    metrics = summarise(col("estimate"), col("se"), col("ci_lower"), col("ci_upper"), truth)
-    metrics["n_failed"] = float(len(errors))
-    metrics["reps"] = float(len(table))
+    metrics, errors, first, truth = _cell_metrics(table)
     metrics["seconds"] = float(seconds)
+    plan = Plan.of(cfg.mc)
+    if plan is not None:
+        metrics.update(plan.report(metrics))
     return CellResult(
         config=cfg,
         estimator=cfg.estimator.name,
@@ -417,3 +450,26 @@ def cell_result(
         seconds=seconds,
         single=single,
     )
+
+
+def _cell_metrics(
+    table: pd.DataFrame,
+) -> tuple[dict[str, float], tuple[str, ...], pd.Series | None, float | None]:
+    """Summarise a replications table: metrics (with ``n_failed`` and ``reps``), errors, first success, truth."""
+    failed = (
+        table["error"].notna().to_numpy() if "error" in table else np.zeros(len(table), dtype=bool)
+    )
+    ok = table[~failed]
+    errors = tuple(
+        f"replication {r}: {e}"
+        for r, e in zip(table["replication"][failed], table["error"][failed], strict=True)
+    )
+    first = ok.iloc[0] if len(ok) else None
+    truth = None
+    if first is not None and first.get("truth") is not None and not pd.isna(first.get("truth")):
+        truth = float(first["truth"])
+    col = (lambda name: ok[name].to_numpy(dtype=float)) if len(ok) else (lambda name: np.empty(0))
+    metrics = summarise(col("estimate"), col("se"), col("ci_lower"), col("ci_upper"), truth)
+    metrics["n_failed"] = float(len(errors))
+    metrics["reps"] = float(len(table))
+    return metrics, errors, first, truth

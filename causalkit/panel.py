@@ -1,14 +1,16 @@
 """Long panels and cross-sections reshaped into per-unit arrays, with the checks users need.
 
 The one long-to-unit reshape of the framework: :func:`unit_table` reads panel arrays, a long
-table sorted by unit then period (reshaped views, no scatter) or any balanced long table
-(factorised), with the same checks and errors in every case. :func:`sorted_layout` is the
-layout test, shared with the streaming parquet reader (:mod:`causalkit_plugins.data.files`).
+table sorted by unit then period or by period then unit (reshaped views, no scatter) or any
+balanced long table (unit ids factorised once, then one gather per column), with the same
+checks and errors in every case. :func:`sorted_layout` is the unit-major layout test, shared
+with the streaming parquet reader (:mod:`causalkit_plugins.data.files`); :func:`period_blocks`
+the period-major one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,6 +30,7 @@ __all__ = [
     "ever_on",
     "time_invariant",
     "sorted_layout",
+    "period_blocks",
 ]
 
 
@@ -226,36 +229,18 @@ def unit_table(
             f"{missing_units} units with missing periods",
         )
 
-    def grid(values: np.ndarray) -> np.ndarray:
-        out = np.empty(n_u * n_t, dtype=values.dtype)
-        out[cell] = values
-        return out.reshape(n_u, n_t)
-
-    g_long = binary_column(frame[getattr(roles, group_role)], group_role)
-    d_grid = grid(binary_column(frame[roles.treatment], "treatment")) if roles.treatment else None
-    z_grid = (
-        grid(binary_column(frame[roles.assignment], "assignment")) if roles.assignment else None
-    )
-    g_grid = grid(g_long)
-    y_grid = grid(numeric_columns(frame, [out_col], "outcome")[:, 0])
-
-    X = np.empty((n_u, len(covs)))
-    if covs:
-        x_long = numeric_columns(frame, covs, "covariates")
-        for j, c in enumerate(covs):
-            X[:, j] = time_invariant(grid(x_long[:, j]), c)
-
-    return _assemble(
+    # Row of each (unit, period) cell: every column is then read by one gather.
+    rows = np.empty(n_u * n_t, dtype=np.intp)
+    rows[cell] = np.arange(cell.size)
+    order = rows.reshape(n_u, n_t)
+    return _grid_table(
+        frame,
+        roles,
+        group_role,
         np.asarray(u_labels),
         np.asarray(t_labels),
-        g_grid,
-        d_grid,
-        z_grid,
-        y_grid,
-        X,
-        covs,
+        lambda v: v.take(order),
         n_unselected,
-        group_role,
     )
 
 
@@ -299,68 +284,112 @@ def _period_keys(time: pd.Series) -> np.ndarray:
     return time.to_numpy()
 
 
-def _float_values(frame: pd.DataFrame, col: str, role: str) -> np.ndarray:
-    """Read a numeric column as float64 (a view when it already is), without the missing-value check."""
+def period_blocks(unit: np.ndarray, time: np.ndarray) -> np.ndarray | None:
+    """Period labels when rows are sorted by period, then by unit in the same order every period.
+
+    The order of weekly exports appended one after another: row ``r`` is period ``r // n``,
+    unit ``r % n``, so a unit's values are the column's rows ``i, i + n, ...``: contiguous
+    blocks per period, read without hashing or scattering. ``None`` for any other layout.
+    """
+    if time.dtype.kind not in "iufmM" or time.size < 2:
+        return None
+    starts = np.flatnonzero(time[1:] != time[:-1]) + 1  # NaN labels: every row a block
+    T = starts.size + 1
+    n = time.size // T
+    if time.size % T or not np.array_equal(starts, np.arange(1, T) * n):
+        return None
+    labels = time[::n]
+    if not (labels[1:] > labels[:-1]).all():
+        return None
+    blocks = unit.reshape(T, n)
+    first = blocks[0]
+    if not (blocks[1:] == first).all():
+        return None
+    increasing = first.dtype.kind in "iu" and bool((first[1:] > first[:-1]).all())
+    if not increasing and (pd.isna(first).any() or pd.unique(first).size != n):
+        return None
+    return labels.copy()
+
+
+def _float_column(frame: pd.DataFrame, col: str, role: str, check: bool = True) -> np.ndarray:
+    """Read a numeric column as float64 (a view when it already is); missing values are a DataError.
+
+    ``check=False`` skips the missing-value pass over a numpy column (the caller rules them out).
+    """
     s = frame[col]
-    if s.dtype == bool:
-        return s.to_numpy(dtype=np.float64)
-    if not pd.api.types.is_numeric_dtype(s):
-        raise DataError(
-            f"roles.{role}", f"numeric column {col!r} (encode categories first)", f"dtype {s.dtype}"
-        )
-    return s.to_numpy(dtype=np.float64, copy=False)
+    if isinstance(s.dtype, np.dtype) and s.dtype.kind in "iuf":
+        v = s.to_numpy(dtype=np.float64, copy=False)
+        if not check or not np.isnan(v).any():
+            return v
+    return numeric_columns(frame, [col], role)[:, 0]  # other dtypes; words the error
 
 
 def _sorted_table(frame: pd.DataFrame, roles: Roles, group_role: str) -> UnitTable | None:
-    """:func:`unit_table` of a long table sorted by unit, then period; ``None`` for any other layout.
+    """:func:`unit_table` of a long table in one of the two common orders; ``None`` otherwise.
 
-    Same checks and errors as the general reshape, but the arrays are reshaped views of the
-    frame's columns instead of scattered copies (several times faster and lighter on a
-    million units). ``None`` (use the general reshape) for any other row order, an
-    unbalanced or duplicated panel.
+    Sorted by unit, then period (:func:`sorted_layout`), or by period, then unit
+    (:func:`period_blocks`): every column is then a units x periods view of itself, with
+    no hashing and no scatter. ``None`` (use the general reshape) for any other row order,
+    an unbalanced or duplicated panel.
     """
-    assert roles.unit is not None and roles.time is not None and roles.outcome is not None
+    assert roles.unit is not None and roles.time is not None
     u = frame[roles.unit].to_numpy()
-    periods = sorted_layout(u, _period_keys(frame[roles.time]))
+    keys = _period_keys(frame[roles.time])
+    periods = sorted_layout(u, keys)
+    by_unit = periods is not None
     if periods is None:
-        return None
+        periods = period_blocks(u, keys)
+        if periods is None:
+            return None
     if isinstance(frame[roles.time].dtype, pd.CategoricalDtype):
         periods = np.asarray(frame[roles.time].cat.categories)[periods]
     n_t = periods.size
-    units = u[::n_t]
-    n_u = units.size
+    n_u = u.size // n_t
+    if by_unit:
+        return _grid_table(
+            frame, roles, group_role, u[::n_t], periods, lambda v: v.reshape(n_u, n_t), 0
+        )
+    return _grid_table(
+        frame, roles, group_role, u[:n_u], periods, lambda v: v.reshape(n_t, n_u).T, 0
+    )
+
+
+def _grid_table(
+    frame: pd.DataFrame,
+    roles: Roles,
+    group_role: str,
+    units: np.ndarray,
+    periods: np.ndarray,
+    grid: Callable[[np.ndarray], np.ndarray],
+    n_unselected: int,
+) -> UnitTable:
+    """Build the unit table of a balanced long table whose columns ``grid`` maps to units x periods.
+
+    Each role column is read once; covariates are written column by column into a
+    column-major ``X`` after the time-invariance check (equal periods, compared in place).
+    """
+    assert roles.outcome is not None
+    n_u, n_t = units.size, periods.size
 
     def flags(role: str) -> np.ndarray | None:
         col = getattr(roles, role)
-        return None if col is None else binary_column(frame[col], role).reshape(n_u, n_t)
+        return None if col is None else grid(binary_column(frame[col], role))
 
     d_grid, z_grid = flags("treatment"), flags("assignment")
     g_grid = d_grid if group_role == "treatment" else z_grid
     assert g_grid is not None
-    y = _float_values(frame, roles.outcome, "outcome")
-    if np.isnan(y).any():
-        raise DataError(
-            "roles.outcome",
-            f"no missing values in {roles.outcome!r}",
-            f"{int(np.isnan(y).sum())} missing",
-        )
+    y_grid = grid(_float_column(frame, roles.outcome, "outcome"))
     covs = tuple(roles.covariates)
     X = np.empty((n_u, len(covs)), order="F")  # column-major: contiguous per-column writes
     for j, c in enumerate(covs):
-        xg = _float_values(frame, c, "covariates").reshape(n_u, n_t)
+        xg = grid(_float_column(frame, c, "covariates", check=n_t == 1))
         X[:, j] = xg[:, 0]
-        # NaN != NaN, so equal periods also rule out missing values (one period: check them).
-        same = all(np.array_equal(xg[:, k], xg[:, 0]) for k in range(1, n_t))
-        if not same or (n_t == 1 and np.isnan(X[:, j]).any()):
-            if np.isnan(xg).any():
-                raise DataError(
-                    "roles.covariates",
-                    f"no missing values in {c!r}",
-                    f"{int(np.isnan(xg).sum())} missing",
-                )
+        # NaN != NaN, so equal periods also rule out missing values.
+        if not all(np.array_equal(xg[:, k], X[:, j]) for k in range(1, n_t)):
+            _float_column(frame, c, "covariates")  # raises on a missing value
             time_invariant(xg, c)  # raises: some unit's value varies
     return _assemble(
-        units, periods, g_grid, d_grid, z_grid, y.reshape(n_u, n_t), X, covs, 0, group_role
+        units, periods, g_grid, d_grid, z_grid, y_grid, X, covs, n_unselected, group_role
     )
 
 

@@ -460,7 +460,7 @@ class CellResult:
     @property
     def failed(self) -> bool:
         """Whether every replication failed."""
-        return len(self.errors) == int(self.config.mc.reps)
+        return len(self.errors) == len(self.replications)
 
     def to_dict(self) -> dict[str, float | str | None]:
         """Plugins, estimand, truth and the metrics, flat."""
@@ -501,6 +501,8 @@ class CellResult:
             ("seconds", f"{m['seconds']:.2f}"),
         )
         sections = [Section(pairs=pairs, width=26)]
+        if "max_reps" in m:
+            sections.append(_plan_section(m))
         if self.errors:
             shown = self.errors[:3] + (
                 (f"... and {len(self.errors) - 3} more",) if len(self.errors) > 3 else ()
@@ -532,6 +534,28 @@ class CellResult:
             f"estimand={self.estimand!r}, reps={int(self.metrics['reps'])}, "
             f"n_failed={int(self.metrics['n_failed'])}, cell_hash={self.config.cell_hash!r})"
         )
+
+
+def _plan_section(m: Mapping[str, float]) -> Section:
+    """Report the plan of ``mc.target_mcse``: targets, achieved MCSEs, why the cell stopped."""
+    from causalkit.planning import MEASURES
+
+    pairs = []
+    for name in MEASURES:
+        if f"target_mcse.{name}" not in m:
+            continue
+        target, got = m[f"target_mcse.{name}"], m[f"achieved_mcse.{name}"]
+        verdict = "undefined" if math.isnan(got) else "met" if got <= target else "not met"
+        pairs.append((f"MCSE of {name}", f"{got:.5g}  (target {target:.5g}: {verdict})"))
+    reps, cap = int(m["reps"]), int(m["max_reps"])
+    if m["targets_met"]:
+        why = f"every target met at {reps:,} replications (cap {cap:,})"
+    elif m["reps_capped"]:
+        why = f"the cap of {cap:,} replications, a target unmet"
+    else:
+        why = f"a targeted MCSE is undefined at {reps:,} replications (cap {cap:,})"
+    pairs.append(("stopped by", why))
+    return Section("replications planned from mc.target_mcse", pairs=tuple(pairs), width=26)
 
 
 # --------------------------------------------------------------------------------------------

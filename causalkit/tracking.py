@@ -248,7 +248,9 @@ class MlflowTracker:
             if run.info.status != "FINISHED":
                 continue
             reps = run.data.metrics.get("reps", 1.0)
-            if int(reps) == cfg.mc.reps and run.data.tags.get("causalkit.kind") == kind:
+            # a planned cell's identity holds its plan, which fixes where it stopped
+            same_reps = cfg.mc.max_reps is not None or int(reps) == cfg.mc.reps
+            if same_reps and run.data.tags.get("causalkit.kind") == kind:
                 return run
         return None
 

@@ -73,19 +73,34 @@ def _standardise_split(
 
 
 _CHUNK = 1 << 16  # rows per temporary block (bounds the memory of gathers and centred passes)
+_THREADED_DOT = 10_000  # OpenBLAS runs a dot on one thread up to this length
 
 
 def _gather(block: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
-    """``out[:] = block[idx]`` by row chunks (a row-major gather then one copy is ~2x faster
-    than writing the gather straight into column-major ``out``; chunks bound the temporary)."""
+    """``out[:] = block[idx]``: by column from a column-major ``block`` (a row ``take`` would
+    first copy all of it to row order), else by row chunks (a row-major gather then one copy is
+    ~2x faster than writing the gather straight into column-major ``out``; chunks bound the
+    temporary)."""
+    if not block.flags.c_contiguous and block.flags.f_contiguous:
+        for j in range(block.shape[1]):
+            out[:, j] = block[:, j].take(idx)
+        return
     for a in range(0, idx.size, _CHUNK):
         out[a : a + _CHUNK] = block.take(idx[a : a + _CHUNK], axis=0)
 
 
 def _column_dots(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``[A[:, j] @ B[:, j] for j]`` in one call (the same BLAS dot per column, so equal bits)."""
+    """``[A[:, j] @ B[:, j] for j]`` in one call (the same BLAS dot per column, so equal bits).
+
+    Long columns on one BLAS thread: OpenBLAS threads a dot above ~10,000 rows, handing off
+    per column, which stalled ~10x on a loaded 2-core machine (shorter columns are single
+    threaded anyway and skip the thread-limit switch, ~0.2 ms).
+    """
     if hasattr(np, "vecdot"):
-        return np.vecdot(A, B, axis=0)  # type: ignore[call-overload]  # numpy stubs lack axis
+        if A.shape[0] <= _THREADED_DOT:
+            return np.vecdot(A, B, axis=0)  # type: ignore[call-overload]  # numpy stubs lack axis
+        with one_blas_thread():
+            return np.vecdot(A, B, axis=0)  # type: ignore[call-overload]
     return np.array([A[:, j] @ B[:, j] for j in range(A.shape[1])])  # pragma: no cover - numpy 1
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from causalkit.contracts import Roles
 from causalkit.errors import DataError
-from causalkit.panel import binary_column, ever_on, single_onset, sorted_layout
+from causalkit.panel import binary_column, ever_on, period_blocks, single_onset, sorted_layout
 
 __all__ = ["UnitArrays", "split_units", "read_unit_arrays"]
 
@@ -123,8 +123,13 @@ def _grid(files: list[str], roles: Roles) -> tuple[_Grid, np.ndarray, int]:
     else:
         unit, time = whole[str(roles.unit)], whole[str(roles.time)]
         labels = sorted_layout(unit, time)
+        weekly = None if labels is not None else period_blocks(unit, time)
         if labels is not None:
             periods, T = labels, labels.size
+        elif weekly is not None:  # period-major: row r is unit r % n, period r // n; no hashing
+            periods, T = weekly, weekly.size
+            n = unit.size // T
+            codes = (np.tile(np.arange(n), T), np.repeat(np.arange(T), n))
         else:
             ucode, _ = pd.factorize(unit, sort=False)
             tcode, periods = pd.factorize(time, sort=True)
@@ -177,9 +182,10 @@ def read_unit_arrays(
     r"""Per-unit arrays from a parquet file or directory, reading only the role columns.
 
     Two streaming passes over the row groups. The first reads the unit, time and treatment
-    columns: the layout (sorted by unit, then period, with one row per unit and period, or
-    else any balanced order, factorised), the ever-treated flag and the single onset (the
-    rules of :func:`causalkit.panel.unit_table`). The second reads the outcome and the
+    columns: the layout (sorted by unit, then period, with one row per unit and period;
+    sorted by period, then unit, coded by position; else any balanced order, factorised), the
+    ever-treated flag and the single onset (the rules of :func:`causalkit.panel.unit_table`).
+    The second reads the outcome and the
     covariates, decoded one row group ahead on a background thread, and writes each
     covariate straight into the control or treated block of its unit: with the sorted
     layout a unit's value is a strided slice (rows :math:`o, o+T, \dots`) compared with the

@@ -50,8 +50,9 @@ def hill_tail_index(weights: np.ndarray) -> float:
     if m < _MIN_UNITS:
         return math.nan
     k = max(5, math.isqrt(m))
-    top = np.sort(weights)[::-1][: k + 1]
-    mean_log = float(np.mean(np.log(top[:k] / top[k])))
+    part = np.partition(weights, m - k - 1)  # the k largest after the (k+1)-th largest
+    top = np.sort(part[m - k :])[::-1]
+    mean_log = float(np.mean(np.log(top / part[m - k - 1])))
     return 1.0 / mean_log if mean_log > 0 else math.nan
 
 

@@ -12,7 +12,12 @@ from scipy.special import expit
 from causalkit.contracts import Dataset, Estimand, PanelArrays, Params, Roles, Simulated, Truth
 from causalkit_plugins.dgps.draws import bernoulli
 
-__all__ = ["ContaminatedHoldout", "ContaminatedHoldoutParams"]
+__all__ = ["RANDOMISED_600", "ContaminatedHoldout", "ContaminatedHoldoutParams"]
+
+RANDOMISED_600 = ("dgp.n_contaminated=0", "dgp.n_users=600", "dgp.n_exposed=300")
+"""Overrides of a randomised 300-vs-300 holdout without contamination: the coverage world that
+the difference in means (naive) and MicroSynth's paired bootstrap share, each with its own
+estimand."""
 
 COVARIATES = ("age", "device", "gender", "country_tier", "prior_engagement")
 

@@ -10,6 +10,7 @@ from causalkit.contracts import Capability, Dataset, Estimand, Fit, Params, Resa
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.panel import unit_table
+from causalkit_plugins.dgps.contaminated_holdout import RANDOMISED_600
 
 __all__ = ["difference_in_means", "Naive", "ITT"]
 
@@ -115,12 +116,7 @@ class Naive(_Difference):
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "randomised",
-            (
-                "dgp.n_contaminated=0",
-                "dgp.n_users=600",
-                "dgp.n_exposed=300",
-                "mc.target=ATE",
-            ),
+            (*RANDOMISED_600, "mc.target=ATE"),
             note="exposure randomised (no contamination): the difference in means is the ATE",
         ),
         World(

@@ -9,6 +9,7 @@ import numpy as np
 from causalkit.contracts import Capability, Dataset, Fit, Params
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
+from causalkit_plugins.dgps.contaminated_holdout import RANDOMISED_600
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import fit_simplex
 
@@ -68,12 +69,7 @@ class MicroSynth:
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "randomised",
-            (
-                "dgp.n_contaminated=0",
-                "dgp.n_users=600",
-                "dgp.n_exposed=300",
-                "mc.target=ATT",
-            ),
+            (*RANDOMISED_600, "mc.target=ATT"),
             inferences=frozenset({"bootstrap"}),
             note="exposure randomised: the paired bootstrap's world",
         ),

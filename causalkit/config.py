@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -58,11 +59,25 @@ class TargetMCSE(Params):
 class MCConfig(Params):
     """Monte Carlo settings of a cell."""
 
-    added_fields = frozenset({"target_mcse", "max_reps"})
+    added_fields = frozenset({"target_mcse", "max_reps", "executor", "address"})
 
     reps: int = Field(1, ge=1, description="replications (fresh DGP draws)")
     seed: int = Field(20261123, ge=0, description="root seed; combined with the cell's config hash")
-    n_jobs: int = Field(1, ge=1, description="worker processes for replications")
+    n_jobs: int = Field(
+        1,
+        ge=1,
+        description="worker processes for replications (mc.executor=dask: workers of the local cluster)",
+    )
+    executor: Literal["local", "dask"] = Field(
+        "local",
+        description="where replications run: local (this machine, mc.n_jobs processes) or dask "
+        "(a Dask cluster; results bit-identical to local)",
+    )
+    address: str = Field(
+        "",
+        description="Dask scheduler of mc.executor=dask (tcp://HOST:8786); empty: a local cluster "
+        "of mc.n_jobs single-threaded workers on 127.0.0.1",
+    )
     resume: bool = Field(
         True, description="skip finished cells and resume checkpointed ones (false: run afresh)"
     )
@@ -95,6 +110,12 @@ class MCConfig(Params):
     def _plan(cls, data: Any, handler: ModelWrapValidatorHandler[MCConfig]) -> MCConfig:
         """Check the plan's fields together; a planned cell left at one replication starts at FIRST_BATCH."""
         mc = handler(data)
+        if mc.address and mc.executor != "dask":
+            raise ConfigError("mc.address", "empty unless mc.executor=dask", mc.address)
+        if mc.address and not re.fullmatch(r"(tcp|tls|inproc|ucx)://\S+", mc.address):
+            raise ConfigError(
+                "mc.address", "a Dask scheduler address like tcp://HOST:8786", mc.address
+            )
         planned = bool(mc.target_mcse.targets())
         if planned and mc.max_reps is None:
             raise ConfigError("mc.max_reps", "a cap (an integer >= 2) with mc.target_mcse", None)

@@ -6,10 +6,12 @@ gets each cell's composed config from the plan instead of composing it again.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from omegaconf import OmegaConf, open_dict
 
 from causalkit.cli import Plan
 from causalkit.config import RunConfig
-from causalkit.errors import CausalkitError
+from causalkit.errors import CausalkitError, ConfigError
+from causalkit.executors import Executor
 from causalkit.session import Session
 
 __all__ = ["CellTask", "launch"]
@@ -109,14 +112,29 @@ class CellTask:
 
     def __call__(self, cfg: Any) -> Exception | None:
         """Execute the cell; a single run returns its error, a sweep reports it and goes on."""
-        from causalkit.runner import execute
-
         if os.getpid() != self.owner_pid:
             from causalkit.montecarlo import exit_with_parent
 
             exit_with_parent(self.owner_pid)
-        num = int(HydraConfig.get().job.num) if self.multirun else 0
+        return self.run(int(HydraConfig.get().job.num) if self.multirun else 0)
+
+    def run(
+        self,
+        num: int,
+        executor: Executor | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        output: threading.Lock | None = None,
+    ) -> Exception | None:
+        """Execute cell ``num`` (on ``executor``, telling ``progress``); print under ``output``."""
+        from causalkit.runner import execute
+
         axes = _axes(self.jobs[num])
+        lock = output if output is not None else contextlib.nullcontext()
+
+        def say(line: str) -> None:
+            with lock:
+                print(line)
+
         try:
             result = execute(
                 self.cells[num],
@@ -125,7 +143,9 @@ class CellTask:
                 self.start_dir,
                 parent_run_id=self.parent_run_id,
                 sweep_cell=num if self.multirun else None,
-                notice=print,
+                notice=say,
+                executor=executor,
+                progress=progress,
             )
         except KeyboardInterrupt:
             raise
@@ -133,15 +153,100 @@ class CellTask:
             if not self.multirun:
                 return exc
             shown = str(exc) if isinstance(exc, CausalkitError) else f"{type(exc).__name__}: {exc}"
-            print(f"causalkit: cell {num} FAILED: {shown}", file=sys.stderr)
+            with lock:
+                print(f"causalkit: cell {num} FAILED: {shown}", file=sys.stderr)
             return None
-        if self.multirun:
-            print(
-                f"[cell {num}] "
-                + ", ".join(f"{k}={v}" for k, v in axes.items() if not k.startswith("tracking."))
-            )
-        print(result.summary())
+        shown = ", ".join(f"{k}={v}" for k, v in axes.items() if not k.startswith("tracking."))
+        say((f"[cell {num}] {shown}\n" if self.multirun else "") + str(result.summary()))
         return None
+
+
+class _SweepProgress:
+    """One bar over the replications of every cell of a sweep (cells report as chunks finish)."""
+
+    def __init__(self, cells: Sequence[RunConfig]) -> None:
+        from causalkit.progress import bar
+
+        self.lock = threading.Lock()
+        self.done = [0] * len(cells)
+        self.total = [c.mc.max_reps or c.mc.reps for c in cells]
+        self.bar = bar(sum(self.total), "replications (sweep)")
+
+    def cell(self, num: int) -> Callable[[int, int], None]:
+        """Return cell ``num``'s progress callback."""
+
+        def update(done: int, total: int) -> None:
+            with self.lock:
+                self.done[num], self.total[num] = done, total
+                if self.bar is not None:
+                    self.bar.total = sum(self.total)
+                    self.bar.update(sum(self.done) - self.bar.n)
+
+        return update
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _launch_on_dask(plan: Plan, task: CellTask) -> None:
+    """Run a sweep's cells concurrently from this process, their replications on one Dask cluster.
+
+    Every cell submits all its chunks at once, so many small cells keep every worker busy;
+    this process stays the only MLflow writer. Hydra's launcher is not used: the cluster is
+    the launcher. Ctrl-C stops every cell (their runs end KILLED) and then propagates.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from causalkit.executors import DaskExecutor
+
+    cells = plan.cells
+    output = threading.Lock()
+    progress = _SweepProgress(cells)
+    with DaskExecutor(cells[0].mc, task.session.registry) as executor:
+        _ = executor.client  # start (or reach) the cluster and check the workers' code once
+        threads = min(len(cells), max(4, 2 * executor.workers))
+        with ThreadPoolExecutor(threads, thread_name_prefix="causalkit-cell") as pool:
+            futures = [
+                pool.submit(task.run, num, executor, progress.cell(num), output)
+                for num in range(len(cells))
+            ]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                executor.stop()
+                for future in futures:
+                    future.cancel()
+                raise
+            finally:
+                progress.close()
+
+
+def _dask_sweep(plan: Plan) -> bool:
+    """Whether the plan is a sweep on ``mc.executor=dask`` (one executor and address for every cell)."""
+    choices = {(c.mc.executor, c.mc.address, c.mc.n_jobs) for c in plan.cells}
+    if (
+        len({e for e, _, _ in choices}) > 1
+        or len(choices) > 1
+        and "dask" in {e for e, _, _ in choices}
+    ):
+        raise ConfigError(
+            "mc.executor",
+            "one executor, address and n_jobs for every cell of a sweep",
+            sorted(choices),
+        )
+    if not plan.multirun or plan.cells[0].mc.executor != "dask":
+        return False
+    launcher = OmegaConf.select(plan.composed[0], "hydra.launcher._target_") or ""
+    if launcher and not str(launcher).endswith("BasicLauncher"):
+        raise ConfigError(
+            "hydra/launcher",
+            "the basic launcher with mc.executor=dask (the Dask cluster runs every cell's replications)",
+            str(launcher).rsplit(".", 1)[-1],
+        )
+    return True
 
 
 def launch(plan: Plan, task: CellTask) -> None:
@@ -159,6 +264,9 @@ def launch(plan: Plan, task: CellTask) -> None:
     Exception
         A single run's error (a sweep's cells report theirs and the sweep goes on).
     """
+    if _dask_sweep(plan):
+        _launch_on_dask(plan, task)
+        return
     setup_globals()
     first = plan.composed[0]
     callbacks = _Callbacks(first)

@@ -19,6 +19,7 @@ from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue, Simulated
 from causalkit.errors import CausalkitError
+from causalkit.executors import DaskExecutor, Executor, open_executor
 from causalkit.inputs import checked_fit
 from causalkit.planning import Plan
 from causalkit.progress import quiet
@@ -294,16 +295,19 @@ def run_cell(
     session: Session | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    executor: Executor | None = None,
 ) -> CellResult:
     """Run every replication of a cell and summarise.
 
     With one replication the full :class:`EffectResult` is kept (and errors propagate to the
     caller). With several, each replication runs in isolation (``mc.n_jobs`` worker processes,
-    each sent ``session``: its registry, an empty draw cache, its thread policy); a failing
-    replication is recorded with its error and counted, and results are bit-identical whatever
-    the number of workers. With a ``checkpoint``, finished replications are saved chunk by
-    chunk and reused when the cell is run again. ``session`` defaults to
-    :func:`~causalkit.session.default_session`.
+    each sent ``session``: its registry, an empty draw cache, its thread policy; or tasks on a
+    Dask cluster with ``mc.executor=dask``, :mod:`causalkit.executors`); a failing replication
+    is recorded with its error and counted, and results are bit-identical whatever the
+    executor, the number of workers and the chunking. With a ``checkpoint``, finished
+    replications are saved chunk by chunk as they arrive and reused when the cell is run
+    again. ``session`` defaults to :func:`~causalkit.session.default_session`; ``executor``
+    (left open) to a new one for ``cfg.mc``, closed on return.
 
     With ``mc.target_mcse`` the replications run in batches from ``mc.reps`` until every
     target is met or ``mc.max_reps`` (:class:`causalkit.planning.Plan`); the boundaries
@@ -313,9 +317,9 @@ def run_cell(
     """
     session = session if session is not None else default_session()
     t0 = time.perf_counter()
-    base = _load_base(cfg, session.registry)
     reps = cfg.mc.reps
     if reps == 1:
+        base = _load_base(cfg, session.registry)
         with session.threads():
             res = run_replication(cfg, 0, base, session)
         seconds = time.perf_counter() - t0
@@ -328,71 +332,25 @@ def run_cell(
         done = {
             r: _Row(r, values, error) for r, (values, error) in checkpoint.load().items() if r < cap
         }
-    with _Replications(cfg, base, session, checkpoint) as run:
+    with open_executor(cfg, session, executor) as pool:
+        # A cluster's workers load the cell's data themselves: the driver never ships it.
+        base = None if isinstance(pool, DaskExecutor) else _load_base(cfg, session.registry)
         boundary: int | None = reps
         while boundary is not None:
             reps = boundary
-            run([r for r in range(reps) if r not in done], done, progress, cap)
+            todo = [r for r in range(reps) if r not in done]
+            for new in pool.run(_chunk_rows, _load_base, cfg, base, session, todo):
+                done.update({row.r: row for row in new})
+                if checkpoint is not None:
+                    checkpoint.save((row.r, row.values, row.error) for row in new)
+                if progress is not None:
+                    progress(len(done), cap)
             boundary = None if plan is None else plan.next_boundary(reps, _metrics(done, reps))
     if plan is not None and progress is not None:
         progress(reps, reps)
     rows = [done[r] for r in range(reps)]
     seconds = time.perf_counter() - t0
     return _summarise_rows(cfg, rows, seconds)
-
-
-class _Replications:
-    """Runs replications chunk by chunk (in a worker pool opened on first use), checkpointing each chunk."""
-
-    def __init__(
-        self, cfg: RunConfig, base: Dataset | None, session: Session, checkpoint: Checkpoint | None
-    ) -> None:
-        self.cfg, self.base, self.session, self.checkpoint = cfg, base, session, checkpoint
-        self.chunk = max(20, 8 * cfg.mc.n_jobs)
-        self.pool: Any = None
-
-    def __enter__(self) -> _Replications:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.__exit__(None, None, None)
-
-    def _parallel(self) -> Any:
-        if self.pool is None:
-            from joblib import Parallel, parallel_config
-
-            with parallel_config("loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
-                self.pool = Parallel(n_jobs=self.cfg.mc.n_jobs)
-            self.pool.__enter__()
-        return self.pool
-
-    def __call__(
-        self,
-        todo: list[int],
-        done: dict[int, _Row],
-        progress: Callable[[int, int], None] | None,
-        total: int,
-    ) -> None:
-        """Run replications ``todo`` into ``done``, telling ``progress`` ``(len(done), total)`` per chunk."""
-        cfg, base, session = self.cfg, self.base, self.session
-        for start in range(0, len(todo), self.chunk):
-            batch = todo[start : start + self.chunk]
-            if cfg.mc.n_jobs == 1:
-                new = _chunk_rows(cfg, batch, base, session)
-            else:
-                from joblib import delayed
-
-                parts = self._parallel()(
-                    delayed(_chunk_rows)(cfg, [int(r) for r in part], base, session)
-                    for part in np.array_split(np.asarray(batch), min(len(batch), cfg.mc.n_jobs))
-                )
-                new = [row for part in parts for row in part]
-            done.update({row.r: row for row in new})
-            if self.checkpoint is not None:
-                self.checkpoint.save((row.r, row.values, row.error) for row in new)
-            if progress is not None:
-                progress(len(done), total)
 
 
 def _table(rows: Sequence[_Row]) -> pd.DataFrame:

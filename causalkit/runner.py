@@ -11,6 +11,7 @@ from typing import Any
 from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.errors import EstimationError
+from causalkit.executors import Executor, open_executor
 from causalkit.montecarlo import run_cell
 from causalkit.results import CellResult
 from causalkit.session import Session, default_session
@@ -68,6 +69,8 @@ def execute(
     parent_run_id: str | None = None,
     sweep_cell: int | None = None,
     notice: Callable[[str], object] | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CellResult:
     """Run a cell; with tracking, log it as one MLflow run (a child of the sweep's parent run).
 
@@ -89,6 +92,11 @@ def execute(
         names the run that stands for the cell (its own, or the earlier one it read back).
     notice : callable, optional
         Told, in one line, when a finished cell is read back instead of run.
+    executor : LocalExecutor or DaskExecutor, optional
+        Where the replications run (left open; a sweep's cells share one); default a new
+        one for ``cfg.mc`` (:func:`causalkit.executors.open_executor`), closed at the end.
+    progress : callable, optional
+        Told ``(replications done, total)`` per chunk (default: a bar on a terminal).
 
     Returns
     -------
@@ -110,8 +118,9 @@ def execute(
     """
     session = session if session is not None else default_session()
     axes = dict(axes or {})
+    progress = progress if progress is not None else _progress_printer()
     if cfg.tracking.backend == "none":
-        outcome = run_cell(cfg, session, _progress_printer())
+        outcome = run_cell(cfg, session, progress, executor=executor)
         if outcome.failed:
             raise EstimationError(outcome.errors[0])
         return outcome
@@ -167,7 +176,10 @@ def execute(
             if result is not None:
                 tracker.client.delete_run(run_id)  # no second copy of a finished cell
                 return result
-        outcome = run_cell(cfg, session, _progress_printer(), checkpoint)
+        with open_executor(cfg, session, executor) as pool:
+            if cfg.mc.reps > 1:
+                tracker.set_tags(run_id, executor_tags(pool))
+            outcome = run_cell(cfg, session, progress, checkpoint, pool)
         tracker.log_outcome(
             run_id, cfg, outcome, session.registry.get("estimator", cfg.estimator.name)
         )
@@ -186,6 +198,11 @@ def execute(
     if checkpoint is not None:
         checkpoint.clear()
     return outcome
+
+
+def executor_tags(pool: Executor) -> dict[str, str]:
+    """Return the tags recording where a cell's replications ran: executor and number of workers."""
+    return {"causalkit.executor": pool.name, "causalkit.workers": str(pool.workers)}
 
 
 def _await_claims(

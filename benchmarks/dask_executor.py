@@ -22,6 +22,13 @@ rounds, the speed-up over one process, the efficiency (speed-up / W) and, for th
 cells, the overhead per replication ``(W * t_mode - t_one) / replications`` (worker-seconds
 a replication costs beyond its work). The figures quoted in ``benchmarks/README.md`` are the
 printed medians.
+
+A third study, ``driver``, measures what the driver pays per chunk (submit, receive, the
+checkpoint file, bookkeeping): in a fresh interpreter per round, one ``itt`` cell of
+``--driver-reps`` (2,000) replications on the W-worker local cluster with a checkpoint, in
+chunks of 1 and of 20; the per-chunk cost is the difference of the two times over the
+difference of the numbers of chunks (the work is the same). It bounds how many workers one
+driver can feed: ``chunk size × seconds per replication / per-chunk cost``.
 """
 
 from __future__ import annotations
@@ -75,6 +82,63 @@ def _time(overrides: list[str]) -> float:
     return seconds
 
 
+def _driver_round(workers: int, reps: int) -> None:
+    """One driver round in this (fresh) process; prints one JSON line."""
+    from pathlib import Path
+
+    from causalkit.checkpoint import Checkpoint
+    from causalkit.cli import compose
+    from causalkit.config import validate
+    from causalkit.executors import DaskExecutor
+    from causalkit.montecarlo import run_cell
+    from causalkit.registry import default_registry
+    from causalkit.session import Session
+
+    cfg = validate(
+        compose(
+            ["tracking=none", "estimator=itt", "dgp=contaminated_holdout", f"mc.reps={reps}"]
+            + ["mc.executor=dask", f"mc.n_jobs={workers}"]
+        )
+    )
+    session = Session(default_registry())
+    out: dict[str, float] = {}
+    with DaskExecutor(cfg.mc, session.registry) as ex, tempfile.TemporaryDirectory() as tmp:
+        run_cell(cfg, session, executor=ex)  # warm the workers (imports, data)
+        for i, size in enumerate((20, 1, 20, 1)):
+            ex.chunk_size = lambda todo, size=size: size  # type: ignore[method-assign]
+            ckpt = Checkpoint.for_cell(Path(tmp) / str(i), "bench")
+            t = time.perf_counter()
+            run_cell(cfg, session, checkpoint=ckpt, executor=ex)
+            out[f"{size}"] = min(out.get(f"{size}", float("inf")), time.perf_counter() - t)
+    per_chunk = (out["1"] - out["20"]) / (reps - reps / 20)
+    print(
+        json.dumps(
+            {"seconds_chunk1": out["1"], "seconds_chunk20": out["20"], "per_chunk": per_chunk}
+        )
+    )
+
+
+def _driver(args: argparse.Namespace) -> None:
+    costs = []
+    for r in range(args.rounds):
+        out = subprocess.run(
+            [sys.executable, __file__, "--driver-round", "--workers", str(args.workers)]
+            + ["--driver-reps", str(args.driver_reps)],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise SystemExit(out.stderr[-3000:])
+        line = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps({"study": "driver", "round": r, **line}))
+        costs.append(line["per_chunk"])
+    print(
+        f"\ndriver: median per-chunk cost over {args.rounds} rounds "
+        f"{statistics.median(costs) * 1e3:.2f} ms ({args.workers} workers, {args.driver_reps} replications)",
+        flush=True,
+    )
+
+
 def main() -> None:
     """Run the rounds and print one JSON line per measurement, then the summary."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -85,10 +149,18 @@ def main() -> None:
     p.add_argument("--aipw-cells", type=int, default=4)
     p.add_argument("--aipw-reps", type=int, default=200)
     p.add_argument("--aipw-n", type=int, default=500)
-    p.add_argument("--studies", default="itt,aipw")
+    p.add_argument("--driver-reps", type=int, default=2000)
+    p.add_argument("--studies", default="itt,aipw,driver")
+    p.add_argument("--driver-round", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.driver_round:
+        _driver_round(args.workers, args.driver_reps)
+        return
     modes = _modes(args.workers)
     for study in args.studies.split(","):
+        if study == "driver":
+            _driver(args)
+            continue
         overrides, reps = _study(study, args)
         times: dict[str, list[float]] = {m: [] for m in modes}
         order = list(modes)

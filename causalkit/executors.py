@@ -322,24 +322,27 @@ class DaskExecutor:
                 if self.stopping.is_set():
                     raise KeyboardInterrupt("interrupted")
                 try:
-                    future = arrived.get(timeout=0.5)
+                    finished = [arrived.get(timeout=0.5)]
                 except queue.Empty:
                     continue
-                pending.discard(future)
-                yield self._result(future)
+                while not arrived.empty():  # one round trip fetches every finished chunk
+                    finished.append(arrived.get())
+                pending.difference_update(finished)
+                yield from self._results(client, finished)
         finally:
             if pending:
                 client.cancel(list(pending))
 
     @staticmethod
-    def _result(future: Any) -> Any:
+    def _results(client: Any, futures: list[Any]) -> list[Any]:
         try:
-            return future.result()
+            return list(client.gather(futures))
         except CausalkitError:
             raise
         except Exception as exc:  # e.g. KilledWorker: the task killed its workers three times
             raise ClusterError(
-                f"mc.executor=dask: a chunk of replications failed on the cluster ({type(exc).__name__}: {exc})"
+                "mc.executor=dask: a chunk of replications failed on the cluster "
+                f"({type(exc).__name__}: {exc})"
             ) from exc
 
     def stop(self) -> None:

@@ -376,6 +376,12 @@ def _validate(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
             f"none (a real analysis of data={data.name}) or a DGP that uses the table",
             dgp.name,
         )
+    if dgp.name == "none" and mc.target_mcse.targets():
+        raise ConfigError(
+            "mc.target_mcse",
+            "no targets for a real analysis (dgp=none has no replications to plan)",
+            ",".join(mc.target_mcse.targets()),
+        )
     if dgp.name == "none" and mc.reps > 1:
         raise ConfigError(
             "mc.reps", "1 for a real analysis (dgp=none has no truth to replicate)", mc.reps

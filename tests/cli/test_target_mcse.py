@@ -3,6 +3,8 @@ the plan is reported in MLflow, and a bad plan is one line with exit code 2."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .test_cli_uses import client as _client
@@ -40,6 +42,9 @@ def test_the_same_command_stops_at_the_same_replications_and_reports_the_plan(tm
     assert f"replications              {int(m['reps'])} (0 failed)" in other.stdout
 
 
+CATTANEO = str(Path(__file__).parents[1] / "data" / "cattaneo2.csv.gz")
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -54,6 +59,11 @@ def test_the_same_command_stops_at_the_same_replications_and_reports_the_plan(tm
         (
             ["mc.target_mcse.bias=0.01", "mc.reps=200", "mc.max_reps=100"],
             "mc.max_reps: expected at least mc.reps (200), got 100",
+        ),
+        (
+            ["data=csv", f"data.path={CATTANEO}", "dgp=none"]
+            + ["mc.target_mcse.bias=0.01", "mc.max_reps=500"],
+            "mc.target_mcse: expected no targets for a real analysis",
         ),
     ],
 )

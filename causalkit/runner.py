@@ -166,7 +166,11 @@ def execute(
     params = {k: v for k, v in axes.items() if not k.startswith("tracking.")}
     params["config_hash"] = cfg.cell_hash
     # The run is the cell's claim: an identical cell started later waits for it (_await_claims).
-    run_id = tracker.start_run(run_name(cfg, axes), params, cell_tags(cfg, identity), parent_run_id)
+    tags = cell_tags(cfg, identity)
+    local = cfg.mc.reps > 1 and executor is None and cfg.mc.executor == "local"
+    if local:  # known before any work: no extra write
+        tags |= executor_tags("local", cfg.mc.n_jobs)
+    run_id = tracker.start_run(run_name(cfg, axes), params, tags, parent_run_id)
     try:
         stand_for(run_id)
         if cfg.mc.resume:
@@ -177,8 +181,8 @@ def execute(
                 tracker.client.delete_run(run_id)  # no second copy of a finished cell
                 return result
         with open_executor(cfg, session, executor) as pool:
-            if cfg.mc.reps > 1:
-                tracker.set_tags(run_id, executor_tags(pool))
+            if cfg.mc.reps > 1 and not local:
+                tracker.set_tags(run_id, executor_tags(pool.name, pool.workers))
             outcome = run_cell(cfg, session, progress, checkpoint, pool)
         tracker.log_outcome(
             run_id, cfg, outcome, session.registry.get("estimator", cfg.estimator.name)
@@ -200,9 +204,9 @@ def execute(
     return outcome
 
 
-def executor_tags(pool: Executor) -> dict[str, str]:
+def executor_tags(executor: str, workers: int) -> dict[str, str]:
     """Return the tags recording where a cell's replications ran: executor and number of workers."""
-    return {"causalkit.executor": pool.name, "causalkit.workers": str(pool.workers)}
+    return {"causalkit.executor": executor, "causalkit.workers": str(workers)}
 
 
 def _await_claims(

@@ -108,11 +108,15 @@ class CellTask:
     start_dir: Path
     parent_run_id: str | None
     owner_pid: int = field(default_factory=os.getpid)
-    """The process that built the task; a launcher's worker (another pid) exits when it dies."""
+    """The process that built the task; a launcher's worker process started by it exits when it dies."""
 
     def __call__(self, cfg: Any) -> Exception | None:
-        """Execute the cell; a single run returns its error, a sweep reports it and goes on."""
-        if os.getpid() != self.owner_pid:
+        """Execute the cell; a single run returns its error, a sweep reports it and goes on.
+
+        A worker that the owner started itself (joblib's) watches it; a job started by
+        someone else (submitit's controller, SLURM on another machine) does not.
+        """
+        if os.getpid() != self.owner_pid and os.getppid() == self.owner_pid:
             from causalkit.montecarlo import exit_with_parent
 
             exit_with_parent(self.owner_pid)

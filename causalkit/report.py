@@ -242,21 +242,20 @@ def common_draws_tables(tracker: MlflowTracker, sweep_id: str) -> list[pd.DataFr
     from its run's artifacts.
     """
     import yaml
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     groups: dict[str, dict[str, pd.DataFrame]] = {}
     for _, run in _cell_runs(tracker, sweep_id):
         if run is None or run.info.status != "FINISHED":
             continue
-        repo = get_artifact_repository(run.info.artifact_uri)
-        try:
-            config = yaml.safe_load(Path(repo.download_artifacts("config.yaml")).read_text())
-            key = _draw_key(config or {})
-            if key is None:
+        with tracker.run_artifacts(run) as fetch:
+            try:
+                config = yaml.safe_load(fetch("config.yaml").read_text())
+                key = _draw_key(config or {})
+                if key is None:
+                    continue
+                table = pd.read_parquet(fetch("replications.parquet"))
+            except (OSError, ValueError):
                 continue
-            table = pd.read_parquet(repo.download_artifacts("replications.parquet"))
-        except (OSError, ValueError):
-            continue
         groups.setdefault(key, {})[run.info.run_name or run.info.run_id] = table
     return [common_draws(cells) for cells in groups.values() if len(cells) > 1]
 

@@ -11,7 +11,7 @@ import socket
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -378,6 +378,22 @@ class MlflowTracker:
             with self._store("storing the run's artifacts"):
                 self.client.log_artifacts(run_id, str(d))
 
+    @contextlib.contextmanager
+    def run_artifacts(self, run: Any) -> Iterator[Callable[[str], Path]]:
+        """Yield ``fetch(path)``, the local path of one of ``run``'s artifacts.
+
+        A local store hands back its own paths (nothing copied); any other store's artifacts
+        (an ``mlflow-artifacts:`` URI is served by this tracker's server) are downloaded to a
+        temporary folder, removed on exit.
+        """
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+        repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
+        with tempfile.TemporaryDirectory() as tmp:
+            dst = None if isinstance(repo, LocalArtifactRepository) else tmp
+            yield lambda path: Path(repo.download_artifacts(path, dst))
+
     def read_back(self, run: Any, cfg: RunConfig) -> CellResult:
         """Return the result of a FINISHED run of cell ``cfg``, as :meth:`log_outcome` stored it.
 
@@ -388,19 +404,17 @@ class MlflowTracker:
         never loaded (``ValueError``: the caller runs the cell again).
         """
         import pandas as pd
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         from causalkit.montecarlo import cell_result
 
-        # A local store hands back its own paths (nothing copied); others download to a temp dir.
-        repo = get_artifact_repository(run.info.artifact_uri)
-        table = pd.read_parquet(repo.download_artifacts("replications.parquet"))
-        if cfg.mc.reps > 1:
-            return cell_result(cfg, table, float(run.data.metrics["seconds"]))
-        folder = Path(repo.download_artifacts(_RESULT_DIR))
-        if any((folder / "tables").glob("*.pkl")):  # never unpickle what the working dir holds
-            raise ValueError(f"{folder} holds a pickled table; not read back")
-        single, seconds = _read_effect(folder)
+        with self.run_artifacts(run) as fetch:
+            table = pd.read_parquet(fetch("replications.parquet"))
+            if cfg.mc.reps > 1:
+                return cell_result(cfg, table, float(run.data.metrics["seconds"]))
+            folder = fetch(_RESULT_DIR)
+            if any((folder / "tables").glob("*.pkl")):  # never unpickle what the working dir holds
+                raise ValueError(f"{folder} holds a pickled table; not read back")
+            single, seconds = _read_effect(folder)
         return cell_result(cfg, table, seconds, single)
 
 

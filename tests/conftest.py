@@ -1,6 +1,17 @@
-"""Shared fixtures: a small contaminated-holdout panel and an isolated working directory."""
+"""Shared fixtures: a small contaminated-holdout panel, an isolated working directory, a loopback MLflow server."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,3 +31,60 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    """``free_port()``: a TCP port nobody listens on at 127.0.0.1 now."""
+    return _free_port
+
+
+@contextlib.contextmanager
+def _mlflow_server(store: list[str], log: Path) -> Iterator[str]:
+    port = _free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [*command, "--workers", "1", *store],
+            cwd=log.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its workers are stopped with it
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def mlflow_server() -> Callable[[list[str], Path], contextlib.AbstractContextManager[str]]:
+    """``with mlflow_server(store_args, log) as url``: ``mlflow server`` on a free 127.0.0.1 port.
+
+    ``store_args`` are its store options (``--backend-store-uri ...``); it runs in the log's
+    folder, answers ``/health`` before the block starts and is stopped (its process group)
+    when the block ends.
+    """
+    return _mlflow_server

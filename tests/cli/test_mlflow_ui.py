@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -65,12 +61,6 @@ def _browser_or_skip():
     return sync_playwright
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def sweep_store(tmp_path):
     """A finished two-cell sweep in ``tmp_path/runs/mlflow.db``: (cwd, experiment id, parent, children)."""
@@ -101,54 +91,12 @@ def sweep_store(tmp_path):
 
 
 @pytest.fixture
-def server(sweep_store):
+def server(sweep_store, mlflow_server):
     cwd = sweep_store[0]
-    port = _free_port()
-    log = open(cwd / "mlflow_server.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{cwd / 'runs' / 'mlflow.db'}",
-            "--default-artifact-root",
-            (cwd / "runs" / "artifacts").as_uri(),
-        ],
-        cwd=cwd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            log.close()
-            pytest.fail(
-                "mlflow server did not start: " + (cwd / "mlflow_server.log").read_text()[-1500:]
-            )
-        time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+    store = ["--backend-store-uri", f"sqlite:///{cwd / 'runs' / 'mlflow.db'}"]
+    store += ["--default-artifact-root", (cwd / "runs" / "artifacts").as_uri()]
+    with mlflow_server(store, cwd / "mlflow_server.log") as url:
+        yield url
 
 
 def _numbers(text: str) -> list[float]:

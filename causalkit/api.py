@@ -51,7 +51,7 @@ def fit(
         Root seed of the estimator's and the inference's random generators.
     **options
         Roles as keywords (``unit``, ``time``, ``treatment``, ``assignment``, ``outcome``,
-        ``covariates``, ...) and the estimator's parameters as further keywords.
+        ``covariates``, ``cluster``, ...) and the estimator's parameters as further keywords.
 
     Returns
     -------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import itertools
 import string
@@ -371,8 +372,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     status = "FINISHED"
     failed = 0
+    beat = parent[0].heartbeat(parent[1]) if parent is not None else contextlib.nullcontext()
     try:
-        launch(plan, task)
+        with beat:  # a sweep's parent shows it is alive to processes on other hosts
+            launch(plan, task)
     except (
         CausalkitError
     ) as exc:  # a single run's failure (a sweep's cells report theirs and go on)

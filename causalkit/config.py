@@ -165,6 +165,11 @@ class PluginChoice:
         """Return the name and parameters as plain JSON-able values."""
         return {"name": self.name, **self.params.model_dump(mode="json")}
 
+    def seed_dict(self) -> dict[str, Any]:
+        """Return :meth:`as_dict` without the parameters that never change a draw (``seed_neutral``)."""
+        seed_dump = getattr(self.params, "seed_dump", None)
+        return {"name": self.name, **seed_dump()} if seed_dump else self.as_dict()
+
 
 def _hash(obj: Mapping[str, Any]) -> str:
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
@@ -218,6 +223,19 @@ class RunConfig:
         return _hash(self.cell_dict())
 
     @functools.cached_property
+    def seed_hash(self) -> str:
+        """Hash that seeds the cell's random streams: :attr:`cell_hash` without ``seed_neutral`` fields.
+
+        Equal to :attr:`cell_hash` unless a plugin's ``seed_neutral`` parameter is set, so
+        every earlier study keeps its seeds; with one set (e.g. ``estimator.sensitivity``),
+        the cell draws exactly what it draws without it.
+        """
+        d = self.cell_dict()
+        for key in ("data", "dgp", "estimator", "inference"):
+            d[key] = getattr(self, key).seed_dict()
+        return _hash(d)
+
+    @functools.cached_property
     def draw_hash(self) -> str:
         """Hash that seeds the simulated datasets.
 
@@ -225,7 +243,7 @@ class RunConfig:
         seed), shared by every estimator and inference.
         """
         if not self.mc.common_random_numbers:
-            return self.cell_hash
+            return self.seed_hash
         return _hash(
             {
                 "data": self.data.as_dict(),

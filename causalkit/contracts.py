@@ -29,6 +29,7 @@ __all__ = [
     "Capability",
     "Resampler",
     "Linearisation",
+    "Clusters",
     "Fit",
     "LazyTables",
     "InferenceOutcome",
@@ -78,6 +79,14 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
     added_fields: ClassVar[frozenset[str]] = frozenset()
+    seed_neutral: ClassVar[frozenset[str]] = frozenset()
+    """Fields that change what is reported, never what is drawn or estimated (e.g. a
+    sensitivity analysis): left out of the hash that seeds a cell's random streams, so
+    switching them on keeps the folds, resamples and estimate (:attr:`RunConfig.seed_hash`)."""
+
+    def seed_dump(self) -> dict[str, Any]:
+        """Return :meth:`model_dump` (JSON mode) without the :attr:`seed_neutral` fields."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self.seed_neutral}
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -105,6 +114,11 @@ class Roles(Params):
     propensity_covariates: tuple[str, ...] | None = None
     segments: tuple[str, ...] = ()
     fold: str | None = None
+    cluster: str | None = None
+    """Units with one label are dependent (a user's impressions, a school's pupils): inference
+    treats the clusters, not the rows, as the independent draws."""
+
+    added_fields: ClassVar[frozenset[str]] = frozenset({"cluster"})
 
     def columns(self) -> list[str]:
         """All columns named by a role, in a stable order, without duplicates."""
@@ -370,6 +384,47 @@ class Linearisation:
     terms: np.ndarray
 
 
+@dataclass(frozen=True)
+class Clusters:
+    r"""Which cluster each unit belongs to, for clustered inference.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (n,)
+        Cluster of unit :math:`i`, coded :math:`0, \dots, G-1` (every code used).
+    regressors : int or None
+        :math:`K` of the CR1 factor when the estimate is a regression coefficient (as in
+        Stata's and statsmodels' clustered OLS); ``None``: the factor is :math:`G/(G-1)` only.
+    """
+
+    codes: np.ndarray
+    regressors: int | None = None
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters :math:`G`."""
+        return int(self.codes.max()) + 1 if self.codes.size else 0
+
+    def factor(self) -> float:
+        r"""Return the CR1 factor :math:`\frac{G}{G-1}\frac{N-1}{N-K}` (or :math:`\frac{G}{G-1}`)."""
+        g, n = self.n_clusters, self.codes.size
+        c = g / (g - 1)
+        return c if self.regressors is None else c * (n - 1) / (n - self.regressors)
+
+    def sums(self, psi: np.ndarray) -> np.ndarray:
+        """Column sums of the (n, k) ``psi`` within each cluster, shape (G, k)."""
+        g = self.n_clusters
+        return np.column_stack(
+            [np.bincount(self.codes, weights=psi[:, j], minlength=g) for j in range(psi.shape[1])]
+        )
+
+    def members(self) -> list[np.ndarray]:
+        """Positions of each cluster's units, clusters in code order."""
+        order = np.argsort(self.codes, kind="stable")
+        counts = np.bincount(self.codes, minlength=self.n_clusters)
+        return np.split(order, np.cumsum(counts)[:-1])
+
+
 @dataclass(frozen=True, init=False)
 class Fit:
     r"""What an estimator hands to inference: k named estimates and what inference needs.
@@ -397,6 +452,9 @@ class Fit:
         ``placebo(rng)`` returns one draw of the k estimates under the sharp null.
     linearisation : Linearisation or None
         R microsynth's panel linearisation terms.
+    clusters : Clusters or None
+        The unit's cluster (from the ``cluster`` role): analytic and multiplier inference sum
+        the influence values within clusters, the bootstrap resamples whole clusters.
     diagnostics : mapping
         Flat scalar diagnostics, e.g. ``max_abs_smd_after``, ``ess``, ``feasible``.
     tables : mapping
@@ -415,6 +473,7 @@ class Fit:
     resampler: Resampler | None
     placebo: Callable[[np.random.Generator], np.ndarray] | None
     linearisation: Linearisation | None
+    clusters: Clusters | None
     diagnostics: Mapping[str, DiagnosticValue]
     tables: Mapping[str, pd.DataFrame]
     warnings: tuple[str, ...]
@@ -431,6 +490,7 @@ class Fit:
         resampler: Resampler | None = None,
         placebo: Callable[[np.random.Generator], np.ndarray] | None = None,
         linearisation: Linearisation | None = None,
+        clusters: Clusters | None = None,
         diagnostics: Mapping[str, DiagnosticValue] | None = None,
         tables: Mapping[str, pd.DataFrame] | None = None,
         warnings: tuple[str, ...] = (),
@@ -456,6 +516,10 @@ class Fit:
         se = None if model_se is None else np.atleast_1d(np.asarray(model_se, dtype=np.float64))
         if se is not None and se.shape != (k,):
             raise ValueError(f"Fit.model_se: expected shape ({k},), got {se.shape}")
+        if clusters is not None and clusters.codes.shape != (int(n),):
+            raise ValueError(
+                f"Fit.clusters: expected {int(n)} cluster codes, got shape {clusters.codes.shape}"
+            )
         for name, value in (
             ("estimand", estimand),
             ("estimates", est),
@@ -466,6 +530,7 @@ class Fit:
             ("resampler", resampler),
             ("placebo", placebo),
             ("linearisation", linearisation),
+            ("clusters", clusters),
             ("diagnostics", dict(diagnostics or {})),
             ("tables", tables if tables is not None else {}),
             ("warnings", tuple(warnings)),

@@ -25,6 +25,7 @@ estimators, which check their values; here only their column names and roles are
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,25 @@ __all__ = [
 FEW_UNITS = 10
 """A cross-section whose treated (or control) group has fewer units is flagged."""
 
-_SINGLE_ROLES = ("unit", "time", "treatment", "assignment", "outcome", "selected", "fold")
+_SINGLE_ROLES = (
+    "unit",
+    "time",
+    "treatment",
+    "assignment",
+    "outcome",
+    "selected",
+    "fold",
+    "cluster",
+)
 _LIST_ROLES = ("covariates", "selection_covariates", "propensity_covariates", "segments")
 _COVARIATE_ROLES = ("covariates", "selection_covariates", "propensity_covariates")
-_SHARED = ({"treatment", "selection_covariates"}, {"assignment", "selection_covariates"})
-"""Roles that may name the same column: the treatment may drive selection (Heckman)."""
+_SHARED = (
+    {"treatment", "selection_covariates"},
+    {"assignment", "selection_covariates"},
+    {"cluster", "segments"},
+)
+"""Roles that may name the same column: the treatment may drive selection (Heckman), and
+segments may be the clusters (one effect per region, clustered by region)."""
 _DATES = ("date", "datetime", "datetime64")
 """What :func:`pandas.api.types.infer_dtype` calls a column of date or datetime objects."""
 _IMPUTE_HINT = " (aipw imputes them when asked: estimator.impute=median)"
@@ -273,18 +288,9 @@ def with_notes(fit: Fit, notes: InputNotes) -> Fit:
     """Return the fit with the input check's diagnostics and warnings (the same fit when none)."""
     if not notes.diagnostics and not notes.warnings:
         return fit
-    return Fit(
-        fit.estimand,
-        fit.estimates,
-        fit.n,
-        names=fit.names,
-        influence=fit.influence,
-        model_se=fit.model_se,
-        resampler=fit.resampler,
-        placebo=fit.placebo,
-        linearisation=fit.linearisation,
+    return dataclasses.replace(
+        fit,
         diagnostics={**fit.diagnostics, **notes.diagnostics},
-        tables=fit.tables,
         warnings=(*notes.warnings, *fit.warnings),
     )
 
@@ -292,4 +298,11 @@ def with_notes(fit: Fit, notes: InputNotes) -> Fit:
 def checked_fit(estimator: Any, data: Dataset, rng: np.random.Generator) -> Fit:
     """Check ``data`` (:func:`check_inputs`), fit ``estimator`` on it and attach the notes."""
     notes = check_inputs(data, getattr(estimator, "params", None))
-    return with_notes(estimator.fit(data, rng), notes)
+    fit = estimator.fit(data, rng)
+    if data.roles.cluster is not None and fit.clusters is None:
+        raise DataError(
+            "roles.cluster",
+            "an estimator with clustered inference (naive, itt, ols, ipw)",
+            f"estimator {getattr(estimator, 'name', type(estimator).__name__)}",
+        )
+    return with_notes(fit, notes)

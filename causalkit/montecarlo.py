@@ -82,7 +82,7 @@ def run_replication(cfg: RunConfig, r: int, base: Dataset | None, session: Sessi
     Every plugin comes from ``session.registry``: the registry the run was given.
     """
     registry = session.registry
-    seed, cell = cfg.mc.seed, cfg.cell_hash
+    seed, cell = cfg.mc.seed, cfg.seed_hash
     sim = _simulate(cfg, r, base, session)
     estimator = cfg.estimator.build(registry)
     fit = checked_fit(estimator, sim.dataset, replication_stream(seed, cell, r, 1))
@@ -95,7 +95,7 @@ def _simulate(cfg: RunConfig, r: int, base: Dataset | None, session: Session) ->
     """Replication ``r``'s draw (stream 0); with common random numbers seeded by the draw hash and shared."""
     dgp = cfg.dgp.build(session.registry)
     if not cfg.mc.common_random_numbers:
-        return dgp.simulate(replication_stream(cfg.mc.seed, cfg.cell_hash, r, 0), base)
+        return dgp.simulate(replication_stream(cfg.mc.seed, cfg.seed_hash, r, 0), base)
     key = (cfg.draw_hash, r)
     sim = session.draws.get(key)
     if sim is None:

@@ -317,6 +317,14 @@ class EffectResult:
                     ),
                 )
             )
+        benchmarks = self.tables.get("sensitivity.bounds")
+        if benchmarks is not None and len(benchmarks):
+            sections.append(
+                Section(
+                    "sensitivity benchmarks (a confounder as strong as each left-out covariate)",
+                    table=formatted(benchmarks, {}, lambda v: f"{v:.4g}"),
+                )
+            )
         if self.warnings:
             sections.append(Section(lines=tuple(f"WARNING: {w}" for w in self.warnings)))
         return Summary(f"causalkit result: {self.estimator} / {self.inference}", tuple(sections))

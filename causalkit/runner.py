@@ -174,13 +174,12 @@ def execute(
     try:
         stand_for(run_id)
         if cfg.mc.resume:
-            _await_claims(tracker, cfg, identity.key, run_id, notice)
-            previous = tracker.find_finished(cfg, identity.key)
+            previous = _await_claims(tracker, cfg, identity.key, run_id, notice)
             result = reuse(previous) if previous is not None else None
             if result is not None:
                 tracker.client.delete_run(run_id)  # no second copy of a finished cell
                 return result
-        with open_executor(cfg, session, executor) as pool:
+        with open_executor(cfg, session, executor) as pool, tracker.heartbeat(run_id):
             if cfg.mc.reps > 1 and not local:
                 tracker.set_tags(run_id, executor_tags(pool.name, pool.workers))
             outcome = run_cell(cfg, session, progress, checkpoint, pool)
@@ -216,25 +215,33 @@ def _await_claims(
     run_id: str,
     notice: Callable[[str], object] | None,
     poll: float = 0.5,
-) -> None:
+) -> Any | None:
     """Wait while an identical cell (same identity and replications) claimed earlier is RUNNING.
 
-    Claims are ordered by start time, then run id; the earliest live claim runs the cell and
-    the others then read its result back. Claims of dead processes on this host are reaped
-    (marked KILLED) on every poll, so a killed run never blocks the cell.
+    Returns the cell's FINISHED run once there is one (the earlier claim finished, or one
+    finished between this cell's first look and its claim), else ``None`` when this claim is
+    the earliest live one and runs the cell. Claims are ordered by start time, then run id.
+    One search per poll (:meth:`~causalkit.tracking.MlflowTracker.cell_runs`), which also
+    marks dead claims KILLED (a dead process on this host, no heartbeat from another), so a
+    killed run never blocks the cell.
     """
-    same = f"tags.`causalkit.identity` = '{identity}' and tags.`causalkit.reps` = '{cfg.mc.reps}'"
     told = False
     while True:
-        tracker.reap(same)
-        running = tracker.client.search_runs(
-            [tracker.experiment_id()], f"{same} and attributes.status = 'RUNNING'", max_results=1000
-        )
+        runs = tracker.cell_runs(identity)
+        finished = tracker.finished(runs, cfg)
+        if finished is not None:
+            return finished
+        reps = str(cfg.mc.reps)
+        running = [
+            r
+            for r in runs
+            if r.info.status == "RUNNING" and r.data.tags.get("causalkit.reps") == reps
+        ]
         order = {r.info.run_id: (r.info.start_time, r.info.run_id) for r in running}
         mine = order.get(run_id)
         earlier = [r for r in running if mine is not None and order[r.info.run_id] < mine]
         if not earlier:
-            return
+            return None
         if not told and notice is not None:
             first = earlier[0]
             notice(

@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,12 @@ from causalkit.store import check_sqlite_store, rehome_artifacts, seed_sqlite_st
 __all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
 
 SWEEP_TAG = "causalkit.sweep"
+HEARTBEAT_TAG = "causalkit.heartbeat"
+"""Tag of a running cell's run: the Unix time it last showed it is alive."""
+HEARTBEAT_EVERY = 60.0
+"""Seconds between heartbeats."""
+STALE_AFTER = 900.0
+"""A RUNNING run of another host without a heartbeat for this long is dead (clocks may differ)."""
 _log = logging.getLogger(__name__)
 _PROBE_SECONDS = 5.0
 _STORE = "a reachable, writable MLflow store"
@@ -229,20 +236,29 @@ class MlflowTracker:
             raise
         return run_id
 
-    def find_finished(self, cfg: RunConfig, identity: str) -> Any | None:
-        """Mark this cell's dead RUNNING runs KILLED; return its latest FINISHED run, if any.
+    def cell_runs(self, identity: str) -> list[Any]:
+        """Return the runs of the cell with this identity, newest first, its dead RUNNING ones marked KILLED.
 
-        A FINISHED run counts when it has the same identity
-        (:func:`causalkit.identity.cell_identity`: config hash, input files and code) and the
-        same number of replications. One search serves both (the cell's runs, newest first).
+        One search. A RUNNING run is dead when its process is gone (same host) or, on another
+        host, when its heartbeat (:data:`HEARTBEAT_TAG`) is older than :data:`STALE_AFTER`
+        seconds (a node that died, a job killed without SIGTERM).
         """
-        runs = self.client.search_runs(
-            [self.experiment_id()],
-            f"tags.`causalkit.identity` = '{identity}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1000,
-        )
-        self._reap(run for run in runs if run.info.status == "RUNNING")
+        with self._store("looking for the cell's runs"):
+            runs = self.client.search_runs(
+                [self.experiment_id()],
+                f"tags.`causalkit.identity` = '{identity}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1000,
+            )
+        dead = {r.info.run_id for r in runs if r.info.status == "RUNNING" and self._dead(r)}
+        for run in runs:
+            if run.info.run_id in dead:
+                self._kill(run)
+        return [r for r in runs if r.info.run_id not in dead]
+
+    @staticmethod
+    def finished(runs: Iterable[Any], cfg: RunConfig) -> Any | None:
+        """Return the first FINISHED run in ``runs`` with ``cfg``'s replications and kind."""
         kind = "cell" if cfg.mc.reps > 1 else "single"
         for run in runs:
             if run.info.status != "FINISHED":
@@ -254,30 +270,67 @@ class MlflowTracker:
                 return run
         return None
 
+    def find_finished(self, cfg: RunConfig, identity: str) -> Any | None:
+        """Mark this cell's dead RUNNING runs KILLED; return its latest FINISHED run, if any.
+
+        A FINISHED run counts when it has the same identity
+        (:func:`causalkit.identity.cell_identity`: config hash, input files and code) and the
+        same number of replications. One search serves both (:meth:`cell_runs`).
+        """
+        return self.finished(self.cell_runs(identity), cfg)
+
     def reap(self, filter_string: str) -> int:
-        """Mark RUNNING runs whose process died (same host, pid gone) as KILLED; returns how many."""
+        """Mark RUNNING runs whose process died (same host, pid gone; elsewhere, no heartbeat) as KILLED."""
         exp_id = self.experiment_id()
         with self._store("looking for runs left RUNNING"):
             runs = self.client.search_runs(
                 [exp_id], f"{filter_string} and attributes.status = 'RUNNING'", max_results=1000
             )
-        return self._reap(runs)
+        dead = [run for run in runs if self._dead(run)]
+        for run in dead:
+            self._kill(run)
+        return len(dead)
 
-    def _reap(self, runs: Iterable[Any]) -> int:
-        reaped = 0
-        for run in runs:
-            pid = run.data.tags.get("causalkit.pid")
-            if (
-                run.data.tags.get("causalkit.host") != socket.gethostname()
-                or not pid
-                or _alive(int(pid))
-            ):
-                continue
-            self.end_run(
-                run.info.run_id, "KILLED", error=f"process {pid} died before the run ended"
-            )
-            reaped += 1
-        return reaped
+    @staticmethod
+    def _dead(run: Any) -> bool:
+        tags = run.data.tags
+        pid = tags.get("causalkit.pid")
+        if tags.get("causalkit.host") == socket.gethostname():
+            return bool(pid) and not _alive(int(pid))
+        beat = float(tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+        return time.time() - beat > STALE_AFTER
+
+    def _kill(self, run: Any) -> None:
+        tags = run.data.tags
+        host, pid = tags.get("causalkit.host"), tags.get("causalkit.pid")
+        if host == socket.gethostname():
+            why = f"process {pid} died before the run ended"
+        else:
+            why = f"no heartbeat from process {pid} on {host} for over {STALE_AFTER:.0f} s"
+        self.end_run(run.info.run_id, "KILLED", error=why)
+
+    @contextlib.contextmanager
+    def heartbeat(self, run_id: str, every: float = HEARTBEAT_EVERY) -> Iterator[None]:
+        """Tag the run with the time (:data:`HEARTBEAT_TAG`) every ``every`` seconds while the block runs.
+
+        How processes on other hosts tell a live claim from one whose node died.
+        """
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    self.set_tags(run_id, {HEARTBEAT_TAG: f"{time.time():.0f}"})
+                except ConfigError:  # the store is busy or gone: the run reports that itself
+                    pass
+
+        thread = threading.Thread(target=beat, name="causalkit-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         """Set tags on a run."""

@@ -6,12 +6,20 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
+from causalkit.coverage import World
+from causalkit.errors import ConfigError
 
-__all__ = ["SelectionOnObservables", "SelectionOnObservablesParams", "arm_means_of_x1"]
+__all__ = [
+    "SelectionOnObservables",
+    "SelectionOnObservablesParams",
+    "arm_means_of_x1",
+    "CLUSTERED_600",
+    "clustered_worlds",
+]
 
 
 class PropensityCoefficients(Params):
@@ -43,8 +51,29 @@ class PotentialOutcomes(Params):
     )
 
 
+class ClusterParams(Params):
+    """Clustered units: equal-sized clusters sharing a covariate shift and an outcome effect."""
+
+    n_clusters: int = Field(
+        0, ge=0, description="number of clusters (0: independent units, no cluster role)"
+    )
+    icc: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of the outcome noise variance shared in a cluster"
+    )
+    x_icc: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of each covariate's variance shared in a cluster"
+    )
+    role: bool = Field(
+        True,
+        description="emit the cluster role (false: the same draws without it, so inference "
+        "ignores the clusters)",
+    )
+
+
 class SelectionOnObservablesParams(Params):
     """Parameters of the ``selection_on_observables`` world."""
+
+    added_fields: ClassVar[frozenset[str]] = frozenset({"cluster"})
 
     n: int = Field(2000, ge=20, description="number of units")
     propensity: PropensityCoefficients = Field(default_factory=PropensityCoefficients)
@@ -52,6 +81,20 @@ class SelectionOnObservablesParams(Params):
     quadrature_nodes: int = Field(
         80, ge=10, le=400, description="Gauss-Hermite nodes for the truths"
     )
+    cluster: ClusterParams = Field(ClusterParams(), description="clustered units (default none)")
+
+    @model_validator(mode="after")
+    def _clusters_fit(self) -> SelectionOnObservablesParams:
+        c = self.cluster
+        if c.n_clusters == 1 or c.n_clusters > self.n:
+            raise ConfigError(
+                "dgp.cluster.n_clusters", f"0 or 2 to n ({self.n}) clusters", c.n_clusters
+            )
+        if c.n_clusters == 0 and (c.icc > 0 or c.x_icc > 0):
+            raise ConfigError(
+                "dgp.cluster.n_clusters", "clusters for dgp.cluster.icc/x_icc to act on", 0
+            )
+        return self
 
 
 def arm_means_of_x1(c: PropensityCoefficients, nodes: int = 80) -> tuple[float, float]:
@@ -90,6 +133,16 @@ class SelectionOnObservables:
     correctly specified (IPW and propensity matching are consistent), a linear outcome
     regression is not (the :math:`x_1^2` term) unless ``x1_sq = 0``.
 
+    With ``cluster.n_clusters`` = :math:`G > 0` the units form :math:`G` equal-sized
+    clusters (consecutive rows) and, with cluster effects :math:`a_{g1}, a_{g2}, u_g \sim N(0,1)`,
+    :math:`x_k = \sqrt{\rho_x}\,a_{gk} + \sqrt{1-\rho_x}\,x_k` (``x_icc`` :math:`=\rho_x`) and
+    :math:`\varepsilon = \sqrt{\rho}\,u_g + \sqrt{1-\rho}\,\varepsilon` (``icc`` :math:`=\rho`):
+    every unit's marginal law, hence every truth, is unchanged, while the covariates (so the
+    treatment and the effect :math:`\tau_1x_1`) and the noise are correlated within a
+    cluster. The cluster effects are drawn after all other draws, so :math:`G = 0` keeps the
+    draws of an unclustered world. Roles: ``cluster`` (column ``cluster``; left unset with
+    ``cluster.role=false``, to show what ignoring the clusters does) besides the ones below.
+
     Roles: outcome ``y``, treatment ``treat``, covariates ``(x1, x2)``.
     """
 
@@ -104,13 +157,51 @@ class SelectionOnObservables:
         p = self.params
         a, o = p.propensity, p.outcome
         x1, x2, eps = rng.standard_normal((3, p.n))
-        treat = rng.random(p.n) < expit(a.intercept + a.x1 * x1 + a.x2 * x2)
+        uniform = rng.random(p.n)
         if o.noise_df is not None:  # heavy tails; drawn after the normal defaults' draws
             eps = rng.standard_t(o.noise_df, p.n) * np.sqrt((o.noise_df - 2.0) / o.noise_df)
+        c = p.cluster
+        if c.n_clusters:
+            cluster = np.arange(p.n) * c.n_clusters // p.n
+            shared = rng.standard_normal((3, c.n_clusters))[:, cluster]
+            x1 = np.sqrt(c.x_icc) * shared[0] + np.sqrt(1.0 - c.x_icc) * x1
+            x2 = np.sqrt(c.x_icc) * shared[1] + np.sqrt(1.0 - c.x_icc) * x2
+            eps = np.sqrt(c.icc) * shared[2] + np.sqrt(1.0 - c.icc) * eps
+        treat = uniform < expit(a.intercept + a.x1 * x1 + a.x2 * x2)
         y0 = o.intercept + o.x1 * x1 + o.x2 * x2 + o.x1_sq * (x1 * x1 - 1.0) + o.noise_sd * eps
         y = y0 + treat * (o.tau + o.tau_x1 * x1)
         frame = pd.DataFrame({"x1": x1, "x2": x2, "treat": treat.astype(np.int64), "y": y})
+        if c.n_clusters:
+            frame["cluster"] = cluster
         m1, m0 = arm_means_of_x1(a, p.quadrature_nodes)
         truth = Truth({"ATE": o.tau, "ATT": o.tau + o.tau_x1 * m1, "ATC": o.tau + o.tau_x1 * m0})
-        roles = Roles(outcome="y", treatment="treat", covariates=("x1", "x2"))
+        roles = Roles(
+            outcome="y",
+            treatment="treat",
+            covariates=("x1", "x2"),
+            cluster="cluster" if c.n_clusters and c.role else None,
+        )
         return Simulated(Dataset(frame, roles), truth)
+
+
+CLUSTERED_600 = (
+    "dgp=selection_on_observables",
+    "dgp.n=600",
+    "dgp.cluster.n_clusters=60",
+    "dgp.cluster.icc=0.5",
+    "dgp.cluster.x_icc=0.6",
+)
+"""600 units in 60 clusters of 10 sharing 60% of their covariates' and 50% of their noise's
+variance: ignoring the clusters, analytic SEs are about a quarter too small (coverage near
+0.84 for naive, ols and ipw)."""
+
+
+def clustered_worlds(extra: tuple[str, ...], note: str, bootstrap: bool) -> World:
+    """The clustered world (:data:`CLUSTERED_600` plus ``extra``) for an estimator's pairings.
+
+    ``bootstrap=False`` leaves the refitting bootstrap out where its cell would be costly
+    (R = 600 replications of ``n_boot`` refits): the cluster resampling is the same for
+    every estimator and is checked by the ``naive`` cell.
+    """
+    methods = {"analytic", "multiplier"} | ({"bootstrap"} if bootstrap else set())
+    return World("clustered", (*CLUSTERED_600, *extra), inferences=frozenset(methods), note=note)

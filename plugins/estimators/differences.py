@@ -6,16 +6,20 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from causalkit.clusters import fit_clusters
 from causalkit.contracts import Capability, Dataset, Estimand, Fit, Params, Resampler
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.panel import unit_table
 from causalkit_plugins.dgps.contaminated_holdout import RANDOMISED_600
+from causalkit_plugins.dgps.selection_on_observables import clustered_worlds
 
 __all__ = ["difference_in_means", "Naive", "ITT"]
 
 
-def difference_in_means(y: np.ndarray, group: np.ndarray) -> tuple[float, np.ndarray]:
+def difference_in_means(
+    y: np.ndarray, group: np.ndarray, welch: bool = True
+) -> tuple[float, np.ndarray]:
     r"""Difference of group means and its influence values.
 
     Parameters
@@ -24,6 +28,10 @@ def difference_in_means(y: np.ndarray, group: np.ndarray) -> tuple[float, np.nda
         Outcomes.
     group : ndarray of bool, shape (n,)
         Group indicator.
+    welch : bool
+        Scale each group's influence values by :math:`c_g` (below); ``False``:
+        :math:`c_g = 1`, the score of the OLS regression of :math:`y` on :math:`(1, G)`,
+        whose cluster sums give the clustered OLS variance.
 
     Returns
     -------
@@ -41,8 +49,8 @@ def difference_in_means(y: np.ndarray, group: np.ndarray) -> tuple[float, np.nda
     m1 = float(y[g].mean())
     m0 = float(y[~g].mean())
     p = n1 / n
-    c1 = np.sqrt(n1 / (n1 - 1)) if n1 > 1 else np.nan
-    c0 = np.sqrt(n0 / (n0 - 1)) if n0 > 1 else np.nan
+    c1 = (np.sqrt(n1 / (n1 - 1)) if n1 > 1 else np.nan) if welch else 1.0
+    c0 = (np.sqrt(n0 / (n0 - 1)) if n0 > 1 else np.nan) if welch else 1.0
     psi = np.where(g, (y - m1) / p * c1, -(y - m0) / (1 - p) * c0)
     return m1 - m0, psi
 
@@ -61,6 +69,13 @@ class _Difference:
     ATE averaged over the covariates, whose observational bootstrap resamples the whole
     sample, see :func:`~causalkit_plugins.estimators.selection.estimands.resampling_strata`),
     so fixing the arm sizes changes its variance only at order :math:`n^{-2}`.
+
+    With the ``cluster`` role the influence values are the OLS score (``welch=False``) and
+    clustered inference uses the CR1 factor with :math:`K = 2`: the analytic SE is then that
+    of the OLS regression of the outcome on an intercept and the group with
+    ``cov_type="cluster"`` (statsmodels; Stata's ``regress ..., vce(cluster)``). The bootstrap
+    resamples whole clusters, within the arms when every cluster lies in one arm (a
+    cluster-randomised design).
     """
 
     name: ClassVar[str]
@@ -81,7 +96,13 @@ class _Difference:
         table = unit_table(data, group_role=self.group_role, who=self.name)
         y = table.y
         g = table.group
-        est, psi = difference_in_means(y, g)
+        units = table.units if data.roles.time is not None else None
+        cl = fit_clusters(data, table.n, self.name, units=units, regressors=2)
+        est, psi = (
+            difference_in_means(y, g)
+            if cl.clusters is None
+            else difference_in_means(y, g, welch=False)
+        )
 
         def refit(idx: np.ndarray) -> np.ndarray:
             return np.array([difference_in_means(y[idx], g[idx])[0]])
@@ -92,17 +113,22 @@ class _Difference:
             table.n,
             influence=psi,
             resampler=Resampler(table.n, strata=g.astype(np.int64), refit=refit),
+            clusters=cl.clusters,
             diagnostics={
                 "n_treated": int(g.sum()),
                 "n_control": int((~g).sum()),
                 "n_unselected": table.n_unselected,
+                **(cl.diagnostics or {}),
             },
             warnings=(
-                f"{self.name}: {table.n_unselected} rows with selected=0 (outcome unobserved) left out;"
-                " the contrast is on the selected sample",
+                (
+                    f"{self.name}: {table.n_unselected} rows with selected=0 (outcome unobserved) "
+                    "left out; the contrast is on the selected sample",
+                )
+                if table.n_unselected
+                else ()
             )
-            if table.n_unselected
-            else (),
+            + cl.warnings,
         )
 
 
@@ -128,6 +154,12 @@ class Naive(_Difference):
                 "mc.target=ATE",
             ),
             note="small sample: 50 exposed and 50 holdout users, a 0/1 outcome",
+        ),
+        clustered_worlds(
+            ("dgp.propensity.x1=0", "dgp.propensity.x2=1.0", "dgp.outcome.x2=0"),
+            "60 clusters of 10; treatment driven by x2 alone, which does not affect the outcome "
+            "(the difference in means is the ATE), correlated within clusters",
+            bootstrap=True,
         ),
     )
 

@@ -12,6 +12,7 @@ from causalkit.errors import PluginError
 from causalkit_plugins.inference.common import (
     InferenceParams,
     gaussian_sup_t,
+    influence_rows,
     outcome,
     wald_outcome,
 )
@@ -30,24 +31,29 @@ class AnalyticParams(InferenceParams):
     """Parameters of analytic inference."""
 
 
-def influence_cov(psi: np.ndarray) -> np.ndarray:
-    r"""Covariance of the estimates from an n x k influence matrix, :math:`n^{-2}\psi^\top\psi`."""
-    n = psi.shape[0]
+def influence_cov(psi: np.ndarray, n: int | None = None) -> np.ndarray:
+    r"""Covariance of the estimates from an n x k influence matrix, :math:`n^{-2}\psi^\top\psi`.
+
+    ``n`` defaults to the rows of ``psi``; it differs for cluster sums
+    (:func:`~causalkit_plugins.inference.common.influence_rows`).
+    """
+    n = psi.shape[0] if n is None else n
     return (psi.T @ psi) / n**2
 
 
-def influence_se(psi: np.ndarray) -> np.ndarray:
+def influence_se(psi: np.ndarray, n: int | None = None) -> np.ndarray:
     r"""Standard errors :math:`n^{-1}(\sum_i \psi_{ij}^2)^{1/2}` of an n x k influence matrix.
 
     Column by column (the same summation as for a single estimate, bit for bit). Where the
     squares overflow (influence values near 1e300) or underflow (near 1e-300), the column is
     summed again divided by its largest absolute value, so the SE is exact at any scale.
+    ``n`` defaults to the rows of ``psi``; it differs for cluster sums.
     """
-    n = psi.shape[0]
+    n = psi.shape[0] if n is None else n
     with np.errstate(over="ignore", under="ignore"):  # both are handled below
         se = np.array([np.sqrt(np.sum(psi[:, j] ** 2)) / n for j in range(psi.shape[1])])
     for j in np.flatnonzero(~(np.isfinite(se) & (se > 0))):
-        top = float(np.max(np.abs(psi[:, j]))) if n else 0.0
+        top = float(np.max(np.abs(psi[:, j]))) if psi.shape[0] else 0.0
         if np.isfinite(top) and top > 0:
             se[j] = top * (np.sqrt(np.sum((psi[:, j] / top) ** 2)) / n)
     return se
@@ -70,6 +76,16 @@ class Analytic:
     :math:`\widehat{V}_j = n^{-2}\sum_i \psi_{ij}^2`; otherwise the estimator's own model-based
     standard errors are used. Never falls back silently to anything else.
 
+    With clusters (the ``cluster`` role) the influence values are summed within clusters
+    first: :math:`\widehat{V}_j = c\,n^{-2}\sum_g(\sum_{i\in g}\psi_{ij})^2` with the CR1
+    factor :math:`c` (:func:`~causalkit_plugins.inference.common.influence_rows`):
+    :math:`\frac{G}{G-1}\frac{N-1}{N-K}` for the estimators that are regression coefficients
+    (``naive``/``itt``: OLS of the outcome on an intercept and the group, :math:`K = 2`,
+    equal to statsmodels' ``cov_type="cluster"``; ``ols``: the fully interacted regression,
+    :math:`K = 2p` for :math:`p` coefficients per arm) and :math:`\frac{G}{G-1}` alone for
+    the M-estimator ``ipw`` (no regression defines :math:`K`). Model SEs are never
+    clustered: an estimator that takes the cluster role gives influence values.
+
     With ``joint`` and k > 1 the band's critical value is the sup-t quantile of a Gaussian
     vector with the influence-based correlation :math:`n^{-2}\psi^\top\psi` (drawn from the
     run's Generator); with model SEs only (no correlation known) it is Bonferroni's
@@ -89,9 +105,9 @@ class Analytic:
         p = self.params
         cov = None
         if fit.influence is not None:
-            psi = fit.influence
-            se = influence_se(psi)
-            cov = influence_cov(psi) if p.joint and fit.k > 1 else None
+            psi, n = influence_rows(fit)
+            se = influence_se(psi, n)
+            cov = influence_cov(psi, n) if p.joint and fit.k > 1 else None
         elif fit.model_se is not None:
             se = fit.model_se
         else:

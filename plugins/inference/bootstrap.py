@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutcome, Params
+from causalkit.contracts import (
+    Capability,
+    Clusters,
+    DiagnosticValue,
+    Fit,
+    InferenceOutcome,
+    Params,
+)
 from causalkit.errors import EstimationError, PluginError
 from causalkit.progress import bar, progress
 from causalkit_plugins.inference.common import (
@@ -20,7 +28,7 @@ from causalkit_plugins.inference.common import (
     wald_outcome,
 )
 
-__all__ = ["Bootstrap", "BootstrapParams", "resample_indices"]
+__all__ = ["Bootstrap", "BootstrapParams", "ClusterDraws", "resample_indices"]
 
 REFIT_BATCH = 32
 """Resamples handed to ``Fit.refit_batch`` per call: a constant, so results never depend on it."""
@@ -57,6 +65,41 @@ def stratum_members(strata: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(strata == s) for s in np.unique(strata)]
 
 
+@dataclass(frozen=True)
+class ClusterDraws:
+    """Whole-cluster resampling: each cluster's units, and the clusters of each stratum.
+
+    Built by :meth:`of`; ``groups`` holds one array of all cluster codes when the clusters
+    are not resampled within strata.
+    """
+
+    members: list[np.ndarray]
+    groups: list[np.ndarray]
+
+    @classmethod
+    def of(cls, clusters: Clusters, strata: np.ndarray | None) -> ClusterDraws:
+        """Resample within strata when ``strata`` is given and every cluster lies in one stratum."""
+        members = clusters.members()
+        g = len(members)
+        if strata is not None:
+            first = strata[[m[0] for m in members]]
+            if np.array_equal(first[clusters.codes], strata):
+                return cls(members, stratum_members(first))
+        return cls(members, [np.arange(g)])
+
+    @property
+    def within_strata(self) -> bool:
+        """Whether clusters are drawn within strata."""
+        return len(self.groups) > 1
+
+    def indices(self, rng: np.random.Generator) -> np.ndarray:
+        """Unit indices of one bootstrap sample: the units of clusters drawn with replacement."""
+        drawn = np.concatenate(
+            [grp[rng.integers(0, grp.size, size=grp.size)] for grp in self.groups]
+        )
+        return np.concatenate([self.members[c] for c in drawn])
+
+
 class Bootstrap:
     r"""Refitting bootstrap over the whole vector of estimates.
 
@@ -81,9 +124,20 @@ class Bootstrap:
     ``replicates`` (a backend that resamples without copying the data, e.g. Poisson weights
     on Spark) those are used, drawn from the run's Generator.
 
+    With clusters (the ``cluster`` role) whole clusters are drawn with replacement and every
+    unit of a drawn cluster enters the resample (Cameron, Gelbach & Miller 2008, the pairs
+    cluster bootstrap). When the fit's strata (e.g. the treated/control arms) nest the
+    clusters (each cluster in one stratum, as in a cluster-randomised trial) the clusters are
+    drawn within strata; when clusters cut across strata (treated and control units in one
+    cluster) they are drawn from the whole sample, which is the ordinary bootstrap of the
+    contrast (diagnostic ``clusters_within_strata``). Backends that draw their own replicates
+    cannot resample clusters and are refused.
+
     References
     ----------
     Efron, B. & Tibshirani, R. (1993). *An Introduction to the Bootstrap*. Chapman & Hall.
+    Cameron, A.C., Gelbach, J.B. & Miller, D.L. (2008). Bootstrap-based improvements for
+    inference with clustered errors. *Rev. Econ. Stat.* 90(3), 414-427.
     """
 
     name: ClassVar[str] = "bootstrap"
@@ -102,17 +156,29 @@ class Bootstrap:
             raise PluginError("inference=bootstrap: this fit provides no resampler")
         draws = np.full((p.n_boot, fit.k), np.nan)
         if rs.refit is None and rs.refit_batch is None:
+            if fit.clusters is not None:
+                raise PluginError(
+                    "inference=bootstrap: this fit's backend draws its own replicates and "
+                    "cannot resample whole clusters"
+                )
             assert rs.replicates is not None
             reps = np.asarray(rs.replicates(rng, p.n_boot), dtype=np.float64)
             return reps.reshape(p.n_boot, fit.k)
         strata = rs.strata if p.stratified else None
         members = None if strata is None else stratum_members(strata)
+        clustered = None if fit.clusters is None else ClusterDraws.of(fit.clusters, strata)
+
+        def sample() -> np.ndarray:
+            if clustered is not None:
+                return clustered.indices(rng)
+            return resample_indices(rng, strata, rs.n, members)
+
         if rs.refit_batch is not None:
             # The same draws in the same order as one at a time, solved in fixed-size batches.
             shown = bar(p.n_boot, "bootstrap")
             for start in range(0, p.n_boot, REFIT_BATCH):
                 stop = min(start + REFIT_BATCH, p.n_boot)
-                idxs = [resample_indices(rng, strata, rs.n, members) for _ in range(start, stop)]
+                idxs = [sample() for _ in range(start, stop)]
                 draws[start:stop] = np.asarray(rs.refit_batch(idxs), dtype=np.float64).reshape(
                     stop - start, fit.k
                 )
@@ -123,7 +189,7 @@ class Bootstrap:
             return draws
         assert rs.refit is not None
         for b in progress(range(p.n_boot), p.n_boot, "bootstrap"):
-            idx = resample_indices(rng, strata, rs.n, members)
+            idx = sample()
             try:
                 draws[b] = rs.refit(idx)
             except EstimationError:
@@ -137,6 +203,9 @@ class Bootstrap:
         ok = draws[good]
         n_failed = int(p.n_boot - ok.shape[0])
         diag: dict[str, DiagnosticValue] = {"n_boot": int(ok.shape[0]), "n_failed": n_failed}
+        if fit.clusters is not None and fit.resampler is not None:
+            strata = fit.resampler.strata if p.stratified else None
+            diag["clusters_within_strata"] = ClusterDraws.of(fit.clusters, strata).within_strata
         refused, warnings = resampling_failures(
             self.name, n_failed, p.n_boot, p.max_failed, "resamples"
         )

@@ -17,6 +17,8 @@ Montiel Olea, J.L. & Plagborg-Møller, M. (2019). Simultaneous confidence bands:
 implementation, and an application to SVARs. *J. Appl. Econometrics* 34(1).
 Chernozhukov, V., Chetverikov, D. & Kato, K. (2013). Gaussian approximations and multiplier
 bootstrap for maxima of sums of high-dimensional random vectors. *Ann. Statist.* 41.
+Cameron, A.C. & Miller, D.L. (2015). A practitioner's guide to cluster-robust inference.
+*J. Human Resources* 50(2), 317-372.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from pydantic import Field
 from scipy import stats
 
-from causalkit.contracts import DiagnosticValue, InferenceOutcome, Params
+from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, Params
 
 __all__ = [
     "InferenceParams",
@@ -44,6 +46,7 @@ __all__ = [
     "outcome",
     "wald_outcome",
     "GAUSSIAN_DRAWS",
+    "influence_rows",
 ]
 
 GAUSSIAN_DRAWS = 10_000
@@ -58,6 +61,27 @@ class InferenceParams(Params):
         False,
         description="simultaneous (sup-t) bands over all estimates and Holm-adjusted p-values",
     )
+
+
+def influence_rows(fit: Fit) -> tuple[np.ndarray, int]:
+    r"""The independent rows of a fit's influence matrix and the number of units :math:`n`.
+
+    Without clusters, the :math:`n\times k` matrix :math:`\psi` itself. With clusters
+    (:attr:`~causalkit.contracts.Fit.clusters`), the :math:`G\times k` cluster sums scaled by
+    the square root of the CR1 factor,
+
+    .. math:: \tilde\psi_{gj} = \sqrt{c}\sum_{i\in g}\psi_{ij}, \qquad
+        c = \frac{G}{G-1}\,\frac{N-1}{N-K} \ \text{(a regression with } K
+        \text{ coefficients) or } \frac{G}{G-1},
+
+    so that :math:`n^{-2}\sum_g\tilde\psi_{gj}^2` is the cluster-robust (CR1) variance
+    (Cameron & Miller 2015, section II.C; Stata's and statsmodels' clustered OLS).
+    """
+    assert fit.influence is not None
+    psi = fit.influence
+    if fit.clusters is None:
+        return psi, psi.shape[0]
+    return np.sqrt(fit.clusters.factor()) * fit.clusters.sums(psi), psi.shape[0]
 
 
 MAX_FAILED = 0.05

@@ -14,6 +14,7 @@ from causalkit.errors import PluginError
 from causalkit_plugins.inference.common import (
     InferenceParams,
     draws_sup_t,
+    influence_rows,
     normal_p_values,
     outcome,
 )
@@ -64,6 +65,11 @@ class MultiplierBootstrap:
     quantile of :math:`\max_j|\delta^*_j|/\hat\sigma_j` (DoubleML's ``confint(joint=True)``),
     with Holm-adjusted p-values; the p-value is normal with the bootstrap SE.
 
+    With clusters (the ``cluster`` role) there is one multiplier per cluster, shared by its
+    units: :math:`\delta^*_j = n^{-1}\sum_g \xi_g\tilde\psi_{gj}` with the cluster sums
+    :math:`\tilde\psi_{gj}` scaled by the CR1 factor, as analytic inference uses them
+    (:func:`~causalkit_plugins.inference.common.influence_rows`).
+
     References
     ----------
     Chernozhukov, V., Chetverikov, D. & Kato, K. (2013). Gaussian approximations and
@@ -81,14 +87,14 @@ class MultiplierBootstrap:
         if fit.influence is None:
             raise PluginError("inference=multiplier: the fit carries no influence values")
         p = self.params
-        psi = fit.influence
-        n, k = psi.shape
+        psi, n = influence_rows(fit)
+        m, k = psi.shape
         sigma = np.array([np.sqrt(np.sum(psi[:, j] ** 2)) / n for j in range(k)])
         draws = np.empty((p.n_boot, k))
-        chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
+        chunk = max(1, _CHUNK_ELEMENTS // max(m, 1))
         for start in range(0, p.n_boot, chunk):
             b = min(chunk, p.n_boot - start)
-            draws[start : start + b] = multiplier_weights(rng, p.weights, (b, n)) @ psi / n
+            draws[start : start + b] = multiplier_weights(rng, p.weights, (b, m)) @ psi / n
         se = np.std(draws, axis=0, ddof=1)
         joint = p.joint and k > 1
         z = float(stats.norm.ppf(0.5 + p.level / 2))

@@ -47,6 +47,15 @@ from causalkit_plugins.estimators.aipw.segments import (
     segment_effects,
     segment_ratios,
 )
+from causalkit_plugins.estimators.aipw.sensitivity import (
+    Elements,
+    bounds,
+    bounds_table,
+    contour_grid,
+    elements,
+    robustness_values,
+)
+from causalkit_plugins.estimators.aipw.sensitivity import benchmark as gain_statistics
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
 from causalkit_plugins.estimators.selection.estimands import resampling_strata
 
@@ -62,7 +71,7 @@ class CrossFit:
 
     ``kept`` marks the input rows kept after trimming; ``low``/``high`` the kept rows whose
     propensity was clipped up/down; ``m_raw`` is the unclipped, ``m`` the clipped (and, with
-    ``normalize``, normalised) propensity.
+    ``normalize``, normalised) propensity; ``seeds`` the learners' seeds (three per fold).
     """
 
     estimand: Estimand
@@ -79,6 +88,7 @@ class CrossFit:
     low: np.ndarray
     high: np.ndarray
     warnings: tuple[str, ...]
+    seeds: np.ndarray
 
 
 def _is_binary(y: np.ndarray) -> bool:
@@ -218,7 +228,11 @@ class AIPW:
 
     # -- estimation -------------------------------------------------------------------------
     def crossfit(
-        self, data: Dataset, rng: np.random.Generator, folds: np.ndarray | None = None
+        self,
+        data: Dataset,
+        rng: np.random.Generator,
+        folds: np.ndarray | None = None,
+        seeds: np.ndarray | None = None,
     ) -> CrossFit:
         """Fit the nuisances and compute the scores and the effect.
 
@@ -230,6 +244,9 @@ class AIPW:
             Draws the folds (unless given) and the learners' seeds.
         folds : ndarray of int, optional
             Fold id ``0..K-1`` per row, instead of the ``fold`` role or drawn folds.
+        seeds : ndarray of int, optional
+            The learners' seeds (``3K``) instead of drawing them; with ``folds``, ``rng`` is
+            not used.
         """
         p = self.params
         y, d, covs, pcovs = self._check(data)
@@ -242,7 +259,8 @@ class AIPW:
         if folds is None:
             folds = self._folds(data, d, rng)
         k = int(folds.max()) + 1
-        seeds = rng.integers(0, 2**31 - 1, size=3 * k)
+        if seeds is None:
+            seeds = rng.integers(0, 2**31 - 1, size=3 * k)
         spec = NuisanceSpec(
             p.propensity_model,
             outcome_model,
@@ -298,6 +316,7 @@ class AIPW:
             low,
             high,
             tuple(warnings),
+            seeds,
         )
 
     def _segments(self, data: Dataset, cf: CrossFit) -> SegmentEffects:
@@ -387,8 +406,11 @@ class AIPW:
             ``estimates`` :math:`(\hat\theta, \hat\theta_{g_1}, \ldots)`, ``influence``
             :math:`n \times k` over the kept rows, a :class:`~causalkit.contracts.Resampler`
             stratified by treatment, scalar diagnostics and the descriptive tables
-            (``nuisance_metrics``, ``distribution``, ``overlap``, ``segments.<column>``).
+            (``nuisance_metrics``, ``distribution``, ``overlap``, ``segments.<column>``);
+            with ``sensitivity``, the diagnostics ``sensitivity.*`` and the table
+            ``sensitivity.bounds`` (:meth:`_sensitivity`).
         """
+        benchmarks = self._benchmark_roles(data)
         cf = self.crossfit(data, rng)
         seg = self._segments(data, cf)
         infl = np.empty((cf.y.size, 1 + len(seg.names)), order="F")  # column-wise inference
@@ -407,6 +429,15 @@ class AIPW:
             **seg.tables,
         }
         refit, refit_batch = self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1)))
+        diagnostics = self._diagnostics(cf, len(seg.names))
+        warnings = cf.warnings + self._invalid_se_warning(cf)
+        if self.params.sensitivity is not None:
+            sens_diag, sens_tables, sens_warnings = self._sensitivity(
+                data, cf, infl[:, 0], benchmarks
+            )
+            diagnostics.update(sens_diag)
+            tables.update(sens_tables)
+            warnings += sens_warnings
         return Fit(
             cf.estimand,
             np.concatenate([[cf.estimate], seg.estimates]),
@@ -419,10 +450,105 @@ class AIPW:
                 refit=refit,
                 refit_batch=refit_batch,
             ),
-            diagnostics=self._diagnostics(cf, len(seg.names)),
+            diagnostics=diagnostics,
             tables=tables,
-            warnings=cf.warnings + self._invalid_se_warning(cf),
+            warnings=warnings,
         )
+
+    # -- sensitivity to unobserved confounding ----------------------------------------------
+    def _benchmark_roles(self, data: Dataset) -> tuple[tuple[str, contracts.Roles], ...]:
+        """The roles of each benchmark's short model (its covariates left out of both models)."""
+        sens = self.params.sensitivity
+        if sens is None:
+            return ()
+        roles = data.roles
+        covs, pcovs = tuple(roles.covariates), roles.propensity_covariates
+        known = dict.fromkeys((*covs, *(pcovs or ())))
+        field = "estimator.sensitivity.benchmark_covariates"
+        out = []
+        for name, group in zip(sens.benchmark_covariates, sens.groups(), strict=True):
+            for c in group:
+                if c not in known:
+                    raise DataError(field, f"covariates among {', '.join(known)}", repr(c))
+            short = tuple(c for c in covs if c not in group)
+            short_p = None if pcovs is None else tuple(c for c in pcovs if c not in group)
+            if not short or short_p == ():
+                raise DataError(field, "at least one covariate left in each model", repr(name))
+            out.append(
+                (
+                    name,
+                    roles.model_copy(
+                        update={"covariates": short, "propensity_covariates": short_p}
+                    ),
+                )
+            )
+        return tuple(out)
+
+    @staticmethod
+    def _elements(cf: CrossFit) -> Elements:
+        nu = cf.nuisances
+        return elements(cf.y, cf.d, nu.g0[cf.kept], nu.g1[cf.kept], cf.m, cf.estimand)
+
+    def _sensitivity(
+        self,
+        data: Dataset,
+        cf: CrossFit,
+        influence: np.ndarray,
+        benchmarks: tuple[tuple[str, contracts.Roles], ...],
+    ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
+        """Bounds, robustness values and benchmarks of the headline effect.
+
+        See :mod:`~causalkit_plugins.estimators.aipw.sensitivity`. Each benchmark refits the
+        nuisances without its covariates on the same folds with the same learner seeds (with
+        ``trim > 0`` each short model trims by its own propensities). The CI bounds use the
+        headline's influence column (independent rows).
+        """
+        sens = self.params.sensitivity
+        assert sens is not None
+        el = self._elements(cf)
+        b = bounds(cf.estimate, influence, el, sens.cf_y, sens.cf_d, sens.rho, sens.level)
+        rv, rva = robustness_values(
+            cf.estimate, influence, el, sens.rho, sens.level, sens.null_hypothesis
+        )
+        diag: dict[str, DiagnosticValue] = {
+            "sensitivity.theta_lower": b.theta_lower,
+            "sensitivity.theta_upper": b.theta_upper,
+            "sensitivity.ci_lower": b.ci_lower,
+            "sensitivity.ci_upper": b.ci_upper,
+            "sensitivity.rv": rv,
+            "sensitivity.rva": rva,
+            "sensitivity.sigma2": el.sigma2,
+            "sensitivity.nu2": el.nu2,
+        }
+        warnings = (
+            (
+                "aipw: the sensitivity element nu2 was not positive and was re-estimated as the "
+                "mean squared Riesz representer (not orthogonal)",
+            )
+            if el.nu2_fallback
+            else ()
+        )
+        tables: dict[str, pd.DataFrame] = {}
+        if benchmarks:
+            rows = {}
+            for name, roles in benchmarks:
+                # rng unused: folds and seeds are given
+                short = self.crossfit(
+                    Dataset(data.frame, roles),
+                    np.random.default_rng(0),
+                    cf.nuisances.folds,
+                    cf.seeds,
+                )
+                rows[name] = gain_statistics(
+                    float(np.var(cf.y)), cf.estimate, el, short.estimate, self._elements(short)
+                )
+            tables["sensitivity.bounds"] = bounds_table(
+                rows, cf.estimate, influence, el, sens.level
+            )
+        tables["sensitivity.contour"] = contour_grid(
+            cf.estimate, influence, el, sens, tables.get("sensitivity.bounds")
+        )
+        return diag, tables, warnings
 
     def _invalid_se_warning(self, cf: CrossFit) -> tuple[str, ...]:
         if not self._in_sample_flexible(cf):

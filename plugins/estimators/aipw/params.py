@@ -18,6 +18,7 @@ from causalkit_plugins.estimators.aipw.learners import (
     check_learner_params,
     tasks,
 )
+from causalkit_plugins.estimators.aipw.sensitivity import SensitivityParams
 
 __all__ = ["AIPWParams", "OutcomeName", "PropensityName"]
 
@@ -41,7 +42,9 @@ class AIPWParams(Params):
     result (diagnostic ``se_invalid``, a warning). It is dumped only when true, so the config
     hashes (and seeds) of cells that leave it unset are those they had before it existed;
     likewise ``impute`` only when not ``none`` (missing covariates are refused by the core
-    input check, :mod:`causalkit.inputs`, unless ``impute=median`` asks for imputation).
+    input check, :mod:`causalkit.inputs`, unless ``impute=median`` asks for imputation),
+    and ``sensitivity`` only when set
+    (:class:`~causalkit_plugins.estimators.aipw.sensitivity.SensitivityParams`).
     """
 
     estimand: EstimandName = Field(Estimand.ATE, description="ATE or ATT")
@@ -86,7 +89,22 @@ class AIPWParams(Params):
         "each fold (the most frequent level for categories), counted and reported",
     )
 
-    added_fields: ClassVar[frozenset[str]] = frozenset({"allow_invalid_se", "impute"})
+    sensitivity: SensitivityParams | None = Field(
+        None,
+        description="omitted-variable-bias bounds for a confounding scenario (cf_y, cf_d, rho) "
+        "and benchmarks; null: off",
+    )
+
+    added_fields: ClassVar[frozenset[str]] = frozenset(
+        {"allow_invalid_se", "impute", "sensitivity"}
+    )
+    seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
+
+    @field_validator("sensitivity", mode="before")
+    @classmethod
+    def _sensitivity_off(cls, value: object) -> object:
+        """The YAML default (``cf_y`` and ``cf_d`` null) is off, like ``None``."""
+        return None if SensitivityParams.off(value) else value
 
     @field_validator("estimand")
     @classmethod

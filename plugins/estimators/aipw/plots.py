@@ -1,4 +1,4 @@
-"""Segment figures: a forest plot per segment column and the naive-vs-DR lift scatter."""
+"""AIPW figures: a forest plot per segment column, the naive-vs-DR lift scatter, the sensitivity contours."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["forest_plot", "naive_vs_dr_plot", "figures"]
+__all__ = ["forest_plot", "naive_vs_dr_plot", "sensitivity_contour_plot", "figures"]
 
 
 def forest_plot(table: pd.DataFrame, max_segments: int = 30) -> Figure:
@@ -69,10 +69,46 @@ def naive_vs_dr_plot(tables: Mapping[str, pd.DataFrame]) -> Figure:
     return fig
 
 
+def sensitivity_contour_plot(grid: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> Figure:
+    """Contours of the effect bound and its CI bound over ``cf_d`` (x) and ``cf_y`` (y).
+
+    The bound on the side of the null hypothesis (the lower one for an effect above it), as
+    DoubleML's ``sensitivity_plot``; the null's contour in red, benchmarks as points.
+    """
+    null, theta, rho = (float(grid[c].iloc[0]) for c in ("null_hypothesis", "theta", "rho"))
+    side = "upper" if null > theta else "lower"
+    cf_y, cf_d = np.unique(grid["cf_y"]), np.unique(grid["cf_d"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
+    for ax, (column, title) in zip(
+        axes, [(f"theta_{side}", "effect bound"), (f"ci_{side}", "CI bound")], strict=True
+    ):
+        z = grid[column].to_numpy().reshape(cf_y.size, cf_d.size)
+        filled = ax.contourf(cf_d, cf_y, z, levels=15, cmap="viridis")
+        fig.colorbar(filled, ax=ax)
+        lines = ax.contour(cf_d, cf_y, z, levels=8, colors="white", linewidths=0.6)
+        ax.clabel(lines, fontsize="x-small", fmt="%.4g")
+        if z.min() < null < z.max():
+            ax.contour(cf_d, cf_y, z, levels=[null], colors="red", linewidths=1.5)
+        if benchmarks is not None:
+            for name, row in benchmarks.iterrows():
+                ax.plot(row["cf_d"], row["cf_y"], "o", color="red")
+                ax.annotate(str(name), (row["cf_d"], row["cf_y"]), fontsize="small", color="red")
+        ax.set_xlabel("cf_d")
+        ax.set_title(f"{side} {title} (rho={rho:g}; red: {null:g})")
+    axes[0].set_ylabel("cf_y")
+    fig.tight_layout()
+    return fig
+
+
 def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
-    """File name -> figure for the segment tables (``segments.<column>``) among ``tables``."""
+    """File name -> figure for the segment tables (``segments.<column>``) and the sensitivity grid."""
     seg = {k: v for k, v in tables.items() if k.startswith("segments.") and len(v)}
     out = {f"forest_{k.split('.', 1)[1]}.png": forest_plot(v) for k, v in seg.items()}
     if seg:
         out["naive_vs_dr.png"] = naive_vs_dr_plot(seg)
+    grid = tables.get("sensitivity.contour")
+    if grid is not None and len(grid):
+        out["sensitivity_contour.png"] = sensitivity_contour_plot(
+            grid, tables.get("sensitivity.bounds")
+        )
     return out

@@ -11,6 +11,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from causalkit.balance import weighted_balance
+from causalkit.clusters import fit_clusters
 from causalkit.contracts import (
     Capability,
     Dataset,
@@ -24,6 +25,7 @@ from causalkit.contracts import (
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
+from causalkit_plugins.dgps.selection_on_observables import clustered_worlds
 from causalkit_plugins.estimators.selection.estimands import (
     LOGIT_CONFOUNDING,
     WEAK_OVERLAP,
@@ -218,6 +220,9 @@ class IPW:
     refits the propensity model on every resample, drawn from the whole sample for the ATE and
     within arms for the ATT/ATC
     (:func:`~causalkit_plugins.estimators.selection.estimands.resampling_strata`).
+    With the ``cluster`` role the influence values are summed within clusters with the factor
+    :math:`G/(G-1)` (no regression defines a :math:`K`), the multiplier is drawn per cluster
+    and the bootstrap resamples whole clusters (refitting the propensity model).
 
     Diagnostics: overlap (score range by arm, share near 0/1, Kish ESS of the weights in each
     arm), balance before/after weighting (table ``balance`` from
@@ -253,6 +258,11 @@ class IPW:
             reps=300,
             note="weights with infinite variance: intervals too short; the fit must warn",
         ),
+        clustered_worlds(
+            ("dgp.outcome.x1_sq=0",),
+            "60 clusters of 10 sharing covariates (so treatment) and noise",
+            bootstrap=False,
+        ),
     )
 
     def __init__(self, params: IPWParams | None = None) -> None:
@@ -276,6 +286,9 @@ class IPW:
         td = treatment_data(data, self.name)
         y, d, P = td.y, td.d, td.P
         ps, res = self._estimate(y, d, P)
+        cl = fit_clusters(
+            Dataset(td.frame, data.roles.model_copy(update={"selected": None})), td.n, self.name
+        )
 
         def refit(idx: np.ndarray) -> np.ndarray:
             dd = d[idx]
@@ -308,7 +321,8 @@ class IPW:
             td.n,
             influence=res.influence,
             resampler=Resampler(td.n, strata=resampling_strata(p.estimand, d), refit=refit),
-            diagnostics=diagnostics,
+            clusters=cl.clusters,
+            diagnostics={**diagnostics, **(cl.diagnostics or {})},
             tables={
                 "overlap": pd.DataFrame({"score": ps.score, "treated": d.astype(np.int64)}),
                 "balance": table,
@@ -317,6 +331,7 @@ class IPW:
                 unselected_warnings(self.name, td)
                 + propensity_warnings(self.name, ps, res.n_clipped, res.n_trimmed, td.n)
                 + tail_warnings(self.name, diagnostics)
+                + list(cl.warnings)
             ),
         )
 

@@ -1,0 +1,403 @@
+r"""Omitted-variable-bias bounds for AIPW (Chernozhukov, Cinelli, Newey, Sharma & Syrgkanis 2022).
+
+A latent confounder :math:`A` biases the effect estimated without it by at most
+
+.. math::
+
+    |\theta_s - \theta| \le |\rho|\, C_Y C_D\, S, \qquad
+    S^2 = \sigma^2\nu^2, \qquad C_Y^2 = c_Y, \qquad C_D^2 = \frac{c_D}{1-c_D},
+
+with :math:`\sigma^2 = E[(Y-g(D,X))^2]` the outcome residual variance, :math:`\nu^2 = E[\alpha^2]`
+the second moment of the Riesz representer :math:`\alpha` of the effect,
+:math:`c_Y` (``cf_y``) the share of the outcome's residual variation explained by :math:`A`,
+:math:`c_D` (``cf_d``) the share of the Riesz representer's variation gained from :math:`A`, and
+:math:`\rho` their correlation. The estimated pieces, their influence functions and the bounds
+are those of DoubleML's ``DoubleMLIRM`` (``_sensitivity_element_est``) and
+``DoubleMLFramework._calc_sensitivity_analysis`` (0.11), with one difference: the SE of each
+bound uses the influence function of that bound (see :func:`bounds`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+from causalkit.contracts import Estimand, Params
+from causalkit.errors import ConfigError
+
+__all__ = [
+    "Bounds",
+    "Elements",
+    "SensitivityParams",
+    "benchmark",
+    "bounds",
+    "bounds_table",
+    "contour_grid",
+    "elements",
+    "robustness_values",
+]
+
+# Upper end of the search for a robustness value: C_D is infinite at cf_d = 1.
+_RV_MAX = 1.0 - 1e-12
+# The required keys; both null (the YAML default) leaves the analysis off.
+_SCENARIO = ("cf_y", "cf_d")
+
+
+class SensitivityParams(Params):
+    """The confounding scenario (``estimator.sensitivity``) and the benchmarks to compute.
+
+    ``benchmark_covariates`` names observed covariates to benchmark one at a time; an entry
+    ``"a+b"`` leaves out the group ``a``, ``b`` together.
+    """
+
+    cf_y: float = Field(
+        ge=0,
+        lt=1,
+        description="share of the outcome's residual variance explained by the confounder",
+    )
+    cf_d: float = Field(
+        ge=0,
+        lt=1,
+        description="share of the Riesz representer's variance gained from the confounder",
+    )
+    rho: float = Field(1.0, ge=-1, le=1, description="correlation of the two confounding parts")
+    level: float = Field(0.95, gt=0, lt=1, description="one-sided level of each CI bound")
+    null_hypothesis: float = Field(
+        0.0, allow_inf_nan=False, description="the value RV and RVa measure the distance to"
+    )
+    benchmark_covariates: tuple[str, ...] = Field(
+        (), description="covariates (or a+b groups) to leave out one at a time"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario(cls, value: Any) -> Any:
+        """``cf_y`` and ``cf_d`` come together (one null is a mistake, both null is off)."""
+        if isinstance(value, Mapping):
+            for key in _SCENARIO:
+                if value.get(key) is None:
+                    raise ConfigError(
+                        f"estimator.sensitivity.{key}",
+                        "a value in [0, 1) (cf_y and cf_d together set the scenario)",
+                        None,
+                    )
+        return value
+
+    @field_validator("benchmark_covariates", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    def groups(self) -> tuple[tuple[str, ...], ...]:
+        """The benchmark groups: each entry split at ``+``."""
+        return tuple(tuple(c.strip() for c in b.split("+")) for b in self.benchmark_covariates)
+
+    @classmethod
+    def off(cls, value: Any) -> bool:
+        """Tell whether a raw ``sensitivity`` value leaves the analysis off.
+
+        ``None``, or the YAML default: a mapping with ``cf_y`` and ``cf_d`` null and every
+        other key at its default (Hydra can set keys only under a mapping, never under null).
+        """
+        if value is None:
+            return True
+        if not isinstance(value, Mapping) or any(value.get(k) is not None for k in _SCENARIO):
+            return False
+        rest = {k: v for k, v in value.items() if k not in _SCENARIO}
+        defaults = {k: f.default for k, f in cls.model_fields.items() if k not in _SCENARIO}
+        return all(k in defaults and _same(v, defaults[k]) for k, v in rest.items())
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and tuple(value) == default
+    return bool(value == default)
+
+
+@dataclass(frozen=True)
+class Elements:
+    r"""Estimated :math:`\sigma^2`, :math:`\nu^2`, their influence values and the Riesz representer.
+
+    Attributes
+    ----------
+    sigma2, nu2 : float
+        :math:`\hat\sigma^2` and :math:`\hat\nu^2`.
+    psi_sigma2, psi_nu2 : ndarray
+        Per-row influence values (centred score elements).
+    riesz : ndarray
+        :math:`\hat\alpha_i`.
+    nu2_fallback : bool
+        The orthogonal :math:`\hat\nu^2` was not positive and was re-estimated as
+        :math:`\overline{\hat\alpha^2}` (as DoubleML does).
+    """
+
+    sigma2: float
+    nu2: float
+    psi_sigma2: np.ndarray
+    psi_nu2: np.ndarray
+    riesz: np.ndarray
+    nu2_fallback: bool
+
+    @property
+    def max_bias(self) -> float:
+        r""":math:`S = \sqrt{\hat\sigma^2\hat\nu^2}`."""
+        return float(np.sqrt(self.sigma2 * self.nu2))
+
+    @property
+    def psi_max_bias(self) -> np.ndarray:
+        r"""Influence values of :math:`S`: :math:`(\hat\sigma^2\psi_{\nu^2} + \hat\nu^2\psi_{\sigma^2})/(2S)`."""
+        return (self.sigma2 * self.psi_nu2 + self.nu2 * self.psi_sigma2) / (2.0 * self.max_bias)
+
+
+def elements(
+    y: np.ndarray,
+    d: np.ndarray,
+    g0: np.ndarray,
+    g1: np.ndarray,
+    m: np.ndarray,
+    estimand: Estimand,
+) -> Elements:
+    r"""Sensitivity elements of the AIPW ATE or ATT from its cross-fitted nuisances.
+
+    Parameters
+    ----------
+    y, d : ndarray
+        Outcome and 0/1 treatment (floats).
+    g0, g1 : ndarray
+        Out-of-fold :math:`\hat g_0(x)`, :math:`\hat g_1(x)`.
+    m : ndarray
+        The propensity the score uses (clipped; normalised with ``normalize``).
+    estimand : Estimand
+        ``ATE`` or ``ATT``.
+
+    Notes
+    -----
+    With weights :math:`w = 1, \bar w = 1` (ATE) or :math:`w = d/p, \bar w = \hat m/p`,
+    :math:`p = \bar d` (ATT):
+    :math:`\hat\sigma^2 = \overline{(y - d\hat g_1 - (1-d)\hat g_0)^2}`, the Riesz representer
+    :math:`\hat\alpha = \bar w\,(d/\hat m - (1-d)/(1-\hat m))` and
+    :math:`\hat\nu^2 = \overline{2 w\bar w (1/\hat m + 1/(1-\hat m)) - \hat\alpha^2}`
+    (the orthogonal form, Chernozhukov et al. 2022, Sec. 5); influence values are the centred
+    terms. A non-positive :math:`\hat\nu^2` is replaced by :math:`\overline{\hat\alpha^2}`.
+    """
+    if estimand == Estimand.ATE:
+        w = w_bar = np.ones_like(y)
+    else:
+        p = float(d.mean())
+        w, w_bar = d / p, m / p
+    resid2 = np.square(y - d * g1 - (1.0 - d) * g0)
+    riesz = w_bar * (d / m - (1.0 - d) / (1.0 - m))
+    nu2_terms = 2.0 * w * w_bar * (1.0 / m + 1.0 / (1.0 - m)) - np.square(riesz)
+    fallback = bool(nu2_terms.mean() <= 0)
+    if fallback:
+        nu2_terms = np.square(riesz)
+    sigma2, nu2 = float(resid2.mean()), float(nu2_terms.mean())
+    return Elements(sigma2, nu2, resid2 - sigma2, nu2_terms - nu2, riesz, fallback)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Bounds on the effect (``theta_*``) and on its confidence interval (``ci_*``)."""
+
+    theta_lower: float
+    theta_upper: float
+    ci_lower: float
+    ci_upper: float
+
+
+def _strength(cf_y: np.ndarray, cf_d: np.ndarray, rho: float) -> np.ndarray:
+    r""":math:`|\rho| C_Y C_D = |\rho|\sqrt{c_Y c_D/(1-c_D)}` (elementwise)."""
+    return np.asarray(abs(rho) * np.sqrt(cf_y * cf_d / (1.0 - cf_d)))
+
+
+def _limits(
+    theta: float, influence: np.ndarray, el: Elements, cs: np.ndarray, level: float
+) -> dict[str, np.ndarray]:
+    """The four bounds at each confounding strength ``cs`` (see :func:`bounds`)."""
+    psi_s = el.psi_max_bias
+    # mean((psi_theta -+ cs psi_S)^2) from three moments, for a whole grid of cs at once
+    a, b, c = np.mean(influence**2), np.mean(influence * psi_s), np.mean(psi_s**2)
+    z = float(norm.ppf(level))
+    se_lower = np.sqrt(np.maximum(a - 2.0 * cs * b + cs**2 * c, 0.0) / influence.size)
+    se_upper = np.sqrt(np.maximum(a + 2.0 * cs * b + cs**2 * c, 0.0) / influence.size)
+    lo, hi = theta - cs * el.max_bias, theta + cs * el.max_bias
+    return {
+        "theta_lower": lo,
+        "theta_upper": hi,
+        "ci_lower": lo - z * se_lower,
+        "ci_upper": hi + z * se_upper,
+    }
+
+
+def bounds(
+    theta: float,
+    influence: np.ndarray,
+    el: Elements,
+    cf_y: float,
+    cf_d: float,
+    rho: float,
+    level: float,
+) -> Bounds:
+    r"""The effect's bounds :math:`\hat\theta \mp |\rho| C_Y C_D S` and their one-sided CI bounds.
+
+    Parameters
+    ----------
+    theta : float
+        The effect.
+    influence : ndarray
+        Its influence values :math:`\psi_\theta` (mean zero).
+    el : Elements
+        The sensitivity elements.
+    cf_y, cf_d, rho : float
+        The confounding scenario.
+    level : float
+        Level :math:`1-a` of each one-sided bound: ``ci_lower`` is
+        :math:`\theta_- - z_{1-a}\,\hat s_-` with
+        :math:`\hat s_\mp^2 = n^{-2}\sum_i(\psi_{\theta,i} \mp |\rho|C_YC_D\,\psi_{S,i})^2`,
+        the influence of :math:`\theta_\mp` (as DoubleML: uncentred, no clusters).
+
+    Notes
+    -----
+    DoubleML 0.11 builds :math:`\hat s_\mp` from its ``scaled_psi``, which is
+    :math:`-\psi_\theta` (the score divided by :math:`E[\psi_a] < 0`), so its lower CI bound
+    uses :math:`\hat s_+` and its upper :math:`\hat s_-`; here each bound uses its own.
+    """
+    cs = _strength(np.asarray(cf_y), np.asarray(cf_d), rho)
+    return Bounds(**{k: float(v) for k, v in _limits(theta, influence, el, cs, level).items()})
+
+
+def robustness_values(
+    theta: float,
+    influence: np.ndarray,
+    el: Elements,
+    rho: float,
+    level: float,
+    null: float,
+) -> tuple[float, float]:
+    r"""RV and RVa: the smallest :math:`c_Y = c_D = v` whose bound (RV) or CI bound (RVa) reaches ``null``.
+
+    The bound on the side of ``null`` (the lower one when :math:`\hat\theta \ge` ``null``).
+    RV has a closed form: with :math:`a = |\hat\theta - \text{null}|/(|\rho| S)`,
+    :math:`v^2/(1-v) = a^2`, so :math:`v = (\sqrt{a^4 + 4a^2} - a^2)/2`. RVa is the root of
+    the CI bound minus ``null`` (Brent, to 1e-14); 0 when the interval already reaches
+    ``null`` without confounding. With :math:`\rho = 0` no confounding moves the bounds and
+    both are 1. DoubleML searches the same quantities with a bounded minimiser of the squared
+    distance on ``(0, 0.9999)`` (``xatol`` 1e-5).
+    """
+    upper = null > theta
+    sign = 1.0 if upper else -1.0
+
+    def ci_gap(v: float) -> float:
+        b = bounds(theta, influence, el, v, v, rho, level)
+        return sign * ((b.ci_upper if upper else b.ci_lower) - null)
+
+    scale = abs(rho) * el.max_bias
+    if scale == 0:
+        return 1.0, 1.0
+    a2 = (abs(theta - null) / scale) ** 2
+    rv = float((np.sqrt(a2 * a2 + 4.0 * a2) - a2) / 2.0)
+    if ci_gap(0.0) >= 0:
+        rva = 0.0
+    elif ci_gap(_RV_MAX) < 0:
+        rva = 1.0
+    else:
+        rva = float(brentq(ci_gap, 0.0, _RV_MAX, xtol=1e-14))
+    return rv, rva
+
+
+def benchmark(
+    var_y: float,
+    theta_long: float,
+    long: Elements,
+    theta_short: float,
+    short: Elements,
+) -> dict[str, float]:
+    r"""Gain statistics of a benchmark: the strengths of a confounder like the left-out covariates.
+
+    Parameters
+    ----------
+    var_y : float
+        :math:`\widehat{Var}(Y)` (``ddof=0``).
+    theta_long, long : float, Elements
+        The effect and elements with every covariate.
+    theta_short, short : float, Elements
+        The same without the benchmark covariates (same folds and learners).
+
+    Returns
+    -------
+    dict
+        ``cf_y`` :math:`= (R^2_{Y,l}-R^2_{Y,s})/(1-R^2_{Y,l})` with
+        :math:`R^2_Y = 1-\hat\sigma^2/\widehat{Var}(Y)`; ``cf_d`` :math:`= (1-R^2_\alpha)/R^2_\alpha`,
+        :math:`R^2_\alpha = \hat\nu^2_s/\hat\nu^2_l` (both clipped to [0, 1]); ``rho``
+        :math:`= \operatorname{sign}(\Delta)\min(1, |\Delta|/\sqrt{(\hat\sigma^2_s-\hat\sigma^2_l)(\hat\nu^2_l-\hat\nu^2_s)})`
+        (:math:`\pm 1` when a variance gain is not positive); ``delta_theta``
+        :math:`=\Delta = \hat\theta_s - \hat\theta_l`. As DoubleML's ``gain_statistics``.
+    """
+    r2_long = 1.0 - long.sigma2 / var_y
+    r2_short = 1.0 - short.sigma2 / var_y
+    r2_riesz = short.nu2 / long.nu2
+    delta = theta_short - theta_long
+    var_g = short.sigma2 - long.sigma2
+    var_riesz = long.nu2 - short.nu2
+    denom = np.sqrt(var_g * var_riesz) if var_g > 0 and var_riesz > 0 else 0.0
+    rho = min(abs(delta) / denom, 1.0) if denom != 0 else 1.0
+    return {
+        "cf_y": float(np.clip((r2_long - r2_short) / (1.0 - r2_long), 0.0, 1.0)),
+        "cf_d": float(np.clip((1.0 - r2_riesz) / r2_riesz, 0.0, 1.0)),
+        "rho": float(np.sign(delta) * rho),
+        "delta_theta": float(delta),
+    }
+
+
+def bounds_table(
+    rows: Mapping[str, Mapping[str, float]],
+    theta: float,
+    influence: np.ndarray,
+    el: Elements,
+    level: float,
+) -> pd.DataFrame:
+    """One row per benchmark: its gain statistics and the bounds at those strengths.
+
+    A benchmark with ``cf_d = 1`` (the left-out covariates carry the whole Riesz
+    representer) has unbounded effect bounds (``-inf``, ``inf``).
+    """
+    out = []
+    for stats in rows.values():
+        if stats["cf_d"] < 1:
+            b = bounds(theta, influence, el, stats["cf_y"], stats["cf_d"], stats["rho"], level)
+        else:
+            b = Bounds(-np.inf, np.inf, -np.inf, np.inf)
+        out.append({**stats, **asdict(b)})
+    return pd.DataFrame(out, index=pd.Index(list(rows), name="benchmark"))
+
+
+def contour_grid(
+    theta: float,
+    influence: np.ndarray,
+    el: Elements,
+    sens: SensitivityParams,
+    benchmarks: pd.DataFrame | None = None,
+    size: int = 41,
+) -> pd.DataFrame:
+    """The bounds over a ``size`` x ``size`` grid of ``cf_y`` and ``cf_d`` at the scenario's ``rho``.
+
+    Each axis runs from 0 to 0.15 (DoubleML's ``sensitivity_plot`` default), or to 1.25 times
+    the largest value of the scenario and the benchmarks on it (at most 0.95). The columns
+    ``null_hypothesis`` and ``rho`` repeat the scenario's, for the contour plot.
+    """
+    marks = pd.DataFrame({"cf_y": [sens.cf_y], "cf_d": [sens.cf_d]})
+    if benchmarks is not None:
+        marks = pd.concat([marks, benchmarks[["cf_y", "cf_d"]]])
+    axes = [np.linspace(0.0, min(0.95, max(0.15, 1.25 * marks[c].max())), size) for c in marks]
+    cf_y, cf_d = (g.ravel() for g in np.meshgrid(*axes, indexing="ij"))
+    limits = _limits(theta, influence, el, _strength(cf_y, cf_d, sens.rho), sens.level)
+    return pd.DataFrame({"cf_y": cf_y, "cf_d": cf_d, **limits}).assign(
+        null_hypothesis=sens.null_hypothesis, rho=sens.rho, theta=theta
+    )

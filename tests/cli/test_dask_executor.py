@@ -68,6 +68,15 @@ def test_bit_identical_to_local_for_any_chunking(session, executor, monkeypatch)
         _same(local, remote)
 
 
+def test_a_planned_cell_stops_where_the_local_one_stops(session, executor):
+    """``mc.target_mcse`` batches: the boundaries depend only on the rows, not on the executor."""
+    plan = ["mc.target_mcse.coverage=0.012", "mc.max_reps=3000"]
+    local = run_cell(_cfg(*plan), session)
+    remote = run_cell(_cfg(*plan, "mc.executor=dask"), session, executor=executor)
+    assert 100 < local.metrics["reps"] < 3000  # it stopped on the target, past the first batch
+    _same(local, remote)
+
+
 def test_a_worker_killed_mid_cell_changes_nothing(session, executor):
     cfg = _cfg("mc.reps=1500", "mc.executor=dask")
     local = run_cell(_cfg("mc.reps=1500"), session)

@@ -107,10 +107,20 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
             m = {**m, "bias": m["estimate"] - m.get("truth", float("nan")), "reps": 1}
         for col in COLUMNS[3:]:
             row[col] = m.get(col, float("nan"))
+        row["plan"] = plan_outcome(m)
         row["error"] = run.data.tags.get("causalkit.error", "")
         row["run_id"] = run.info.run_id
         rows.append(row)
-    return pd.DataFrame(rows, columns=["cell", *COLUMNS, "error", "run_id"])
+    return pd.DataFrame(rows, columns=["cell", *COLUMNS, "plan", "error", "run_id"])
+
+
+def plan_outcome(metrics: Mapping[str, float]) -> str:
+    """How a cell planned by ``mc.target_mcse`` stopped: ``targets met``, ``capped`` or ``undefined``; ``""`` if unplanned."""
+    if "targets_met" not in metrics:
+        return ""
+    if metrics["targets_met"] == 1:
+        return "targets met"
+    return "capped" if metrics.get("reps_capped") == 1 else "undefined"
 
 
 def render(table: pd.DataFrame) -> str:
@@ -121,14 +131,17 @@ def render(table: pd.DataFrame) -> str:
     the binomial MCSE, which is 0 at a coverage of 0 or 1 (:func:`causalkit.results.coverage_text`).
     """
     w = max([34, *(len(str(c)) + 1 for c in table["cell"])])
+    planned = "plan" in table and bool(table["plan"].fillna("").astype(str).str.len().any())
     lines = [
         f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage [95% Wilson]':>25}{'CI width':>10}{'reps':>6}{'failed':>7}{'sec':>8}"
+        + ("  plan" if planned else "")
     ]
     for _, r in table.iterrows():
         lines.append(
             f"{str(r['cell']):<{w}}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
             f"{r['rmse']:>9.4f}{_coverage(r):>25}"
             f"{r['ci_width']:>10.4f}{_count(r['reps']):>6}{_count(r['n_failed']):>7}{r['seconds']:>8.1f}"
+            + (f"  {r['plan'] or '-'}" if planned else "")
         )
     return "\n".join(lines)
 

@@ -27,3 +27,24 @@ def test_report_columns_are_cell_metrics():
 
     assert COLUMNS[:3] == ("estimator", "inference", "status")
     assert set(COLUMNS[3:]) <= set(CELL_METRICS) and "coverage_mcse" in COLUMNS
+
+
+def test_render_shows_how_planned_cells_stopped():
+    from causalkit.report import plan_outcome
+
+    assert plan_outcome({"reps": 200.0}) == ""
+    assert plan_outcome({"targets_met": 1.0, "reps_capped": 0.0}) == "targets met"
+    assert plan_outcome({"targets_met": 0.0, "reps_capped": 1.0}) == "capped"
+    assert plan_outcome({"targets_met": 0.0, "reps_capped": 0.0}) == "undefined"
+    base = {"status": "FINISHED", **{c: 0.5 for c in COLUMNS[3:]}}
+    rows = [
+        {"cell": "estimator=itt", **base, "plan": "targets met"},
+        {"cell": "estimator=naive", **base, "plan": "capped"},
+        {"cell": "estimator=ols", **base, "plan": ""},
+    ]
+    lines = render(pd.DataFrame(rows)).splitlines()
+    assert lines[0].endswith("  plan")
+    assert lines[1].endswith("  targets met") and lines[2].endswith("  capped")
+    assert lines[3].endswith("  -")
+    unplanned = render(pd.DataFrame([{**rows[2]}]))
+    assert "plan" not in unplanned.splitlines()[0]

@@ -1,8 +1,10 @@
-"""The ``cluster`` role read into a :class:`~causalkit.contracts.Clusters` for an estimator's fit.
+"""The ``cluster`` and ``weight`` roles read for the rows or units an estimator analysed.
 
 Estimators with clustered inference call :func:`fit_clusters` with the rows (a
 cross-section) or units (a panel) they analysed; inference does the rest (see
-:class:`~causalkit.contracts.Clusters`).
+:class:`~causalkit.contracts.Clusters`). Estimators that take sampling weights read them
+with :func:`fit_weights` and weight their estimating equations (and so their influence
+values) themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from causalkit.contracts import Clusters, Dataset, DiagnosticValue
 from causalkit.errors import DataError
 from causalkit.panel import binary_column
 
-__all__ = ["FEW_CLUSTERS", "ClusterParts", "fit_clusters"]
+__all__ = ["FEW_CLUSTERS", "ClusterParts", "fit_clusters", "fit_weights", "weight_diagnostics"]
 
 FEW_CLUSTERS = 30
 """Fewer clusters than this give a warning: clustered SEs are then too small and unstable."""
@@ -31,7 +33,8 @@ class ClusterParts:
     warnings: tuple[str, ...] = ()
 
 
-def _labels(data: Dataset, col: str, units: np.ndarray | None) -> pd.Series:
+def _labels(data: Dataset, col: str, units: np.ndarray | None, role: str = "cluster") -> pd.Series:
+    """Return the column's value for each analysed row (a cross-section) or unit (a panel)."""
     frame = data.frame
     if data.roles.time is None:
         values = frame[col]
@@ -43,9 +46,9 @@ def _labels(data: Dataset, col: str, units: np.ndarray | None) -> pd.Series:
     spread = frame.groupby(unit, sort=False)[col].nunique(dropna=False)
     if (spread > 1).any():
         raise DataError(
-            "roles.cluster",
-            f"one cluster per unit in {col!r}",
-            f"{int((spread > 1).sum())} units in several clusters",
+            f"roles.{role}",
+            f"one {role} per unit in {col!r}",
+            f"{int((spread > 1).sum())} units in several {role}s",
         )
     per_unit = frame.drop_duplicates(unit).set_index(unit)[col]
     return per_unit.reindex(pd.Index(units)).reset_index(drop=True)
@@ -113,3 +116,58 @@ def fit_clusters(
             "errors are too small and unstable with few clusters; treat the intervals as optimistic",
         )
     return ClusterParts(Clusters(codes.astype(np.int64), regressors), {"n_clusters": g}, warnings)
+
+
+def fit_weights(data: Dataset, n: int, *, units: np.ndarray | None = None) -> np.ndarray | None:
+    """Read ``roles.weight`` for the ``n`` rows (or ``units`` of a panel) an estimator analysed.
+
+    Parameters
+    ----------
+    data : Dataset
+        The estimator's input, read as :func:`fit_clusters` reads it.
+    n : int
+        Number of units analysed (a check).
+    units : ndarray, optional
+        The unit labels of a panel's unit table; each unit must carry one weight.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,), or None
+        The weights; ``None`` without a weight role.
+
+    Raises
+    ------
+    DataError
+        Weights that are not numbers, missing, negative or all zero (one line naming
+        ``roles.weight``).
+    """
+    col = data.roles.weight
+    if col is None:
+        return None
+    values = _labels(data, col, units, "weight")
+    if len(values) != n:
+        raise DataError("roles.weight", f"one weight per analysed unit ({n})", len(values))
+    if isinstance(values.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(
+        values.dtype
+    ):
+        raise DataError("roles.weight", f"numeric weights in {col!r}", f"dtype {values.dtype}")
+    w = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = int((~np.isfinite(w)).sum())
+    if bad:
+        raise DataError("roles.weight", f"finite weights in {col!r}", f"{bad} missing or infinite")
+    if (w < 0).any():
+        raise DataError(
+            "roles.weight",
+            f"non-negative weights in {col!r}",
+            f"{int((w < 0).sum())} negative (smallest {w.min():g})",
+        )
+    if not (w > 0).any():
+        raise DataError("roles.weight", f"some positive weight in {col!r}", "all weights zero")
+    return w
+
+
+def weight_diagnostics(w: np.ndarray | None) -> dict[str, DiagnosticValue]:
+    r"""``weight_ess`` (Kish: :math:`(\sum w)^2/\sum w^2`) and ``n_zero_weight``; empty without weights."""
+    if w is None:
+        return {}
+    return {"weight_ess": float(w.sum() ** 2 / (w @ w)), "n_zero_weight": int((w == 0).sum())}

@@ -117,8 +117,11 @@ class Roles(Params):
     cluster: str | None = None
     """Units with one label are dependent (a user's impressions, a school's pupils): inference
     treats the clusters, not the rows, as the independent draws."""
+    weight: str | None = None
+    """Non-negative sampling (or frequency) weights: estimates target the weighted population
+    and inference accounts for the weights."""
 
-    added_fields: ClassVar[frozenset[str]] = frozenset({"cluster"})
+    added_fields: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
 
     def columns(self) -> list[str]:
         """All columns named by a role, in a stable order, without duplicates."""
@@ -455,6 +458,9 @@ class Fit:
     clusters : Clusters or None
         The unit's cluster (from the ``cluster`` role): analytic and multiplier inference sum
         the influence values within clusters, the bootstrap resamples whole clusters.
+    weights : ndarray, shape (n,), or None
+        The units' sampling weights (from the ``weight`` role) when the estimates and the
+        influence values are weighted; the refit carries them into every resample.
     diagnostics : mapping
         Flat scalar diagnostics, e.g. ``max_abs_smd_after``, ``ess``, ``feasible``.
     tables : mapping
@@ -474,6 +480,7 @@ class Fit:
     placebo: Callable[[np.random.Generator], np.ndarray] | None
     linearisation: Linearisation | None
     clusters: Clusters | None
+    weights: np.ndarray | None
     diagnostics: Mapping[str, DiagnosticValue]
     tables: Mapping[str, pd.DataFrame]
     warnings: tuple[str, ...]
@@ -491,6 +498,7 @@ class Fit:
         placebo: Callable[[np.random.Generator], np.ndarray] | None = None,
         linearisation: Linearisation | None = None,
         clusters: Clusters | None = None,
+        weights: np.ndarray | None = None,
         diagnostics: Mapping[str, DiagnosticValue] | None = None,
         tables: Mapping[str, pd.DataFrame] | None = None,
         warnings: tuple[str, ...] = (),
@@ -520,6 +528,10 @@ class Fit:
             raise ValueError(
                 f"Fit.clusters: expected {int(n)} cluster codes, got shape {clusters.codes.shape}"
             )
+        if weights is not None and np.shape(weights) != (int(n),):
+            raise ValueError(
+                f"Fit.weights: expected {int(n)} weights, got shape {np.shape(weights)}"
+            )
         for name, value in (
             ("estimand", estimand),
             ("estimates", est),
@@ -531,6 +543,7 @@ class Fit:
             ("placebo", placebo),
             ("linearisation", linearisation),
             ("clusters", clusters),
+            ("weights", weights),
             ("diagnostics", dict(diagnostics or {})),
             ("tables", tables if tables is not None else {}),
             ("warnings", tuple(warnings)),

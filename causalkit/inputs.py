@@ -57,6 +57,7 @@ _SINGLE_ROLES = (
     "selected",
     "fold",
     "cluster",
+    "weight",
 )
 _LIST_ROLES = ("covariates", "selection_covariates", "propensity_covariates", "segments")
 _COVARIATE_ROLES = ("covariates", "selection_covariates", "propensity_covariates")
@@ -299,10 +300,18 @@ def checked_fit(estimator: Any, data: Dataset, rng: np.random.Generator) -> Fit:
     """Check ``data`` (:func:`check_inputs`), fit ``estimator`` on it and attach the notes."""
     notes = check_inputs(data, getattr(estimator, "params", None))
     fit = estimator.fit(data, rng)
-    if data.roles.cluster is not None and fit.clusters is None:
-        raise DataError(
-            "roles.cluster",
-            "an estimator with clustered inference (naive, itt, ols, ipw)",
-            f"estimator {getattr(estimator, 'name', type(estimator).__name__)}",
-        )
+    for role, taken, expected in (
+        (
+            "cluster",
+            fit.clusters,
+            "an estimator with clustered inference (naive, itt, ols, ipw, aipw)",
+        ),
+        ("weight", fit.weights, "an estimator that takes sampling weights (naive, itt, ols, ipw)"),
+    ):
+        if getattr(data.roles, role) is not None and taken is None:
+            raise DataError(
+                f"roles.{role}",
+                expected,
+                f"estimator {getattr(estimator, 'name', type(estimator).__name__)}",
+            )
     return with_notes(fit, notes)

@@ -19,6 +19,8 @@ __all__ = [
     "arm_means_of_x1",
     "CLUSTERED_600",
     "clustered_worlds",
+    "INFORMATIVE_600",
+    "weighted_world",
 ]
 
 
@@ -70,10 +72,25 @@ class ClusterParams(Params):
     )
 
 
+class SamplingParams(Params):
+    """Informative sampling: units with a larger effect modifier ``x1`` are sampled more often."""
+
+    informative: float = Field(
+        0.0,
+        description="strength s: a unit is sampled with probability proportional to exp(s*x1) "
+        "and carries the weight 1/probability (0: a simple random sample, no weight role)",
+    )
+    role: bool = Field(
+        True,
+        description="emit the weight role (false: the same draws without it, so estimation "
+        "ignores the weights)",
+    )
+
+
 class SelectionOnObservablesParams(Params):
     """Parameters of the ``selection_on_observables`` world."""
 
-    added_fields: ClassVar[frozenset[str]] = frozenset({"cluster"})
+    added_fields: ClassVar[frozenset[str]] = frozenset({"cluster", "sampling"})
 
     n: int = Field(2000, ge=20, description="number of units")
     propensity: PropensityCoefficients = Field(default_factory=PropensityCoefficients)
@@ -82,6 +99,9 @@ class SelectionOnObservablesParams(Params):
         80, ge=10, le=400, description="Gauss-Hermite nodes for the truths"
     )
     cluster: ClusterParams = Field(ClusterParams(), description="clustered units (default none)")
+    sampling: SamplingParams = Field(
+        SamplingParams(), description="informative sampling with weights (default none)"
+    )
 
     @model_validator(mode="after")
     def _clusters_fit(self) -> SelectionOnObservablesParams:
@@ -143,6 +163,17 @@ class SelectionOnObservables:
     draws of an unclustered world. Roles: ``cluster`` (column ``cluster``; left unset with
     ``cluster.role=false``, to show what ignoring the clusters does) besides the ones below.
 
+    With ``sampling.informative`` = :math:`s \ne 0` the data are an informative sample of the
+    population above: a unit is sampled with probability :math:`\pi(x_1)\propto e^{sx_1}`, so
+    in the sample :math:`x_1 \sim N(s, 1)` (exponential tilting of the normal; drawn as
+    :math:`x_1 + s` after every other draw, the clusters' mixing included) while
+    :math:`x_2`, the treatment given the covariates and the outcomes given them are
+    unchanged. Each unit carries the weight :math:`1/\pi`, normalised to mean one in the
+    population's terms, :math:`w = e^{-sx_1 + s^2/2}` (the ratio of the population's to the
+    sample's density of :math:`x_1`; column ``weight``, role ``weight`` unless
+    ``sampling.role=false``). The truths stay the population's; the sample's own ATE is
+    :math:`\tau + \tau_1 s`, which is what an estimator that ignores the weights targets.
+
     Roles: outcome ``y``, treatment ``treat``, covariates ``(x1, x2)``.
     """
 
@@ -167,12 +198,17 @@ class SelectionOnObservables:
             x1 = np.sqrt(c.x_icc) * shared[0] + np.sqrt(1.0 - c.x_icc) * x1
             x2 = np.sqrt(c.x_icc) * shared[1] + np.sqrt(1.0 - c.x_icc) * x2
             eps = np.sqrt(c.icc) * shared[2] + np.sqrt(1.0 - c.icc) * eps
+        tilt = p.sampling.informative
+        if tilt:
+            x1 = x1 + tilt
         treat = uniform < expit(a.intercept + a.x1 * x1 + a.x2 * x2)
         y0 = o.intercept + o.x1 * x1 + o.x2 * x2 + o.x1_sq * (x1 * x1 - 1.0) + o.noise_sd * eps
         y = y0 + treat * (o.tau + o.tau_x1 * x1)
         frame = pd.DataFrame({"x1": x1, "x2": x2, "treat": treat.astype(np.int64), "y": y})
         if c.n_clusters:
             frame["cluster"] = cluster
+        if tilt:
+            frame["weight"] = np.exp(-tilt * x1 + 0.5 * tilt * tilt)
         m1, m0 = arm_means_of_x1(a, p.quadrature_nodes)
         truth = Truth({"ATE": o.tau, "ATT": o.tau + o.tau_x1 * m1, "ATC": o.tau + o.tau_x1 * m0})
         roles = Roles(
@@ -180,6 +216,7 @@ class SelectionOnObservables:
             treatment="treat",
             covariates=("x1", "x2"),
             cluster="cluster" if c.n_clusters and c.role else None,
+            weight="weight" if tilt and p.sampling.role else None,
         )
         return Simulated(Dataset(frame, roles), truth)
 
@@ -205,3 +242,25 @@ def clustered_worlds(extra: tuple[str, ...], note: str, bootstrap: bool) -> Worl
     """
     methods = {"analytic", "multiplier"} | ({"bootstrap"} if bootstrap else set())
     return World("clustered", (*CLUSTERED_600, *extra), inferences=frozenset(methods), note=note)
+
+
+INFORMATIVE_600 = (
+    "dgp=selection_on_observables",
+    "dgp.n=600",
+    "dgp.sampling.informative=0.3",
+)
+"""600 units sampled with probability proportional to :math:`e^{0.3x_1}` (weights
+about 0.4 to 3): the sample's ATE is :math:`\tau + 0.3\tau_1` (1.3 at the defaults) against the
+population's :math:`\tau` (1.0), so an estimator that ignores the weights is biased by about
+two and a half SEs. (At strength 0.5 weighted Hajek IPW has a finite-sample bias of 7% of its
+SE at n = 600, measured over R = 3000; at 0.3 it is within the Monte Carlo error.)"""
+
+
+def weighted_world(extra: tuple[str, ...], note: str) -> World:
+    """The informative-sampling world (:data:`INFORMATIVE_600` plus ``extra``), analytic and multiplier."""
+    return World(
+        "weighted",
+        (*INFORMATIVE_600, *extra),
+        inferences=frozenset({"analytic", "multiplier"}),
+        note=note,
+    )

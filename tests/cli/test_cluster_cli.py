@@ -34,7 +34,8 @@ def _se(stdout: str) -> float:
     return float(line.split()[-1])
 
 
-def test_cluster_role_from_the_cli_equals_python(workdir):
+def pupils_csv(workdir):
+    """600 pupils in 60 schools (the clustered world), written to ``pupils.csv``; the frame."""
     sim = ck.simulate(
         "selection_on_observables",
         seed=3,
@@ -43,6 +44,11 @@ def test_cluster_role_from_the_cli_equals_python(workdir):
     )
     frame = sim.dataset.frame.rename(columns={"cluster": "school"})
     frame.to_csv(workdir / "pupils.csv", index=False)
+    return frame
+
+
+def test_cluster_role_from_the_cli_equals_python(workdir):
+    frame = pupils_csv(workdir)
     base = ("data=csv", "data.path=pupils.csv", *ROLES, "estimator=ols")
     clustered = _run(workdir, *base, "data.roles.cluster=school")
     assert clustered.returncode == 0, clustered.stderr

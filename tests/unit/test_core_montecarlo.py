@@ -72,11 +72,11 @@ def test_failed_replications_are_counted_not_fatal(monkeypatch):
     real = differences.difference_in_means
     calls = {"n": 0}
 
-    def flaky(y, g):
+    def flaky(y, g, **kwargs):
         calls["n"] += 1
         if calls["n"] % 3 == 0:
             raise ck.EstimationError("synthetic failure")
-        return real(y, g)
+        return real(y, g, **kwargs)
 
     monkeypatch.setattr(differences, "difference_in_means", flaky)
     out = run_cell(_cfg("estimator=itt", "mc.reps=9"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -12,8 +13,10 @@ from matplotlib.figure import Figure
 from scipy import sparse
 
 from causalkit import contracts
+from causalkit.clusters import ClusterParts, fit_clusters
 from causalkit.contracts import (
     Capability,
+    Clusters,
     Dataset,
     DiagnosticValue,
     Estimand,
@@ -24,17 +27,23 @@ from causalkit.contracts import (
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit.panel import binary_column, require_roles
+from causalkit_plugins.dgps.selection_on_observables import CLUSTERED_600
 from causalkit_plugins.estimators.aipw.batch_refit import (
     BatchRefit,
     ScoreRule,
     Units,
     batch_refit,
 )
-from causalkit_plugins.estimators.aipw.folds import folds_from_column, stratified_folds
+from causalkit_plugins.estimators.aipw.folds import (
+    cluster_folds,
+    folds_from_column,
+    stratified_folds,
+)
 from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
 from causalkit_plugins.estimators.aipw.params import AIPWParams
 from causalkit_plugins.estimators.aipw.plots import figures as segment_figures
+from causalkit_plugins.estimators.aipw.repeated import aggregate
 from causalkit_plugins.estimators.aipw.scores import (
     Scores,
     aipw_scores,
@@ -58,6 +67,8 @@ from causalkit_plugins.estimators.aipw.sensitivity import (
 from causalkit_plugins.estimators.aipw.sensitivity import benchmark as gain_statistics
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
 from causalkit_plugins.estimators.selection.estimands import resampling_strata
+from causalkit_plugins.inference.basic import influence_se
+from causalkit_plugins.inference.common import influence_rows
 
 __all__ = ["AIPW", "AIPWParams", "CrossFit"]
 
@@ -125,6 +136,23 @@ class AIPW:
     estimated GLM coefficients, i.e. the stacked estimating equations whose sandwich is Stata's
     ``teffects aipw`` SE (:func:`~causalkit_plugins.estimators.aipw.stacked.stacked_correction`).
 
+    Clusters (the ``cluster`` role): drawn folds hold whole clusters
+    (:func:`~causalkit_plugins.estimators.aipw.folds.cluster_folds`; a given ``fold`` role
+    must keep each cluster in one fold), so no cluster's rows predict each other; the fit
+    carries the clusters of the kept rows, so analytic inference sums the AIPW influence
+    values within clusters with the factor :math:`G/(G-1)` (no regression defines a
+    :math:`K`), the multiplier is drawn per cluster and the bootstrap resamples whole
+    clusters (each copy keeps its cluster's fold). The sensitivity bounds' confidence limits
+    are clustered the same way (:meth:`_sensitivity`).
+
+    Repeated cross-fitting (``n_rep > 1``): the whole procedure on ``n_rep`` fold splits
+    drawn in turn from the run's Generator, each estimate (headline and segments) the median
+    over repetitions and its SE DoubleML's aggregate, carried by a rescaled influence matrix
+    (:func:`~causalkit_plugins.estimators.aipw.repeated.aggregate`; per-repetition figures in
+    the table ``repetitions``). Equal to DoubleML's ``n_rep`` given the same splits. No
+    refit (the bootstrap is refused); ``trim``, ``sensitivity`` and a ``fold`` role need
+    ``n_rep=1``.
+
     Resampling: ``refit(idx)`` re-runs the whole procedure on the kept rows ``idx`` (with
     repeats). Every resampled row keeps the fold it had in the original fit (given by the
     ``fold`` role or drawn), so all copies of a row share a fold and no copy predicts
@@ -165,6 +193,14 @@ class AIPW:
             ),
             note="both models right, Student-t(3) outcome noise",
         ),
+        World(
+            "clustered",
+            (*CLUSTERED_600, "dgp.outcome.x1_sq=0", "mc.target=ATE"),
+            inferences=frozenset({"analytic"}),
+            reps=120,
+            note="60 clusters of 10 sharing covariates (so treatment) and noise; whole clusters "
+            "per fold; R = 120 (each cross-fit is 15 learner fits)",
+        ),
     )
 
     def __init__(self, params: AIPWParams | None = None) -> None:
@@ -172,7 +208,13 @@ class AIPW:
 
     @classmethod
     def capabilities(cls, params: contracts.Params) -> frozenset[Capability]:
-        """Influence always; resampling always (given folds travel with their rows)."""
+        """Influence always; resampling with one split (given folds travel with their rows).
+
+        Repeated cross-fitting (``n_rep > 1``) offers no refit: its influence matrix carries
+        the aggregated SE (analytic, multiplier), a refit would repeat every split per draw.
+        """
+        if isinstance(params, AIPWParams) and params.n_rep > 1:
+            return frozenset({Capability.INFLUENCE})
         return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
 
     @staticmethod
@@ -213,9 +255,24 @@ class AIPW:
         return ys.to_numpy(dtype=np.float64), d, covs, pcovs
 
     def _folds(self, data: Dataset, d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        codes = None
+        if data.roles.cluster is not None:
+            cl = fit_clusters(data, len(data.frame), self.name).clusters
+            assert cl is not None
+            codes = cl.codes
         if data.roles.fold is None:
+            if codes is not None:
+                return cluster_folds(codes, d.astype(bool), self.params.folds, rng)
             return stratified_folds(d.astype(bool), self.params.folds, rng)
         folds = folds_from_column(data.frame[data.roles.fold], "roles.fold")
+        if codes is not None:
+            split = pd.Series(folds).groupby(codes).nunique()
+            if (split > 1).any():
+                raise DataError(
+                    "roles.fold",
+                    f"every cluster of {data.roles.cluster!r} in one fold",
+                    f"{int((split > 1).sum())} clusters in several folds",
+                )
         flexible = self.params.flexible_learners()
         if folds.max() == 0 and flexible and not self.params.allow_invalid_se:
             raise DataError(
@@ -411,16 +468,10 @@ class AIPW:
             ``sensitivity.bounds`` (:meth:`_sensitivity`).
         """
         benchmarks = self._benchmark_roles(data)
+        if self.params.n_rep > 1:
+            return self._repeated(data, rng)
         cf = self.crossfit(data, rng)
-        seg = self._segments(data, cf)
-        infl = np.empty((cf.y.size, 1 + len(seg.names)), order="F")  # column-wise inference
-        infl[:, 0] = cf.influence
-        infl[:, 1:] = 0.0
-        seg.influence(cf.scores.num, cf.scores.den, out=infl[:, 1:])
-        if self.params.se_method == "stacked":
-            corr = self._stacked(data, cf, seg.members)
-            infl[:, 0] += corr[:, 0] / cf.scores.den.mean()
-            infl[:, 1:] += corr[:, 1:] / seg.scale
+        seg, infl = self._influence(data, cf)
         tables = {
             "nuisance_metrics": cf.nuisances.metrics,
             **self._distributions(
@@ -429,11 +480,12 @@ class AIPW:
             **seg.tables,
         }
         refit, refit_batch = self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1)))
-        diagnostics = self._diagnostics(cf, len(seg.names))
-        warnings = cf.warnings + self._invalid_se_warning(cf)
+        cl = self._clusters(data, cf)
+        diagnostics = {**self._diagnostics(cf, len(seg.names)), **(cl.diagnostics or {})}
+        warnings = cf.warnings + self._invalid_se_warning(cf) + cl.warnings
         if self.params.sensitivity is not None:
             sens_diag, sens_tables, sens_warnings = self._sensitivity(
-                data, cf, infl[:, 0], benchmarks
+                data, cf, infl[:, 0], benchmarks, cl.clusters
             )
             diagnostics.update(sens_diag)
             tables.update(sens_tables)
@@ -450,10 +502,97 @@ class AIPW:
                 refit=refit,
                 refit_batch=refit_batch,
             ),
+            clusters=cl.clusters,
             diagnostics=diagnostics,
             tables=tables,
             warnings=warnings,
         )
+
+    def _influence(self, data: Dataset, cf: CrossFit) -> tuple[SegmentEffects, np.ndarray]:
+        """The segment effects and the (n, k) influence matrix of one cross-fit."""
+        seg = self._segments(data, cf)
+        infl = np.empty((cf.y.size, 1 + len(seg.names)), order="F")  # column-wise inference
+        infl[:, 0] = cf.influence
+        infl[:, 1:] = 0.0
+        seg.influence(cf.scores.num, cf.scores.den, out=infl[:, 1:])
+        if self.params.se_method == "stacked":
+            corr = self._stacked(data, cf, seg.members)
+            infl[:, 0] += corr[:, 0] / cf.scores.den.mean()
+            infl[:, 1:] += corr[:, 1:] / seg.scale
+        return seg, infl
+
+    def repetitions(self, data: Dataset, rng: np.random.Generator) -> list[CrossFit]:
+        """The ``n_rep`` cross-fits of repeated cross-fitting, in the order drawn from ``rng``."""
+        if data.roles.fold is not None:
+            raise ConfigError(
+                "estimator.n_rep",
+                "n_rep=1 with the fold role (one given split)",
+                self.params.n_rep,
+            )
+        return [self.crossfit(data, rng) for _ in range(self.params.n_rep)]
+
+    def _repeated(self, data: Dataset, rng: np.random.Generator) -> Fit:
+        """Repeated cross-fitting: the median-aggregated fit (:func:`aggregate`); no refit."""
+        cfs = self.repetitions(data, rng)
+        cf = cfs[0]
+        parts = [self._influence(data, c) for c in cfs]
+        seg = parts[0][0]
+        if any(s.names != seg.names for s, _ in parts):
+            raise EstimationError("aipw: the repetitions' segments differ")
+        names = (str(cf.estimand), *seg.names)
+        cl = self._clusters(data, cf)
+        n = int(cf.y.size)
+
+        def se_of(psi: np.ndarray) -> np.ndarray:
+            one = Fit(cf.estimand, np.zeros(len(names)), n, names=names, influence=psi,
+                      clusters=cl.clusters)  # fmt: skip
+            return influence_se(*influence_rows(one))
+
+        est = np.array(
+            [
+                np.concatenate([[c.estimate], s.estimates])
+                for c, (s, _) in zip(cfs, parts, strict=True)
+            ]
+        )
+        agg = aggregate(est, [psi for _, psi in parts], se_of)
+        diagnostics = {
+            **self._diagnostics(cf, len(seg.names)),
+            **(cl.diagnostics or {}),
+            "n_rep": len(cfs),
+            "rep_estimate_min": float(est[:, 0].min()),
+            "rep_estimate_max": float(est[:, 0].max()),
+        }
+        reps = pd.DataFrame(
+            {"estimate": est[:, 0], "se": agg.rep_se[:, 0]},
+            index=pd.RangeIndex(1, len(cfs) + 1, name="repetition"),
+        )
+        tables = {
+            "nuisance_metrics": cf.nuisances.metrics,
+            **self._distributions(cf.nuisances.g0, cf.nuisances.g1, cf.m_raw, cf.scores, cf.d),
+            **seg.tables,
+            "repetitions": reps,
+        }
+        warnings = tuple(
+            dict.fromkeys(w for c in cfs for w in (*c.warnings, *self._invalid_se_warning(c)))
+        )
+        return Fit(
+            cf.estimand,
+            agg.estimates,
+            n,
+            names=names,
+            influence=agg.influence,
+            clusters=cl.clusters,
+            diagnostics=diagnostics,
+            tables=tables,
+            warnings=warnings + cl.warnings,
+        )
+
+    def _clusters(self, data: Dataset, cf: CrossFit) -> ClusterParts:
+        """The clusters of the kept rows (the fit's units); empty without a cluster role."""
+        if data.roles.cluster is None:
+            return ClusterParts()
+        frame = data.frame[cf.kept].reset_index(drop=True)
+        return fit_clusters(Dataset(frame, data.roles), int(cf.y.size), self.name)
 
     # -- sensitivity to unobserved confounding ----------------------------------------------
     def _benchmark_roles(self, data: Dataset) -> tuple[tuple[str, contracts.Roles], ...]:
@@ -495,17 +634,32 @@ class AIPW:
         cf: CrossFit,
         influence: np.ndarray,
         benchmarks: tuple[tuple[str, contracts.Roles], ...],
+        clusters: Clusters | None = None,
     ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
-        """Bounds, robustness values and benchmarks of the headline effect.
+        r"""Bounds, robustness values and benchmarks of the headline effect.
 
         See :mod:`~causalkit_plugins.estimators.aipw.sensitivity`. Each benchmark refits the
         nuisances without its covariates on the same folds with the same learner seeds (with
         ``trim > 0`` each short model trims by its own propensities). The CI bounds use the
-        headline's influence column (independent rows).
+        headline's influence column and those of :math:`\hat\sigma^2`, :math:`\hat\nu^2`;
+        with clusters each is replaced by its :math:`G` cluster sums scaled by
+        :math:`\sqrt{c}\,G/n` (CR factor :math:`c = G/(G-1)`), whose plain variance over
+        :math:`G` units is the clustered variance :math:`c\,n^{-2}\sum_g(\sum_{i\in g}\psi_i)^2`
+        of analytic inference (the bounds are linear in these influence values).
         """
         sens = self.params.sensitivity
         assert sens is not None
         el = self._elements(cf)
+        if clusters is not None:
+            scale = np.sqrt(clusters.factor()) * clusters.n_clusters / influence.size
+
+            def summed(psi: np.ndarray) -> np.ndarray:
+                return np.asarray(scale * clusters.sums(psi[:, None])[:, 0])
+
+            influence = summed(influence)
+            el = dataclasses.replace(
+                el, psi_sigma2=summed(el.psi_sigma2), psi_nu2=summed(el.psi_nu2)
+            )
         b = bounds(cf.estimate, influence, el, sens.cf_y, sens.cf_d, sens.rho, sens.level)
         rv, rva = robustness_values(
             cf.estimate, influence, el, sens.rho, sens.level, sens.null_hypothesis

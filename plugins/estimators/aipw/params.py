@@ -43,8 +43,9 @@ class AIPWParams(Params):
     hashes (and seeds) of cells that leave it unset are those they had before it existed;
     likewise ``impute`` only when not ``none`` (missing covariates are refused by the core
     input check, :mod:`causalkit.inputs`, unless ``impute=median`` asks for imputation),
-    and ``sensitivity`` only when set
-    (:class:`~causalkit_plugins.estimators.aipw.sensitivity.SensitivityParams`).
+    ``sensitivity`` only when set
+    (:class:`~causalkit_plugins.estimators.aipw.sensitivity.SensitivityParams`) and ``n_rep``
+    only when above 1.
     """
 
     estimand: EstimandName = Field(Estimand.ATE, description="ATE or ATT")
@@ -89,6 +90,14 @@ class AIPWParams(Params):
         "each fold (the most frequent level for categories), counted and reported",
     )
 
+    n_rep: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="repeated cross-fitting: fold splits drawn, effects aggregated by the "
+        "median (DoubleML); 1: one split",
+    )
+
     sensitivity: SensitivityParams | None = Field(
         None,
         description="omitted-variable-bias bounds for a confounding scenario (cf_y, cf_d, rho) "
@@ -96,7 +105,7 @@ class AIPWParams(Params):
     )
 
     added_fields: ClassVar[frozenset[str]] = frozenset(
-        {"allow_invalid_se", "impute", "sensitivity"}
+        {"allow_invalid_se", "impute", "sensitivity", "n_rep"}
     )
     seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
 
@@ -144,6 +153,29 @@ class AIPWParams(Params):
                 f"folds >= 2 with {' and '.join(flexible)} (in-sample nuisances of a flexible "
                 "learner make the SE too small), or allow_invalid_se=true to accept an invalid SE",
                 self.folds,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _repeated(self) -> AIPWParams:
+        """``n_rep > 1`` needs folds to redraw and rows that every repetition keeps."""
+        if self.n_rep == 1:
+            return self
+        if self.folds == 1:
+            raise ConfigError(
+                "estimator.n_rep",
+                "n_rep=1 with folds=1 (one fold has no split to repeat)",
+                self.n_rep,
+            )
+        if self.trim > 0:
+            raise ConfigError(
+                "estimator.trim",
+                "trim=0 with n_rep > 1 (each repetition would trim other rows)",
+                self.trim,
+            )
+        if self.sensitivity is not None:
+            raise ConfigError(
+                "estimator.sensitivity", "n_rep=1 for the sensitivity analysis", self.n_rep
             )
         return self
 

@@ -11,7 +11,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from causalkit.balance import weighted_balance
-from causalkit.clusters import fit_clusters
+from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import (
     Capability,
     Dataset,
@@ -25,7 +25,7 @@ from causalkit.contracts import (
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
-from causalkit_plugins.dgps.selection_on_observables import clustered_worlds
+from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
 from causalkit_plugins.estimators.selection.estimands import (
     LOGIT_CONFOUNDING,
     WEAK_OVERLAP,
@@ -89,6 +89,7 @@ def ipw_estimate(
     normalized: bool = True,
     clip: float = 0.0,
     trim: float = 0.0,
+    sampling: np.ndarray | None = None,
 ) -> IPWResult:
     r"""IPW contrast and its influence values from the stacked estimating equations.
 
@@ -106,6 +107,8 @@ def ipw_estimate(
     trim : float
         Units with :math:`\hat e \notin [a, 1-a]` are dropped from the contrast (0: none);
         the estimand becomes the effect in the trimmed population.
+    sampling : ndarray, shape (n,), optional
+        Sampling weights :math:`s_i \ge 0`; ``ps`` should be the model fitted with them.
 
     Returns
     -------
@@ -137,6 +140,11 @@ def ipw_estimate(
     ``teffects ipw`` (which normalises the weights). Clipped scores have zero derivative;
     the trimming indicator is treated as fixed.
 
+    With sampling weights :math:`s_i`, :math:`w_{gi}`, its derivative in the score and
+    :math:`r_i` are multiplied by :math:`s_i` (so the arm means and the estimand are those of
+    the weighted population) and :math:`\mathrm{IF}_\gamma` is that of the weighted
+    propensity model: the same formulas then give the sandwich of the weighted system.
+
     References
     ----------
     Lunceford, J. & Davidian, M. (2004). Stratification and weighting via the propensity
@@ -164,6 +172,10 @@ def ipw_estimate(
     if w1.sum() <= 0 or w0.sum() <= 0:
         raise EstimationError("ipw: no treated or no control units left after trimming")
     r = {Estimand.ATE: k, Estimand.ATT: k * df, Estimand.ATC: k * (1.0 - df)}[estimand]
+    if sampling is not None:
+        w1, w0, da, db, r = (v * sampling for v in (w1, w0, da, db, r))
+        if w1.sum() <= 0 or w0.sum() <= 0:
+            raise EstimationError("ipw: no treated or no control units with a positive weight")
     grad = ps.gradient * free[:, None]  # d e_i / d gamma, zero where clipped
     phis = []
     # dw: d w_i / d e_i (zero outside the arm and for trimmed units)
@@ -223,6 +235,11 @@ class IPW:
     With the ``cluster`` role the influence values are summed within clusters with the factor
     :math:`G/(G-1)` (no regression defines a :math:`K`), the multiplier is drawn per cluster
     and the bootstrap resamples whole clusters (refitting the propensity model).
+    With the ``weight`` role (logit score only) the propensity model is the weighted logit and
+    the Hajek (or HT) means are weighted by the sampling weight times the inverse-probability
+    weight (:func:`ipw_estimate`): the estimand is that of the weighted population and the
+    influence values are those of the weighted stacked system; the bootstrap refits both with
+    each resampled unit's weight.
 
     Diagnostics: overlap (score range by arm, share near 0/1, Kish ESS of the weights in each
     arm), balance before/after weighting (table ``balance`` from
@@ -263,6 +280,12 @@ class IPW:
             "60 clusters of 10 sharing covariates (so treatment) and noise",
             bootstrap=False,
         ),
+        weighted_world(
+            (),
+            "informative sampling on the effect modifier x1 (weights 1/probability), logit "
+            "propensity correctly specified: weighted logit and weighted Hajek means target "
+            "the population ATE",
+        ),
     )
 
     def __init__(self, params: IPWParams | None = None) -> None:
@@ -274,27 +297,37 @@ class IPW:
         return frozenset({Capability.INFLUENCE, Capability.RESAMPLE})
 
     def _estimate(
-        self, y: np.ndarray, d: np.ndarray, P: np.ndarray
+        self, y: np.ndarray, d: np.ndarray, P: np.ndarray, w: np.ndarray | None = None
     ) -> tuple[PropensityFit, IPWResult]:
         p = self.params
-        ps = fit_propensity(P, d, p.propensity_model)
-        res = ipw_estimate(y, d, ps, p.estimand, p.weights == "normalized", p.clip, p.trim)
+        ps = fit_propensity(P, d, p.propensity_model, w)
+        res = ipw_estimate(
+            y, d, ps, p.estimand, p.weights == "normalized", p.clip, p.trim, sampling=w
+        )
         return ps, res
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         p = self.params
         td = treatment_data(data, self.name)
         y, d, P = td.y, td.d, td.P
-        ps, res = self._estimate(y, d, P)
-        cl = fit_clusters(
-            Dataset(td.frame, data.roles.model_copy(update={"selected": None})), td.n, self.name
-        )
+        analysed = Dataset(td.frame, data.roles.model_copy(update={"selected": None}))
+        w = fit_weights(analysed, td.n)
+        if w is not None and p.propensity_model != "logit":
+            raise ConfigError(
+                "estimator.propensity_model",
+                "logit with roles.weight (the weighted probit is not implemented)",
+                p.propensity_model,
+            )
+        ps, res = self._estimate(y, d, P, w)
+        cl = fit_clusters(analysed, td.n, self.name)
 
         def refit(idx: np.ndarray) -> np.ndarray:
             dd = d[idx]
             if dd.all() or not dd.any():
                 raise EstimationError("ipw: a resample has no treated or no control units")
-            return np.array([self._estimate(y[idx], dd, P[idx])[1].estimate])
+            return np.array(
+                [self._estimate(y[idx], dd, P[idx], None if w is None else w[idx])[1].estimate]
+            )
 
         kept = res.kept
         t, c = d & kept, ~d & kept
@@ -322,7 +355,8 @@ class IPW:
             influence=res.influence,
             resampler=Resampler(td.n, strata=resampling_strata(p.estimand, d), refit=refit),
             clusters=cl.clusters,
-            diagnostics={**diagnostics, **(cl.diagnostics or {})},
+            weights=w,
+            diagnostics={**diagnostics, **(cl.diagnostics or {}), **weight_diagnostics(w)},
             tables={
                 "overlap": pd.DataFrame({"score": ps.score, "treated": d.astype(np.int64)}),
                 "balance": table,

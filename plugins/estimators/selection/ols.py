@@ -9,14 +9,14 @@ import numpy as np
 from pydantic import Field
 from scipy.linalg import solve_triangular
 
-from causalkit.clusters import fit_clusters
+from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params, Resampler
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import DataError, EstimationError
 from causalkit.inputs import separating_columns
 from causalkit.panel import binary_column, unit_table
-from causalkit_plugins.dgps.selection_on_observables import clustered_worlds
+from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
 from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
 
 __all__ = ["OLS", "OLSParams", "RAResult", "regression_adjustment"]
@@ -63,15 +63,22 @@ class _ArmFit:
         return self.q @ solve_triangular(self.r, zbar / self.norms, trans="T")
 
 
-def _arm_ols(Z: np.ndarray, y: np.ndarray, arm: np.ndarray, label: str) -> _ArmFit:
+def _arm_ols(
+    Z: np.ndarray, y: np.ndarray, arm: np.ndarray, label: str, sw: np.ndarray | None = None
+) -> _ArmFit:
     r"""OLS within ``arm`` by QR, never forming or inverting :math:`Z_a^\top Z_a`.
+
+    With ``sw`` (square roots of sampling weights) it is weighted least squares: the rows of
+    :math:`Z_a` and :math:`y_a` are multiplied by :math:`\sqrt{w_i}` first, so :math:`Q` and
+    :math:`R` (and :meth:`_ArmFit.leverage`) belong to :math:`W_a^{1/2}Z_a`.
 
     The design is scaled to unit column norms first (a covariate's units do not count as
     ill-conditioning) and factorised; the condition number is that of ``R``. Above
     :data:`CONDITION_REFUSE` the regression is refused (inverting :math:`Z^\top Z`, as
     before, squared the condition number and returned a wrong estimate without a word).
     """
-    Za = Z[arm]
+    Za = Z[arm] if sw is None else Z[arm] * sw[arm][:, None]
+    ya = y[arm] if sw is None else y[arm] * sw[arm]
     p = Z.shape[1]
     if Za.shape[0] < p:
         raise EstimationError(
@@ -87,12 +94,16 @@ def _arm_ols(Z: np.ndarray, y: np.ndarray, arm: np.ndarray, label: str) -> _ArmF
             f"{cond:.3g} > {CONDITION_REFUSE:g}, {Za.shape[0]} units, {p} coefficients): "
             "drop or combine collinear covariates"
         )
-    coef = solve_triangular(r, q.T @ y[arm]) / norms
+    coef = solve_triangular(r, q.T @ ya) / norms
     return _ArmFit(coef, q, r, norms, cond)
 
 
 def regression_adjustment(
-    y: np.ndarray, d: np.ndarray, X: np.ndarray, estimand: Estimand = Estimand.ATE
+    y: np.ndarray,
+    d: np.ndarray,
+    X: np.ndarray,
+    estimand: Estimand = Estimand.ATE,
+    weights: np.ndarray | None = None,
 ) -> RAResult:
     r"""Linear regression adjustment with its exact influence function.
 
@@ -103,6 +114,8 @@ def regression_adjustment(
     X : ndarray, shape (n, p)
         Covariates (an intercept is added).
     estimand : {Estimand.ATE, Estimand.ATT}
+    weights : ndarray, shape (n,), optional
+        Sampling weights :math:`w_i \ge 0` (below); ``None``: all one.
 
     Returns
     -------
@@ -128,6 +141,20 @@ def regression_adjustment(
     :math:`n^{-2}\sum\psi_i^2` is the robust (sandwich) variance of the stacked system,
     which is Stata's ``teffects ra`` ``vce(robust)`` variance.
 
+    With sampling weights every equation is weighted: :math:`\hat\beta_a` is the weighted
+    least squares fit in arm :math:`a`, the contrast is averaged with weights
+    :math:`w_i\omega_i` (:math:`\omega_i = 1` or :math:`d_i`), :math:`\bar z` is the
+    :math:`w\omega`-weighted mean of :math:`z` and, with :math:`M_a = n^{-1}\sum_i 1[d_i=a]
+    w_iz_iz_i^\top`,
+
+    .. math::
+        \psi_i = \frac{n\,w_i\omega_i}{\sum_j w_j\omega_j}\{\hat\mu_1(z_i) - \hat\mu_0(z_i)
+            - \hat\tau\} + w_i\{\bar z^\top M_1^{-1} z_i d_i e_i
+            - \bar z^\top M_0^{-1} z_i (1-d_i) e_i\},
+
+    which is the above when every :math:`w_i = 1` and whose :math:`n^{-2}\sum\psi_i^2` is the
+    (HC0) sandwich of the weighted stacked system.
+
     References
     ----------
     Imbens, G. & Wooldridge, J. (2009). Recent developments in the econometrics of program
@@ -137,11 +164,16 @@ def regression_adjustment(
     d = np.asarray(d, dtype=bool)
     n = y.shape[0]
     Z = np.column_stack([np.ones(n), X])
-    f1 = _arm_ols(Z, y, d, "treated")
-    f0 = _arm_ols(Z, y, ~d, "control")
+    sw = None if weights is None else np.sqrt(weights)
+    f1 = _arm_ols(Z, y, d, "treated", sw)
+    f0 = _arm_ols(Z, y, ~d, "control", sw)
     mu1, mu0 = Z @ f1.coef, Z @ f0.coef
     contrast = mu1 - mu0
-    if estimand is Estimand.ATE:
+    if weights is not None:
+        share = weights if estimand is Estimand.ATE else weights * d
+        weight = share * (n / share.sum())
+        zbar = weight @ Z / n
+    elif estimand is Estimand.ATE:
         weight = np.ones(n)
         zbar = Z.mean(axis=0)
     else:
@@ -149,10 +181,12 @@ def regression_adjustment(
         zbar = Z[d].mean(axis=0)
     tau = float(np.mean(weight * contrast))
     resid = np.where(d, y - mu1, y - mu0)
-    # n * zbar' (Z_a'Z_a)^{-1} z_i = zbar' M_a^{-1} z_i, needed on arm a's rows only
+    # n * zbar' (Z_a'W_aZ_a)^{-1} z_i = zbar' M_a^{-1} z_i, needed on arm a's rows only
     lever = np.empty(n)
     lever[d] = n * f1.leverage(zbar)
     lever[~d] = -n * f0.leverage(zbar)
+    if sw is not None:  # the leverage rows belong to W^{1/2}Z: one more sqrt(w_i) makes w_i
+        lever *= sw
     psi = weight * (contrast - tau) + lever * resid
     return RAResult(tau, psi, f1.coef, f0.coef, mu1, mu0, max(f1.condition, f0.condition))
 
@@ -195,6 +229,12 @@ class OLS:
     treatment coefficient, with covariates centred at their mean, is the ATE; the bootstrap
     resamples whole clusters.
 
+    With the ``weight`` role both regressions are weighted least squares and the contrast is
+    averaged with the weights (the weighted population's ATE or ATT); the influence values are
+    weighted (:func:`regression_adjustment`), so the analytic SE is the HC0 sandwich of the
+    weighted stacked system (CR1 with clusters) and the bootstrap refits with each resampled
+    unit's weight.
+
     When the ``selected`` role is set (an outcome observed only for selected units, as in
     the ``heckman_selection`` DGP), the analysis is restricted to the selected units, which
     estimates the effect among them and is biased for the population effect under
@@ -233,6 +273,11 @@ class OLS:
             "60 clusters of 10 sharing covariates and noise, outcome linear per arm",
             bootstrap=False,
         ),
+        weighted_world(
+            ("dgp.outcome.x1_sq=0",),
+            "informative sampling on the effect modifier x1 (weights 1/probability), outcome "
+            "linear per arm: the weighted regression adjustment targets the population ATE",
+        ),
     )
 
     def __init__(self, params: OLSParams | None = None) -> None:
@@ -266,11 +311,13 @@ class OLS:
         table = unit_table(data, group_role="treatment", who=self.name)
         y, d, X = table.y, table.group, table.X
         estimand = self.params.estimand
-        res = regression_adjustment(y, d, X, estimand)
+        w = fit_weights(data, table.n)
+        res = regression_adjustment(y, d, X, estimand, w)
         cl = fit_clusters(data, table.n, self.name, regressors=2 * (X.shape[1] + 1))
 
         def refit(idx: np.ndarray) -> np.ndarray:
-            return np.array([regression_adjustment(y[idx], d[idx], X[idx], estimand).estimate])
+            wi = None if w is None else w[idx]
+            return np.array([regression_adjustment(y[idx], d[idx], X[idx], estimand, wi).estimate])
 
         k = X.shape[1] + 1
         warnings += _numerics_warnings(
@@ -283,15 +330,17 @@ class OLS:
             influence=res.influence,
             resampler=Resampler(table.n, strata=resampling_strata(estimand, d), refit=refit),
             clusters=cl.clusters,
+            weights=w,
             diagnostics={
                 "n_treated": int(d.sum()),
                 "n_control": int((~d).sum()),
                 "n_unselected_dropped": n_unselected,
-                "mean_mu1": float(res.mu1.mean()),
-                "mean_mu0": float(res.mu0.mean()),
+                "mean_mu1": float(np.average(res.mu1, weights=w)),
+                "mean_mu0": float(np.average(res.mu0, weights=w)),
                 "coefficients_per_arm": k,
                 "condition_number": res.condition,
                 **(cl.diagnostics or {}),
+                **weight_diagnostics(w),
             },
             warnings=(*warnings, *cl.warnings),
         )

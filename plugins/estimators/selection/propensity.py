@@ -126,13 +126,19 @@ class PropensityFit:
 
 
 def fit_logit(
-    Z: np.ndarray, d: np.ndarray, *, max_iter: int = 100, tol: float = 1e-10
+    Z: np.ndarray,
+    d: np.ndarray,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-10,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     r"""Logistic regression by Newton-Raphson with step halving.
 
     Maximises :math:`\ell(\gamma) = \sum_i d_i\eta_i - \log(1 + e^{\eta_i})`,
     :math:`\eta_i = z_i^\top\gamma`; score :math:`z_i(d_i - p_i)`, Hessian
-    :math:`-\sum_i p_i(1-p_i) z_i z_i^\top` (observed = expected information).
+    :math:`-\sum_i p_i(1-p_i) z_i z_i^\top` (observed = expected information). With
+    ``weights`` every unit's term is multiplied by :math:`w_i` (weighted pseudo-likelihood).
 
     Returns
     -------
@@ -141,14 +147,16 @@ def fit_logit(
     coef = np.zeros(Z.shape[1])
     eta = np.zeros(Z.shape[0])
 
+    w: np.ndarray | float = 1.0 if weights is None else weights  # 1.0: exact, same bits
+
     def loglik(e: np.ndarray) -> float:
-        return float(np.sum(d * e - np.logaddexp(0.0, e)))
+        return float(np.sum(w * (d * e - np.logaddexp(0.0, e))))
 
     ll = loglik(eta)
     for _ in range(max_iter):
         p = expit(eta)
-        grad = Z.T @ (d - p)
-        info = Z.T @ (Z * (p * (1.0 - p))[:, None])
+        grad = Z.T @ (w * (d - p))
+        info = Z.T @ (Z * (w * p * (1.0 - p))[:, None])
         try:
             step = np.linalg.solve(info, grad)
         except np.linalg.LinAlgError:
@@ -168,7 +176,12 @@ def fit_logit(
     return coef, eta, False
 
 
-def fit_propensity(X: np.ndarray, d: np.ndarray, model: PropensityModel = "logit") -> PropensityFit:
+def fit_propensity(
+    X: np.ndarray,
+    d: np.ndarray,
+    model: PropensityModel = "logit",
+    weights: np.ndarray | None = None,
+) -> PropensityFit:
     r"""Fit :math:`P(D=1\mid x)` by maximum likelihood (intercept added).
 
     Parameters
@@ -179,6 +192,9 @@ def fit_propensity(X: np.ndarray, d: np.ndarray, model: PropensityModel = "logit
         Treatment indicator.
     model : {"logit", "probit"}
         :math:`F` is the logistic or standard normal CDF.
+    weights : ndarray, shape (n,), optional
+        Sampling weights of a weighted logit (the score and information of unit :math:`i`
+        multiplied by :math:`w_i`); not available for the probit.
 
     Returns
     -------
@@ -202,12 +218,14 @@ def fit_propensity(X: np.ndarray, d: np.ndarray, model: PropensityModel = "logit
             f"rank {rank} < {Z.shape[1]} columns",
         )
     if model == "logit":
-        coef, index, converged = fit_logit(Z, dd)
+        coef, index, converged = fit_logit(Z, dd, weights=weights)
         score = expit(index)
         dens = score * (1.0 - score)
-        scores = Z * (dd - score)[:, None]
-        info = Z.T @ (Z * dens[:, None]) / n
+        w: np.ndarray | float = 1.0 if weights is None else weights
+        scores = Z * (w * (dd - score))[:, None]
+        info = Z.T @ (Z * (w * dens)[:, None]) / n
     else:
+        assert weights is None, "the weighted probit is not implemented"
         pf = fit_probit(Z, dd)
         coef, index, converged = pf.coef, pf.index, pf.converged
         score = ndtr(index)

@@ -197,9 +197,8 @@ class AIPW:
             "clustered",
             (*CLUSTERED_600, "dgp.outcome.x1_sq=0", "mc.target=ATE"),
             inferences=frozenset({"analytic"}),
-            reps=120,
             note="60 clusters of 10 sharing covariates (so treatment) and noise; whole clusters "
-            "per fold; R = 120 (each cross-fit is 15 learner fits)",
+            "per fold",
         ),
     )
 

@@ -250,10 +250,7 @@ class MlflowTracker:
                 order_by=["attributes.start_time DESC"],
                 max_results=1000,
             )
-        dead = {r.info.run_id for r in runs if r.info.status == "RUNNING" and self._dead(r)}
-        for run in runs:
-            if run.info.run_id in dead:
-                self._kill(run)
+        dead = self._reap(r for r in runs if r.info.status == "RUNNING")
         return [r for r in runs if r.info.run_id not in dead]
 
     @staticmethod
@@ -286,10 +283,14 @@ class MlflowTracker:
             runs = self.client.search_runs(
                 [exp_id], f"{filter_string} and attributes.status = 'RUNNING'", max_results=1000
             )
-        dead = [run for run in runs if self._dead(run)]
+        return len(self._reap(runs))
+
+    def _reap(self, running: Iterable[Any]) -> set[str]:
+        """Mark the dead among these RUNNING runs KILLED (:meth:`_dead`); return their ids."""
+        dead = [run for run in running if self._dead(run)]
         for run in dead:
             self._kill(run)
-        return len(dead)
+        return {run.info.run_id for run in dead}
 
     @staticmethod
     def _dead(run: Any) -> bool:

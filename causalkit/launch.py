@@ -113,10 +113,11 @@ class CellTask:
     def __call__(self, cfg: Any) -> Exception | None:
         """Execute the cell; a single run returns its error, a sweep reports it and goes on.
 
-        A worker that the owner started itself (joblib's) watches it; a job started by
-        someone else (submitit's controller, SLURM on another machine) does not.
+        A worker of the owner (joblib's) watches it, and exits at once if the owner is already
+        gone; a submitit job (``SUBMITIT_EXECUTOR`` set: started by submitit's controller, or
+        by SLURM on another machine) does not.
         """
-        if os.getpid() != self.owner_pid and os.getppid() == self.owner_pid:
+        if os.getpid() != self.owner_pid and "SUBMITIT_EXECUTOR" not in os.environ:
             from causalkit.montecarlo import exit_with_parent
 
             exit_with_parent(self.owner_pid)
@@ -231,11 +232,7 @@ def _launch_on_dask(plan: Plan, task: CellTask) -> None:
 def _dask_sweep(plan: Plan) -> bool:
     """Whether the plan is a sweep on ``mc.executor=dask`` (one executor and address for every cell)."""
     choices = {(c.mc.executor, c.mc.address, c.mc.n_jobs) for c in plan.cells}
-    if (
-        len({e for e, _, _ in choices}) > 1
-        or len(choices) > 1
-        and "dask" in {e for e, _, _ in choices}
-    ):
+    if len(choices) > 1 and any(executor == "dask" for executor, _, _ in choices):
         raise ConfigError(
             "mc.executor",
             "one executor, address and n_jobs for every cell of a sweep",

@@ -10,15 +10,28 @@ values) themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from causalkit.contracts import Clusters, Dataset, DiagnosticValue
+from causalkit.contracts import Clusters, Dataset, DiagnosticValue, Roles
 from causalkit.errors import DataError
 from causalkit.panel import binary_column
 
-__all__ = ["FEW_CLUSTERS", "ClusterParts", "fit_clusters", "fit_weights", "weight_diagnostics"]
+__all__ = [
+    "DESIGN_ROLES",
+    "FEW_CLUSTERS",
+    "ClusterParts",
+    "fit_clusters",
+    "fit_weights",
+    "require_handled",
+    "weight_diagnostics",
+]
+
+DESIGN_ROLES = ("cluster", "weight")
+"""Roles that change what inference must account for; an estimator lists those it handles in
+its ``handles_roles`` class attribute and the core refuses the others before any fit."""
 
 FEW_CLUSTERS = 30
 """Fewer clusters than this give a warning: clustered SEs are then too small and unstable."""
@@ -31,6 +44,39 @@ class ClusterParts:
     clusters: Clusters | None = None
     diagnostics: dict[str, DiagnosticValue] | None = None
     warnings: tuple[str, ...] = ()
+
+
+def require_handled(estimator: Any, roles: Roles, prefix: str = "roles") -> None:
+    """Refuse a ``cluster`` or ``weight`` role the estimator does not account for.
+
+    Parameters
+    ----------
+    estimator : type or object
+        The estimator class (or instance); its ``handles_roles`` attribute (a set of role
+        names, default empty: third-party estimators that predate the roles) says which of
+        :data:`DESIGN_ROLES` its fit and influence values account for.
+    roles : Roles
+        The roles of the data it is about to see.
+    prefix : str
+        Where the roles were given, for the message (``data.roles`` in a config).
+
+    Raises
+    ------
+    DataError
+        A role the estimator would silently ignore: its standard errors would treat
+        clustered rows as independent, or its estimate would target the unweighted sample.
+    """
+    handled = frozenset(getattr(estimator, "handles_roles", frozenset()))
+    name = getattr(estimator, "name", getattr(estimator, "__name__", type(estimator).__name__))
+    for role in DESIGN_ROLES:
+        if getattr(roles, role) is not None and role not in handled:
+            what = "clustered inference" if role == "cluster" else "sampling weights"
+            raise DataError(
+                f"{prefix}.{role}",
+                f"an estimator with {what} (estimator {name} would ignore {role}="
+                f"{getattr(roles, role)!r}; remove the role or choose another estimator)",
+                f"estimator={name}",
+            )
 
 
 def _labels(data: Dataset, col: str, units: np.ndarray | None, role: str = "cluster") -> pd.Series:

@@ -20,7 +20,8 @@ from pydantic import (
     model_validator,
 )
 
-from causalkit.contracts import Estimand, Params
+from causalkit.clusters import require_handled
+from causalkit.contracts import Estimand, Params, Roles
 from causalkit.errors import ConfigError, PluginError
 from causalkit.planning import FIRST_BATCH, MEASURES
 from causalkit.redact import Redactions, Resolved, uri_credentials
@@ -382,6 +383,9 @@ def _validate(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
 
     dgp_cls = registry.get("dgp", dgp.name)
     data_cls = registry.get("data", data.name)
+    data_roles = getattr(data.params, "roles", None)
+    if isinstance(data_roles, Roles):
+        require_handled(registry.get("estimator", estimator.name), data_roles, "data.roles")
     synthetic = data.name == "synthetic" or getattr(data_cls, "synthetic", False)
     if dgp_cls.needs_base and synthetic:
         raise ConfigError(

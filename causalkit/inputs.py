@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from causalkit.clusters import require_handled
 from causalkit.contracts import Dataset, DiagnosticValue, Fit, Roles
-from causalkit.errors import DataError
+from causalkit.errors import DataError, EstimationError
 
 __all__ = [
     "FEW_UNITS",
@@ -298,20 +299,13 @@ def with_notes(fit: Fit, notes: InputNotes) -> Fit:
 
 def checked_fit(estimator: Any, data: Dataset, rng: np.random.Generator) -> Fit:
     """Check ``data`` (:func:`check_inputs`), fit ``estimator`` on it and attach the notes."""
+    require_handled(estimator, data.roles)
     notes = check_inputs(data, getattr(estimator, "params", None))
     fit = estimator.fit(data, rng)
-    for role, taken, expected in (
-        (
-            "cluster",
-            fit.clusters,
-            "an estimator with clustered inference (naive, itt, ols, ipw, aipw)",
-        ),
-        ("weight", fit.weights, "an estimator that takes sampling weights (naive, itt, ols, ipw)"),
-    ):
+    for role, taken in (("cluster", fit.clusters), ("weight", fit.weights)):
         if getattr(data.roles, role) is not None and taken is None:
-            raise DataError(
-                f"roles.{role}",
-                expected,
-                f"estimator {getattr(estimator, 'name', type(estimator).__name__)}",
+            raise EstimationError(
+                f"{getattr(estimator, 'name', type(estimator).__name__)} lists roles.{role} in "
+                "handles_roles but its fit did not carry it: a bug in the estimator"
             )
     return with_notes(fit, notes)

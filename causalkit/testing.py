@@ -154,7 +154,12 @@ def conformance_data(
     base = 1 + 0.5 * u["x1"] + 0.3 * u["x2"] + u["alpha"]
     y = base[:, None] + 0.1 * t[None, :] + 0.4 * (u["treated"][:, None] & on) + u["eps"]
     roles = _roles(panel, required_roles, optional_roles)
-    extra = {"fold": np.arange(n) % 3, "segment": np.where(u["x2"] > 0, "b", "a")}
+    extra = {
+        "fold": np.arange(n) % 3,
+        "segment": np.where(u["x2"] > 0, "b", "a"),
+        "cluster": np.arange(n) % 7,
+        "sweight": 0.5 + 0.5 * (np.arange(n) % 4),
+    }
     if panel:
         frame = pd.DataFrame(
             {
@@ -402,7 +407,8 @@ def check_estimator(
         The estimator class.
     data : Dataset, optional
         Default: :func:`conformance_data` for ``cls.required_roles``, with and without the
-        optional roles (the fit without them is returned).
+        optional roles, and with each of the ``cluster``/``weight`` roles the class lists in
+        ``handles_roles`` (which the fit must carry); the fit without them is returned.
     seed : int
         Seed of both fits.
     params : BaseModel, optional
@@ -413,6 +419,12 @@ def check_estimator(
         required = tuple(cls.required_roles)
         _check_fit(cls, conformance_data(required, optional_roles=True), seed, params)
         data = conformance_data(required)
+        for role, column in (("cluster", "cluster"), ("weight", "sweight")):
+            if role in getattr(cls, "handles_roles", frozenset()):
+                with_role = Dataset(data.frame, data.roles.model_copy(update={role: column}))
+                fit = _check_fit(cls, with_role, seed, params)
+                carried = fit.clusters if role == "cluster" else fit.weights
+                assert carried is not None, f"{cls.name}: handles roles.{role} but ignored it"
     return _check_fit(cls, data, seed, params)
 
 

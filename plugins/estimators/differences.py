@@ -179,6 +179,7 @@ class Naive(_Difference):
     name: ClassVar[str] = "naive"
     group_role: ClassVar[Literal["treatment", "assignment"]] = "treatment"
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     estimand: ClassVar[Estimand] = Estimand.ATE
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
@@ -217,6 +218,7 @@ class ITT(_Difference):
     name: ClassVar[str] = "itt"
     group_role: ClassVar[Literal["treatment", "assignment"]] = "assignment"
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "assignment")
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     estimand: ClassVar[Estimand] = Estimand.ITT
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(

@@ -11,7 +11,7 @@ import pytest
 
 import causalkit as ck
 from causalkit.contracts import Clusters, Dataset, Estimand, Fit, Params, Resampler, Roles
-from causalkit.errors import ConfigError, DataError
+from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit.inputs import InputNotes, checked_fit, with_notes
 from causalkit_plugins.dgps.selection_on_observables import (
     SelectionOnObservables,
@@ -73,12 +73,24 @@ def test_an_estimator_without_clustered_inference_refuses_the_role():
         params = _Params()
 
         def fit(self, data, rng):
+            raise AssertionError("the role is refused before any fit")
+
+    class _Claims(_Mean):
+        handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster"})
+
+        def fit(self, data, rng):
             y = data.frame["y"].to_numpy()
             return Fit(Estimand.DIFF, y.mean(), y.size, influence=y - y.mean())
 
-    data = Dataset(_frame(), Roles(outcome="y", cluster="g"))
+    rng = np.random.default_rng(0)
+    clustered = Dataset(_frame(), Roles(outcome="y", cluster="g"))
     with pytest.raises(DataError, match=r"roles\.cluster.*clustered inference.*estimator mean"):
-        checked_fit(_Mean(), data, np.random.default_rng(0))
+        checked_fit(_Mean(), clustered, rng)
+    weighted = Dataset(_frame().assign(w=1.0), Roles(outcome="y", weight="w"))
+    with pytest.raises(DataError, match=r"roles\.weight.*sampling weights.*estimator mean"):
+        checked_fit(_Claims(), weighted, rng)
+    with pytest.raises(EstimationError, match=r"handles_roles but its fit did not carry it"):
+        checked_fit(_Claims(), clustered, rng)
 
 
 def test_input_notes_keep_the_clusters():
@@ -187,3 +199,22 @@ def test_clustered_dgp_keeps_the_unclustered_draws_and_checks_its_parameters():
         SelectionOnObservables(hidden).simulate(np.random.default_rng(4)).dataset.roles.cluster
         is None
     )
+
+
+def test_the_config_refuses_a_role_the_estimator_would_ignore(monkeypatch, tmp_path):
+    """Before any run is created: ``data.roles.weight`` with an estimator that lacks weights."""
+    from causalkit.cli import compose
+    from causalkit.config import validate
+    from causalkit.registry import default_registry
+
+    naive = default_registry().get("estimator", "naive")
+    monkeypatch.setattr(naive, "handles_roles", frozenset({"cluster"}))
+    raw = compose(
+        ["data=csv", f"data.path={tmp_path / 'x.csv'}", "data.roles.outcome=y",
+         "data.roles.treatment=d", "data.roles.weight=w", "dgp=none", "estimator=naive"]
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"^data\.roles\.weight: expected an estimator with sampl"):
+        validate(raw)
+    raw["data"]["roles"]["weight"] = None
+    raw["data"]["roles"]["cluster"] = "g"
+    assert validate(raw).estimator.name == "naive"

@@ -170,6 +170,7 @@ class AIPW:
     name: ClassVar[str] = "aipw"
     Params: ClassVar[type[Params]] = AIPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment", "covariates")
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster"})
     default_inference: ClassVar[str] = "analytic"
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(

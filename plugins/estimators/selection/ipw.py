@@ -254,6 +254,7 @@ class IPW:
     name: ClassVar[str] = "ipw"
     Params: ClassVar[type[Params]] = IPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     default_inference: ClassVar[str] = "analytic"
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(

@@ -244,6 +244,7 @@ class OLS:
     name: ClassVar[str] = "ols"
     Params: ClassVar[type[Params]] = OLSParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment")
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     default_inference: ClassVar[str] = "analytic"
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(

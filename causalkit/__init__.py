@@ -3,6 +3,8 @@
 from causalkit.api import fit, run, simulate
 from causalkit.contracts import Dataset, Estimand, Fit, Roles
 from causalkit.errors import CausalkitError, ConfigError, DataError, EstimationError
+from causalkit.performance import PerformanceSummary
+from causalkit.performance import summarise_table as summarise
 from causalkit.registry import Registry, default_registry
 from causalkit.results import CellResult, EffectResult, compare
 from causalkit.summary import Summary
@@ -12,6 +14,8 @@ __all__ = [
     "run",
     "simulate",
     "compare",
+    "summarise",
+    "PerformanceSummary",
     "Dataset",
     "Estimand",
     "Fit",

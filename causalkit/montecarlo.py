@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,10 +20,11 @@ from causalkit.contracts import Dataset, DiagnosticValue, Simulated
 from causalkit.errors import CausalkitError
 from causalkit.executors import DaskExecutor, Executor, open_executor
 from causalkit.inputs import checked_fit
+from causalkit.performance import summarise, wilson_interval
 from causalkit.planning import Plan
 from causalkit.progress import quiet
 from causalkit.registry import Registry
-from causalkit.results import SUMMARY_METRICS, CellResult, EffectResult, build_result
+from causalkit.results import CellResult, EffectResult, build_result
 from causalkit.session import Session, blas_threads, default_session
 
 __all__ = [
@@ -193,101 +193,6 @@ def exit_with_parent(parent: int | None = None, interval: float = 0.5) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="causalkit-exit-with-parent", daemon=True).start()
-
-
-COVERAGE_INTERVAL_LEVEL = 0.95
-"""Level of the Wilson interval reported for coverage (whatever the CIs' own level)."""
-
-
-def wilson_interval(
-    successes: int, trials: int, level: float = COVERAGE_INTERVAL_LEVEL
-) -> tuple[float, float]:
-    r"""Wilson score interval for a binomial proportion.
-
-    With :math:`\hat c = x/R` and :math:`z = z_{(1+\text{level})/2}`,
-
-    .. math::
-        \frac{\hat c + z^2/(2R) \pm z\sqrt{\hat c(1-\hat c)/R + z^2/(4R^2)}}{1 + z^2/R}.
-
-    Unlike the Wald interval :math:`\hat c \pm z\sqrt{\hat c(1-\hat c)/R}` it does not
-    collapse to a point at :math:`\hat c \in \{0, 1\}`: with all :math:`R` intervals
-    covering, the lower end is :math:`R/(R+z^2)` (0.981 for R = 200 at 95%).
-
-    References
-    ----------
-    Wilson, E.B. (1927). Probable inference, the law of succession, and statistical
-    inference. *JASA* 22(158).
-    Brown, L.D., Cai, T.T. & DasGupta, A. (2001). Interval estimation for a binomial
-    proportion. *Statist. Sci.* 16(2).
-    """
-    if trials <= 0:
-        return math.nan, math.nan
-    z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
-    c = successes / trials
-    denom = 1 + z * z / trials
-    centre = (c + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(c * (1 - c) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def summarise(
-    est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None
-) -> dict[str, float]:
-    r"""Monte Carlo performance measures and their Monte Carlo standard errors.
-
-    The arrays hold the :math:`R` *successful* replications only: a replication that raised
-    or whose inference refused (:func:`refusal`) is counted in ``n_failed`` by
-    :func:`cell_result` and left out of every measure, bias and empirical SE included. With
-    failures, the measures describe the estimator conditional on success, which is why
-    ``n_failed`` is reported beside them (and why a world must have few failures for its
-    cell to judge the method).
-
-    With :math:`\bar\theta` their mean and :math:`s^2` their variance: bias
-    :math:`\bar\theta - \theta` (MCSE :math:`s/\sqrt R`), empirical SE :math:`s` (MCSE
-    :math:`s/\sqrt{2(R-1)}`), mean model SE (MCSE :math:`\mathrm{sd}(\widehat{se})/\sqrt R`),
-    RMSE (MCSE by the delta method,
-    :math:`\mathrm{sd}((\hat\theta-\theta)^2)/(2\,\mathrm{RMSE}\sqrt R)`), coverage
-    :math:`\hat c` (MCSE :math:`\sqrt{\hat c(1-\hat c)/R}`, Morris et al. 2019) and mean CI
-    width. The coverage MCSE is 0 at :math:`\hat c \in \{0, 1\}`, which is not exactness:
-    ``coverage_lower`` and ``coverage_upper`` give the 95% Wilson interval
-    (:func:`wilson_interval`), which stays honest there.
-
-    References
-    ----------
-    Morris, T.P., White, I.R. & Crowther, M.J. (2019). Using simulation studies to evaluate
-    statistical methods. *Stat. Med.* 38(11), Table 6.
-    """
-    R = est.size
-    nan = math.nan
-    out = dict.fromkeys(SUMMARY_METRICS, nan)
-    if R == 0:
-        return out
-    sd = float(est.std(ddof=1)) if R > 1 else nan
-    out["mean_estimate"] = float(est.mean())
-    out["emp_se"] = sd
-    out["emp_se_mcse"] = sd / math.sqrt(2 * (R - 1)) if R > 1 else nan
-    if np.isfinite(se).all():
-        out["mean_se"] = float(se.mean())
-        out["mean_se_mcse"] = float(se.std(ddof=1) / math.sqrt(R)) if R > 1 else nan
-    width = hi - lo
-    if np.isfinite(width).all():
-        out["ci_width"] = float(width.mean())
-        out["ci_width_mcse"] = float(width.std(ddof=1) / math.sqrt(R)) if R > 1 else nan
-    if truth is not None:
-        err = est - truth
-        out["bias"] = float(err.mean())
-        out["bias_mcse"] = sd / math.sqrt(R) if R > 1 else nan
-        mse = float(np.mean(err**2))
-        out["rmse"] = math.sqrt(mse)
-        if R > 1 and mse > 0:
-            out["rmse_mcse"] = float(np.std(err**2, ddof=1) / math.sqrt(R) / (2 * math.sqrt(mse)))
-        if np.isfinite(width).all():
-            covered = int(np.sum((lo <= truth) & (truth <= hi)))
-            cov = float(np.mean((lo <= truth) & (truth <= hi)))
-            out["coverage"] = cov
-            out["coverage_mcse"] = math.sqrt(cov * (1 - cov) / R)
-            out["coverage_lower"], out["coverage_upper"] = wilson_interval(covered, R)
-    return out
 
 
 def run_cell(

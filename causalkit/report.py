@@ -14,6 +14,7 @@ import pandas as pd
 
 from causalkit.config import TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.performance import paired, summarise
 from causalkit.results import CELL_METRICS
 from causalkit.runner import SWEEP_CELL_TAG
 from causalkit.tracking import SWEEP_TAG, MlflowTracker
@@ -27,7 +28,21 @@ __all__ = [
     "render_common_draws",
 ]
 
-_NOT_SHOWN = frozenset({"mean_estimate", "emp_se_mcse", "mean_se_mcse", "ci_width_mcse"})
+_NOT_SHOWN = frozenset(
+    {
+        "mean_estimate",
+        "emp_se_mcse",
+        "mean_se_mcse",
+        "ci_width_mcse",
+        "rel_bias_mcse",
+        "model_se_mcse",
+        "mse",
+        "mse_mcse",
+        "be_coverage_mcse",
+        "power_mcse",
+        "type1_error_mcse",
+    }
+)
 COLUMNS = ("estimator", "inference", "status", *(m for m in CELL_METRICS if m not in _NOT_SHOWN))
 """Columns of :func:`sweep_table` (after ``cell``): the plugins, the run status, the metrics shown."""
 
@@ -169,6 +184,11 @@ COMMON_COLUMNS = (
     "bias_mcse",
     "bias_diff",
     "bias_diff_mcse",
+    "rmse",
+    "rmse_diff",
+    "rmse_diff_mcse",
+    "rel_precision",
+    "rel_precision_mcse",
     "emp_se",
     "mean_se",
     "coverage",
@@ -179,7 +199,7 @@ COMMON_COLUMNS = (
 """Columns of :func:`common_draws` (after ``cell``)."""
 
 
-def common_draws(cells: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+def common_draws(cells: Mapping[str, pd.DataFrame], reference: str | None = None) -> pd.DataFrame:
     r"""Compare cells that analysed the same simulated datasets on the draws all of them got through.
 
     Under ``mc.common_random_numbers`` replication :math:`r` of every cell of a study
@@ -190,48 +210,61 @@ def common_draws(cells: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     beside its own ``reps`` and ``n_failed``. ``bias_diff`` is the paired difference of bias
     to the first cell, :math:`\overline{(\hat\theta_{ir}-\theta_i)-(\hat\theta_{1r}-\theta_1)}`
     over :math:`r \in C`, with MCSE :math:`\mathrm{sd}_r(\cdot)/\sqrt{|C|}`, which is
-    smaller than the unpaired one by the correlation the common draws induce.
+    smaller than the unpaired one by the correlation the common draws induce; ``rmse_diff``
+    and ``rel_precision`` (% gain in precision) against the same reference carry paired MCSEs
+    too (:func:`causalkit.performance.paired`, on the errors
+    :math:`\hat\theta_{ir}-\theta_i`).
 
     Parameters
     ----------
     cells : mapping of str to DataFrame
         Cell name to its replications table (``replication``, ``estimate``, ``se``,
         ``ci_lower``, ``ci_upper``, ``truth``, ``error``), in display order.
+    reference : str, optional
+        The cell the others are compared with (default the first).
 
     Returns
     -------
     DataFrame
         One row per cell: ``cell`` and :data:`COMMON_COLUMNS`.
+
+    Raises
+    ------
+    ConfigError
+        A reference that names no cell.
     """
-    from causalkit.montecarlo import summarise
+    if reference is not None and reference not in cells:
+        raise ConfigError("--reference", f"one of the cells {', '.join(cells)}", reference)
 
     ok: dict[str, pd.DataFrame] = {}
     for name, table in cells.items():
         failed = table["error"].notna() if "error" in table else pd.Series(False, table.index)
         ok[name] = table[~failed.to_numpy()].set_index("replication")
     common = sorted(set.intersection(*(set(t.index) for t in ok.values()))) if ok else []
-    rows = []
-    ref_err: np.ndarray | None = None
-    for name, table in cells.items():
+    measures: dict[str, dict[str, float]] = {}
+    errors: dict[str, np.ndarray] = {}
+    for name in cells:
         sub = ok[name].loc[common]
         col = {c: sub[c].to_numpy(dtype=float) for c in ("estimate", "se", "ci_lower", "ci_upper")}
         truths = sub["truth"].dropna() if "truth" in sub else pd.Series(dtype=float)
         truth = float(truths.iloc[0]) if len(truths) else None
-        m = summarise(col["estimate"], col["se"], col["ci_lower"], col["ci_upper"], truth)
-        err = col["estimate"] - (truth if truth is not None else np.nan)
-        ref_err = err if ref_err is None else ref_err
-        diff = err - ref_err
-        n = diff.size
+        measures[name] = summarise(
+            col["estimate"], col["se"], col["ci_lower"], col["ci_upper"], truth
+        )
+        errors[name] = col["estimate"] - (truth if truth is not None else np.nan)
+    ref_err = errors[reference if reference is not None else next(iter(cells))] if cells else None
+    rows = []
+    for name, table in cells.items():
+        assert ref_err is not None
         row = {
             "cell": name,
             "reps": len(table),
             "n_failed": len(table) - len(ok[name]),
             "n_common": len(common),
-            **{k: m[k] for k in COMMON_COLUMNS if k in m},
-            "bias_diff": float(diff.mean()) if n else np.nan,
-            "bias_diff_mcse": float(diff.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan,
+            **measures[name],
+            **paired(errors[name], ref_err, 0.0),
         }
-        rows.append(row)
+        rows.append({k: row.get(k, np.nan) for k in ("cell", *COMMON_COLUMNS)})
     return pd.DataFrame(rows, columns=["cell", *COMMON_COLUMNS])
 
 
@@ -247,7 +280,9 @@ def _draw_key(config: Mapping) -> str | None:
     )
 
 
-def common_draws_tables(tracker: MlflowTracker, sweep_id: str) -> list[pd.DataFrame]:
+def common_draws_tables(
+    tracker: MlflowTracker, sweep_id: str, reference: str | None = None
+) -> list[pd.DataFrame]:
     """One :func:`common_draws` table per group of a sweep's cells that share their draws.
 
     Only Monte Carlo cells run with ``mc.common_random_numbers`` take part; a group needs at
@@ -270,7 +305,13 @@ def common_draws_tables(tracker: MlflowTracker, sweep_id: str) -> list[pd.DataFr
             except (OSError, ValueError):
                 continue
         groups.setdefault(key, {})[run.info.run_name or run.info.run_id] = table
-    return [common_draws(cells) for cells in groups.values() if len(cells) > 1]
+    shared = [cells for cells in groups.values() if len(cells) > 1]
+    if reference is not None and not any(reference in cells for cells in shared):
+        names = sorted(name for cells in shared for name in cells)
+        raise ConfigError(
+            "--reference", f"a cell run with common random numbers ({', '.join(names)})", reference
+        )
+    return [common_draws(cells, reference if reference in cells else None) for cells in shared]
 
 
 def render_common_draws(table: pd.DataFrame) -> str:
@@ -280,24 +321,30 @@ def render_common_draws(table: pd.DataFrame) -> str:
     lines = [
         f"common random numbers: {len(table)} cells on the {n_common} draws every one analysed",
         f"{'cell':<{w}}{'reps':>6}{'failed':>7}{'common':>7}{'bias ± MCSE':>22}"
-        f"{'vs first ± paired MCSE':>26}{'emp SE':>9}{'mean SE':>9}{'coverage [95% Wilson]':>25}",
+        f"{'bias vs ref ± paired':>24}{'RMSE vs ref ± paired':>24}{'% precision ± paired':>23}"
+        f"{'emp SE':>9}{'mean SE':>9}{'coverage [95% Wilson]':>25}",
     ]
     for _, r in table.iterrows():
         lines.append(
             f"{str(r['cell']):<{w}}{_count(r['reps']):>6}{_count(r['n_failed']):>7}"
             f"{_count(r['n_common']):>7}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
-            f"{r['bias_diff']:>+16.4f} ± {r['bias_diff_mcse']:<7.4f}{r['emp_se']:>9.4f}"
-            f"{r['mean_se']:>9.4f}{_coverage(r):>25}"
+            f"{r['bias_diff']:>+14.4f} ± {r['bias_diff_mcse']:<7.4f}"
+            f"{r['rmse_diff']:>+14.4f} ± {r['rmse_diff_mcse']:<7.4f}"
+            f"{r['rel_precision']:>+13.1f} ± {r['rel_precision_mcse']:<7.1f}"
+            f"{r['emp_se']:>9.4f}{r['mean_se']:>9.4f}{_coverage(r):>25}"
         )
     return "\n".join(lines)
 
 
-def _common_draws_section(tracker: MlflowTracker, sweep_id: str, out: Path) -> str:
+def _common_draws_section(
+    tracker: MlflowTracker, sweep_id: str, out: Path, reference: str | None = None
+) -> str:
     """Return the text of the sweep's common-random-numbers comparisons (``""`` without any).
 
     Their tables go to ``common_draws.csv`` (column ``group`` tells groups of shared draws apart).
     """
-    tables = common_draws_tables(tracker, sweep_id)
+    tables = common_draws_tables(tracker, sweep_id, reference)
+    out.mkdir(parents=True, exist_ok=True)
     if not tables:
         return ""
     pd.concat([t.assign(group=i) for i, t in enumerate(tables)], ignore_index=True).to_csv(
@@ -343,6 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--experiment", default="causalkit")
     parser.add_argument("--sweep", default=None, help="parent run id (default: the latest sweep)")
     parser.add_argument("--out", default="runs/report", help="directory for CSV and plot")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="cell the common-random-numbers comparisons are against (default: the first)",
+    )
     args = parser.parse_args(argv)
     try:
         from causalkit.tracking import default_uri
@@ -353,14 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracker = MlflowTracker(TrackingConfig(uri=uri, experiment=args.experiment))
         sweep = args.sweep or latest_sweep(tracker)
         table = sweep_table(tracker, sweep)
+        out = Path(args.out) / sweep
+        common = _common_draws_section(tracker, sweep, out, args.reference)
     except CausalkitError as exc:
         print(f"causalkit.report: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out) / sweep
-    out.mkdir(parents=True, exist_ok=True)
     name = tracker.client.get_run(sweep).info.run_name or sweep
     print(f"{name} ({sweep}): {len(table)} cells")
-    text = render(table) + _common_draws_section(tracker, sweep, out)
+    text = render(table) + common
     print(text)
     (out / "comparison.txt").write_text(text + "\n")
     table.to_csv(out / "comparison.csv", index=False)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, LazyTables
+from causalkit.performance import MEASURES
 from causalkit.summary import Section, Summary, formatted, plain, scalar, signed
 
 if TYPE_CHECKING:
@@ -31,24 +32,8 @@ __all__ = [
 EFFECT_COLUMNS = ("estimate", "se", "ci_lower", "ci_upper", "p_value", "p_value_raw")
 """Columns of :attr:`EffectResult.effects` (``p_value_raw`` only when joint), in this order."""
 
-SUMMARY_METRICS: tuple[str, ...] = (
-    "mean_estimate",
-    "bias",
-    "bias_mcse",
-    "emp_se",
-    "emp_se_mcse",
-    "mean_se",
-    "mean_se_mcse",
-    "rmse",
-    "rmse_mcse",
-    "coverage",
-    "coverage_mcse",
-    "coverage_lower",
-    "coverage_upper",
-    "ci_width",
-    "ci_width_mcse",
-)
-"""Performance measures of a Monte Carlo cell with their MCSEs (:func:`causalkit.montecarlo.summarise`)."""
+SUMMARY_METRICS: tuple[str, ...] = MEASURES
+"""Performance measures of a Monte Carlo cell with their MCSEs (:func:`causalkit.performance.summarise`)."""
 
 CELL_METRICS: tuple[str, ...] = (*SUMMARY_METRICS, "n_failed", "reps", "seconds")
 """Keys of :attr:`CellResult.metrics`."""

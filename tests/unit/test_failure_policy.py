@@ -17,6 +17,7 @@ import pytest
 from causalkit.cli import compose
 from causalkit.config import validate
 from causalkit.contracts import Estimand, Fit, Resampler
+from causalkit.errors import ConfigError
 from causalkit.montecarlo import run_cell, summarise
 from causalkit.report import common_draws, render_common_draws
 from causalkit.results import build_result
@@ -241,3 +242,26 @@ def test_only_monte_carlo_cells_with_common_random_numbers_are_grouped_by_their_
     assert _draw_key(_cfg("estimator=naive", "mc.reps=5").to_dict()) is None
     single = _cfg("estimator=naive", "mc.common_random_numbers=true").to_dict()
     assert _draw_key(single) is None
+
+
+def test_common_draws_against_a_chosen_reference_with_paired_rmse_and_precision() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(40)
+    b = 0.5 * a + 0.2 * rng.standard_normal(40)  # more precise than a, correlated with it
+    cells = {"a": _replications(list(a), set()), "b": _replications(list(b), set())}
+    out = common_draws(cells, reference="b").set_index("cell")
+    ea, eb = a - 0.0, b - 0.0
+    assert out.loc["a", "bias_diff"] == pytest.approx((ea - eb).mean(), abs=1e-15)
+    assert out.loc["a", "rmse_diff"] == pytest.approx(
+        math.sqrt(np.mean(ea**2)) - math.sqrt(np.mean(eb**2)), abs=1e-15
+    )
+    want = 100 * (np.var(b, ddof=1) / np.var(a, ddof=1) - 1)
+    assert out.loc["a", "rel_precision"] == pytest.approx(want, rel=1e-12)
+    assert out.loc["b", "rel_precision"] == 0.0 and out.loc["b", "rmse_diff"] == 0.0
+    sq = np.vstack([ea**2, eb**2])
+    g = np.array([0.5 / math.sqrt(sq[0].mean()), -0.5 / math.sqrt(sq[1].mean())])
+    want_mcse = math.sqrt(g @ np.cov(sq) @ g / 40)  # delta method on the paired squared errors
+    assert out.loc["a", "rmse_diff_mcse"] == pytest.approx(want_mcse, rel=1e-12)
+    with pytest.raises(ConfigError, match=r"^--reference: expected one of the cells a, b"):
+        common_draws(cells, reference="c")
+    assert "% precision" in render_common_draws(out.reset_index())

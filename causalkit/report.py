@@ -102,9 +102,25 @@ def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list[tuple[str, Any]]:
     return out
 
 
+_METHOD_AXES = ("estimator", "inference")
+"""Sweep axes under these groups define the methods compared; every other axis is a design factor."""
+
+
+def design_factors(table: pd.DataFrame) -> list[str]:
+    """Return the columns of :func:`sweep_table` that are design factors (axes, not methods)."""
+    return list(table.attrs.get("factors", []))
+
+
 def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
-    """One row per cell of the sweep: its axes, plugins, status and Monte Carlo metrics."""
+    """One row per cell of the sweep: its factors, plugins, status and Monte Carlo metrics.
+
+    The sweep's axes (the run's params) under ``estimator`` and ``inference`` define the
+    method of each cell (column ``method``); every other axis that takes more than one
+    value across the cells (``dgp.n``, a DGP parameter, ...) is a design factor with a
+    column of its own, listed in ``table.attrs["factors"]`` (:func:`design_factors`).
+    """
     rows = []
+    axes: dict[str, dict[str, str]] = {}
     for label, run in _cell_runs(tracker, sweep_id):
         if run is None:
             row = {"cell": label, "status": NOT_RUN, "run_id": ""}
@@ -112,6 +128,11 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
             rows.append(row)
             continue
         m = run.data.metrics
+        axes[label] = {
+            k: v
+            for k, v in run.data.params.items()
+            if k != "config_hash" and not k.startswith(("tracking.", "hydra"))
+        }
         row = {
             "cell": label,
             "estimator": run.data.tags.get("causalkit.estimator"),
@@ -120,13 +141,34 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
         }
         if "bias" not in m and "estimate" in m:  # single-replication cells
             m = {**m, "bias": m["estimate"] - m.get("truth", float("nan")), "reps": 1}
-        for col in COLUMNS[3:]:
+        for col in CELL_METRICS:
             row[col] = m.get(col, float("nan"))
         row["plan"] = plan_outcome(m)
         row["error"] = run.data.tags.get("causalkit.error", "")
         row["run_id"] = run.info.run_id
         rows.append(row)
-    return pd.DataFrame(rows, columns=["cell", *COLUMNS, "plan", "error", "run_id"])
+    table = pd.DataFrame(
+        rows, columns=["cell", *COLUMNS[:3], *CELL_METRICS, "plan", "error", "run_id"]
+    )
+    keys = list(dict.fromkeys(k for a in axes.values() for k in a))
+    factors = [
+        k
+        for k in keys
+        if not k.startswith(_METHOD_AXES) and len({a.get(k) for a in axes.values()}) > 1
+    ]
+    methods = [k for k in keys if k.startswith(_METHOD_AXES)]
+    method = [
+        "/".join(
+            [str(r["estimator"]), str(r["inference"])]
+            + [f"{k}={axes[r['cell']][k]}" for k in methods if "." in k and k in axes[r["cell"]]]
+        )
+        for _, r in table.iterrows()
+    ]
+    table.insert(1, "method", method)
+    for i, k in enumerate(factors):
+        table.insert(2 + i, k, [axes.get(c, {}).get(k, "") for c in table["cell"]])
+    table.attrs["factors"] = factors
+    return table
 
 
 def plan_outcome(metrics: Mapping[str, float]) -> str:
@@ -147,13 +189,19 @@ def render(table: pd.DataFrame) -> str:
     """
     w = max([34, *(len(str(c)) + 1 for c in table["cell"])])
     planned = "plan" in table and bool(table["plan"].fillna("").astype(str).str.len().any())
+    factors = design_factors(table)
+    fw = {f: max(len(f), *(len(str(v)) for v in table[f])) + 2 for f in factors}
     lines = [
-        f"{'cell':<{w}}{'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage [95% Wilson]':>25}{'CI width':>10}{'reps':>6}{'failed':>7}{'sec':>8}"
+        f"{'cell':<{w}}"
+        + "".join(f"{f:>{fw[f]}}" for f in factors)
+        + f"  {'status':<10}{'bias ± MCSE':>22}{'RMSE':>9}{'coverage [95% Wilson]':>25}{'CI width':>10}{'reps':>6}{'failed':>7}{'sec':>8}"
         + ("  plan" if planned else "")
     ]
     for _, r in table.iterrows():
         lines.append(
-            f"{str(r['cell']):<{w}}{r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
+            f"{str(r['cell']):<{w}}"
+            + "".join(f"{str(r[f]):>{fw[f]}}" for f in factors)
+            + f"  {r['status']:<10}{r['bias']:>+12.4f} ± {r['bias_mcse']:<7.4f}"
             f"{r['rmse']:>9.4f}{_coverage(r):>25}"
             f"{r['ci_width']:>10.4f}{_count(r['reps']):>6}{_count(r['n_failed']):>7}{r['seconds']:>8.1f}"
             + (f"  {r['plan'] or '-'}" if planned else "")
@@ -353,12 +401,73 @@ def _common_draws_section(
     return "".join("\n\n" + render_common_draws(t) for t in tables)
 
 
-def html_page(table: pd.DataFrame, sweep_id: str, sweep_name: str, png: bytes | None) -> str:
-    """Build a self-contained HTML report: the comparison table and the embedded comparison figure."""
+NESTED_LOOP_MEASURES = ("bias", "rmse", "coverage")
+"""Measures drawn as nested-loop plots when a sweep varies design factors."""
+
+
+def _simulation_figures(tracker: MlflowTracker, done: pd.DataFrame, out: Path) -> list[str]:
+    """Write the measure forest plot, the nested-loop plots and one zip plot per Monte Carlo cell.
+
+    Returns the files written (relative to ``out``). Zip plots need a cell's replications
+    table and truth (``replications.parquet``); cells without them get none.
+    """
+    import matplotlib.pyplot as plt
+
+    from causalkit.simplots import measures_plot, nested_loop_plot, zip_plot
+
+    written: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(name)
+
+    mc = done[done["reps"].fillna(0) > 1]
+    if not len(mc):
+        return written
+    save(measures_plot(mc), "measures.png")
+    factors = design_factors(done)
+    if factors:
+        scenarios = mc[factors].astype(str).drop_duplicates()
+        if len(scenarios) > 1:
+            for measure in NESTED_LOOP_MEASURES:
+                if mc[measure].notna().any():
+                    save(nested_loop_plot(mc, factors, measure), f"nested_loop_{measure}.png")
+    for _, row in mc.iterrows():
+        run = tracker.client.get_run(row["run_id"])
+        with tracker.run_artifacts(run) as fetch:
+            try:
+                reps = pd.read_parquet(fetch("replications.parquet"))
+            except (OSError, ValueError):
+                continue
+        truth = reps["truth"].dropna() if "truth" in reps else pd.Series(dtype=float)
+        if not len(truth):
+            continue
+        level = float(reps["level"].dropna().iloc[0]) if "level" in reps else 0.95
+        safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in str(row["cell"]))
+        save(zip_plot(reps, float(truth.iloc[0]), level, str(row["cell"])), f"zip/{safe}.png")
+    return written
+
+
+def html_page(
+    table: pd.DataFrame,
+    sweep_id: str,
+    sweep_name: str,
+    png: bytes | None,
+    figures: Sequence[tuple[str, bytes]] = (),
+) -> str:
+    """Build a self-contained HTML report: the table, the comparison and the simulation figures.
+
+    ``figures`` are ``(file name, PNG bytes)`` pairs (:func:`_simulation_figures`), embedded
+    after the comparison: the measures' forest plot, nested-loop plots, zip plots.
+    """
     import base64
     import html
 
-    shown = table.drop(columns=["run_id"], errors="ignore")
+    hidden = [c for c in CELL_METRICS if c not in COLUMNS] + ["run_id"]
+    shown = table.drop(columns=hidden, errors="ignore")
     body = shown.to_html(
         index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="cells"
     )
@@ -366,6 +475,11 @@ def html_page(table: pd.DataFrame, sweep_id: str, sweep_name: str, png: bytes | 
         f'<img alt="comparison" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
         if png
         else "<p>No finished cells to plot.</p>"
+    )
+    extra = "".join(
+        f"<h2>{html.escape(name)}</h2>"
+        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        for name, data in figures
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>causalkit sweep {html.escape(sweep_id)}</title>
@@ -377,6 +491,7 @@ table.cells td:first-child,table.cells th:first-child{{text-align:left}} img{{ma
 the coverage panel shades the nominal level ± 1.96 binomial MCSE.</p>
 {body}
 <h2>Comparison</h2>{img}
+{extra}
 </body></html>
 """
 
@@ -427,11 +542,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         fig.savefig(out / "comparison.png", dpi=110)
         plt.close(fig)
         png = (out / "comparison.png").read_bytes()
-    (out / "report.html").write_text(html_page(table, sweep, name, png))
+    written = _simulation_figures(tracker, done, out)
+    embedded = [(f, (out / f).read_bytes()) for f in written]
+    (out / "report.html").write_text(html_page(table, sweep, name, png, embedded))
     tracker.client.log_artifacts(sweep, str(out), artifact_path="report")
     print(
         f"written: {out}/comparison.txt, comparison.csv, report.html"
         + (", comparison.png" if png else "")
+        + "".join(f", {f}" for f in written)
     )
     return 0
 

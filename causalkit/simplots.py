@@ -1,0 +1,212 @@
+r"""Figures of a simulation study: zip plots, nested-loop plots and measure forest plots.
+
+These are the pictures methodologists expect beside the performance table (Morris, White &
+Crowther 2019, sec. 5): the zip plot shows *which* replications' intervals miss the truth,
+the nested-loop plot shows a measure over every combination of the design factors at once,
+and the forest plot shows each measure with its Monte Carlo interval.
+
+References
+----------
+Morris, T.P., White, I.R. & Crowther, M.J. (2019). Using simulation studies to evaluate
+statistical methods. *Stat. Med.* 38(11), 2074-2102, Figs. 4-7.
+Rücker, G. & Schwarzer, G. (2014). Presenting simulation results in a nested loop plot.
+*BMC Med. Res. Methodol.* 14, 129.
+"""
+
+from __future__ import annotations
+
+import statistics
+import textwrap
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from causalkit.performance import wilson_interval  # noqa: E402
+
+__all__ = ["zip_plot", "nested_loop_plot", "measures_plot", "FOREST_MEASURES", "zip_ranks"]
+
+FOREST_MEASURES: tuple[tuple[str, str], ...] = (
+    ("bias", "bias"),
+    ("emp_se", "empirical SE"),
+    ("rmse", "RMSE"),
+    ("rel_error_model_se", "rel. % error in model SE"),
+    ("coverage", "coverage"),
+    ("power", "power"),
+)
+"""Measures of :func:`measures_plot` (those present in the table), with their labels."""
+
+
+def zip_ranks(
+    est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Fractional centile of :math:`|z|` of each replication and whether its interval covers.
+
+    :math:`z_r = (\hat\theta_r-\theta)/\widehat{se}_r`; where the model SE is missing (an
+    interval without one) the half-width over :math:`z_{(1+\text{level})/2}` stands in. The
+    centile is :math:`100\,\mathrm{rank}(|z_r|)/R` (ties by order), so the intervals that miss
+    sit at the top.
+    """
+    crit = statistics.NormalDist().inv_cdf(0.5 + level / 2)
+    scale = np.where(np.isfinite(se) & (se > 0), se, (hi - lo) / (2 * crit))
+    z = np.abs((est - truth) / scale)
+    order = np.argsort(z, kind="stable")
+    centile = np.empty(z.size)
+    centile[order] = 100 * (np.arange(1, z.size + 1)) / z.size
+    return centile, (lo <= truth) & (truth <= hi)
+
+
+def zip_plot(
+    replications: pd.DataFrame, truth: float, level: float = 0.95, title: str = ""
+) -> Figure:
+    """Zip plot of a cell: each successful replication's interval, ranked by :func:`zip_ranks`.
+
+    Intervals that cover the truth are drawn in blue, those that miss in red; the horizontal
+    lines mark the nominal level and the estimated coverage with its 95% Wilson interval
+    (Morris et al. 2019, Fig. 4).
+
+    Parameters
+    ----------
+    replications : DataFrame
+        The cell's replications table (``estimate``, ``se``, ``ci_lower``, ``ci_upper``,
+        optional ``error``; failed rows are left out).
+    truth : float
+        The true value.
+    level : float
+        The intervals' level.
+    title : str
+        The cell's name.
+    """
+    ok = replications
+    if "error" in ok:
+        ok = ok[ok["error"].isna().to_numpy()]
+    est, se, lo, hi = (
+        ok[c].to_numpy(dtype=float) for c in ("estimate", "se", "ci_lower", "ci_upper")
+    )
+    centile, covers = zip_ranks(est, se, lo, hi, truth, level)
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    for mask, colour, label in ((covers, "C0", "covers"), (~covers, "C3", "misses")):
+        ax.hlines(centile[mask], lo[mask], hi[mask], colors=colour, lw=0.6, label=label)
+    ax.axvline(truth, color="black", lw=1)
+    n = int(covers.size)
+    lower, upper = wilson_interval(int(covers.sum()), n)
+    ax.axhline(100 * level, color="grey", ls="--", lw=1, label=f"nominal {level:.0%}")
+    ax.axhspan(100 * lower, 100 * upper, color="gold", alpha=0.35, lw=0)
+    ax.axhline(
+        100 * covers.mean(),
+        color="goldenrod",
+        lw=1.2,
+        label=f"coverage {covers.mean():.3f} [{lower:.3f}, {upper:.3f}]",
+    )
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("fractional centile of |z|")
+    ax.set_xlabel(f"{level:.0%} confidence intervals ({n} replications)")
+    ax.set_title(textwrap.fill(f"Zip plot{': ' + title if title else ''}", 70), fontsize=8)
+    ax.legend(loc="lower left", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def nested_loop_plot(
+    table: pd.DataFrame, factors: Sequence[str], measure: str, method: str = "method"
+) -> Figure:
+    """Nested-loop plot: ``measure`` for every combination of ``factors``, one line per method.
+
+    The scenarios (factor combinations) are ordered with the first factor varying slowest;
+    below the measure, one step line per factor shows its level in each scenario (Rücker &
+    Schwarzer 2014).
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per cell with the factor columns, ``method`` and ``measure``.
+    factors : sequence of str
+        The design factors, outermost loop first.
+    measure : str
+        The column plotted.
+    method : str
+        The column naming each cell's method.
+    """
+    keyed = table.assign(_scenario=list(zip(*(table[f].astype(str) for f in factors), strict=True)))
+    scenarios = sorted(set(keyed["_scenario"]), key=lambda s: tuple(_sort_key(v) for v in s))
+    index = {s: i for i, s in enumerate(scenarios)}
+    fig, (ax, legend) = plt.subplots(
+        2,
+        1,
+        figsize=(max(6.0, 0.35 * len(scenarios) + 3), 4.5 + 0.45 * len(factors)),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, max(1, len(factors))]},
+    )
+    for name, group in keyed.groupby(method, sort=False):
+        x = np.array([index[s] for s in group["_scenario"]])
+        order = np.argsort(x)
+        y = group[measure].to_numpy(dtype=float)[order]
+        ax.step(x[order], y, where="mid", marker="o", ms=3, label=str(name))
+    ax.set_ylabel(measure)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"Nested-loop plot of {measure}", fontsize=10)
+    for k, factor in enumerate(factors):
+        levels = sorted({s[k] for s in scenarios}, key=_sort_key)
+        pos = np.array([levels.index(s[k]) for s in scenarios], dtype=float)
+        span = max(1, len(levels) - 1)
+        y = -1.5 * k + pos / span
+        legend.step(range(len(scenarios)), y, where="mid", color="black", lw=1)
+        legend.text(
+            -0.45, -1.5 * k + 1.08, f"{factor}: {', '.join(levels)}", fontsize=7, va="bottom"
+        )
+    legend.set_xlim(-0.5, len(scenarios) - 0.5)
+    legend.set_ylim(-1.5 * (len(factors) - 1) - 0.2, 1.5)
+    legend.set_yticks([])
+    legend.set_xticks(range(len(scenarios)))
+    legend.set_xticklabels([str(i + 1) for i in range(len(scenarios))], fontsize=6)
+    legend.set_xlabel("scenario")
+    fig.tight_layout()
+    return fig
+
+
+def _sort_key(value: str) -> tuple[int, float | str]:
+    """Numbers in numeric order before text."""
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)
+
+
+def measures_plot(table: pd.DataFrame, label: str = "cell") -> Figure:
+    r"""Forest (lollipop) plot of each measure with its 95% Monte Carlo interval, in table order.
+
+    The interval is the estimate :math:`\pm 1.96` MCSE (coverage: its Wilson interval); the
+    reference lines are 0 (bias, relative error), the nominal level (coverage) and none
+    otherwise.
+    """
+    shown = [(m, t) for m, t in FOREST_MEASURES if m in table and table[m].notna().any()]
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(2.6 * len(shown) + 1.5, 0.35 * len(table) + 1.6), sharey=True
+    )
+    axes = np.atleast_1d(axes)
+    y = np.arange(len(table))[::-1]
+    for ax, (m, title) in zip(axes, shown, strict=True):
+        v = table[m].to_numpy(dtype=float)
+        if m == "coverage" and {"coverage_lower", "coverage_upper"} <= set(table):
+            lo, hi = (
+                table["coverage_lower"].to_numpy(float),
+                table["coverage_upper"].to_numpy(float),
+            )
+        else:
+            mcse = table.get(f"{m}_mcse", pd.Series(np.nan, table.index)).to_numpy(dtype=float)
+            lo, hi = v - 1.96 * mcse, v + 1.96 * mcse
+        ax.hlines(y, lo, hi, color="C0", lw=1.5)
+        ax.plot(v, y, "o", color="C0", ms=4)
+        if m in {"bias", "rel_error_model_se"}:
+            ax.axvline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes[0].set_yticks(y, [str(c) for c in table[label]], fontsize=7)
+    fig.tight_layout()
+    return fig

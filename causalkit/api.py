@@ -51,7 +51,11 @@ def fit(
         Root seed of the estimator's and the inference's random generators.
     **options
         Roles as keywords (``unit``, ``time``, ``treatment``, ``assignment``, ``outcome``,
-        ``covariates``, ``cluster``, ...) and the estimator's parameters as further keywords.
+        ``covariates``, ``cluster``, ...) or as one mapping ``roles={...}``, and the
+        estimator's parameters as further keywords. A covariate role (``covariates``,
+        ``selection_covariates``, ``propensity_covariates``) takes a list of columns or one
+        formula, e.g. ``covariates="age + I(age**2) + C(education)"``
+        (:mod:`causalkit.formulas`).
 
     Returns
     -------
@@ -60,7 +64,14 @@ def fit(
     """
     registry = registry or default_registry()
     est_cls = _plugin(registry, "estimator", estimator)
-    roles = validate_params("roles", Roles, {k: v for k, v in options.items() if k in _ROLE_FIELDS})
+    given = options.pop("roles", None) or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError("roles", "a mapping from role to column name(s) or a formula", given)
+    keywords = {k: v for k, v in options.items() if k in _ROLE_FIELDS}
+    twice = sorted(set(given) & set(keywords))
+    if twice:
+        raise ConfigError(f"roles.{twice[0]}", "each role once (a keyword or in roles=)", "both")
+    roles = validate_params("roles", Roles, {**keywords, **given})
     params = validate_params(
         "estimator", est_cls.Params, {k: v for k, v in options.items() if k not in _ROLE_FIELDS}
     )

@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
 )
 
@@ -108,12 +109,16 @@ class Roles(Params):
     treatment: str | None = None
     assignment: str | None = None
     outcome: str | None = None
-    covariates: tuple[str, ...] = ()
+    covariates: tuple[str, ...] | str = ()
+    """Column names, or one formula (``"age + I(age**2) + C(education)"``) that the core
+    expands into columns before fitting (:mod:`causalkit.formulas`); likewise the other
+    covariate roles."""
     selected: str | None = None
-    selection_covariates: tuple[str, ...] = ()
-    propensity_covariates: tuple[str, ...] | None = None
+    selection_covariates: tuple[str, ...] | str = ()
+    propensity_covariates: tuple[str, ...] | str | None = None
     segments: tuple[str, ...] = ()
-    fold: str | None = None
+    fold: str | tuple[str, ...] | None = None
+    """Given cross-fitting folds: one column, or one column per repetition (aipw ``n_rep``)."""
     cluster: str | None = None
     """Units with one label are dependent (a user's impressions, a school's pupils): inference
     treats the clusters, not the rows, as the independent draws."""
@@ -122,12 +127,31 @@ class Roles(Params):
     and inference accounts for the weights."""
 
     added_fields: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
+    formula_roles: ClassVar[tuple[str, ...]] = (
+        "covariates",
+        "selection_covariates",
+        "propensity_covariates",
+    )
+    """The roles that take a formula string as well as a list of columns."""
+
+    @field_validator(*formula_roles)
+    @classmethod
+    def _formula_parses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from causalkit.formulas import parse_formula
+
+            parse_formula(value)  # a ValueError here is a one-line config error
+        return value
 
     def columns(self) -> list[str]:
-        """All columns named by a role, in a stable order, without duplicates."""
+        """All columns named by a role (a formula: the columns it reads), in a stable order, once."""
         out: list[str] = []
         for role in type(self).model_fields:
             value = getattr(self, role)
+            if isinstance(value, str) and role in self.formula_roles:
+                from causalkit.formulas import formula_variables
+
+                value = formula_variables(value)
             items = value if isinstance(value, tuple) else (value,)
             for item in items:
                 if isinstance(item, str) and item not in out:

@@ -1,8 +1,9 @@
 """One check of every estimator's input, run by the core before each fit.
 
 :func:`checked_fit` is how the core hands a dataset to an estimator (the Python API and every
-Monte Carlo replication). It refuses, in one line naming the column, what no estimator can
-use correctly, and flags what makes large-sample answers unreliable:
+Monte Carlo replication). It first expands covariate formulas into columns
+(:func:`causalkit.formulas.expand_formulas`), then refuses, in one line naming the column,
+what no estimator can use correctly, and flags what makes large-sample answers unreliable:
 
 - duplicate column names, and one column in two roles (a single-column role, such as the
   treatment, also listed among the covariates; the covariate lists may overlap each other,
@@ -36,6 +37,7 @@ import pandas as pd
 from causalkit.clusters import require_handled
 from causalkit.contracts import Dataset, DiagnosticValue, Fit, Roles
 from causalkit.errors import DataError, EstimationError
+from causalkit.formulas import expand_formulas
 
 __all__ = [
     "FEW_UNITS",
@@ -298,9 +300,11 @@ def with_notes(fit: Fit, notes: InputNotes) -> Fit:
 
 
 def checked_fit(estimator: Any, data: Dataset, rng: np.random.Generator) -> Fit:
-    """Check ``data`` (:func:`check_inputs`), fit ``estimator`` on it and attach the notes."""
+    """Expand covariate formulas, check ``data`` (:func:`check_inputs`), fit, attach the notes."""
     require_handled(estimator, data.roles)
+    data, levels = expand_formulas(data)  # covariate formulas -> columns (formulas.py)
     notes = check_inputs(data, getattr(estimator, "params", None))
+    notes = dataclasses.replace(notes, diagnostics={**levels, **notes.diagnostics})
     fit = estimator.fit(data, rng)
     for role, taken in (("cluster", fit.clusters), ("weight", fit.weights)):
         if getattr(data.roles, role) is not None and taken is None:

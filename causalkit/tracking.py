@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import tempfile
 import threading
@@ -361,9 +362,11 @@ class MlflowTracker:
         from mlflow.entities import Metric, RunTag
 
         ts = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), ts, 0) for k, v in values.items() if _finite(v)]
+        # MLflow names allow only [\w.\- /:]: coef.I(age ** 2), a formula's, is logged coef.I_age __ 2_
+        safe = re.compile(r"[^\w.\- /:]").sub
+        metrics = [Metric(safe("_", k), float(v), ts, 0) for k, v in values.items() if _finite(v)]
         hide = self.cfg.redactions.text
-        run_tags = [RunTag(k, hide(str(v))[:5000]) for k, v in (tags or {}).items()]
+        run_tags = [RunTag(safe("_", k), hide(str(v))[:5000]) for k, v in (tags or {}).items()]
         with self._store("logging to a run"):
             for i in range(0, max(len(metrics), 1 if run_tags else 0), 900):
                 self.client.log_batch(

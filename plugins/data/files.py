@@ -17,6 +17,7 @@ from pydantic import Field
 
 from causalkit.contracts import Dataset, LazySource, Params, Roles
 from causalkit.errors import DataError
+from causalkit.formulas import formula_variables
 from causalkit.redact import read_error
 
 __all__ = ["CsvSource", "ParquetSource", "FileParams", "ParquetUnitsSource", "ParquetUnitsParams"]
@@ -39,9 +40,22 @@ def _wanted(params: FileParams) -> list[str]:
 def check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
     """Fail with one line when a wanted column is not in the file, or no outcome is named.
 
+    A column a covariate formula reads is reported with the role and the formula.
+
     The file's header is never quoted (any file can be named as data: its first line may be
     a secret); the line names the file, how many columns it has and the names not found.
     """
+    for role in Roles.formula_roles:
+        formula = getattr(roles, role)
+        if isinstance(formula, str):
+            absent = [c for c in formula_variables(formula) if c not in available]
+            if absent:
+                raise DataError(
+                    f"data.roles.{role}",
+                    f"the columns of the formula {formula!r} in the header of {path} "
+                    f"({len(available)} there, not shown)",
+                    ", ".join(absent),
+                )
     missing = [c for c in wanted if c not in available]
     if missing:
         raise DataError(
@@ -184,7 +198,11 @@ class ParquetUnitsSource:
         check_columns(names, p.roles.columns(), p.roles, str(path))
         if p.lazy:
             return Dataset.from_source(LazySource("parquet", str(path), tuple(names)), p.roles)
-        arr = read_unit_arrays(path, p.roles, p.dtype)
+        formula = p.roles.covariates if isinstance(p.roles.covariates, str) else None
+        read = p.roles
+        if formula is not None:  # read the columns the formula uses
+            read = read.model_copy(update={"covariates": formula_variables(formula)})
+        arr = read_unit_arrays(path, read, p.dtype)
         unit = p.roles.unit or "unit"
         treat, out = p.roles.treatment, p.roles.outcome
         assert treat is not None and out is not None
@@ -203,5 +221,6 @@ class ParquetUnitsSource:
         cols.update(
             {c: unit_order(arr.Xc[:, j], arr.Xt[:, j]) for j, c in enumerate(arr.covariates)}
         )
-        roles = Roles(unit=unit, treatment=treat, outcome=out, covariates=arr.covariates)
+        # a formula stays one: the core expands it on this one-row-per-unit table
+        roles = Roles(unit=unit, treatment=treat, outcome=out, covariates=formula or arr.covariates)
         return Dataset(pd.DataFrame(cols, copy=False), roles)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 from scipy import stats
 
+from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import (
     Capability,
+    Clusters,
     Dataset,
     DiagnosticValue,
     Estimand,
@@ -22,8 +24,12 @@ from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import EstimationError
 from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
-from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml
-from causalkit_plugins.estimators.selection.heckman_twostep import TwoStepResult, heckman_twostep
+from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml, heckman_scores
+from causalkit_plugins.estimators.selection.heckman_twostep import (
+    TwoStepResult,
+    heckman_twostep,
+    twostep_influence,
+)
 
 __all__ = ["Heckman", "HeckmanParams"]
 
@@ -44,30 +50,57 @@ class HeckmanParams(Params):
 
 @dataclass(frozen=True)
 class _Estimates:
-    """Both methods' results in one shape: named coefficients, covariance and extras."""
+    """Both methods' results in one shape: named coefficients, covariance and extras.
+
+    ``influence`` (n units by coefficients) is set when the fit is clustered or weighted;
+    ``vcov`` is then its (clustered) sandwich.
+    """
 
     names: tuple[str, ...]  # coef.<name> keys: outcome eq., lambda, selection eq. as sel.<name>
     coef: np.ndarray
     vcov: np.ndarray
     scalars: dict[str, DiagnosticValue]
     converged: bool
+    influence: np.ndarray | None = None
 
 
-def _twostep_estimates(sd: SelectionData, ts: TwoStepResult) -> _Estimates:
+@dataclass(frozen=True)
+class _Design:
+    """A clustered or weighted fit: SEs from influence values (clusters ``None``: robust)."""
+
+    clusters: Clusters | None
+
+
+def _sandwich(psi: np.ndarray, clusters: Clusters | None) -> np.ndarray:
+    r""":math:`n^{-2}\sum_g\tilde\psi_g\tilde\psi_g^\top` with the CR1-scaled cluster sums
+    :math:`\tilde\psi_g` (the units themselves without clusters): analytic inference's
+    variance (:func:`~causalkit_plugins.inference.common.influence_rows`) for every coefficient."""
+    rows = psi if clusters is None else np.sqrt(clusters.factor()) * clusters.sums(psi)
+    return rows.T @ rows / psi.shape[0] ** 2
+
+
+def _twostep_estimates(
+    sd: SelectionData, ts: TwoStepResult, design: _Design | None = None
+) -> _Estimates:
     k = sd.X.shape[1]
     q = sd.W.shape[1]
     names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
     coef = np.concatenate([ts.coef, ts.probit.coef])
-    vcov = np.zeros((k + 1 + q, k + 1 + q))
-    vcov[: k + 1, : k + 1] = ts.vcov
-    vcov[k + 1 :, k + 1 :] = ts.probit.vcov
+    psi = None
+    if design is None:
+        vcov = np.zeros((k + 1 + q, k + 1 + q))
+        vcov[: k + 1, : k + 1] = ts.vcov
+        vcov[k + 1 :, k + 1 :] = ts.probit.vcov
+    else:
+        psi = twostep_influence(ts, sd.X, sd.W, sd.d)
+        vcov = _sandwich(psi, design.clusters)
     scalars: dict[str, DiagnosticValue] = {
         "sigma": ts.sigma,
         "rho": ts.rho,
         "rho_raw": ts.rho_raw,
         "probit_loglik": ts.probit.loglik,
     }
-    return _Estimates(names, coef, vcov, scalars, ts.probit.converged)
+    return _Estimates(names, coef, vcov, scalars, ts.probit.converged, psi)
 
 
 def _independent_loglik(sd: SelectionData, probit_loglik: float) -> float:
@@ -77,7 +110,9 @@ def _independent_loglik(sd: SelectionData, probit_loglik: float) -> float:
     return probit_loglik - 0.5 * n1 * (np.log(2.0 * np.pi * (resid @ resid) / n1) + 1.0)
 
 
-def _ml_estimates(sd: SelectionData, ml: MLResult, probit_loglik: float) -> _Estimates:
+def _ml_estimates(
+    sd: SelectionData, ml: MLResult, probit_loglik: float, design: _Design | None = None
+) -> _Estimates:
     q, k = sd.W.shape[1], sd.X.shape[1]
     names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
     # reorder (gamma, beta, sigma, rho) into (beta, lambda = rho*sigma, gamma); lambda by delta method
@@ -88,20 +123,33 @@ def _ml_estimates(sd: SelectionData, ml: MLResult, probit_loglik: float) -> _Est
     jac[k, q + k + 1] = ml.sigma
     jac[k + 1 :, :q] = np.eye(q)
     coef = np.concatenate([ml.beta, [ml.rho * ml.sigma], ml.gamma])
-    vcov = jac @ ml.vcov @ jac.T
+    psi = None
+    if design is None:
+        vcov_nat = ml.vcov
+    else:
+        # sandwich: influence n(-H)^{-1}s_i in the working parameters, mapped by the delta method
+        scores = heckman_scores(ml.theta, sd.y, sd.X, sd.W, sd.d, sd.weights)
+        to_nat = np.eye(p)
+        to_nat[q + k, q + k] = ml.sigma
+        to_nat[q + k + 1, q + k + 1] = 1.0 - ml.rho**2
+        psi_nat = sd.n * scores @ ml.vcov_theta @ to_nat.T
+        psi = psi_nat @ jac.T
+        vcov_nat = _sandwich(psi_nat, design.clusters)
+    vcov = jac @ vcov_nat @ jac.T
     scalars: dict[str, DiagnosticValue] = {
         "sigma": ml.sigma,
-        "se.sigma": float(np.sqrt(ml.vcov[q + k, q + k])),
+        "se.sigma": float(np.sqrt(vcov_nat[q + k, q + k])),
         "rho": ml.rho,
-        "se.rho": float(np.sqrt(ml.vcov[q + k + 1, q + k + 1])),
+        "se.rho": float(np.sqrt(vcov_nat[q + k + 1, q + k + 1])),
         "loglik": ml.loglik,
         "ml_iterations": ml.n_iter,
         "ml_newton_decrement": ml.grad_norm,
     }
-    lr = max(2.0 * (ml.loglik - _independent_loglik(sd, probit_loglik)), 0.0)
-    scalars["lr_rho0"] = lr  # likelihood-ratio test of rho = 0 (no selection bias), chi2(1)
-    scalars["lr_rho0_p"] = float(stats.chi2.sf(lr, 1))
-    return _Estimates(names, coef, vcov, scalars, ml.converged)
+    if design is None:  # a likelihood-ratio test needs independent, unweighted units
+        lr = max(2.0 * (ml.loglik - _independent_loglik(sd, probit_loglik)), 0.0)
+        scalars["lr_rho0"] = lr  # likelihood-ratio test of rho = 0 (no selection bias), chi2(1)
+        scalars["lr_rho0_p"] = float(stats.chi2.sf(lr, 1))
+    return _Estimates(names, coef, vcov, scalars, ml.converged, psi)
 
 
 def _imr_collinearity(X: np.ndarray, imr: np.ndarray) -> tuple[float, float]:
@@ -151,6 +199,26 @@ class Heckman:
     ``coef.sel.<name>``. With ``method="ml"``, ``lr_rho0`` and ``lr_rho0_p`` are the
     likelihood-ratio specification test of :math:`\rho = 0` against the independent model.
 
+    Clusters and sampling weights: with the ``cluster`` or ``weight`` role the fit carries
+    influence values of every coefficient and every standard error (``se.<name>``, the
+    inference plugins' analytic SE) is a sandwich. Two-step: the stacked probit and
+    second-step equations (:func:`~.heckman_twostep.twostep_influence`); ML: :math:`n(-H)^{-1}`
+    times the per-unit scores (:func:`~.heckman_ml.heckman_scores`), mapped to
+    :math:`(\beta, \rho\sigma, \gamma)` by the delta method. Clustered, the influence values
+    are summed within clusters with the CR1 factor :math:`\frac{G}{G-1}\frac{N-1}{N-K}` for
+    the two-step, :math:`N` all units and :math:`K` the second-step regressors (the outcome
+    covariates, intercept included, and the IMR), and :math:`\frac{G}{G-1}` alone for ML, as
+    Stata's ``heckman, vce(cluster c)`` (Stata's two-step has no clustered variance). Weighted,
+    the probit and the second step (WLS) or the likelihood are weighted, so the coefficients
+    are those of the weighted population (pweights), and the influence values are those of
+    the weighted equations; without clusters that is the robust sandwich without a
+    finite-sample factor (Stata's ML ``[pw=]`` multiplies it by :math:`N/(N-1)`, which
+    singleton clusters give here). The likelihood-ratio test of :math:`\rho = 0` is then left out (it
+    needs independent, unweighted units; ``se.rho`` gives a Wald test). The bootstrap
+    resamples whole clusters and refits with the resampled units' weights. Without these
+    roles nothing changes: model SEs, no influence values (so the ``multiplier`` bootstrap,
+    which needs them for every fit, is not offered).
+
     References
     ----------
     Heckman, J. (1979). Sample selection bias as a specification error. *Econometrica* 47(1).
@@ -168,6 +236,7 @@ class Heckman:
         "selection_covariates",
     )
     default_inference: ClassVar[str] = "analytic"
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "heckman_valid",
@@ -189,38 +258,54 @@ class Heckman:
 
     @classmethod
     def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
-        """The model's standard errors and a refit, for either method (no influence values)."""
+        """The model's standard errors and a refit, for either method.
+
+        Influence values come only with the ``cluster`` or ``weight`` role, so they are not
+        declared (a pairing that needs them, the multiplier bootstrap, is not offered).
+        """
         return frozenset({Capability.MODEL_SE, Capability.RESAMPLE})
 
     def _estimate(
-        self, sd: SelectionData, ml_start: np.ndarray | None = None
+        self, sd: SelectionData, ml_start: np.ndarray | None = None, design: _Design | None = None
     ) -> tuple[_Estimates, TwoStepResult, MLResult | None]:
         p = self.params
-        ts = heckman_twostep(sd.y, sd.X, sd.W, sd.d, max_iter=p.max_iter)
+        ts = heckman_twostep(sd.y, sd.X, sd.W, sd.d, max_iter=p.max_iter, weights=sd.weights)
         rank = np.linalg.matrix_rank(np.column_stack([sd.X, ts.imr]))
         if rank < sd.X.shape[1] + 1:
             raise EstimationError(
                 f"heckman: outcome regressors and the inverse Mills ratio are collinear (rank {rank} < {sd.X.shape[1] + 1})"
             )
         if p.method == "twostep":
-            return _twostep_estimates(sd, ts), ts, None
+            return _twostep_estimates(sd, ts, design), ts, None
         if ml_start is None:
             rho0 = float(np.clip(ts.rho, -_RHO_START_BOUND, _RHO_START_BOUND))
             ml_start = np.concatenate(
                 [ts.probit.coef, ts.coef[:-1], [np.log(ts.sigma), np.arctanh(rho0)]]
             )
-        ml = heckman_ml(sd.y, sd.X, sd.W, sd.d, ml_start, max_iter=p.max_iter, tol=p.tol)
-        return _ml_estimates(sd, ml, ts.probit.loglik), ts, ml
+        ml = heckman_ml(
+            sd.y, sd.X, sd.W, sd.d, ml_start, max_iter=p.max_iter, tol=p.tol, weights=sd.weights
+        )
+        return _ml_estimates(sd, ml, ts.probit.loglik, design), ts, ml
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         sd = selection_data(data, self.params.add_intercept, who=self.name)
-        est, ts, ml = self._estimate(sd)
+        # every row is analysed (the unselected ones in the probit), so not only the selected
+        analysed = Dataset(data.frame, data.roles.model_copy(update={"selected": None}))
+        w = fit_weights(analysed, sd.n)
+        # CR1's K: the second-step regressors (outcome covariates and the IMR); ML: G/(G-1) only
+        k_cr1 = sd.X.shape[1] + 1 if self.params.method == "twostep" else None
+        cl = fit_clusters(analysed, sd.n, self.name, regressors=k_cr1)
+        design = None if cl.clusters is None and w is None else _Design(cl.clusters)
+        sd = replace(sd, weights=w)
+        est, ts, ml = self._estimate(sd, design=design)
         se = np.sqrt(np.clip(np.diag(est.vcov), 0.0, None))
         estimand = Estimand.ATE if sd.treatment is not None else Estimand.DIFF
         targets = (sd.treatment, "lambda") if sd.treatment is not None else ("lambda",)
         j = [est.names.index(t) for t in targets]
 
         diag: dict[str, DiagnosticValue] = {"method": self.params.method}
+        if design is not None:
+            diag["vcov_type"] = "robust" if cl.clusters is None else "cluster"
         for name, b, s in zip(est.names, est.coef, se, strict=True):
             diag[f"coef.{name}"] = float(b)
             diag[f"se.{name}"] = float(s)
@@ -238,6 +323,8 @@ class Heckman:
                 "probit_converged": ts.probit.converged,
                 "probit_separation": ts.probit.separation,
                 "converged": est.converged,
+                **(cl.diagnostics or {}),
+                **weight_diagnostics(w),
             }
         )
 
@@ -269,6 +356,7 @@ class Heckman:
             warnings.append(
                 f"heckman: treatment {sd.treatment!r} is not a selection covariate; assumed not to affect selection"
             )
+        warnings.extend(cl.warnings)
 
         ml_start = None if ml is None else ml.theta
 
@@ -291,8 +379,11 @@ class Heckman:
             est.coef[j],
             sd.n,
             names=(str(estimand), *targets[1:]),
+            influence=None if est.influence is None else est.influence[:, j],
             model_se=se[j],
             resampler=Resampler(sd.n, strata=None, refit=refit),
+            clusters=cl.clusters,
+            weights=w,
             diagnostics=diag,
             warnings=tuple(warnings),
         )

@@ -38,6 +38,8 @@ class SelectionData:
         The treatment column when it is among the outcome regressors.
     excluded : tuple of str
         Selection regressors absent from the outcome equation (the exclusion restriction).
+    weights : ndarray, shape (n,), or None
+        Sampling weights of all units (the ``weight`` role), set by the estimator.
     """
 
     y: np.ndarray
@@ -48,6 +50,7 @@ class SelectionData:
     selection_names: tuple[str, ...]
     treatment: str | None
     excluded: tuple[str, ...]
+    weights: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -67,6 +70,7 @@ class SelectionData:
             self.selection_names,
             self.treatment,
             self.excluded,
+            None if self.weights is None else self.weights[idx],
         )
 
 

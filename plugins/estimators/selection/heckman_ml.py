@@ -8,7 +8,7 @@ import numpy as np
 
 from causalkit_plugins.estimators.selection.probit import log_cdf, mills, mills_derivative
 
-__all__ = ["MLResult", "heckman_loglik", "heckman_ml"]
+__all__ = ["MLResult", "heckman_loglik", "heckman_ml", "heckman_scores"]
 
 _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
@@ -60,6 +60,7 @@ def heckman_loglik(
     W: np.ndarray,
     d: np.ndarray,
     derivatives: int = 2,
+    weights: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
     r"""Log-likelihood, gradient and Hessian of the selection model.
 
@@ -72,8 +73,12 @@ def heckman_loglik(
     W : ndarray, shape (n, q)
         Selection regressors of all units.
     d : ndarray of bool, shape (n,)
-    derivatives : {0, 1, 2}
-        How many derivatives to return (others are ``None``).
+    derivatives : {0, 1, 2, -1}
+        How many derivatives to return (others are ``None``); -1 returns the per-unit
+        scores in place of the gradient (:func:`heckman_scores`).
+    weights : ndarray, shape (n,), optional
+        Sampling weights :math:`\omega_i`: the pseudo-log-likelihood
+        :math:`\sum_i\omega_i\ell_i` and its derivatives.
 
     Notes
     -----
@@ -98,7 +103,9 @@ def heckman_loglik(
     r = (y - X @ beta) * es
     a = ch * eta + sh * r
     lc0, lc = log_cdf(-eta0), log_cdf(a)
-    ll = float(lc0.sum() + (lc - s - 0.5 * r * r - _LOG_SQRT_2PI).sum())
+    # weights multiply every per-unit term; the scalar 1.0 without them is exact (bit-identical)
+    w0, w1 = (1.0, 1.0) if weights is None else (weights[~d], weights[d])
+    ll = float((lc0 * w0).sum() + ((lc - s - 0.5 * r * r - _LOG_SQRT_2PI) * w1).sum())
     if derivatives == 0:
         return ll, None, None
     m0 = mills(-eta0, lc0)
@@ -112,7 +119,22 @@ def heckman_loglik(
     g_s = m * a_s - 1.0 + r * r
     g_t = m * a_t
     Ws, W0 = W[d], W[~d]
-    grad = np.concatenate([W0.T @ (-m0) + Ws.T @ g_eta, X.T @ g_xi, [g_s.sum()], [g_t.sum()]])
+    if derivatives == -1:  # per-unit scores (heckman_scores), rows in the order of d
+        S = np.zeros((d.shape[0], q + k + 2))
+        S[~d, :q] = W0 * (-m0 * w0)[:, None]
+        S[d, :q] = Ws * (g_eta * w1)[:, None]
+        S[d, q : q + k] = X * (g_xi * w1)[:, None]
+        S[d, q + k] = g_s * w1
+        S[d, q + k + 1] = g_t * w1
+        return ll, S, None
+    grad = np.concatenate(
+        [
+            W0.T @ (-m0 * w0) + Ws.T @ (g_eta * w1),
+            X.T @ (g_xi * w1),
+            [(g_s * w1).sum()],
+            [(g_t * w1).sum()],
+        ]
+    )
     if derivatives == 1:
         return ll, grad, None
     L2 = mills_derivative(a, m)
@@ -126,7 +148,10 @@ def heckman_loglik(
     h_ss = L2 * a_s * a_s + m * sh * r - 2.0 * r * r
     h_st = L2 * a_s * a_t - m * ch * r
     h_tt = L2 * a_t * a_t + m * a
-    h0 = mills_derivative(-eta0, m0)
+    h0 = mills_derivative(-eta0, m0) * w0
+    h_ee, h_ex, h_es, h_et, h_xx, h_xs, h_xt, h_ss, h_st, h_tt = (
+        h * w1 for h in (h_ee, h_ex, h_es, h_et, h_xx, h_xs, h_xt, h_ss, h_st, h_tt)
+    )
     p = q + k + 2
     H = np.empty((p, p))
     H[:q, :q] = (W0 * h0[:, None]).T @ W0 + (Ws * h_ee[:, None]).T @ Ws
@@ -143,11 +168,37 @@ def heckman_loglik(
     return ll, grad, H
 
 
+def heckman_scores(
+    theta: np.ndarray,
+    y: np.ndarray,
+    X: np.ndarray,
+    W: np.ndarray,
+    d: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Per-unit scores :math:`\omega_i\,\partial\ell_i/\partial\theta` of :func:`heckman_loglik`.
+
+    Returns
+    -------
+    ndarray, shape (n, q + k + 2)
+        One row per unit in the order of ``d`` (unselected units score in :math:`\gamma`
+        only); the rows sum to the gradient.
+    """
+    S = heckman_loglik(theta, y, X, W, np.asarray(d, dtype=bool), -1, weights)[1]
+    assert S is not None
+    return S
+
+
 def _loglik_derivatives(
-    theta: np.ndarray, y: np.ndarray, X: np.ndarray, W: np.ndarray, d: np.ndarray
+    theta: np.ndarray,
+    y: np.ndarray,
+    X: np.ndarray,
+    W: np.ndarray,
+    d: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """:func:`heckman_loglik` with its gradient and Hessian (both always present)."""
-    ll, g, H = heckman_loglik(theta, y, X, W, d)
+    ll, g, H = heckman_loglik(theta, y, X, W, d, 2, weights)
     assert g is not None and H is not None
     return ll, g, H
 
@@ -160,6 +211,7 @@ def heckman_ml(
     start: np.ndarray,
     max_iter: int = 200,
     tol: float = 1e-14,
+    weights: np.ndarray | None = None,
 ) -> MLResult:
     r"""Maximise the selection-model likelihood by damped Newton steps.
 
@@ -177,6 +229,9 @@ def heckman_ml(
         (1e-9 leaves Mroz's ML intercept 1e-6 away from the optimum); when no step improves
         the log-likelihood any more (machine precision) with a decrement below 1e-8 the fit
         also counts as converged.
+    weights : ndarray, shape (n,), optional
+        Sampling weights: the weighted pseudo-likelihood is maximised (``vcov`` is then not
+        a valid covariance: use the sandwich of :func:`heckman_scores`).
 
     Notes
     -----
@@ -190,7 +245,7 @@ def heckman_ml(
     """
     d = np.asarray(d, dtype=bool)
     theta = np.asarray(start, dtype=np.float64).copy()
-    ll, g, H = _loglik_derivatives(theta, y, X, W, d)
+    ll, g, H = _loglik_derivatives(theta, y, X, W, d, weights)
     converged = False
     decrement = np.inf
     it = 0
@@ -212,7 +267,7 @@ def heckman_ml(
         tstep = 1.0
         while True:
             cand = theta + tstep * step
-            ll_new = heckman_loglik(cand, y, X, W, d, derivatives=0)[0]
+            ll_new = heckman_loglik(cand, y, X, W, d, 0, weights)[0]
             if np.isfinite(ll_new) and ll_new >= ll - 1e-12 * abs(ll):
                 break
             tstep *= 0.5
@@ -222,7 +277,7 @@ def heckman_ml(
             converged = lam == 0.0 and decrement < 1e-8
             break
         theta = cand
-        ll, g, H = _loglik_derivatives(theta, y, X, W, d)
+        ll, g, H = _loglik_derivatives(theta, y, X, W, d, weights)
     q, k = W.shape[1], X.shape[1]
     try:
         vcov_theta = np.linalg.inv(-H)

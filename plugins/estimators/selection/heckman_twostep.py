@@ -8,7 +8,7 @@ import numpy as np
 
 from causalkit_plugins.estimators.selection.probit import ProbitFit, fit_probit, mills
 
-__all__ = ["TwoStepResult", "heckman_twostep", "corrected_covariance"]
+__all__ = ["TwoStepResult", "heckman_twostep", "corrected_covariance", "twostep_influence"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,10 @@ class TwoStepResult:
     delta : ndarray, shape (n_selected,)
         :math:`\delta_i = \lambda_i(\lambda_i + w_i^\top\hat\gamma)`.
     residuals : ndarray, shape (n_selected,)
-        Second-step OLS residuals.
+        Second-step OLS (WLS with weights) residuals.
+    weights : ndarray, shape (n,), or None
+        The sampling weights of the fit; ``vcov`` is then not valid (it assumes an unweighted
+        sample): use :func:`twostep_influence`.
     """
 
     probit: ProbitFit
@@ -44,6 +47,7 @@ class TwoStepResult:
     imr: np.ndarray
     delta: np.ndarray
     residuals: np.ndarray
+    weights: np.ndarray | None = None
 
 
 def corrected_covariance(
@@ -103,6 +107,7 @@ def heckman_twostep(
     d: np.ndarray,
     probit: ProbitFit | None = None,
     max_iter: int = 100,
+    weights: np.ndarray | None = None,
 ) -> TwoStepResult:
     r"""Heckman's two-step ("heckit") estimator.
 
@@ -120,6 +125,8 @@ def heckman_twostep(
         A first step already fitted on ``(W, d)``.
     max_iter : int
         Newton iterations allowed for the probit.
+    weights : ndarray, shape (n,), optional
+        Sampling weights of all units: weighted probit and weighted least squares.
 
     Returns
     -------
@@ -131,18 +138,98 @@ def heckman_twostep(
     :math:`[x, \hat\lambda]` over the selected units, since
     :math:`E[y\mid x, d=1] = x^\top\beta + \rho\sigma\lambda(w^\top\gamma)`. Then
     :math:`\hat\sigma^2 = e^\top e/n_1 + \hat\beta_\lambda^2\bar\delta` and
-    :math:`\hat\rho = \hat\beta_\lambda/\hat\sigma`.
+    :math:`\hat\rho = \hat\beta_\lambda/\hat\sigma`. With sampling weights :math:`w_i`
+    the probit maximises :math:`\sum_i w_i\ell_i`, the second step is weighted least squares
+    and the means in :math:`\hat\sigma^2` are :math:`w`-weighted means over the selected.
     """
     d = np.asarray(d, dtype=bool)
-    pf = fit_probit(W, d, max_iter=max_iter) if probit is None else probit
+    pf = fit_probit(W, d, max_iter=max_iter, weights=weights) if probit is None else probit
     eta = pf.index[d]
     lam = mills(eta)
     delta = lam * (lam + eta)
     Xs = np.column_stack([X, lam])
-    coef, *_ = np.linalg.lstsq(Xs, y, rcond=None)
-    resid = y - Xs @ coef
-    sigma = float(np.sqrt(resid @ resid / y.shape[0] + coef[-1] ** 2 * delta.mean()))
+    if weights is None:
+        coef, *_ = np.linalg.lstsq(Xs, y, rcond=None)
+        resid = y - Xs @ coef
+        sigma = float(np.sqrt(resid @ resid / y.shape[0] + coef[-1] ** 2 * delta.mean()))
+    else:
+        ws = weights[d]
+        root = np.sqrt(ws)
+        coef, *_ = np.linalg.lstsq(Xs * root[:, None], y * root, rcond=None)
+        resid = y - Xs @ coef
+        sigma = float(np.sqrt(((ws * resid) @ resid + coef[-1] ** 2 * (ws @ delta)) / ws.sum()))
     rho_raw = float(coef[-1] / sigma)
     rho = float(np.clip(rho_raw, -1.0, 1.0))
     vcov = corrected_covariance(Xs, W[d], delta, sigma, rho, pf.vcov)
-    return TwoStepResult(pf, coef, vcov, sigma, rho, rho_raw, lam, delta, resid)
+    return TwoStepResult(pf, coef, vcov, sigma, rho, rho_raw, lam, delta, resid, weights)
+
+
+def twostep_influence(ts: TwoStepResult, X: np.ndarray, W: np.ndarray, d: np.ndarray) -> np.ndarray:
+    r"""Influence values of the two-step estimates from the stacked estimating equations.
+
+    Parameters
+    ----------
+    ts : TwoStepResult
+        The fit (weighted when ``ts.weights`` is set).
+    X : ndarray, shape (n_1, k)
+        Outcome regressors of the selected units.
+    W : ndarray, shape (n, q)
+        Selection regressors of all units.
+    d : ndarray of bool, shape (n,)
+
+    Returns
+    -------
+    ndarray, shape (n, k + 1 + q)
+        :math:`\psi_i` of :math:`(\hat\beta, \hat\beta_\lambda, \hat\gamma)` for every unit,
+        with :math:`\hat\theta - \theta = n^{-1}\sum_i\psi_i + o_p(n^{-1/2})`; unselected
+        units enter through the probit only.
+
+    Notes
+    -----
+    With sampling weights :math:`\omega_i` (1 without), :math:`\theta = (\beta, \beta_\lambda)`,
+    :math:`x^*_i(\gamma) = (x_i, \lambda(w_i^\top\gamma))` and :math:`e_i = y_i - x_i^{*\top}\theta`,
+    the estimates solve the stacked equations
+
+    .. math::
+        \sum_i \omega_i s_i(\gamma) = 0, \qquad \sum_i \omega_i d_i x^*_i(\gamma)\,e_i = 0,
+
+    with :math:`s_i` the probit score. Expanding both about the truth, with
+    :math:`H = \sum_i \omega_i\,\partial s_i/\partial\gamma^\top`,
+    :math:`M = \sum_i \omega_i d_i x^*_ix_i^{*\top}` and, as :math:`\lambda' = -\delta`,
+
+    .. math::
+        C = \sum_i \omega_i d_i\,\frac{\partial (x^*_ie_i)}{\partial\gamma^\top}
+          = \sum_i \omega_i d_i \delta_i\,(\beta_\lambda x^*_i - e_i\,\iota_{k+1})\,w_i^\top
+
+    (:math:`\iota_{k+1}` the last unit vector), the influence values are
+
+    .. math::
+        \psi_{\gamma,i} = n(-H)^{-1}\omega_is_i, \qquad
+        \psi_{\theta,i} = M^{-1}\{n\,\omega_id_ix^*_ie_i + C\,\psi_{\gamma,i}\}.
+
+    :math:`n^{-2}\sum_i\psi_i\psi_i^\top` is the sandwich :math:`A^{-1}BA^{-\top}` of the
+    stacked system; summing :math:`\psi_i` within clusters first gives its clustered form.
+    Unweighted, it differs from :func:`corrected_covariance` in using the squared residuals
+    for the outcome variance (heteroskedasticity-robust) and the sample's :math:`e_i\delta_i`
+    term of :math:`C`, whose expectation is zero (Greene's formula drops it).
+
+    References
+    ----------
+    Newey, W. & McFadden, D. (1994). Large sample estimation and hypothesis testing.
+    *Handbook of Econometrics* IV, section 6 (two-step estimators).
+    Wooldridge, J. (2010). *Econometric Analysis of Cross Section and Panel Data*, 2nd ed.,
+    sections 12.4 and 19.6.
+    """
+    d = np.asarray(d, dtype=bool)
+    n = d.shape[0]
+    pf = ts.probit
+    ws = np.ones(int(d.sum())) if ts.weights is None else ts.weights[d]
+    Xs = np.column_stack([X, ts.imr])
+    psi_gamma = n * pf.scores @ pf.vcov  # scores are already weighted; vcov = (-H)^-1
+    C = (Xs * ts.coef[-1]).T @ (W[d] * (ws * ts.delta)[:, None])
+    C[-1] -= (ws * ts.delta * ts.residuals) @ W[d]
+    M = Xs.T @ (Xs * ws[:, None])
+    g = np.zeros((n, Xs.shape[1]))
+    g[d] = n * Xs * (ws * ts.residuals)[:, None]
+    psi_theta = np.linalg.solve(M, (g + psi_gamma @ C.T).T).T
+    return np.column_stack([psi_theta, psi_gamma])

@@ -1,25 +1,52 @@
-"""The ``ols`` estimator: linear regression adjustment (one outcome regression per arm), ATE or ATT."""
+"""The ``ols`` estimator: regression adjustment (one outcome regression per arm) or one pooled regression."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
-from scipy.linalg import solve_triangular
+import pandas as pd
+from matplotlib.figure import Figure
+from pydantic import Field, field_validator, model_validator
 
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
-from causalkit.contracts import Capability, Dataset, Estimand, EstimandName, Fit, Params, Resampler
+from causalkit.contracts import (
+    Capability,
+    Dataset,
+    DiagnosticValue,
+    Estimand,
+    EstimandName,
+    Fit,
+    Params,
+    Resampler,
+)
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
-from causalkit.errors import DataError, EstimationError
+from causalkit.errors import ConfigError, DataError
 from causalkit.inputs import separating_columns
-from causalkit.panel import binary_column, unit_table
+from causalkit.panel import UnitTable, binary_column, unit_table
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
 from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
+from causalkit_plugins.estimators.selection.least_squares import CONDITION_WARN, arm_ols
+from causalkit_plugins.estimators.selection.ols_pooled import (
+    OLSSensitivityParams,
+    PooledResult,
+    pooled_regression,
+    sensitivity_analysis,
+)
+from causalkit_plugins.estimators.selection.partial_r2_plots import sensitivity_figures
 
-__all__ = ["OLS", "OLSParams", "RAResult", "regression_adjustment"]
+__all__ = [
+    "OLS",
+    "OLSParams",
+    "OLSSensitivityParams",
+    "PooledResult",
+    "RAResult",
+    "pooled_regression",
+    "regression_adjustment",
+]
 
 
 @dataclass(frozen=True)
@@ -36,66 +63,6 @@ class RAResult:
     mu1: np.ndarray
     mu0: np.ndarray
     condition: float = 1.0
-
-
-CONDITION_WARN = 1e8
-"""Condition number of a regression's column-scaled design above which ``ols`` warns."""
-CONDITION_REFUSE = 1e12
-"""Condition number above which ``ols`` refuses: the coefficients have no correct digits left."""
-
-
-@dataclass(frozen=True)
-class _ArmFit:
-    """One arm's regression by QR of its column-scaled design, :math:`Z_a D^{-1} = QR`."""
-
-    coef: np.ndarray
-    q: np.ndarray
-    r: np.ndarray
-    norms: np.ndarray
-    condition: float
-
-    def leverage(self, zbar: np.ndarray) -> np.ndarray:
-        r""":math:`\bar z^\top (Z_a^\top Z_a)^{-1} z_i` for the arm's rows :math:`i`.
-
-        Equal to :math:`q_i^\top R^{-\top} D^{-1}\bar z`: bounded rows of :math:`Q` times
-        one triangular solve, accurate however ill-conditioned :math:`Z_a^\top Z_a` is.
-        """
-        return self.q @ solve_triangular(self.r, zbar / self.norms, trans="T")
-
-
-def _arm_ols(
-    Z: np.ndarray, y: np.ndarray, arm: np.ndarray, label: str, sw: np.ndarray | None = None
-) -> _ArmFit:
-    r"""OLS within ``arm`` by QR, never forming or inverting :math:`Z_a^\top Z_a`.
-
-    With ``sw`` (square roots of sampling weights) it is weighted least squares: the rows of
-    :math:`Z_a` and :math:`y_a` are multiplied by :math:`\sqrt{w_i}` first, so :math:`Q` and
-    :math:`R` (and :meth:`_ArmFit.leverage`) belong to :math:`W_a^{1/2}Z_a`.
-
-    The design is scaled to unit column norms first (a covariate's units do not count as
-    ill-conditioning) and factorised; the condition number is that of ``R``. Above
-    :data:`CONDITION_REFUSE` the regression is refused (inverting :math:`Z^\top Z`, as
-    before, squared the condition number and returned a wrong estimate without a word).
-    """
-    Za = Z[arm] if sw is None else Z[arm] * sw[arm][:, None]
-    ya = y[arm] if sw is None else y[arm] * sw[arm]
-    p = Z.shape[1]
-    if Za.shape[0] < p:
-        raise EstimationError(
-            f"ols: the {label} regression is rank deficient ({Za.shape[0]} units, {p} coefficients)"
-        )
-    norms = np.sqrt(np.einsum("ij,ij->j", Za, Za))
-    norms[norms == 0] = 1.0
-    q, r = np.linalg.qr(Za / norms)
-    cond = float(np.linalg.cond(r))
-    if not np.isfinite(cond) or cond > CONDITION_REFUSE:
-        raise EstimationError(
-            f"ols: the {label} regression is rank deficient or nearly so (condition number "
-            f"{cond:.3g} > {CONDITION_REFUSE:g}, {Za.shape[0]} units, {p} coefficients): "
-            "drop or combine collinear covariates"
-        )
-    coef = solve_triangular(r, q.T @ ya) / norms
-    return _ArmFit(coef, q, r, norms, cond)
 
 
 def regression_adjustment(
@@ -165,8 +132,8 @@ def regression_adjustment(
     n = y.shape[0]
     Z = np.column_stack([np.ones(n), X])
     sw = None if weights is None else np.sqrt(weights)
-    f1 = _arm_ols(Z, y, d, "treated", sw)
-    f0 = _arm_ols(Z, y, ~d, "control", sw)
+    f1 = arm_ols(Z, y, d, "treated", sw)
+    f0 = arm_ols(Z, y, ~d, "control", sw)
     mu1, mu0 = Z @ f1.coef, Z @ f0.coef
     contrast = mu1 - mu0
     if weights is not None:
@@ -191,7 +158,7 @@ def regression_adjustment(
     return RAResult(tau, psi, f1.coef, f0.coef, mu1, mu0, max(f1.condition, f0.condition))
 
 
-def _numerics_warnings(condition: float, separating: list[str]) -> list[str]:
+def _numerics_warnings(condition: float, separating: list[str], pooled: bool = False) -> list[str]:
     """Warnings for a nearly collinear design and for covariates that predict the treatment."""
     out = []
     if condition > CONDITION_WARN:
@@ -203,25 +170,83 @@ def _numerics_warnings(condition: float, separating: list[str]) -> list[str]:
     if separating:
         out.append(
             f"ols: {', '.join(map(repr, separating))} alone predicts the treatment perfectly "
-            "(the arms' ranges do not overlap): each arm's regression is extrapolated to the "
-            "other arm and the estimate rests on the linear form alone"
+            + (
+                "(the arms' ranges do not overlap): the arms are compared only through the "
+                "linear form of the pooled regression"
+                if pooled
+                else "(the arms' ranges do not overlap): each arm's regression is extrapolated "
+                "to the other arm and the estimate rests on the linear form alone"
+            )
         )
     return out
 
 
 class OLSParams(Params):
-    """Parameters of the ``ols`` estimator."""
+    """Parameters of the ``ols`` estimator.
+
+    ``model`` and ``sensitivity`` are dumped only when set (:attr:`Params.added_fields`), so
+    the config hashes of earlier cells stay; ``sensitivity`` changes what is reported, never
+    the estimate (:attr:`Params.seed_neutral`).
+    """
 
     estimand: Annotated[EstimandName, estimand_in(Estimand.ATE, Estimand.ATT)] = Field(
         Estimand.ATE, description="ATE (everyone) or ATT (the treated); lower case accepted"
     )
+    model: Literal["per_arm", "pooled"] = Field(
+        "per_arm",
+        description="per_arm: one regression per arm (regression adjustment); pooled: one "
+        "regression on the treatment and the covariates, the estimate its coefficient",
+    )
+    sensitivity: OLSSensitivityParams | None = Field(
+        None,
+        description="Cinelli & Hazlett partial-R2 sensitivity of the pooled coefficient; null: off",
+    )
+
+    added_fields: ClassVar[frozenset[str]] = frozenset({"model", "sensitivity"})
+    seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
+
+    @field_validator("sensitivity", mode="before")
+    @classmethod
+    def _sensitivity_off(cls, value: Any) -> Any:
+        """The YAML default (``benchmark_covariates`` null) is off, like ``None``."""
+        return None if OLSSensitivityParams.off(value) else value
+
+    @model_validator(mode="after")
+    def _pooled_only(self) -> OLSParams:
+        if self.model == "pooled" and self.estimand is not Estimand.ATE:
+            raise ConfigError(
+                "estimator.estimand",
+                "ATE with estimator.model=pooled (one coefficient for everyone; the ATT needs "
+                "model=per_arm)",
+                self.estimand.value,
+            )
+        if self.sensitivity is not None and self.model != "pooled":
+            raise ConfigError(
+                "estimator.sensitivity",
+                "estimator.model=pooled (the partial-R2 bounds are those of one regression's "
+                "coefficient; the per-arm model has two regressions)",
+                f"model={self.model}",
+            )
+        return self
 
 
 class OLS:
-    r"""Regression adjustment: one linear outcome regression per arm (``teffects ra``).
+    r"""Regression adjustment: one linear outcome regression per arm (``teffects ra``), or one pooled regression.
 
     See :func:`regression_adjustment` for the estimator and its influence function, which
     accounts for the estimation of both regressions (analytic SE = Stata's robust SE).
+
+    With ``model="pooled"`` the estimate is the treatment's coefficient in one regression of
+    the outcome on the treatment and the covariates (:func:`pooled_regression`; the ATE when
+    the effect does not vary with the covariates): analytic SE HC1 (statsmodels'
+    ``cov_type="HC1"``), with clusters CR1 with :math:`K = p + 2` (``cov_type="cluster"``),
+    with weights weighted least squares; ``coef.<name>`` in the diagnostics. Its
+    ``sensitivity`` parameter adds Cinelli & Hazlett's (2020) partial-R² analysis
+    (:mod:`~causalkit_plugins.estimators.selection.partial_r2`): ``sensitivity.partial_r2``,
+    ``sensitivity.rv``, ``sensitivity.rva``, the bounds table ``sensitivity.bounds`` for
+    confounders ``kd``/``ky`` times as strong as each benchmark covariate, and the contour
+    plot. It uses the classical SE and :math:`\text{dof} = n - K` as the paper does, whatever
+    the SE reported.
 
     With the ``cluster`` role, clustered inference sums the influence values within clusters
     with the CR1 factor :math:`\frac{G}{G-1}\frac{N-1}{N-K}`, :math:`K = 2p` the coefficients
@@ -313,6 +338,8 @@ class OLS:
         y, d, X = table.y, table.group, table.X
         estimand = self.params.estimand
         w = fit_weights(data, table.n)
+        if self.params.model == "pooled":
+            return self._fit_pooled(data, table, w, n_unselected, warnings)
         res = regression_adjustment(y, d, X, estimand, w)
         cl = fit_clusters(data, table.n, self.name, regressors=2 * (X.shape[1] + 1))
 
@@ -343,5 +370,75 @@ class OLS:
                 **(cl.diagnostics or {}),
                 **weight_diagnostics(w),
             },
+            warnings=(*warnings, *cl.warnings),
+        )
+
+    @staticmethod
+    def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+        """The sensitivity contour plot when the fit carries ``sensitivity.contour`` (file name -> figure)."""
+        return sensitivity_figures(tables)
+
+    # -- the pooled regression ----------------------------------------------------------------
+    def _fit_pooled(
+        self,
+        data: Dataset,
+        table: UnitTable,
+        w: np.ndarray | None,
+        n_unselected: int,
+        warnings: list[str],
+    ) -> Fit:
+        r"""One regression; HC1 influence values, or CR1 clusters with :math:`K = p + 2`.
+
+        Unclustered, the influence values of :func:`pooled_regression` are multiplied by
+        :math:`\sqrt{n/(n-K)}`, so analytic inference gives the HC1 sandwich (statsmodels'
+        ``cov_type="HC1"``, Stata's ``vce(robust)``); with clusters they are left as they are
+        and inference applies the CR1 factor :math:`\frac{G}{G-1}\frac{N-1}{N-K}`.
+        """
+        y, d, X, names = table.y, table.group, table.X, table.covariates
+        if "intercept" in names:
+            raise DataError(
+                "roles.covariates", "no covariate named 'intercept' with model=pooled", names
+            )
+        res = pooled_regression(y, d, X, w)
+        n, k = table.n, X.shape[1] + 2
+        cl = fit_clusters(data, n, self.name, regressors=k)
+        psi = res.influence if cl.clusters is not None else res.influence * np.sqrt(n / (n - k))
+
+        def refit(idx: np.ndarray) -> np.ndarray:
+            wi = None if w is None else w[idx]
+            return np.array([pooled_regression(y[idx], d[idx], X[idx], wi).estimate])
+
+        warnings += _numerics_warnings(
+            res.condition, [names[j] for j in separating_columns(X, d)], pooled=True
+        )
+        treatment = str(data.roles.treatment)
+        coefs = dict(zip(("intercept", treatment, *names), res.coef.tolist(), strict=True))
+        diagnostics: dict[str, DiagnosticValue] = {
+            "n_treated": int(d.sum()),
+            "n_control": int((~d).sum()),
+            "n_unselected_dropped": n_unselected,
+            "regressors": k,
+            "condition_number": res.condition,
+            **{f"coef.{c}": float(b) for c, b in coefs.items()},
+            **(cl.diagnostics or {}),
+            **weight_diagnostics(w),
+        }
+        tables: dict[str, pd.DataFrame] = {}
+        if self.params.sensitivity is not None:
+            sd, tables, sw = sensitivity_analysis(
+                self.params.sensitivity, res, d, X, w, names, cl.clusters is not None
+            )
+            diagnostics.update(sd)
+            warnings += sw
+        return Fit(
+            Estimand.ATE,
+            res.estimate,
+            n,
+            influence=psi,
+            resampler=Resampler(n, strata=resampling_strata(Estimand.ATE, d), refit=refit),
+            clusters=cl.clusters,
+            weights=w,
+            diagnostics=diagnostics,
+            tables=tables,
             warnings=(*warnings, *cl.warnings),
         )

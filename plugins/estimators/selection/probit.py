@@ -16,7 +16,8 @@ _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 def log_cdf(a: np.ndarray) -> np.ndarray:
     r""":math:`\log\Phi(a)`: ``log(ndtr)`` (3x faster) except in the far left tail (``log_ndtr``)."""
-    out = np.log(ndtr(a))
+    with np.errstate(divide="ignore"):  # log(0) below -38 is replaced from the tail branch
+        out = np.log(ndtr(a))
     tail = a < -20.0
     if tail.any():
         out[tail] = log_ndtr(a[tail])
@@ -91,6 +92,7 @@ def fit_probit(
     max_iter: int = 100,
     tol: float = 1e-10,
     start: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> ProbitFit:
     r"""Fit a probit by Newton-Raphson with step halving.
 
@@ -106,6 +108,11 @@ def fit_probit(
         Convergence when the largest absolute Newton step is below ``tol``.
     start : ndarray, optional
         Starting coefficients (zeros by default).
+    weights : ndarray, shape (n,), optional
+        Non-negative sampling weights :math:`w_i`: the weighted (pseudo-)likelihood
+        :math:`\sum_i w_i\log\Phi(a_i)` is maximised, and ``scores``, ``hessian`` and
+        ``loglik`` are the weighted ones (so ``scores @ vcov * n`` is the influence of the
+        weighted estimator; ``vcov`` is then not a valid covariance, use the sandwich).
 
     Returns
     -------
@@ -122,17 +129,19 @@ def fit_probit(
     X = np.asarray(X, dtype=np.float64)
     q = 2.0 * np.asarray(d, dtype=np.float64) - 1.0
     k = X.shape[1]
+    # multiplying by the scalar 1.0 is exact: without weights every value is bit-identical
+    sw = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
     coef = np.zeros(k) if start is None else np.asarray(start, dtype=np.float64).copy()
     index = X @ coef
     a = q * index
     lc = log_cdf(a)
-    ll = float(lc.sum())
+    ll = float((lc * sw).sum())
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
         m = mills(a, lc)
-        grad = X.T @ (q * m)
-        info = X.T @ (X * (-mills_derivative(a, m))[:, None])
+        grad = X.T @ (q * m * sw)
+        info = X.T @ (X * (-mills_derivative(a, m) * sw)[:, None])
         try:
             step = np.linalg.solve(info, grad)
         except np.linalg.LinAlgError:
@@ -143,7 +152,7 @@ def fit_probit(
             index_new = index + t * dindex
             a_new = q * index_new
             lc_new = log_cdf(a_new)
-            ll_new = float(lc_new.sum())
+            ll_new = float((lc_new * sw).sum())
             if ll_new >= ll - 1e-12 * abs(ll) or t < 1e-8:
                 break
             t *= 0.5
@@ -153,8 +162,8 @@ def fit_probit(
             converged = True
             break
     m = mills(a, lc)
-    scores = X * (q * m)[:, None]
-    hessian = -(X.T @ (X * (-mills_derivative(a, m))[:, None]))
+    scores = X * (q * m * sw)[:, None]
+    hessian = -(X.T @ (X * (-mills_derivative(a, m) * sw)[:, None]))
     try:
         vcov = np.linalg.inv(-hessian)
     except np.linalg.LinAlgError:

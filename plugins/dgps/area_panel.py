@@ -8,7 +8,7 @@ probability tilted towards large values of that covariate.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,12 +42,37 @@ class AreaPanelParams(Params):
         0.3, description="log-odds tilt of treatment per SD of the first covariate"
     )
     effect: float = Field(-1.0, description="effect per treated area-unit per post period")
+    cluster_size: int = Field(
+        0, ge=0, description="areas per cluster (consecutive areas; 0: no clusters)"
+    )
+    cluster_sd: float = Field(
+        0.0, ge=0, description="SD of the period shocks shared by the areas of a cluster"
+    )
+    assign: Literal["area", "cluster"] = Field(
+        "area", description="treat areas, or whole clusters (n_treated a multiple of cluster_size)"
+    )
+    cluster_role: bool = Field(
+        True,
+        description="emit the cluster role (false: the same draws without it, so inference "
+        "ignores the clusters)",
+    )
+
+    added_fields: ClassVar[frozenset[str]] = frozenset(
+        {"cluster_size", "cluster_sd", "assign", "cluster_role"}
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> AreaPanelParams:
         if 2 * self.n_treated >= self.n_units:
             raise ValueError(
                 f"n_treated must be below n_units/2={self.n_units / 2:g}, got {self.n_treated}"
+            )
+        if self.cluster_size == 0 and (self.cluster_sd > 0 or self.assign == "cluster"):
+            raise ValueError("cluster_size > 0 for cluster_sd > 0 or assign=cluster")
+        if self.assign == "cluster" and self.n_treated % self.cluster_size:
+            raise ValueError(
+                f"n_treated a multiple of cluster_size={self.cluster_size} with assign=cluster, "
+                f"got {self.n_treated}"
             )
         return self
 
@@ -64,7 +89,8 @@ class AreaPanel:
         D_i = 1 \text{ for the } n_T \text{ areas with the largest }
         \gamma z_i + G_i,\ G_i \sim \mathrm{Gumbel}\\
         y_{it} &= \ell\, s_i + (b + b_z z_i)\, t + \lambda_t + \sigma\varepsilon_{it}
-        + \delta\, D_i 1\{t > T_0\},\quad \lambda_t \sim N(0, \sigma_\lambda^2).
+        + \sigma_c \eta_{c(i)t} + \delta\, D_i 1\{t > T_0\},\quad
+        \lambda_t \sim N(0, \sigma_\lambda^2),\ \eta_{ct} \sim N(0, 1).
 
     (The Gumbel top-:math:`k` draw samples :math:`n_T` areas without replacement with
     probabilities proportional to :math:`e^{\gamma z_i}`.) With ``selection`` :math:`\gamma > 0`
@@ -73,6 +99,14 @@ class AreaPanel:
     is the effect on the treated area's total per post period, :math:`\mathrm{ATT} = n_T\delta`
     (the MicroSynth panel estimand: mean post-period gap on totals). With ``selection = 0``
     treatment is exchangeable and a placebo-permutation test is exact.
+
+    **Clusters** (``cluster_size`` :math:`m > 0`): area :math:`i` lies in cluster
+    :math:`c(i) = \lfloor i/m \rfloor` (column and role ``cluster``; the role left unset with
+    ``cluster_role=false``, to show what ignoring the clusters does), whose areas share the
+    period shocks :math:`\sigma_c\eta_{ct}` (``cluster_sd``; drawn last, after the treatment
+    and the noise). With ``assign=cluster`` the treated area is :math:`n_T/m` whole clusters,
+    drawn by the same Gumbel top-:math:`k` on the clusters' mean :math:`z`. The defaults (no
+    clusters) draw exactly what they drew before these parameters existed.
     """
 
     name: ClassVar[str] = "area_panel"
@@ -90,9 +124,16 @@ class AreaPanel:
         X = rng.poisson(p.covariate_rate * size[:, None] * het).astype(np.float64)
         sd = X[:, 0].std()
         z = (X[:, 0] - X[:, 0].mean()) / (sd if sd > 0 else 1.0)
-        keys = p.selection * z + rng.gumbel(size=n)
+        cluster = np.arange(n) // p.cluster_size if p.cluster_size else None
         treated = np.zeros(n, dtype=bool)
-        treated[np.argsort(-keys)[: p.n_treated]] = True
+        if cluster is not None and p.assign == "cluster":
+            n_cl = int(cluster[-1]) + 1
+            z_cl = np.bincount(cluster, weights=z) / np.bincount(cluster)
+            keys = p.selection * z_cl + rng.gumbel(size=n_cl)
+            treated[np.isin(cluster, np.argsort(-keys)[: p.n_treated // p.cluster_size])] = True
+        else:
+            keys = p.selection * z + rng.gumbel(size=n)
+            treated[np.argsort(-keys)[: p.n_treated]] = True
         t = np.arange(1, T + 1, dtype=np.float64)
         season = p.season_sd * rng.standard_normal(T)
         y = (
@@ -101,6 +142,8 @@ class AreaPanel:
             + season[None, :]
             + p.noise_sd * rng.standard_normal((n, T))
         )
+        if cluster is not None and p.cluster_sd > 0:
+            y += p.cluster_sd * rng.standard_normal((int(cluster[-1]) + 1, T))[cluster]
         post = t > p.n_pre
         y += p.effect * (treated[:, None] & post[None, :])
         cov_names = tuple(f"x{j + 1}" for j in range(k))
@@ -114,7 +157,14 @@ class AreaPanel:
         )
         for j, c in enumerate(cov_names):
             frame[c] = np.repeat(X[:, j], T)
+        if cluster is not None:
+            frame["cluster"] = np.repeat(cluster, T)
         roles = Roles(
-            unit="unit", time="time", treatment="treated", outcome="y", covariates=cov_names
+            unit="unit",
+            time="time",
+            treatment="treated",
+            outcome="y",
+            covariates=cov_names,
+            cluster="cluster" if cluster is not None and p.cluster_role else None,
         )
         return Simulated(Dataset(frame, roles), Truth({"ATT": p.n_treated * p.effect}))

@@ -70,10 +70,12 @@ def test_clustered_repetitions_aggregate_the_clustered_ses():
     assert cuts == [1] * 5  # every repetition keeps clusters whole
 
 
-def test_a_fold_role_with_repetitions_is_refused():
-    roles = Roles(outcome="y", treatment="d", covariates=("x",), fold="g")
-    with pytest.raises(ConfigError, match="n_rep=1 with the fold role"):
-        AIPW(AIPWParams(n_rep=2)).fit(Dataset(_frame(), roles), np.random.default_rng(0))
+def test_fold_columns_must_be_one_per_repetition():
+    for fold, n_rep in (("g", 2), (("g", "g", "g"), 2), (("g", "g"), 1)):
+        roles = Roles(outcome="y", treatment="d", covariates=("x",), fold=fold)
+        with pytest.raises(ConfigError, match=rf"roles.fold.*n_rep={n_rep}") as err:
+            AIPW(AIPWParams(n_rep=n_rep)).fit(Dataset(_frame(), roles), np.random.default_rng(0))
+        assert "\n" not in str(err.value)
 
 
 def test_segment_effects_are_aggregated_column_by_column():

@@ -16,6 +16,7 @@ from causalkit_plugins.estimators.aipw.sensitivity import (
     benchmark,
     bounds,
     elements,
+    riesz_elements,
     robustness_values,
 )
 
@@ -107,6 +108,7 @@ def test_results_from_python(frame):
     assert row["sensitivity.theta_lower"] < row["estimate"] < row["sensitivity.theta_upper"]
     assert row["sensitivity.ci_lower"] < row["sensitivity.theta_lower"]
     assert 0 < row["sensitivity.rva"] < row["sensitivity.rv"] < 1
+    assert row["sensitivity.sigma2_source"] == "outcome_model"
     table = res.tables["sensitivity.bounds"]
     assert list(table.index) == ["x1", "x2+x3"]
     assert list(table.columns[:4]) == ["cf_y", "cf_d", "rho", "delta_theta"]
@@ -161,6 +163,17 @@ def test_elements_closed_form_and_nu2_fallback():
     # all treated at m = 0.1: 2/m + 2/(1-m) - 1/m^2 < 0, so nu2 falls back to mean(alpha^2)
     low = elements(y, np.ones(4), np.zeros(4), np.ones(4), np.full(4, 0.1), Estimand.ATE)
     assert low.nu2_fallback and low.nu2 == pytest.approx(100.0)
+
+
+def test_atc_elements_are_the_att_elements_with_the_arms_swapped():
+    """ATC (used by ipw): the ATT of the swapped treatment; its representer changes sign."""
+    rng = np.random.default_rng(2)
+    resid, m = rng.normal(size=50), rng.uniform(0.2, 0.8, size=50)
+    d = (rng.random(50) < m).astype(float)
+    atc = riesz_elements(resid, d, m, Estimand.ATC)
+    att = riesz_elements(resid, 1.0 - d, 1.0 - m, Estimand.ATT)
+    assert np.allclose(atc.riesz, -att.riesz, rtol=1e-14, atol=0)
+    assert atc.nu2 == pytest.approx(att.nu2, rel=1e-14) and atc.sigma2 == att.sigma2
 
 
 def test_benchmark_of_an_identical_short_model_is_zero():

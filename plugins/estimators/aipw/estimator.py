@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,7 +12,7 @@ from matplotlib.figure import Figure
 from scipy import sparse
 
 from causalkit import contracts
-from causalkit.clusters import ClusterParts, fit_clusters
+from causalkit.clusters import ClusterParts, fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import (
     Capability,
     Clusters,
@@ -27,7 +26,7 @@ from causalkit.contracts import (
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
 from causalkit.panel import binary_column, require_roles
-from causalkit_plugins.dgps.selection_on_observables import CLUSTERED_600
+from causalkit_plugins.dgps.selection_on_observables import CLUSTERED_600, INFORMATIVE_600
 from causalkit_plugins.estimators.aipw.batch_refit import (
     BatchRefit,
     ScoreRule,
@@ -39,7 +38,7 @@ from causalkit_plugins.estimators.aipw.folds import (
     folds_from_column,
     stratified_folds,
 )
-from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe
+from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe, check_sample_weight
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
 from causalkit_plugins.estimators.aipw.params import AIPWParams
 from causalkit_plugins.estimators.aipw.plots import figures as segment_figures
@@ -56,15 +55,8 @@ from causalkit_plugins.estimators.aipw.segments import (
     segment_effects,
     segment_ratios,
 )
-from causalkit_plugins.estimators.aipw.sensitivity import (
-    Elements,
-    bounds,
-    bounds_table,
-    contour_grid,
-    elements,
-    robustness_values,
-)
-from causalkit_plugins.estimators.aipw.sensitivity import benchmark as gain_statistics
+from causalkit_plugins.estimators.aipw.sensitivity import Elements, elements
+from causalkit_plugins.estimators.aipw.sensitivity import report as sensitivity_report
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
 from causalkit_plugins.estimators.selection.estimands import resampling_strata
 from causalkit_plugins.inference.basic import influence_se
@@ -82,7 +74,8 @@ class CrossFit:
 
     ``kept`` marks the input rows kept after trimming; ``low``/``high`` the kept rows whose
     propensity was clipped up/down; ``m_raw`` is the unclipped, ``m`` the clipped (and, with
-    ``normalize``, normalised) propensity; ``seeds`` the learners' seeds (three per fold).
+    ``normalize``, normalised) propensity; ``seeds`` the learners' seeds (three per fold);
+    ``weights`` the kept rows' sampling weights (``None`` without the ``weight`` role).
     """
 
     estimand: Estimand
@@ -100,6 +93,7 @@ class CrossFit:
     high: np.ndarray
     warnings: tuple[str, ...]
     seeds: np.ndarray
+    weights: np.ndarray | None = None
 
 
 def _is_binary(y: np.ndarray) -> bool:
@@ -145,13 +139,26 @@ class AIPW:
     clusters (each copy keeps its cluster's fold). The sensitivity bounds' confidence limits
     are clustered the same way (:meth:`_sensitivity`).
 
+    Sampling weights (the ``weight`` role, :math:`s_i \ge 0`): every nuisance learner is
+    fitted with ``sample_weight`` (a learner without it, ``probit``, is refused), so it
+    estimates the weighted population's :math:`m` and :math:`g_d`, and the score elements are
+    weighted (:func:`~causalkit_plugins.estimators.aipw.scores.aipw_scores`): ATE
+    :math:`\hat\theta = \sum_i s_i\varphi_i/\sum_i s_i` with influence values
+    :math:`s_i(\varphi_i - \hat\theta)/\bar s`, ATT and segments alike. Analytic inference's
+    SE is then :math:`(\sum_i s_i^2(\varphi_i-\hat\theta)^2)^{1/2}/\sum_i s_i` (each weighted
+    row one draw; clustered when the fit is), the multiplier draws one multiplier per row (or
+    cluster) and the bootstrap refits on resampled rows with their weights. Not with
+    ``se_method=stacked`` or ``sensitivity`` (one-line errors); the fit carries the weights
+    and the diagnostics ``weight_ess``, ``n_zero_weight``.
+
     Repeated cross-fitting (``n_rep > 1``): the whole procedure on ``n_rep`` fold splits
     drawn in turn from the run's Generator, each estimate (headline and segments) the median
     over repetitions and its SE DoubleML's aggregate, carried by a rescaled influence matrix
     (:func:`~causalkit_plugins.estimators.aipw.repeated.aggregate`; per-repetition figures in
-    the table ``repetitions``). Equal to DoubleML's ``n_rep`` given the same splits. No
-    refit (the bootstrap is refused); ``trim``, ``sensitivity`` and a ``fold`` role need
-    ``n_rep=1``.
+    the table ``repetitions``). Given splits: the ``fold`` role as a list of ``n_rep``
+    columns, one per repetition (another count is a one-line error). Equal to DoubleML's
+    ``n_rep`` given the same splits. No refit (the bootstrap is refused); ``trim`` and
+    ``sensitivity`` need ``n_rep=1``.
 
     Resampling: ``refit(idx)`` re-runs the whole procedure on the kept rows ``idx`` (with
     repeats). Every resampled row keeps the fold it had in the original fit (given by the
@@ -170,7 +177,7 @@ class AIPW:
     name: ClassVar[str] = "aipw"
     Params: ClassVar[type[Params]] = AIPWParams
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "treatment", "covariates")
-    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster"})
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     default_inference: ClassVar[str] = "analytic"
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
@@ -200,6 +207,15 @@ class AIPW:
             inferences=frozenset({"analytic"}),
             note="60 clusters of 10 sharing covariates (so treatment) and noise; whole clusters "
             "per fold",
+        ),
+        World(
+            "weighted",
+            (*INFORMATIVE_600, "dgp.outcome.x1_sq=0", "mc.target=ATE"),
+            reps=540,
+            inferences=frozenset({"analytic"}),
+            note="informative sampling on the effect modifier x1 (weights 1/probability), both "
+            "models right: weighted learners and the weighted score target the population ATE; "
+            "R=540, the smallest passing the power check",
         ),
     )
 
@@ -252,9 +268,36 @@ class AIPW:
             raise ConfigError(
                 "roles.fold", "no fold role with se_method=stacked (one fold)", roles.fold
             )
+        if roles.weight is not None and p.se_method == "stacked":
+            raise ConfigError(
+                "estimator.se_method",
+                "se_method=influence with roles.weight (the stacked SE is unweighted)",
+                p.se_method,
+            )
         return ys.to_numpy(dtype=np.float64), d, covs, pcovs
 
-    def _folds(self, data: Dataset, d: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _fold_columns(self, roles: contracts.Roles) -> tuple[str, ...]:
+        """The given fold columns, one per repetition (none: folds are drawn).
+
+        Raises
+        ------
+        ConfigError
+            Their number is not ``n_rep``.
+        """
+        fold = roles.fold
+        cols = () if fold is None else (fold,) if isinstance(fold, str) else tuple(fold)
+        if cols and len(cols) != self.params.n_rep:
+            raise ConfigError(
+                "roles.fold",
+                f"one fold column per repetition (estimator.n_rep={self.params.n_rep})",
+                f"{len(cols)} columns {', '.join(cols)}",
+            )
+        return cols
+
+    def _folds(
+        self, data: Dataset, d: np.ndarray, rng: np.random.Generator, column: str | None = None
+    ) -> np.ndarray:
+        """Drawn folds, or those of the fold ``column`` (default the role's single column)."""
         codes = None
         if data.roles.cluster is not None:
             cl = fit_clusters(data, len(data.frame), self.name).clusters
@@ -264,7 +307,8 @@ class AIPW:
             if codes is not None:
                 return cluster_folds(codes, d.astype(bool), self.params.folds, rng)
             return stratified_folds(d.astype(bool), self.params.folds, rng)
-        folds = folds_from_column(data.frame[data.roles.fold], "roles.fold")
+        column = column if column is not None else self._fold_columns(data.roles)[0]
+        folds = folds_from_column(data.frame[column], "roles.fold")
         if codes is not None:
             split = pd.Series(folds).groupby(codes).nunique()
             if (split > 1).any():
@@ -279,7 +323,7 @@ class AIPW:
                 "roles.fold",
                 f"at least two folds with {' and '.join(flexible)} (or "
                 "estimator.allow_invalid_se=true to accept an invalid SE)",
-                f"one fold in {data.roles.fold!r}",
+                f"one fold in {column!r}",
             )
         return folds
 
@@ -313,6 +357,12 @@ class AIPW:
         )
         if p.se_method == "stacked" and p.outcome_model == "auto":
             outcome_model = "logit_unpenalized" if binary else "linear"
+        w = fit_weights(data, y.size)
+        if w is not None:
+            check_sample_weight(p.propensity_model, "classifier", "estimator.propensity_model")
+            check_sample_weight(
+                outcome_model, "classifier" if binary else "regressor", "estimator.outcome_model"
+            )
         if folds is None:
             folds = self._folds(data, d, rng)
         k = int(folds.max()) + 1
@@ -331,7 +381,7 @@ class AIPW:
             binary,
             p.n_jobs,
         )
-        nu = crossfit_nuisances(data.frame, y, d, folds, spec, seeds)
+        nu = crossfit_nuisances(data.frame, y, d, folds, spec, seeds, w)
         warnings: list[str] = []
         if not (
             np.all(np.isfinite(nu.m)) and np.all(np.isfinite(nu.g0)) and np.all(np.isfinite(nu.g1))
@@ -346,6 +396,9 @@ class AIPW:
             raise EstimationError(
                 f"aipw: trimming at {p.trim} leaves no treated or no control rows"
             )
+        wk = None if w is None else w[kept]
+        if wk is not None and (wk @ dk <= 0 or wk @ (1.0 - dk) <= 0):
+            raise EstimationError("aipw: no treated or no control rows with a positive weight")
         low, high = m_raw < p.clip, m_raw > 1 - p.clip
         m = np.clip(m_raw, p.clip, 1 - p.clip) if p.clip > 0 else m_raw
         if np.any((m <= 0) | (m >= 1)):
@@ -355,8 +408,8 @@ class AIPW:
                 f"aipw: {int(low.sum())} propensities clipped up to {p.clip} and {int(high.sum())} "
                 f"down to {1 - p.clip}"
             )
-        m_used = normalized_propensity(m, dk) if p.normalize else m
-        scores = aipw_scores(yk, dk, g0, g1, m_used, p.estimand)
+        m_used = normalized_propensity(m, dk, wk) if p.normalize else m
+        scores = aipw_scores(yk, dk, g0, g1, m_used, p.estimand, wk)
         theta, infl = ratio_effect(scores.num, scores.den)
         return CrossFit(
             p.estimand,
@@ -374,6 +427,7 @@ class AIPW:
             high,
             tuple(warnings),
             seeds,
+            wk,
         )
 
     def _segments(self, data: Dataset, cf: CrossFit) -> SegmentEffects:
@@ -467,6 +521,12 @@ class AIPW:
             with ``sensitivity``, the diagnostics ``sensitivity.*`` and the table
             ``sensitivity.bounds`` (:meth:`_sensitivity`).
         """
+        if self.params.sensitivity is not None and data.roles.weight is not None:
+            raise ConfigError(
+                "estimator.sensitivity",
+                "no sensitivity analysis with roles.weight (its bounds are unweighted)",
+                data.roles.weight,
+            )
         benchmarks = self._benchmark_roles(data)
         if self.params.n_rep > 1:
             return self._repeated(data, rng)
@@ -481,7 +541,11 @@ class AIPW:
         }
         refit, refit_batch = self._refit(data, cf, seg, int(rng.integers(0, 2**63 - 1)))
         cl = self._clusters(data, cf)
-        diagnostics = {**self._diagnostics(cf, len(seg.names)), **(cl.diagnostics or {})}
+        diagnostics = {
+            **self._diagnostics(cf, len(seg.names)),
+            **(cl.diagnostics or {}),
+            **weight_diagnostics(cf.weights),
+        }
         warnings = cf.warnings + self._invalid_se_warning(cf) + cl.warnings
         if self.params.sensitivity is not None:
             sens_diag, sens_tables, sens_warnings = self._sensitivity(
@@ -503,6 +567,7 @@ class AIPW:
                 refit_batch=refit_batch,
             ),
             clusters=cl.clusters,
+            weights=cf.weights,
             diagnostics=diagnostics,
             tables=tables,
             warnings=warnings,
@@ -522,14 +587,16 @@ class AIPW:
         return seg, infl
 
     def repetitions(self, data: Dataset, rng: np.random.Generator) -> list[CrossFit]:
-        """The ``n_rep`` cross-fits of repeated cross-fitting, in the order drawn from ``rng``."""
-        if data.roles.fold is not None:
-            raise ConfigError(
-                "estimator.n_rep",
-                "n_rep=1 with the fold role (one given split)",
-                self.params.n_rep,
-            )
-        return [self.crossfit(data, rng) for _ in range(self.params.n_rep)]
+        """The ``n_rep`` cross-fits of repeated cross-fitting, in the order drawn from ``rng``.
+
+        With fold columns (``roles.fold`` a list of ``n_rep`` columns) repetition ``r`` uses
+        the ``r``-th column's folds, so given splits (e.g. DoubleML's ``smpls``) are reproduced.
+        """
+        cols = self._fold_columns(data.roles)
+        if not cols:
+            return [self.crossfit(data, rng) for _ in range(self.params.n_rep)]
+        d = self._check(data)[1]
+        return [self.crossfit(data, rng, self._folds(data, d, rng, c)) for c in cols]
 
     def _repeated(self, data: Dataset, rng: np.random.Generator) -> Fit:
         """Repeated cross-fitting: the median-aggregated fit (:func:`aggregate`); no refit."""
@@ -558,6 +625,7 @@ class AIPW:
         diagnostics = {
             **self._diagnostics(cf, len(seg.names)),
             **(cl.diagnostics or {}),
+            **weight_diagnostics(cf.weights),
             "n_rep": len(cfs),
             "rep_estimate_min": float(est[:, 0].min()),
             "rep_estimate_max": float(est[:, 0].max()),
@@ -582,6 +650,7 @@ class AIPW:
             names=names,
             influence=agg.influence,
             clusters=cl.clusters,
+            weights=cf.weights,
             diagnostics=diagnostics,
             tables=tables,
             warnings=warnings + cl.warnings,
@@ -638,71 +707,33 @@ class AIPW:
     ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
         r"""Bounds, robustness values and benchmarks of the headline effect.
 
-        See :mod:`~causalkit_plugins.estimators.aipw.sensitivity`. Each benchmark refits the
-        nuisances without its covariates on the same folds with the same learner seeds (with
-        ``trim > 0`` each short model trims by its own propensities). The CI bounds use the
-        headline's influence column and those of :math:`\hat\sigma^2`, :math:`\hat\nu^2`;
-        with clusters each is replaced by its :math:`G` cluster sums scaled by
-        :math:`\sqrt{c}\,G/n` (CR factor :math:`c = G/(G-1)`), whose plain variance over
-        :math:`G` units is the clustered variance :math:`c\,n^{-2}\sum_g(\sum_{i\in g}\psi_i)^2`
-        of analytic inference (the bounds are linear in these influence values).
+        See :mod:`~causalkit_plugins.estimators.aipw.sensitivity` (:func:`report`, shared with
+        ``ipw``). Each benchmark refits the nuisances without its covariates on the same folds
+        with the same learner seeds (with ``trim > 0`` each short model trims by its own
+        propensities). The CI bounds use the headline's influence column and those of
+        :math:`\hat\sigma^2`, :math:`\hat\nu^2`, clustered with the fit's clusters
+        (:func:`~causalkit_plugins.estimators.aipw.sensitivity.clustered`).
         """
         sens = self.params.sensitivity
         assert sens is not None
-        el = self._elements(cf)
-        if clusters is not None:
-            scale = np.sqrt(clusters.factor()) * clusters.n_clusters / influence.size
-
-            def summed(psi: np.ndarray) -> np.ndarray:
-                return np.asarray(scale * clusters.sums(psi[:, None])[:, 0])
-
-            influence = summed(influence)
-            el = dataclasses.replace(
-                el, psi_sigma2=summed(el.psi_sigma2), psi_nu2=summed(el.psi_nu2)
+        shorts = {}
+        for name, roles in benchmarks:
+            # rng unused: folds and seeds are given
+            short = self.crossfit(
+                Dataset(data.frame, roles), np.random.default_rng(0), cf.nuisances.folds, cf.seeds
             )
-        b = bounds(cf.estimate, influence, el, sens.cf_y, sens.cf_d, sens.rho, sens.level)
-        rv, rva = robustness_values(
-            cf.estimate, influence, el, sens.rho, sens.level, sens.null_hypothesis
+            shorts[name] = (short.estimate, self._elements(short))
+        return sensitivity_report(
+            self.name,
+            cf.estimate,
+            influence,
+            self._elements(cf),
+            sens,
+            var_y=float(np.var(cf.y)),
+            shorts=shorts,
+            sigma2_source="outcome_model",
+            clusters=clusters,
         )
-        diag: dict[str, DiagnosticValue] = {
-            "sensitivity.theta_lower": b.theta_lower,
-            "sensitivity.theta_upper": b.theta_upper,
-            "sensitivity.ci_lower": b.ci_lower,
-            "sensitivity.ci_upper": b.ci_upper,
-            "sensitivity.rv": rv,
-            "sensitivity.rva": rva,
-            "sensitivity.sigma2": el.sigma2,
-            "sensitivity.nu2": el.nu2,
-        }
-        warnings = (
-            (
-                "aipw: the sensitivity element nu2 was not positive and was re-estimated as the "
-                "mean squared Riesz representer (not orthogonal)",
-            )
-            if el.nu2_fallback
-            else ()
-        )
-        tables: dict[str, pd.DataFrame] = {}
-        if benchmarks:
-            rows = {}
-            for name, roles in benchmarks:
-                # rng unused: folds and seeds are given
-                short = self.crossfit(
-                    Dataset(data.frame, roles),
-                    np.random.default_rng(0),
-                    cf.nuisances.folds,
-                    cf.seeds,
-                )
-                rows[name] = gain_statistics(
-                    float(np.var(cf.y)), cf.estimate, el, short.estimate, self._elements(short)
-                )
-            tables["sensitivity.bounds"] = bounds_table(
-                rows, cf.estimate, influence, el, sens.level
-            )
-        tables["sensitivity.contour"] = contour_grid(
-            cf.estimate, influence, el, sens, tables.get("sensitivity.bounds")
-        )
-        return diag, tables, warnings
 
     def _invalid_se_warning(self, cf: CrossFit) -> tuple[str, ...]:
         if not self._in_sample_flexible(cf):
@@ -741,6 +772,8 @@ class AIPW:
             )
 
         p = self.params
+        if cf.weights is not None:  # the batched GLMs are unweighted
+            return refit, None
         batch = batch_refit(
             frame.iloc[rows],
             cf.spec,

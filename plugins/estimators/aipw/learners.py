@@ -26,6 +26,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import has_fit_parameter
 
 from causalkit.errors import ConfigError
 from causalkit_plugins.estimators.selection.probit import fit_probit
@@ -39,6 +40,7 @@ __all__ = [
     "ProbitClassifier",
     "Recipe",
     "check_learner_params",
+    "check_sample_weight",
     "tasks",
     "make_learner",
     "make_pipeline",
@@ -154,11 +156,7 @@ def _factory(name: str, kind: Kind, field: str) -> tuple[Callable[[], BaseEstima
         raise ConfigError(model_field, f"one of {', '.join(LEARNERS)}", name)
     factory = spec.classifier if kind == "classifier" else spec.regressor
     if factory is None:
-        allowed = [
-            k
-            for k, v in LEARNERS.items()
-            if (v.classifier if kind == "classifier" else v.regressor)
-        ]
+        allowed = [n for n, _ in tasks_of(kind)]
         task = "a binary target" if kind == "classifier" else "a continuous outcome"
         raise ConfigError(model_field, f"a learner for {task} ({', '.join(allowed)})", name)
     return factory, spec
@@ -190,6 +188,34 @@ def check_learner_params(
             f"a parameter of {names} ({', '.join(sorted(keys))})",
             unknown[0],
         )
+
+
+def check_sample_weight(name: str, kind: Kind, field: str) -> None:
+    """Fail with a one-line :class:`ConfigError` when learner ``name`` takes no ``sample_weight``.
+
+    ``field`` is the model's config path (``"estimator.propensity_model"``); the message lists
+    the learners for ``kind`` that do take sampling weights.
+    """
+    factory, _ = _factory(name, kind, field)
+    if has_fit_parameter(factory(), "sample_weight"):
+        return
+    ok = [
+        n
+        for n, k in tasks_of(kind)
+        if has_fit_parameter(_factory(n, k, field)[0](), "sample_weight")
+    ]
+    raise ConfigError(
+        field, f"a learner that takes sample_weight with roles.weight ({', '.join(ok)})", name
+    )
+
+
+def tasks_of(kind: Kind) -> list[tuple[str, Kind]]:
+    """``(name, kind)`` for every whitelisted learner serving ``kind``."""
+    return [
+        (n, kind)
+        for n, v in LEARNERS.items()
+        if (v.classifier if kind == "classifier" else v.regressor)
+    ]
 
 
 def make_learner(

@@ -72,8 +72,13 @@ def _fit_predict(
     y_train: np.ndarray,
     X_tests: Sequence[pd.DataFrame],
     classifier: bool,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[Pipeline, list[np.ndarray]]:
-    pipe.fit(X_train, y_train)
+    pipe.fit(
+        X_train,
+        y_train,
+        **({} if sample_weight is None else {"model__sample_weight": sample_weight}),
+    )
     return pipe, [_predict(pipe, X, classifier) for X in X_tests]
 
 
@@ -98,6 +103,7 @@ def crossfit_nuisances(
     folds: np.ndarray,
     spec: NuisanceSpec,
     seeds: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> Nuisances:
     r"""Fit the nuisances on each fold's complement and predict on the fold.
 
@@ -113,6 +119,12 @@ def crossfit_nuisances(
         Learners and covariates.
     seeds : ndarray of int
         One integer ``random_state`` per fitted learner (3 per fold), drawn from the run's Generator.
+    weights : ndarray, optional
+        Sampling weights :math:`s_i`: every learner is fitted with ``sample_weight`` (its
+        training rows' :math:`s_i`), so it estimates the weighted population's
+        :math:`m(x)` or :math:`g_d(x)`. The preprocessing (imputation, scaling, grouping of
+        rare levels) stays unweighted: a fixed transformation of the covariates learned from
+        the training rows. The caller checks that the learners take ``sample_weight``.
 
     Notes
     -----
@@ -157,6 +169,7 @@ def crossfit_nuisances(
                 d[train],
                 [Xp.iloc[test]],
                 True,
+                None if weights is None else weights[train],
             )
         )
         keys.append((k, "m"))
@@ -173,6 +186,7 @@ def crossfit_nuisances(
                     y[train],
                     [X0, X1],
                     spec.binary_outcome,
+                    None if weights is None else weights[train],
                 )
             )
             keys.append((k, "g"))
@@ -197,6 +211,7 @@ def crossfit_nuisances(
                     y[rows],
                     [Xo.iloc[test]],
                     spec.binary_outcome,
+                    None if weights is None else weights[rows],
                 )
             )
             keys.append((k, name))

@@ -13,7 +13,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-__all__ = ["forest_plot", "naive_vs_dr_plot", "sensitivity_contour_plot", "figures"]
+__all__ = [
+    "forest_plot",
+    "naive_vs_dr_plot",
+    "sensitivity_contour_plot",
+    "sensitivity_figures",
+    "figures",
+]
 
 
 def forest_plot(table: pd.DataFrame, max_segments: int = 30) -> Figure:
@@ -106,9 +112,17 @@ def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
     out = {f"forest_{k.split('.', 1)[1]}.png": forest_plot(v) for k, v in seg.items()}
     if seg:
         out["naive_vs_dr.png"] = naive_vs_dr_plot(seg)
+    return {**out, **sensitivity_figures(tables)}
+
+
+def sensitivity_figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+    """``sensitivity_contour.png`` from the tables ``sensitivity.contour`` and ``sensitivity.bounds``.
+
+    Empty without the contour table; any estimator whose fit carries it (``aipw``, ``ipw``) uses it.
+    """
     grid = tables.get("sensitivity.contour")
-    if grid is not None and len(grid):
-        out["sensitivity_contour.png"] = sensitivity_contour_plot(
-            grid, tables.get("sensitivity.bounds")
-        )
-    return out
+    if grid is None or not len(grid):
+        return {}
+    return {
+        "sensitivity_contour.png": sensitivity_contour_plot(grid, tables.get("sensitivity.bounds"))
+    }

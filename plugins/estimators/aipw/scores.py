@@ -23,6 +23,9 @@ class Scores:
         + \hat m\big[\frac{d(y-\hat g_1)}{\hat m} - \frac{(1-d)(y-\hat g_0)}{1-\hat m}\big]`.
     den : ndarray
         ATE: 1. ATT: :math:`d_i`.
+
+    With sampling weights :math:`s_i` both are multiplied by :math:`s_i`
+    (:func:`aipw_scores`), so every ratio, the segments' included, is a weighted one.
     """
 
     estimand: Estimand
@@ -35,20 +38,29 @@ class Scores:
         return self.num / self.den.mean()
 
 
-def normalized_propensity(m: np.ndarray, d: np.ndarray) -> np.ndarray:
+def normalized_propensity(
+    m: np.ndarray, d: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     r"""The propensity that makes the IPW part use normalised (Hajek) weights.
 
     Identical to DoubleML's ``normalize_ipw``: with :math:`s_1 = \overline{d/m}` and
     :math:`s_0 = \overline{(1-d)/(1-m)}`, treated rows get :math:`m s_1` and controls
     :math:`1 - (1-m) s_0`, so that the inverse weights average to one within each arm.
+    With sampling weights the averages are weighted (:func:`numpy.average`).
     """
-    s1 = np.mean(d / m)
-    s0 = np.mean((1.0 - d) / (1.0 - m))
+    s1 = np.average(d / m, weights=weights)
+    s0 = np.average((1.0 - d) / (1.0 - m), weights=weights)
     return d * m * s1 + (1.0 - d) * (1.0 - (1.0 - m) * s0)
 
 
 def aipw_scores(
-    y: np.ndarray, d: np.ndarray, g0: np.ndarray, g1: np.ndarray, m: np.ndarray, estimand: Estimand
+    y: np.ndarray,
+    d: np.ndarray,
+    g0: np.ndarray,
+    g1: np.ndarray,
+    m: np.ndarray,
+    estimand: Estimand,
+    weights: np.ndarray | None = None,
 ) -> Scores:
     r"""AIPW score elements (Robins, Rotnitzky & Zhao 1994; Chernozhukov et al. 2018, eqs. 5.3-5.4).
 
@@ -62,6 +74,8 @@ def aipw_scores(
         Out-of-fold (clipped, possibly normalised) propensity :math:`P(D=1\mid X)`.
     estimand : Estimand
         ``ATE`` or ``ATT``.
+    weights : ndarray, optional
+        Sampling weights :math:`s_i \ge 0`; the nuisances should be fitted with them.
 
     Notes
     -----
@@ -69,11 +83,25 @@ def aipw_scores(
     :math:`\hat\theta = \sum a_i / \sum d_i`, which equals DoubleML's ATTE
     :math:`-\overline{\psi_b}/\overline{\psi_a}` with :math:`\psi_a = -d/\bar d`. The
     influence value of a ratio is :math:`(num_i - \hat\theta\, den_i)/\overline{den}`.
+
+    With sampling weights the elements are :math:`s_i num_i` and :math:`s_i den_i`: the
+    ATE :math:`\hat\theta = \sum s_i\varphi_i/\sum s_i` with influence
+    :math:`s_i(\varphi_i - \hat\theta)/\bar s`, the ATT
+    :math:`\sum s_i a_i/\sum s_i d_i` with influence
+    :math:`s_i(a_i - \hat\theta d_i)/\overline{sd}`: the effects of the weighted population,
+    each weighted unit one independent draw (Stata's ``pweight``; a frequency weight's copies
+    would count as :math:`s_i` draws, giving :math:`\sum s_i(\varphi_i-\hat\theta)^2` instead
+    of :math:`\sum s_i^2(\varphi_i-\hat\theta)^2` in the variance). The score stays Neyman
+    orthogonal in the weighted population's nuisances, which weighted learners estimate.
     """
     ipw = d * (y - g1) / m - (1.0 - d) * (y - g0) / (1.0 - m)
     if estimand == Estimand.ATE:
-        return Scores(estimand, (g1 - g0) + ipw, np.ones_like(y))
-    return Scores(estimand, d * (g1 - g0) + m * ipw, d.astype(np.float64))
+        num, den = (g1 - g0) + ipw, np.ones_like(y)
+    else:
+        num, den = d * (g1 - g0) + m * ipw, d.astype(np.float64)
+    if weights is not None:
+        num, den = weights * num, weights * den
+    return Scores(estimand, num, den)
 
 
 def ratio_effect(num: np.ndarray, den: np.ndarray) -> tuple[float, np.ndarray]:

@@ -213,6 +213,10 @@ def segment_effects(
     \sum_{i\in g} den_i` with influence :math:`\psi_{ig} = 1\{i\in g\}(num_i - \hat\theta_g
     den_i)\big/\big(n^{-1}\sum_{i\in g} den_i\big)`, so that :math:`n^{-1}(\sum_i\psi_{ig}^2)^{1/2}`
     is, for the ATE, DoubleML ``gate()``'s HC0 standard error of the segment's mean AIPW score.
+    No standard error is computed here: the influence columns join the fit's influence matrix
+    and the inference plugin computes every SE from it, so with the ``cluster`` role the
+    segments' CIs are clustered exactly as the headline's (cluster sums of
+    :math:`\psi_{ig}`, one multiplier per cluster, whole clusters resampled).
     Levels with no score variation are not estimated. NaN labels form the segment ``"missing"``.
     """
     for c in list(bins) + list(labels):

@@ -15,10 +15,16 @@ the second moment of the Riesz representer :math:`\alpha` of the effect,
 are those of DoubleML's ``DoubleMLIRM`` (``_sensitivity_element_est``) and
 ``DoubleMLFramework._calc_sensitivity_analysis`` (0.11), with one difference: the SE of each
 bound uses the influence function of that bound (see :func:`bounds`).
+
+The module serves any estimator that has a Riesz representer, influence values and an outcome
+residual (:func:`riesz_elements`, :func:`report`): ``aipw`` (residuals of its cross-fitted
+outcome models) and ``ipw``
+(:mod:`~causalkit_plugins.estimators.selection.ipw_sensitivity`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from causalkit.contracts import Estimand, Params
+from causalkit.contracts import Clusters, DiagnosticValue, Estimand, Params
 from causalkit.errors import ConfigError
 
 __all__ = [
@@ -39,8 +45,11 @@ __all__ = [
     "benchmark",
     "bounds",
     "bounds_table",
+    "clustered",
     "contour_grid",
     "elements",
+    "report",
+    "riesz_elements",
     "robustness_values",
 ]
 
@@ -179,20 +188,49 @@ def elements(
 
     Notes
     -----
-    With weights :math:`w = 1, \bar w = 1` (ATE) or :math:`w = d/p, \bar w = \hat m/p`,
-    :math:`p = \bar d` (ATT):
-    :math:`\hat\sigma^2 = \overline{(y - d\hat g_1 - (1-d)\hat g_0)^2}`, the Riesz representer
-    :math:`\hat\alpha = \bar w\,(d/\hat m - (1-d)/(1-\hat m))` and
+    :func:`riesz_elements` of the residuals :math:`y - d\hat g_1 - (1-d)\hat g_0`.
+    """
+    return riesz_elements(y - d * g1 - (1.0 - d) * g0, d, m, estimand)
+
+
+def riesz_elements(resid: np.ndarray, d: np.ndarray, m: np.ndarray, estimand: Estimand) -> Elements:
+    r"""Sensitivity elements from outcome residuals and the propensity (any estimator).
+
+    Parameters
+    ----------
+    resid : ndarray
+        :math:`y_i - \hat g(d_i, x_i)`, the residuals of the outcome regression that
+        :math:`\hat\sigma^2` is taken from (out of fold).
+    d : ndarray
+        0/1 treatment (floats).
+    m : ndarray
+        The propensity :math:`\hat m(x_i)` the Riesz representer is built from.
+    estimand : Estimand
+        ``ATE``, ``ATT`` or ``ATC``.
+
+    Notes
+    -----
+    With weights :math:`w = 1, \bar w = 1` (ATE), :math:`w = d/p, \bar w = \hat m/p`
+    (ATT) or :math:`w = (1-d)/(1-p), \bar w = (1-\hat m)/(1-p)` (ATC), :math:`p = \bar d`:
+    :math:`\hat\sigma^2 = \overline{\text{resid}^2}`, the Riesz representer
+    :math:`\hat\alpha = \bar w\,(d/\hat m - (1-d)/(1-\hat m))` (for the ATE
+    :math:`d/\hat m - (1-d)/(1-\hat m)`) and
     :math:`\hat\nu^2 = \overline{2 w\bar w (1/\hat m + 1/(1-\hat m)) - \hat\alpha^2}`
-    (the orthogonal form, Chernozhukov et al. 2022, Sec. 5); influence values are the centred
-    terms. A non-positive :math:`\hat\nu^2` is replaced by :math:`\overline{\hat\alpha^2}`.
+    (the orthogonal form, Chernozhukov et al. 2022, Sec. 5: :math:`E[w\bar w\mid x] =
+    E[\bar w^2\mid x]` and :math:`E[\alpha^2\mid x] = \bar w^2(1/m + 1/(1-m))`);
+    influence values are the centred terms. A non-positive :math:`\hat\nu^2` is replaced by
+    :math:`\overline{\hat\alpha^2}`. ATE and ATT are DoubleML's ``ATE`` and ``ATTE``; the
+    ATC is the ATT with the arms swapped.
     """
     if estimand == Estimand.ATE:
-        w = w_bar = np.ones_like(y)
-    else:
+        w = w_bar = np.ones_like(m)
+    elif estimand == Estimand.ATT:
         p = float(d.mean())
         w, w_bar = d / p, m / p
-    resid2 = np.square(y - d * g1 - (1.0 - d) * g0)
+    else:
+        q = 1.0 - float(d.mean())
+        w, w_bar = (1.0 - d) / q, (1.0 - m) / q
+    resid2 = np.square(resid)
     riesz = w_bar * (d / m - (1.0 - d) / (1.0 - m))
     nu2_terms = 2.0 * w * w_bar * (1.0 / m + 1.0 / (1.0 - m)) - np.square(riesz)
     fallback = bool(nu2_terms.mean() <= 0)
@@ -401,3 +439,98 @@ def contour_grid(
     return pd.DataFrame({"cf_y": cf_y, "cf_d": cf_d, **limits}).assign(
         null_hypothesis=sens.null_hypothesis, rho=sens.rho, theta=theta
     )
+
+
+def clustered(
+    influence: np.ndarray, el: Elements, clusters: Clusters
+) -> tuple[np.ndarray, Elements]:
+    r"""The influence values of :math:`\hat\theta`, :math:`\hat\sigma^2`, :math:`\hat\nu^2` as cluster sums.
+
+    Each is replaced by its :math:`G` cluster sums scaled by :math:`\sqrt{c}\,G/n` (CR
+    factor :math:`c = G/(G-1)`), whose plain variance over :math:`G` units is the clustered
+    variance :math:`c\,n^{-2}\sum_g(\sum_{i\in g}\psi_i)^2` of analytic inference; the
+    bounds are linear in these influence values, so their CI bounds become clustered.
+    """
+    scale = np.sqrt(clusters.factor()) * clusters.n_clusters / influence.size
+
+    def summed(psi: np.ndarray) -> np.ndarray:
+        return np.asarray(scale * clusters.sums(psi[:, None])[:, 0])
+
+    return summed(influence), dataclasses.replace(
+        el, psi_sigma2=summed(el.psi_sigma2), psi_nu2=summed(el.psi_nu2)
+    )
+
+
+def report(
+    who: str,
+    theta: float,
+    influence: np.ndarray,
+    el: Elements,
+    sens: SensitivityParams,
+    *,
+    var_y: float,
+    shorts: Mapping[str, tuple[float, Elements]],
+    sigma2_source: str,
+    clusters: Clusters | None = None,
+) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
+    r"""The whole analysis of one effect: bounds, RV and RVa, benchmarks and the contour grid.
+
+    Parameters
+    ----------
+    who : str
+        The estimator's name (warnings).
+    theta, influence : float, ndarray
+        The effect and its influence values.
+    el : Elements
+        Its sensitivity elements (:func:`riesz_elements`).
+    sens : SensitivityParams
+        The scenario.
+    var_y : float
+        :math:`\widehat{Var}(Y)` (``ddof=0``) for the benchmarks' :math:`R^2`.
+    shorts : mapping
+        Benchmark name -> effect and elements of the fit without its covariates.
+    sigma2_source : str
+        Where :math:`\hat\sigma^2` comes from (diagnostic ``sensitivity.sigma2_source``).
+    clusters : Clusters, optional
+        Cluster the CI bounds (:func:`clustered`).
+
+    Returns
+    -------
+    diagnostics, tables, warnings
+        ``sensitivity.{theta_lower, theta_upper, ci_lower, ci_upper, rv, rva, sigma2, nu2,
+        sigma2_source}``; ``sensitivity.bounds`` (with benchmarks) and ``sensitivity.contour``.
+    """
+    if clusters is not None:
+        influence, el = clustered(influence, el, clusters)
+    b = bounds(theta, influence, el, sens.cf_y, sens.cf_d, sens.rho, sens.level)
+    rv, rva = robustness_values(theta, influence, el, sens.rho, sens.level, sens.null_hypothesis)
+    diag: dict[str, DiagnosticValue] = {
+        "sensitivity.theta_lower": b.theta_lower,
+        "sensitivity.theta_upper": b.theta_upper,
+        "sensitivity.ci_lower": b.ci_lower,
+        "sensitivity.ci_upper": b.ci_upper,
+        "sensitivity.rv": rv,
+        "sensitivity.rva": rva,
+        "sensitivity.sigma2": el.sigma2,
+        "sensitivity.nu2": el.nu2,
+        "sensitivity.sigma2_source": sigma2_source,
+    }
+    warnings = (
+        (
+            f"{who}: the sensitivity element nu2 was not positive and was re-estimated as the "
+            "mean squared Riesz representer (not orthogonal)",
+        )
+        if el.nu2_fallback
+        else ()
+    )
+    tables: dict[str, pd.DataFrame] = {}
+    if shorts:
+        rows = {
+            name: benchmark(var_y, theta, el, theta_s, el_s)
+            for name, (theta_s, el_s) in shorts.items()
+        }
+        tables["sensitivity.bounds"] = bounds_table(rows, theta, influence, el, sens.level)
+    tables["sensitivity.contour"] = contour_grid(
+        theta, influence, el, sens, tables.get("sensitivity.bounds")
+    )
+    return diag, tables, warnings

@@ -9,6 +9,7 @@ import numpy as np
 from causalkit.contracts import Capability, Dataset, Fit, Params
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
+from causalkit.errors import DataError
 from causalkit_plugins.dgps.contaminated_holdout import RANDOMISED_600
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import fit_simplex
@@ -53,12 +54,23 @@ class MicroSynth:
     placebo donor pool is smaller than the real one). R microsynth's panel
     and propensity modes are the separate ``microsynth_panel`` estimator.
 
+    Clusters (the ``cluster`` role, ``backend=memory`` only; one line refuses the others):
+    ``inference=bootstrap`` resamples whole clusters and refits (the cluster bootstrap of a
+    smooth estimator; Cameron, Gelbach & Miller 2008), within the treated and control strata
+    when every cluster lies in one of them; ``permutation`` is refused in one line (its
+    placebo groups are single units). The estimator gives no influence values, so there is
+    no analytic clustered SE. Sampling weights (``weight``) are refused: the balancing QP's
+    target and its uniform centre :math:`n_C^{-1}\mathbf 1` would both have to be
+    weighted, and the paired bootstrap of that estimator is not derived here.
+
     References
     ----------
     Robbins, M.W. & Davenport, S. (2021). microsynth: Synthetic control methods for
     disaggregated and micro-level data in R. *J. Stat. Softw.* 97(2).
     Robbins, M.W., Saunders, J. & Kilmer, B. (2017). A framework for synthetic control
     methods with high-dimensional, micro-level data. *JASA* 112(517).
+    Cameron, A.C., Gelbach, J.B. & Miller, D.L. (2008). Bootstrap-based improvements for
+    inference with clustered errors. *Rev. Econ. Stat.* 90(3).
     """
 
     name: ClassVar[str] = "microsynth"
@@ -66,6 +78,7 @@ class MicroSynth:
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "covariates")
     """Plus ``treatment`` (ATT), ``assignment`` (ITT) or both (CACE); ``unit`` and ``time`` for a panel."""
     default_inference: ClassVar[str] = "bootstrap"
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster"})
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "randomised",
@@ -123,6 +136,13 @@ class MicroSynth:
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         """Fit on ``backend`` (memory: :func:`fit_simplex`; columnar.py; spark_backend.py)."""
         p = self.params
+        if data.roles.cluster is not None and p.backend != "memory":
+            raise DataError(
+                "roles.cluster",
+                "estimator.backend=memory for clustered inference (its refit resamples whole "
+                "clusters; the other backends resample units)",
+                f"backend={p.backend}",
+            )
         if p.backend == "columnar":
             from causalkit_plugins.estimators.microsynth.columnar import fit_columnar
 

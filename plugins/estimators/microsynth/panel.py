@@ -28,7 +28,11 @@ influence matrix is the calibration (GREG) linearisation of Deville & Särndal (
 unit-level residuals: each unit's post-period mean regressed on its balance columns among the
 controls, the control rows weighted by :math:`\sqrt{w_j(1+w_j)}`, the treated units' own
 counterfactual variance transported by the weights
-(:mod:`~causalkit_plugins.estimators.microsynth.panel_influence` has the derivation).
+(:mod:`~causalkit_plugins.estimators.microsynth.panel_influence` has the derivation). With the
+``cluster`` role inference sums it within clusters of units (factor :math:`G/(G-1)`), the
+control rows carrying the treated clusters' transported variance; the linearisation terms
+are summed within clusters and placebo areas are whole control clusters
+(:mod:`~causalkit_plugins.estimators.microsynth.panel_clusters`).
 
 **R's linearisation** (R microsynth's ``get.stats1``; inference ``linearisation``). For each
 outcome R stacks the post periods of every unit into rows :math:`r = (i, t)` with weight
@@ -82,8 +86,10 @@ import pandas as pd
 from threadpoolctl import ThreadpoolController
 
 from causalkit.balance import balance_table, effective_sample_size
-from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, Linearisation
+from causalkit.clusters import fit_clusters
+from causalkit.contracts import Clusters, Dataset, DiagnosticValue, Estimand, Fit, Linearisation
 from causalkit.errors import DataError, EstimationError
+from causalkit_plugins.estimators.microsynth.panel_clusters import cluster_notes, placebo_clusters
 from causalkit_plugins.estimators.microsynth.panel_data import WindowArrays, window_arrays
 from causalkit_plugins.estimators.microsynth.panel_influence import unit_influence
 from causalkit_plugins.estimators.microsynth.panel_weights import (
@@ -171,7 +177,7 @@ def _estimates(
 
 
 def _pooled_terms(
-    y_post: np.ndarray, treated: np.ndarray, w: np.ndarray
+    y_post: np.ndarray, treated: np.ndarray, w: np.ndarray, rows_are_psus: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""R's pooled regression for one outcome: terms of :math:`n_T\hat\beta` and of the log ratio.
 
@@ -183,6 +189,9 @@ def _pooled_terms(
         Treated-area indicator.
     w : ndarray, shape (n,)
         Row weights: 1 for treated units, the control weight otherwise.
+    rows_are_psus : bool
+        Include the factor :math:`\sqrt{N/(N-1)}` of rows as PSUs; ``False`` leaves it out
+        (the rows are summed within clusters later).
 
     Returns
     -------
@@ -203,7 +212,7 @@ def _pooled_terms(
     we = w[:, None] * (y_post - beta * d[:, None] - alpha[None, :])  # w_r e_r
     N = n * T
     Binv = np.linalg.inv(B)
-    c = math.sqrt(N / (N - 1))
+    c = math.sqrt(N / (N - 1)) if rows_are_psus else 1.0
     # B^{-1} x_r = B^{-1}[:, 0] D_i + B^{-1}[:, 1 + t]
     effect = c * W1 * we * (Binv[0, 0] * d[:, None] + Binv[0, 1:][None, :])
     yc = alpha.mean()
@@ -217,30 +226,42 @@ def _pooled_terms(
     return effect, log_ratio
 
 
-def _period_terms(y_t: np.ndarray, treated: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _period_terms(
+    y_t: np.ndarray, treated: np.ndarray, w: np.ndarray, rows_are_psus: bool = True
+) -> np.ndarray:
     r"""Terms of :math:`n_T\hat\beta_t` from the one-period regression :math:`y_i = \beta_t D_i + \alpha_t`.
 
     With weighted group means :math:`\bar y_1, \bar y_0` and totals of weights :math:`W_1, W_0`,
     :math:`t_i = \sqrt{n/(n-1)}\,n_T\,(D_i e_i/W_1 - (1-D_i) w_i e_i/W_0)`,
-    :math:`e_i = y_i - \bar y_{D_i}`.
+    :math:`e_i = y_i - \bar y_{D_i}` (without the first factor when not ``rows_are_psus``).
     """
     n = y_t.size
     W1, W0 = w[treated].sum(), w[~treated].sum()
     m1, m0 = (w[treated] @ y_t[treated]) / W1, (w[~treated] @ y_t[~treated]) / W0
     e = y_t - np.where(treated, m1, m0)
-    return math.sqrt(n / (n - 1)) * W1 * np.where(treated, e / W1, -w * e / W0)
+    c = math.sqrt(n / (n - 1)) if rows_are_psus else 1.0
+    return c * W1 * np.where(treated, e / W1, -w * e / W0)
 
 
 def linearisation_terms(
-    arr: WindowArrays, outcomes: tuple[str, ...], w_controls: np.ndarray
+    arr: WindowArrays,
+    outcomes: tuple[str, ...],
+    w_controls: np.ndarray,
+    clusters: Clusters | None = None,
 ) -> np.ndarray:
-    """R's linearisation terms of every estimate, rows ``(unit, post period)`` (module docstring).
+    r"""R's linearisation terms of every estimate, rows ``(unit, post period)`` (module docstring).
+
+    With ``clusters`` the rows are the clusters instead: R's ``svydesign(ids = ~cluster,
+    weights = w)``, whose sandwich sums each cluster's unscaled row terms and scales by
+    :math:`\sqrt{G/(G-1)}` (the with-replacement PSU variance; the row terms sum to zero, so
+    the centring of the PSU totals changes nothing).
 
     Returns
     -------
-    ndarray, shape (n * T_post, k)
+    ndarray, shape (n * T_post, k), or (G, k) with clusters
         Columns in the order of :func:`estimate_names`.
     """
+    psus = clusters is None
     post, treated = arr.post, arr.treated
     w = np.ones(treated.size)
     w[~treated] = w_controls
@@ -250,21 +271,30 @@ def linearisation_terms(
     terms = np.zeros((n, T, k))
     for j, o in enumerate(outcomes):
         terms[:, :, j], terms[:, :, len(outcomes) + j] = _pooled_terms(
-            arr.outcomes[o][:, post], treated, w
+            arr.outcomes[o][:, post], treated, w, psus
         )
     y = arr.outcomes[outcomes[0]][:, post]
     for t in range(per_period):
-        terms[:, t, 2 * len(outcomes) + t] = _period_terms(y[:, t], treated, w)
-    return terms.reshape(n * T, k)
+        terms[:, t, 2 * len(outcomes) + t] = _period_terms(y[:, t], treated, w, psus)
+    if clusters is None:
+        return terms.reshape(n * T, k)
+    g = clusters.n_clusters
+    return math.sqrt(g / (g - 1)) * clusters.sums(terms.sum(axis=1))
 
 
 def _placebo_draw(
-    arr: WindowArrays, design: PanelDesign, rng: np.random.Generator
+    arr: WindowArrays,
+    design: PanelDesign,
+    rng: np.random.Generator,
+    clusters: Clusters | None = None,
 ) -> tuple[np.ndarray, np.ndarray, PanelWeights]:
-    controls = np.flatnonzero(~arr.treated)
-    pick = rng.choice(controls.size, size=arr.n_treated, replace=False)
-    area = np.zeros(arr.treated.size, dtype=bool)
-    area[controls[pick]] = True
+    if clusters is not None:
+        area = placebo_clusters(arr.treated, clusters, rng)
+    else:
+        controls = np.flatnonzero(~arr.treated)
+        pick = rng.choice(controls.size, size=arr.n_treated, replace=False)
+        area = np.zeros(arr.treated.size, dtype=bool)
+        area[controls[pick]] = True
     donors = ~arr.treated & ~area
     try:
         pw = design.weights(area, donors)
@@ -307,8 +337,10 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
     w = pw.w
     post = arr.post
     estimates, totals = _estimates(arr, result, treated, controls, w)
+    parts = fit_clusters(data, int(arr.units.size), "microsynth_panel", units=arr.units)
+    clusters = parts.clusters
 
-    warnings: list[str] = []
+    warnings: list[str] = list(parts.warnings)
     if pw.method == "qp_fallback":
         warnings.append(
             "microsynth_panel: calibration did not reach exact balance within cal_maxit; "
@@ -322,7 +354,7 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
 
     def placebo(g: np.random.Generator) -> np.ndarray:
         with _blas_controller().limit(limits=1, user_api="blas"):
-            area, donors, pw_r = _placebo_draw(arr, design, g)
+            area, donors, pw_r = _placebo_draw(arr, design, g, clusters)
             return _estimates(arr, result, area, donors, pw_r.w)[0]
 
     diag: dict[str, DiagnosticValue] = {}
@@ -348,8 +380,13 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
             "max_weight": float(w.max()),
             "sum_weights": float(w.sum()),
             "estimate_scale": "total",
+            **(parts.diagnostics or {}),
         }
     )
+    if clusters is not None:
+        notes, mixed = cluster_notes(treated, clusters)
+        diag.update(notes)
+        warnings.extend(mixed)
     k_o = len(result)
     influence = unit_influence(
         arr,
@@ -357,6 +394,7 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
         np.hstack([design.hard, design.soft]),
         w,
         np.isfinite(estimates[k_o : 2 * k_o]),
+        clusters,
     )
     return Fit(
         Estimand.ATT,
@@ -365,7 +403,8 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
         names=estimate_names(result, arr.periods[post]),
         influence=influence,
         placebo=placebo,
-        linearisation=Linearisation(linearisation_terms(arr, result, w)),
+        linearisation=Linearisation(linearisation_terms(arr, result, w, clusters)),
+        clusters=clusters,
         diagnostics=diag,
         tables=_tables(arr, design, names, result, totals, w),
         warnings=tuple(warnings),

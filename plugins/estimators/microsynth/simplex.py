@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from causalkit.balance import BALANCE_COLUMNS, balance_block, balance_message, balance_scalars
+from causalkit.clusters import fit_clusters
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, LazyTables, Resampler
 from causalkit.errors import DataError, EstimationError
 from causalkit.montecarlo import one_blas_thread
@@ -199,7 +200,10 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     and placebo draws (:meth:`~causalkit_plugins.estimators.microsynth.estimands.BalancedContrast.placebo`:
     ``n_T`` controls against the other ``n_C - n_T``; refused with a one-line
     :class:`~causalkit.errors.DataError` when ``n_C < 2 n_T``); their inference is the
-    chosen inference plugin's.
+    chosen inference plugin's. With the ``cluster`` role (each unit in one cluster) the fit
+    carries the clusters, so the bootstrap resamples whole clusters (within the treated and
+    control strata when no cluster holds both), and the placebo draws are refused in one
+    line (they are single units).
     """
     role = group_role(p.estimand)
     if p.estimand is Estimand.CACE and data.roles.treatment is None:
@@ -293,8 +297,18 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
         return effects(per_b, gap_b, post)
 
     cache: dict[str, np.ndarray] = {}
+    parts = fit_clusters(data, table.n, "microsynth", units=table.units)
+    warnings.extend(parts.warnings)
+    diagnostics.update(parts.diagnostics or {})
 
     def placebo(rng_p: np.random.Generator) -> np.ndarray:
+        if parts.clusters is not None:
+            raise DataError(
+                "inference=permutation",
+                "no cluster role (placebo groups of single units would treat the clusters' "
+                "units as independent; use inference=bootstrap, which resamples clusters)",
+                f"roles.cluster={data.roles.cluster!r}",
+            )
         if "H" not in cache:
             cache["H"] = weighted_gram(Zc, np.ones(Zc.shape[0], dtype=bool), None)
         return contrast.placebo(rng_p, cache["H"], gap)
@@ -308,6 +322,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
             table.n, strata=g.astype(np.int64), refit=refit, refit_batch=refit_batch
         ),
         placebo=placebo,
+        clusters=parts.clusters,
         diagnostics=diagnostics,
         tables=LazyTables(
             {

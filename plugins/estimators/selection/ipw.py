@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from causalkit.balance import weighted_balance
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import (
     Capability,
+    Clusters,
     Dataset,
     DiagnosticValue,
     Estimand,
@@ -26,21 +28,31 @@ from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
+from causalkit_plugins.estimators.aipw.sensitivity import Elements, SensitivityParams
 from causalkit_plugins.estimators.selection.estimands import (
     LOGIT_CONFOUNDING,
     WEAK_OVERLAP,
     estimand_in,
     resampling_strata,
 )
+from causalkit_plugins.estimators.selection.ipw_sensitivity import (
+    benchmark_columns,
+    ipw_elements,
+    ipw_report,
+)
 from causalkit_plugins.estimators.selection.overlap import overlap_diagnostics, tail_warnings
 from causalkit_plugins.estimators.selection.propensity import (
     PropensityFit,
     PropensityModel,
+    TreatmentData,
     fit_propensity,
     treatment_data,
     unselected_warnings,
 )
-from causalkit_plugins.estimators.selection.sensitivity import e_value_difference, pooled_sd
+from causalkit_plugins.estimators.selection.sensitivity import e_value, pooled_sd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "IPW",
@@ -57,7 +69,7 @@ TargetEstimand = Annotated[EstimandName, estimand_in(Estimand.ATE, Estimand.ATT,
 
 @dataclass(frozen=True)
 class IPWResult:
-    """IPW estimate, its influence values and the weights actually used."""
+    """IPW estimate, its influence values, the weights actually used and the two arm means."""
 
     estimate: float
     influence: np.ndarray
@@ -66,6 +78,8 @@ class IPWResult:
     kept: np.ndarray
     n_clipped: int
     n_trimmed: int
+    mu1: float = math.nan
+    mu0: float = math.nan
 
 
 def _arm_weights(
@@ -192,7 +206,7 @@ def ipw_estimate(
             D = r.mean()
         phis.append((mu, (m + ps.influence @ G) / D))
     (mu1, phi1), (mu0, phi0) = phis
-    return IPWResult(mu1 - mu0, phi1 - phi0, w1, w0, kept, n_clipped, n_trimmed)
+    return IPWResult(mu1 - mu0, phi1 - phi0, w1, w0, kept, n_clipped, n_trimmed, mu1, mu0)
 
 
 class IPWParams(Params):
@@ -212,12 +226,31 @@ class IPWParams(Params):
     overlap_bound: float = Field(
         0.05, gt=0.0, lt=0.5, description="scores below it or above 1 minus it count as near 0/1"
     )
+    sensitivity: SensitivityParams | None = Field(
+        None,
+        description="omitted-variable-bias bounds for a confounding scenario (cf_y, cf_d, rho) "
+        "and benchmarks, as aipw's; null: off",
+    )
+
+    # dumped only when set, and out of the seed hash: existing cells keep their hashes and draws
+    added_fields: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
+    seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
+
+    @field_validator("sensitivity", mode="before")
+    @classmethod
+    def _sensitivity_off(cls, value: object) -> object:
+        """The YAML default (``cf_y`` and ``cf_d`` null) is off, like ``None``."""
+        return None if SensitivityParams.off(value) else value
 
     @model_validator(mode="after")
     def _one_of_clip_trim(self) -> IPWParams:
         if self.clip > 0 and self.trim > 0:
             raise ConfigError(
                 "estimator.clip/trim", "clipping or trimming, not both", (self.clip, self.trim)
+            )
+        if self.trim > 0 and self.sensitivity is not None:
+            raise ConfigError(
+                "estimator.trim", "trim=0 with sensitivity (bounds for the whole sample)", self.trim
             )
         return self
 
@@ -244,11 +277,30 @@ class IPW:
     Diagnostics: overlap (score range by arm, share near 0/1, Kish ESS of the weights in each
     arm), balance before/after weighting (table ``balance`` from
     :func:`causalkit.balance.weighted_balance`; SMD denominators are the unweighted arm
-    variances), clipped and trimmed counts, and the E-value of the estimate
-    (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_difference`) with its
-    standardiser ``outcome_sd``; the E-value of a confidence limit is
-    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_interval` of the
-    interval inference gives.
+    variances), clipped and trimmed counts, and the E-value of the estimate with the
+    conversion behind it (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`:
+    ``e_value.conversion`` ``risk_ratio`` for a 0/1 outcome, from the weighted control mean
+    :math:`\hat\mu_0` and :math:`\hat\mu_0 + \hat\tau`; ``smd_0.91`` otherwise, with the
+    unweighted pooled within-arm SD ``e_value.sd``; ``e_value.basis`` says it in words); the
+    E-value of a confidence limit is
+    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_ci` of the interval
+    inference gives.
+
+    Sensitivity to unobserved confounding (``sensitivity``, as ``aipw``'s): the
+    omitted-variable-bias bounds of Chernozhukov, Cinelli, Newey, Sharma & Syrgkanis (2022)
+    through IPW's Riesz representer :math:`\hat\alpha = \bar w(d/\hat e - (1-d)/(1-\hat e))`
+    (the clipped score; ATE, ATT and ATC) and its stacked-equation influence values, computed
+    by the implementation ``aipw`` uses
+    (:func:`~causalkit_plugins.estimators.aipw.sensitivity.report`). IPW fits no outcome
+    model, so :math:`\sigma^2 = E[(Y - g(D,X))^2]` is estimated from per-arm least squares of
+    the outcome on the covariates with leave-one-out residuals
+    (:func:`~causalkit_plugins.estimators.selection.ipw_sensitivity.ipw_elements`;
+    diagnostic ``sensitivity.sigma2_source`` = ``linear_loo``): a linear fit that misses part
+    of :math:`g` only makes :math:`\hat\sigma^2` and the bounds wider. Benchmarks refit the
+    propensity model and the regressions without the benchmark's columns. The CI bounds are
+    clustered with the ``cluster`` role; with the ``weight`` role or ``trim > 0`` the
+    analysis is refused. Results ``sensitivity.*`` in the diagnostics, tables
+    ``sensitivity.bounds`` and ``sensitivity.contour``, figure ``sensitivity_contour.png``.
     """
 
     name: ClassVar[str] = "ipw"
@@ -319,6 +371,12 @@ class IPW:
                 "logit with roles.weight (the weighted probit is not implemented)",
                 p.propensity_model,
             )
+        if w is not None and p.sensitivity is not None:
+            raise ConfigError(
+                "estimator.sensitivity",
+                "null with roles.weight (the bounds are not derived for sampling weights)",
+                "a scenario",
+            )
         ps, res = self._estimate(y, d, P, w)
         cl = fit_clusters(analysed, td.n, self.name)
 
@@ -346,9 +404,16 @@ class IPW:
             **balance,
             "propensity_converged": ps.converged,
             "propensity_separation": ps.separation,
-            "e_value": e_value_difference(res.estimate, outcome_sd),
+            **e_value(res.estimate, y, d, res.mu0).diagnostics(),
             "outcome_sd": outcome_sd,
         }
+        sens: tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]] = (
+            {},
+            {},
+            (),
+        )
+        if p.sensitivity is not None:
+            sens = self._sensitivity(td, ps, res, cl.clusters)
         return Fit(
             p.estimand,
             res.estimate,
@@ -357,18 +422,63 @@ class IPW:
             resampler=Resampler(td.n, strata=resampling_strata(p.estimand, d), refit=refit),
             clusters=cl.clusters,
             weights=w,
-            diagnostics={**diagnostics, **(cl.diagnostics or {}), **weight_diagnostics(w)},
+            diagnostics={
+                **diagnostics,
+                **(cl.diagnostics or {}),
+                **weight_diagnostics(w),
+                **sens[0],
+            },
             tables={
                 "overlap": pd.DataFrame({"score": ps.score, "treated": d.astype(np.int64)}),
                 "balance": table,
+                **sens[1],
             },
             warnings=tuple(
                 unselected_warnings(self.name, td)
                 + propensity_warnings(self.name, ps, res.n_clipped, res.n_trimmed, td.n)
                 + tail_warnings(self.name, diagnostics)
                 + list(cl.warnings)
+                + list(sens[2])
             ),
         )
+
+    def _sensitivity(
+        self, td: TreatmentData, ps: PropensityFit, res: IPWResult, clusters: Clusters | None
+    ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
+        """Bounds, RVs, benchmarks and contour grid (:mod:`.ipw_sensitivity`).
+
+        Each benchmark refits the propensity model and the outcome regressions without its
+        columns; the CI bounds are clustered with the fit's clusters.
+        """
+        p = self.params
+        sens = p.sensitivity
+        assert sens is not None
+        names = list(dict.fromkeys((*td.covariates, *td.propensity_covariates)))
+        columns = {c: td.X[:, j] for j, c in enumerate(td.covariates)}
+        for j, c in enumerate(td.propensity_covariates):
+            columns.setdefault(c, td.P[:, j])
+
+        def elements(leave_out: tuple[str, ...], score: np.ndarray) -> Elements:
+            kept = [columns[c] for c in names if c not in leave_out]
+            X = np.column_stack(kept) if kept else np.empty((td.n, 0))
+            e = np.clip(score, p.clip, 1.0 - p.clip) if p.clip > 0 else score
+            return ipw_elements(td.y, td.d, e, X, p.estimand)
+
+        shorts = {}
+        for name, group in benchmark_columns(sens, td.covariates, td.propensity_covariates).items():
+            keep = [j for j, c in enumerate(td.propensity_covariates) if c not in group]
+            ps_s, res_s = self._estimate(td.y, td.d, td.P[:, keep])
+            shorts[name] = (res_s.estimate, elements(group, ps_s.score))
+        return ipw_report(
+            res.estimate, res.influence, elements((), ps.score), sens, td.y, shorts, clusters
+        )
+
+    @staticmethod
+    def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
+        """The sensitivity contour plot (``sensitivity_contour.png``) when the fit carries its grid."""
+        from causalkit_plugins.estimators.aipw.plots import sensitivity_figures
+
+        return sensitivity_figures(tables)
 
 
 def propensity_warnings(

@@ -1,0 +1,143 @@
+r"""Omitted-variable-bias bounds for ``ipw``: AIPW's analysis through IPW's Riesz representer.
+
+The bounds of Chernozhukov, Cinelli, Newey, Sharma & Syrgkanis (2022) need the Riesz
+representer :math:`\alpha` of the effect, the effect's influence values and
+:math:`\sigma^2 = E[(Y - g(D,X))^2]`. IPW has the first two (its propensity score and its
+stacked-equation influence values); it estimates no outcome model, so :math:`\hat\sigma^2`
+comes from per-arm least squares of the outcome on the covariates, with leave-one-out
+residuals (:func:`loo_residuals`). Everything else is
+:func:`~causalkit_plugins.estimators.aipw.sensitivity.report`, the implementation ``aipw`` uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from causalkit.contracts import Clusters, DiagnosticValue, Estimand
+from causalkit.errors import DataError, EstimationError
+from causalkit_plugins.estimators.aipw.sensitivity import (
+    Elements,
+    SensitivityParams,
+    report,
+    riesz_elements,
+)
+
+__all__ = ["SIGMA2_SOURCE", "loo_residuals", "ipw_elements", "benchmark_columns", "ipw_report"]
+
+SIGMA2_SOURCE = "linear_loo"
+"""The diagnostic ``sensitivity.sigma2_source`` of ``ipw``: per-arm OLS, leave-one-out residuals."""
+
+# 1 - h_ii below this: a row its arm's regression fits exactly, whose left-out residual is undefined
+_LEVERAGE_GAP = 1e-10
+
+
+def loo_residuals(y: np.ndarray, d: np.ndarray, X: np.ndarray) -> np.ndarray:
+    r"""Leave-one-out residuals of the least squares of ``y`` on :math:`(1, X)` within each arm.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+    d : ndarray of bool, shape (n,)
+    X : ndarray, shape (n, p)
+        Covariates (``p`` may be 0: the arm means).
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        :math:`e_i/(1-h_{ii})`, with :math:`e_i` the residual and :math:`h_{ii}` the leverage
+        in the regression of unit :math:`i`'s arm: exactly :math:`y_i` minus the prediction of
+        the regression fitted without unit :math:`i` (the PRESS residual; :math:`n`-fold
+        cross-fitting without any draw).
+
+    Raises
+    ------
+    EstimationError
+        An arm with a unit of leverage 1 (no more units than coefficients).
+    """
+    out = np.empty_like(y, dtype=np.float64)
+    for arm in (d, ~d):
+        Z = np.column_stack([np.ones(int(arm.sum())), X[arm]])
+        pinv = np.linalg.pinv(Z)
+        gap = 1.0 - np.einsum("ij,ji->i", Z, pinv)
+        if np.any(gap < _LEVERAGE_GAP):
+            raise EstimationError(
+                "ipw: an arm's outcome regression fits a unit exactly (leverage 1); the "
+                "sensitivity sigma2 needs more units than covariates in each arm"
+            )
+        out[arm] = (y[arm] - Z @ (pinv @ y[arm])) / gap
+    return out
+
+
+def ipw_elements(
+    y: np.ndarray, d: np.ndarray, score: np.ndarray, X: np.ndarray, estimand: Estimand
+) -> Elements:
+    r"""The sensitivity elements of an IPW effect.
+
+    Parameters
+    ----------
+    y, d : ndarray
+        Outcome, treatment (bool).
+    score : ndarray
+        The propensity the weights use (clipped when ``clip`` is set).
+    X : ndarray
+        The outcome regression's covariates: ``covariates`` and ``propensity_covariates``.
+    estimand : Estimand
+
+    Notes
+    -----
+    :func:`~causalkit_plugins.estimators.aipw.sensitivity.riesz_elements` of the
+    :func:`loo_residuals` and the score: :math:`\hat\alpha = \bar w(d/\hat e - (1-d)/(1-\hat e))`,
+    the representer IPW's weights estimate, and
+    :math:`\hat\sigma^2 = \overline{(y - \hat g_{-i}(d_i, x_i))^2}`. Any fixed regression
+    function :math:`h` has :math:`E[(Y - h(D,X))^2] \ge E[(Y - g(D,X))^2]` (:math:`g` is the
+    conditional mean), so a linear :math:`\hat g` that misses part of :math:`g` makes
+    :math:`\hat\sigma^2`, hence the bounds, wider: conservative, never optimistic, up to
+    estimation error; left-out residuals keep the fit's own overfitting from shrinking it.
+    """
+    resid = loo_residuals(y, d, X)
+    return riesz_elements(resid, d.astype(np.float64), score, estimand)
+
+
+def benchmark_columns(
+    sens: SensitivityParams, covariates: tuple[str, ...], propensity: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    """Benchmark name -> the columns it leaves out; one-line errors for unknown or exhausting ones."""
+    known = dict.fromkeys((*covariates, *propensity))
+    field = "estimator.sensitivity.benchmark_covariates"
+    out = {}
+    for name, group in zip(sens.benchmark_covariates, sens.groups(), strict=True):
+        for c in group:
+            if c not in known:
+                raise DataError(field, f"covariates among {', '.join(known)}", repr(c))
+        if not [c for c in propensity if c not in group]:
+            raise DataError(
+                field, "at least one covariate left in the propensity model", repr(name)
+            )
+        out[name] = group
+    return out
+
+
+def ipw_report(
+    theta: float,
+    influence: np.ndarray,
+    long: Elements,
+    sens: SensitivityParams,
+    y: np.ndarray,
+    shorts: Mapping[str, tuple[float, Elements]],
+    clusters: Clusters | None,
+) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
+    """:func:`~causalkit_plugins.estimators.aipw.sensitivity.report` for ``ipw`` (``sigma2_source`` linear_loo)."""
+    return report(
+        "ipw",
+        theta,
+        influence,
+        long,
+        sens,
+        var_y=float(np.var(y)),
+        shorts=shorts,
+        sigma2_source=SIGMA2_SOURCE,
+        clusters=clusters,
+    )

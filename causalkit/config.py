@@ -408,4 +408,6 @@ def _validate(raw: Mapping[str, Any], registry: Registry) -> RunConfig:
         raise ConfigError(
             "mc.reps", "1 for a real analysis (dgp=none has no truth to replicate)", mc.reps
         )
+    if dgp.name == "none" and isinstance(data_roles, Roles) and data_roles.outcome is None:
+        raise ConfigError("data.roles.outcome", "a column name (the outcome analysed)", "nothing")
     return RunConfig(data, dgp, estimator, inference, mc, tracking)

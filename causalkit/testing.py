@@ -40,7 +40,7 @@ from causalkit.contracts import (
     Resampler,
     Roles,
 )
-from causalkit.errors import DataError
+from causalkit.errors import CausalkitError, DataError
 from causalkit.registry import KINDS, Kind, Registry
 
 __all__ = [
@@ -422,7 +422,14 @@ def check_estimator(
         for role, column in (("cluster", "cluster"), ("weight", "sweight")):
             if role in getattr(cls, "handles_roles", frozenset()):
                 with_role = Dataset(data.frame, data.roles.model_copy(update={role: column}))
-                fit = _check_fit(cls, with_role, seed, params)
+                try:
+                    fit = _check_fit(cls, with_role, seed, params)
+                except CausalkitError as exc:  # refused under these params (e.g. psm's score
+                    # matching with weights): allowed, in one line naming a parameter
+                    assert "\n" not in str(exc) and str(exc).startswith("estimator."), (
+                        f"{cls.name}: roles.{role} refused, not in one line naming a parameter"
+                    )
+                    continue
                 carried = fit.clusters if role == "cluster" else fit.weights
                 assert carried is not None, f"{cls.name}: handles roles.{role} but ignored it"
     return _check_fit(cls, data, seed, params)

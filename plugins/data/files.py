@@ -38,7 +38,7 @@ def _wanted(params: FileParams) -> list[str]:
 
 
 def check_columns(available: list[str], wanted: list[str], roles: Roles, path: str) -> None:
-    """Fail with one line when a wanted column is not in the file, or no outcome is named.
+    """Fail with one line when a wanted column is not in the file.
 
     A column a covariate formula reads is reported with the role and the formula.
 
@@ -63,8 +63,6 @@ def check_columns(available: list[str], wanted: list[str], roles: Roles, path: s
             f"columns in the header of {path} ({len(available)} there, not shown)",
             ", ".join(missing),
         )
-    if roles.outcome is None:
-        raise DataError("data.roles.outcome", "a column name", "nothing")
 
 
 def _unreadable(path: Path, expected: str, exc: BaseException) -> DataError:
@@ -196,6 +194,8 @@ class ParquetUnitsSource:
             raise DataError("data.path", "an existing parquet file or directory", str(path))
         names = _parquet_names(path)
         check_columns(names, p.roles.columns(), p.roles, str(path))
+        if p.roles.outcome is None:
+            raise DataError("data.roles.outcome", "a column name", "nothing")
         if p.lazy:
             return Dataset.from_source(LazySource("parquet", str(path), tuple(names)), p.roles)
         formula = p.roles.covariates if isinstance(p.roles.covariates, str) else None

@@ -10,8 +10,17 @@ from pydantic import Field, model_validator
 from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
+from causalkit.coverage import World
 
-__all__ = ["PositionBias", "PositionBiasParams", "SEGMENT_COLUMNS", "COVARIATES"]
+__all__ = [
+    "PositionBias",
+    "PositionBiasParams",
+    "SEGMENT_COLUMNS",
+    "COVARIATES",
+    "user_averaged_click",
+    "USERS_4000",
+    "user_clustered_world",
+]
 
 # MIND-small categories, ordered by the design document's DR lift (largest first).
 _CATEGORIES = (
@@ -124,6 +133,26 @@ class PositionBiasParams(Params):
     size_labels: tuple[str, ...] = ("1-10", "11-25", "26-50", "51-100", "101+")
     hour_bins: tuple[float, ...] = (-1, 5, 11, 16, 20, 23)
     hour_labels: tuple[str, ...] = ("overnight", "morning", "afternoon", "evening", "late_evening")
+    user_effect_sd: float = Field(
+        0.0,
+        ge=0,
+        le=3,
+        description="SD of each user's shift of the click log-odds (both arms), shared by all "
+        "the user's impressions",
+    )
+    user_top_k_sd: float = Field(
+        0.0,
+        ge=0,
+        le=3,
+        description="SD of each user's shift of the top-k log-odds effect (how much position "
+        "matters to the user), shared by all the user's impressions",
+    )
+    cluster_by_user: bool = Field(
+        False, description="emit the cluster role user_id (inference treats users as the draws)"
+    )
+    added_fields: ClassVar[frozenset[str]] = frozenset(
+        {"user_effect_sd", "user_top_k_sd", "cluster_by_user"}
+    )
 
     @model_validator(mode="after")
     def _lengths(self) -> PositionBiasParams:
@@ -145,6 +174,30 @@ class PositionBiasParams(Params):
         return self
 
 
+def user_averaged_click(logit: np.ndarray, sd: float, nodes: int = 120) -> np.ndarray:
+    r"""Each row's click probability averaged over a user shift, :math:`E_u[\operatorname{expit}(\eta + u)]`.
+
+    For :math:`u \sim N(0, sd^2)`,
+
+    .. math:: \int \operatorname{expit}(\eta + u)\,\phi(u/sd)/sd\,du
+              \approx \sum_j w_j \operatorname{expit}(\eta + sd\,z_j)
+
+    with the probabilists' Gauss-Hermite nodes :math:`z_j` and weights :math:`w_j`
+    (normalised to sum to one), accumulated node by node (memory of one row vector).
+    ``sd = 0`` gives :math:`\operatorname{expit}(\eta)`. The poles of the logistic function
+    at :math:`\pm i\pi` slow the rule for wide normals: with 120 nodes the error is below
+    :math:`10^{-15}` at :math:`sd \le 2` and :math:`3\cdot10^{-9}` at 3.5 (against adaptive
+    quadrature), hence the parameters' bound of 3.
+    """
+    if sd == 0:
+        return np.asarray(expit(logit))
+    z, w = np.polynomial.hermite_e.hermegauss(nodes)
+    out = np.zeros_like(logit)
+    for zj, wj in zip(z, w / w.sum(), strict=True):
+        out += wj * expit(logit + sd * zj)
+    return out
+
+
 class PositionBias:
     r"""Recommendation impressions: does a top-3 position cause clicks? (design document, MIND-small).
 
@@ -161,7 +214,7 @@ class PositionBias:
     + \rho_c b_{cat} + \rho_\varepsilon \varepsilon`, positions by descending score within
     the impression; treatment :math:`D = 1\{\text{position} \le k\}`.
 
-    Clicks (independent given the row's covariates and :math:`D`):
+    Clicks (independent given the row's covariates, :math:`D` and the user shifts below):
     :math:`\operatorname{logit} p_0 = \beta_0 + b_{cat} + \beta_e\log(1+\text{exp})
     + \beta_h\log(1+\text{hist}) + \beta_s\log S`, :math:`\operatorname{logit} p_1 =
     \operatorname{logit} p_0 + \tau_0 + \tau_s(\log S - \log S_{med}) + \tau_{cat}`,
@@ -171,9 +224,27 @@ class PositionBias:
     exposure, history and category raise both the rank and the click probability, so the
     naive lift overstates the effect.
 
-    Truth (conditional on the simulated covariates): ``ATE`` = :math:`\bar{(p_1 - p_0)}` over
-    rows, ``ATT`` over treated rows, and ``segment.<column>.<level>`` over the rows of each
-    segment of ``SEGMENT_COLUMNS`` (the document's buckets; exposure quartiles by rank).
+    Users (design document: 150,000 impressions from 14,029 users, so every SE is too small
+    unless clustered by user): with ``user_effect_sd`` :math:`= \sigma_u` or ``user_top_k_sd``
+    :math:`= \sigma_v` above zero, user :math:`j` draws :math:`u_j, v_j \sim N(0, 1)`
+    independently of everything else, and every row of the user's impressions has
+    :math:`\operatorname{logit} p_0 + \sigma_u u_j` and
+    :math:`\operatorname{logit} p_1 + \sigma_u u_j + \sigma_v v_j`: users differ in how often
+    they click and in how much the top positions matter to them. The shifts are unobserved
+    but independent of :math:`X` and :math:`D`, so unconfoundedness given :math:`X` still
+    holds; a user's rows are dependent, and the ``cluster`` role ``user_id``
+    (``cluster_by_user=true``) tells inference so. The shifts are drawn after every other
+    draw and compared with the same uniforms, so both SDs at 0 (the default) give the draws
+    of the world without them. (A click-rate shift alone barely moves the AIPW SE: each
+    impression has exactly ``top_k`` treated rows, and a shift common to its treated and
+    control rows cancels in the score; the shift of the effect does not.)
+
+    Truth (conditional on the simulated covariates, averaged over the unobserved user
+    shifts): ``ATE`` = the mean over rows of :math:`E_{u,v}[p_1 - p_0]`
+    (:func:`user_averaged_click` with SDs :math:`\sqrt{\sigma_u^2+\sigma_v^2}` and
+    :math:`\sigma_u`; :math:`p_1 - p_0` without user shifts), ``ATT`` over treated rows, and
+    ``segment.<column>.<level>`` over the rows of each segment of ``SEGMENT_COLUMNS`` (the
+    document's buckets; exposure quartiles by rank).
     """
 
     name: ClassVar[str] = "position_bias"
@@ -264,9 +335,18 @@ class PositionBias:
             + p.effect_size * (np.log(s) - np.log(p.size_median))
             + np.asarray(p.category_effects)[cat]
         )
-        p0 = expit(logit0)
-        p1 = expit(logit0 + tau)
-        y = (rng.random(n) < np.where(d, p1, p0)).astype(np.int64)
+        uniform = rng.random(n)
+        su, sv = p.user_effect_sd, p.user_top_k_sd
+        if su or sv:  # drawn last: without user effects every draw is the one it was before
+            u, v = rng.standard_normal((2, p.n_users))[:, user[imp]]
+            p0, p1 = expit(logit0 + su * u), expit(logit0 + tau + su * u + sv * v)
+            effect = user_averaged_click(logit0 + tau, float(np.hypot(su, sv))) - (
+                user_averaged_click(logit0, su)
+            )
+        else:
+            p0, p1 = expit(logit0), expit(logit0 + tau)
+            effect = p1 - p0
+        y = (uniform < np.where(d, p1, p0)).astype(np.int64)
 
         cats = np.asarray(p.categories)
         sub_names = [f"{cats[c]}_{j}" for j, c in enumerate(sub_cat)]
@@ -310,7 +390,6 @@ class PositionBias:
             frame["hour"], bins=list(p.hour_bins), labels=list(p.hour_labels)
         )
 
-        effect = p1 - p0
         values: dict[str, float] = {"ATE": float(effect.mean()), "ATT": float(effect[d].mean())}
         for col in SEGMENT_COLUMNS:
             codes = frame[col].cat.codes.to_numpy()
@@ -321,6 +400,35 @@ class PositionBias:
                 if cnt[j]:
                     values[f"segment.{col}.{level}"] = float(tot[j] / cnt[j])
         roles = Roles(
-            treatment="is_top_3", outcome="clicked", covariates=COVARIATES, segments=SEGMENT_COLUMNS
+            treatment="is_top_3",
+            outcome="clicked",
+            covariates=COVARIATES,
+            segments=SEGMENT_COLUMNS,
+            cluster="user_id" if p.cluster_by_user else None,
         )
         return Simulated(Dataset(frame, roles), Truth(values=values, target=None))
+
+
+USERS_4000 = (
+    "dgp=position_bias",
+    "dgp.n_rows=4000",
+    "dgp.n_users=100",
+    "dgp.n_items=300",
+    "dgp.n_subcategories=17",
+    "dgp.size_median=8",
+    "dgp.click_intercept=-2.5",
+    "dgp.user_top_k_sd=1.2",
+    "dgp.cluster_by_user=true",
+    "mc.target=ATE",
+)
+"""4,000 rows in about 320 impressions of 100 users (about three each) whose top-3 effects
+share a user shift (SD 1.2 on the log-odds scale), clustered by user; clicks made common
+(intercept -2.5, about a fifth of rows) so that a small sample carries enough of them.
+``aipw``/analytic at its defaults, R = 600: user-clustered coverage 0.962, model SE relative
+error +0.041 +- 0.031; the unclustered SE of the same fits is 0.79 of the empirical SE
+(coverage 0.883), the clustered one 1.33 times it on average."""
+
+
+def user_clustered_world(note: str) -> World:
+    """The user-clustered ``position_bias`` world (:data:`USERS_4000`), analytic inference."""
+    return World("users_clustered", USERS_4000, inferences=frozenset({"analytic"}), note=note)

@@ -91,3 +91,13 @@ def test_cell_hash_ignores_reps_jobs_and_tracking():
     b = validate(compose(["mc.reps=9", "mc.n_jobs=2"]))
     c = validate(compose(["mc.seed=1"]))
     assert a.cell_hash == b.cell_hash != c.cell_hash
+
+
+def test_a_real_analysis_needs_an_outcome_but_a_plasmode_world_does_not(tmp_path):
+    """``dgp=none`` analyses the table's outcome: naming none is a one-line error before any
+    run; a DGP that simulates the outcome over the table's covariates needs no outcome role."""
+    path = tmp_path / "x.csv"
+    base = ["data=csv", f"data.path={path}", "data.roles.covariates=[a,b]", "estimator=ipw"]
+    with pytest.raises(ConfigError, match=r"^data\.roles\.outcome: expected a column name"):
+        validate(compose([*base, "dgp=none"]))
+    assert validate(compose([*base, "dgp=plasmode"])).dgp.name == "plasmode"

@@ -88,7 +88,7 @@ class MCConfig(Params):
         "from data, dgp and seed only; reused across cells in one process): paired comparisons, as in the "
         "MicroSynth document's own study",
     )
-    target: Literal["auto", "ATE", "ATT", "ATC", "ITT", "CACE"] = Field(
+    target: Literal["auto", "ATE", "ATT", "ATC", "ITT", "CACE", "MEAN1", "MEAN0"] = Field(
         "auto",
         description="estimand whose truth bias is measured against (auto: the DGP's study target, else the estimator's own)",
     )

@@ -54,6 +54,8 @@ class Estimand(str, Enum):
     ITT = "ITT"
     CACE = "CACE"
     DIFF = "DIFF"  # a plain contrast with no causal label (e.g. a coefficient)
+    MEAN1 = "MEAN1"  # E[Y(1)], the mean potential outcome under treatment
+    MEAN0 = "MEAN0"  # E[Y(0)], the mean potential outcome under control
 
     def __str__(self) -> str:
         return self.value

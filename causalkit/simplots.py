@@ -67,8 +67,9 @@ def zip_plot(
 ) -> Figure:
     """Zip plot of a cell: each successful replication's interval, ranked by :func:`zip_ranks`.
 
-    Intervals that cover the truth are drawn in blue, those that miss in red; the horizontal
-    lines mark the nominal level and the estimated coverage with its 95% Wilson interval
+    Intervals that cover the truth are drawn in blue, those that miss in red (the x-axis spans
+    the 1st percentile of the lower limits to the 99th of the upper ones, so a few exploding
+    intervals do not squash the rest); the horizontal lines mark the nominal level and the estimated coverage with its 95% Wilson interval
     (Morris et al. 2019, Fig. 4).
 
     Parameters
@@ -105,6 +106,10 @@ def zip_plot(
         label=f"coverage {covers.mean():.3f} [{lower:.3f}, {upper:.3f}]",
     )
     ax.set_ylim(0, 100)
+    if n >= 20:  # a few exploding intervals would squash the rest: show the central 98%
+        left, right = np.quantile(lo, 0.01), np.quantile(hi, 0.99)
+        pad = 0.05 * (right - left)
+        ax.set_xlim(min(left, truth) - pad, max(right, truth) + pad)
     ax.set_ylabel("fractional centile of |z|")
     ax.set_xlabel(f"{level:.0%} confidence intervals ({n} replications)")
     ax.set_title(textwrap.fill(f"Zip plot{': ' + title if title else ''}", 70), fontsize=8)

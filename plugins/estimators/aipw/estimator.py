@@ -117,6 +117,11 @@ class AIPW:
     Scores, estimate and influence: see
     :func:`~causalkit_plugins.estimators.aipw.scores.aipw_scores`. The ATE and ATTE and their
     influence-based SEs equal DoubleML's ``DoubleMLIRM`` given the same folds and learners.
+    ``estimand=MEAN1`` (``MEAN0``) estimates the potential-outcome mean :math:`E[Y(1)]`
+    (:math:`E[Y(0)]`) from the ATE score's treated (control) part: with ``folds=1``,
+    ``propensity_model=logit_unpenalized``, ``outcome_model=linear`` and ``clip=0`` it is
+    Kang & Schafer's (2007) doubly robust :math:`\hat\mu_{BC\text{-}OLS}`; segments give
+    one mean per segment; not with ``sensitivity`` or ``se_method=stacked``.
 
     The fit's estimates are the effect, then one effect per segment of each column of the
     ``segments`` role (named ``segment[<column>=<level>]``; see
@@ -173,6 +178,7 @@ class AIPW:
     Robins, J., Rotnitzky, A. & Zhao, L. (1994). *JASA* 89, 846-866.
     Chernozhukov, V. et al. (2018). Double/debiased machine learning. *Econometrics J.* 21, C1-C68.
     Cattaneo, M. (2010). Efficient semiparametric estimation of multi-valued treatment effects. *J. Econometrics* 155.
+    Kang, J. & Schafer, J. (2007). Demystifying double robustness. *Statist. Sci.* 22(4), 523-539.
     """
 
     name: ClassVar[str] = "aipw"

@@ -20,7 +20,10 @@ from causalkit_plugins.estimators.aipw.learners import (
 )
 from causalkit_plugins.estimators.aipw.sensitivity import SensitivityParams
 
-__all__ = ["AIPWParams", "OutcomeName", "PropensityName"]
+__all__ = ["MEANS", "AIPWParams", "OutcomeName", "PropensityName"]
+
+MEANS = (Estimand.MEAN1, Estimand.MEAN0)
+"""The potential-outcome means: one arm's part of the ATE score."""
 
 PropensityName = Literal["logit", "logit_unpenalized", "probit", "gbm", "random_forest"]
 OutcomeName = Literal[
@@ -48,7 +51,10 @@ class AIPWParams(Params):
     only when above 1.
     """
 
-    estimand: EstimandName = Field(Estimand.ATE, description="ATE or ATT")
+    estimand: EstimandName = Field(
+        Estimand.ATE,
+        description="ATE, ATT, or a potential-outcome mean: MEAN1 = E[Y(1)], MEAN0 = E[Y(0)]",
+    )
     propensity_model: PropensityName = "logit"
     outcome_model: OutcomeName = Field(
         "auto", description="auto: logit for a 0/1 outcome, else linear"
@@ -118,9 +124,27 @@ class AIPWParams(Params):
     @field_validator("estimand")
     @classmethod
     def _ate_or_att(cls, value: Estimand) -> Estimand:
-        if value not in (Estimand.ATE, Estimand.ATT):
-            raise ValueError("ATE or ATT")
+        if value not in (Estimand.ATE, Estimand.ATT, *MEANS):
+            raise ValueError("ATE or ATT (effects), MEAN1 or MEAN0 (potential-outcome means)")
         return value
+
+    @model_validator(mode="after")
+    def _means(self) -> AIPWParams:
+        """The sensitivity bounds and the stacked SE are derived for the ATE and ATT only."""
+        if self.estimand in MEANS and self.sensitivity is not None:
+            raise ConfigError(
+                "estimator.sensitivity",
+                "null with a potential-outcome mean (the bounds are derived for the ATE and ATT)",
+                self.estimand.value,
+            )
+        if self.estimand in MEANS and self.se_method == "stacked":
+            raise ConfigError(
+                "estimator.se_method",
+                "influence with a potential-outcome mean (the stacked SE is derived for the ATE "
+                "and ATT)",
+                "stacked",
+            )
+        return self
 
     @model_validator(mode="after")
     def _learners(self) -> AIPWParams:

@@ -1,4 +1,4 @@
-"""AIPW (doubly robust) scores for the ATE and the ATT, as ratio estimating equations."""
+"""AIPW (doubly robust) scores for the ATE, the ATT and the potential-outcome means, as ratio estimating equations."""
 
 from __future__ import annotations
 
@@ -21,8 +21,10 @@ class Scores:
         ATE: :math:`\varphi_i = \hat g_1 - \hat g_0 + \frac{d(y-\hat g_1)}{\hat m}
         - \frac{(1-d)(y-\hat g_0)}{1-\hat m}`. ATT: :math:`a_i = d(\hat g_1-\hat g_0)
         + \hat m\big[\frac{d(y-\hat g_1)}{\hat m} - \frac{(1-d)(y-\hat g_0)}{1-\hat m}\big]`.
+        MEAN1: :math:`\hat g_1 + \frac{d(y-\hat g_1)}{\hat m}`; MEAN0:
+        :math:`\hat g_0 + \frac{(1-d)(y-\hat g_0)}{1-\hat m}` (the ATE's two arm terms).
     den : ndarray
-        ATE: 1. ATT: :math:`d_i`.
+        ATE, MEAN1, MEAN0: 1. ATT: :math:`d_i`.
 
     With sampling weights :math:`s_i` both are multiplied by :math:`s_i`
     (:func:`aipw_scores`), so every ratio, the segments' included, is a weighted one.
@@ -73,7 +75,7 @@ def aipw_scores(
     m : ndarray
         Out-of-fold (clipped, possibly normalised) propensity :math:`P(D=1\mid X)`.
     estimand : Estimand
-        ``ATE`` or ``ATT``.
+        ``ATE``, ``ATT``, ``MEAN1`` or ``MEAN0``.
     weights : ndarray, optional
         Sampling weights :math:`s_i \ge 0`; the nuisances should be fitted with them.
 
@@ -83,6 +85,11 @@ def aipw_scores(
     :math:`\hat\theta = \sum a_i / \sum d_i`, which equals DoubleML's ATTE
     :math:`-\overline{\psi_b}/\overline{\psi_a}` with :math:`\psi_a = -d/\bar d`. The
     influence value of a ratio is :math:`(num_i - \hat\theta\, den_i)/\overline{den}`.
+    The potential-outcome mean :math:`\widehat{E[Y(1)]} = n^{-1}\sum_i\{\hat g_1 +
+    d_i(y_i-\hat g_1)/\hat m_i\}` is Kang & Schafer's (2007) doubly robust
+    :math:`\hat\mu_{BC\text{-}OLS}` when :math:`\hat g_1` is the least squares fit on the
+    treated and :math:`\hat m` a logit fitted without cross-fitting (``folds=1``); the ATE's
+    score is its difference with that of :math:`\widehat{E[Y(0)]}`.
 
     With sampling weights the elements are :math:`s_i num_i` and :math:`s_i den_i`: the
     ATE :math:`\hat\theta = \sum s_i\varphi_i/\sum s_i` with influence
@@ -94,11 +101,16 @@ def aipw_scores(
     of :math:`\sum s_i^2(\varphi_i-\hat\theta)^2` in the variance). The score stays Neyman
     orthogonal in the weighted population's nuisances, which weighted learners estimate.
     """
-    ipw = d * (y - g1) / m - (1.0 - d) * (y - g0) / (1.0 - m)
-    if estimand == Estimand.ATE:
-        num, den = (g1 - g0) + ipw, np.ones_like(y)
+    if estimand == Estimand.MEAN1:
+        num, den = g1 + d * (y - g1) / m, np.ones_like(y)
+    elif estimand == Estimand.MEAN0:
+        num, den = g0 + (1.0 - d) * (y - g0) / (1.0 - m), np.ones_like(y)
     else:
-        num, den = d * (g1 - g0) + m * ipw, d.astype(np.float64)
+        ipw = d * (y - g1) / m - (1.0 - d) * (y - g0) / (1.0 - m)
+        if estimand == Estimand.ATE:
+            num, den = (g1 - g0) + ipw, np.ones_like(y)
+        else:
+            num, den = d * (g1 - g0) + m * ipw, d.astype(np.float64)
     if weights is not None:
         num, den = weights * num, weights * den
     return Scores(estimand, num, den)

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator
 
 from causalkit.contracts import Estimand
 
-__all__ = ["estimand_in", "resampling_strata"]
+__all__ = ["WHOLE_SAMPLE", "estimand_in", "resampling_strata"]
 
 
 def estimand_in(*allowed: Estimand) -> BeforeValidator:
@@ -53,7 +53,8 @@ def resampling_strata(estimand: Estimand, d: np.ndarray) -> np.ndarray | None:
     -------
     ndarray of int64 or None
         ``d`` as integers (resample within the treated and within the controls) for the ATT
-        or ATC; ``None`` (resample the whole sample) for the ATE.
+        or ATC; ``None`` (resample the whole sample) for the ATE and the potential-outcome
+        means ``MEAN1``/``MEAN0`` (whose influence contains :math:`\mu_a(X) - E[Y(a)]`).
 
     Notes
     -----
@@ -75,7 +76,12 @@ def resampling_strata(estimand: Estimand, d: np.ndarray) -> np.ndarray | None:
     Hahn, J. (1998). On the role of the propensity score in efficient semiparametric
     estimation of average treatment effects. *Econometrica* 66(2), 315-331.
     """
-    return None if estimand is Estimand.ATE else np.asarray(d).astype(np.int64)
+    return None if estimand in WHOLE_SAMPLE else np.asarray(d).astype(np.int64)
+
+
+WHOLE_SAMPLE = frozenset({Estimand.ATE, Estimand.MEAN1, Estimand.MEAN0})
+"""Estimands averaged over every unit: their influence has a between-arm term (see
+:func:`resampling_strata`), so their bootstrap resamples the whole sample."""
 
 
 LOGIT_CONFOUNDING = (

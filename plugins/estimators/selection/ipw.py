@@ -66,6 +66,15 @@ __all__ = [
 TargetEstimand = Annotated[EstimandName, estimand_in(Estimand.ATE, Estimand.ATT, Estimand.ATC)]
 """The estimands of weighting and matching on the score: ATE, ATT or ATC (any case)."""
 
+IPWEstimand = Annotated[
+    EstimandName,
+    estimand_in(Estimand.ATE, Estimand.ATT, Estimand.ATC, Estimand.MEAN1, Estimand.MEAN0),
+]
+"""IPW's estimands: the effects of :data:`TargetEstimand` and the potential-outcome means."""
+
+MEANS = {Estimand.MEAN1: 0, Estimand.MEAN0: 1}
+"""A potential-outcome mean estimand and the position of its arm in ``(treated, control)``."""
+
 
 @dataclass(frozen=True)
 class IPWResult:
@@ -88,7 +97,7 @@ def _arm_weights(
     """Treated and control weights as functions of the score, and their derivatives in it."""
     one = np.ones_like(e)
     zero = np.zeros_like(e)
-    if estimand is Estimand.ATE:
+    if estimand is Estimand.ATE or estimand in MEANS:
         return 1.0 / e, 1.0 / (1.0 - e), -1.0 / e**2, 1.0 / (1.0 - e) ** 2
     if estimand is Estimand.ATT:
         return one, e / (1.0 - e), zero, 1.0 / (1.0 - e) ** 2
@@ -113,7 +122,7 @@ def ipw_estimate(
     d : ndarray of bool, shape (n,)
     ps : PropensityFit
         The fitted propensity model (all ``n`` units).
-    estimand : {Estimand.ATE, Estimand.ATT, Estimand.ATC}
+    estimand : {Estimand.ATE, Estimand.ATT, Estimand.ATC, Estimand.MEAN1, Estimand.MEAN0}
     normalized : bool
         Hajek (weights normalised to sum to one within each arm) or Horvitz-Thompson.
     clip : float
@@ -154,6 +163,13 @@ def ipw_estimate(
     ``teffects ipw`` (which normalises the weights). Clipped scores have zero derivative;
     the trimming indicator is treated as fixed.
 
+    The potential-outcome means ``MEAN1`` and ``MEAN0`` are one arm's mean under the ATE
+    weights (:math:`r_i = k_i`): :math:`\hat\mu_1` with influence :math:`\phi_{1i}` (or
+    :math:`\hat\mu_0`, :math:`\phi_{0i}`). Without trimming the Horvitz-Thompson
+    :math:`\hat\mu_1 = n^{-1}\sum_i d_iy_i/\hat e_i` is Kang & Schafer's (2007)
+    :math:`\hat\mu_{HT}` and the Hajek :math:`\sum_i (d_i/\hat e_i)y_i/\sum_i d_i/\hat e_i`
+    their :math:`\hat\mu_{IPW\text{-}NR}`.
+
     With sampling weights :math:`s_i`, :math:`w_{gi}`, its derivative in the score and
     :math:`r_i` are multiplied by :math:`s_i` (so the arm means and the estimand are those of
     the weighted population) and :math:`\mathrm{IF}_\gamma` is that of the weighted
@@ -164,6 +180,8 @@ def ipw_estimate(
     Lunceford, J. & Davidian, M. (2004). Stratification and weighting via the propensity
     score in estimation of causal treatment effects. *Stat. Med.* 23, 2937-2960.
     Hirano, K., Imbens, G. & Ridder, G. (2003). *Econometrica* 71(4), 1161-1189.
+    Kang, J. & Schafer, J. (2007). Demystifying double robustness. *Statist. Sci.* 22(4),
+    523-539.
     """
     d = np.asarray(d, dtype=bool)
     df = d.astype(np.float64)
@@ -185,7 +203,7 @@ def ipw_estimate(
         da, db = np.where(k * df > 0, da, 0.0), np.where(k * (1.0 - df) > 0, db, 0.0)
     if w1.sum() <= 0 or w0.sum() <= 0:
         raise EstimationError("ipw: no treated or no control units left after trimming")
-    r = {Estimand.ATE: k, Estimand.ATT: k * df, Estimand.ATC: k * (1.0 - df)}[estimand]
+    r = {Estimand.ATT: k * df, Estimand.ATC: k * (1.0 - df)}.get(estimand, k)
     if sampling is not None:
         w1, w0, da, db, r = (v * sampling for v in (w1, w0, da, db, r))
         if w1.sum() <= 0 or w0.sum() <= 0:
@@ -206,14 +224,19 @@ def ipw_estimate(
             D = r.mean()
         phis.append((mu, (m + ps.influence @ G) / D))
     (mu1, phi1), (mu0, phi0) = phis
+    if estimand in MEANS:
+        mu, phi = phis[MEANS[estimand]]
+        return IPWResult(mu, phi, w1, w0, kept, n_clipped, n_trimmed, mu1, mu0)
     return IPWResult(mu1 - mu0, phi1 - phi0, w1, w0, kept, n_clipped, n_trimmed, mu1, mu0)
 
 
 class IPWParams(Params):
     """Parameters of the ``ipw`` estimator."""
 
-    estimand: TargetEstimand = Field(
-        Estimand.ATE, description="target population: ATE, ATT or ATC (lower case accepted)"
+    estimand: IPWEstimand = Field(
+        Estimand.ATE,
+        description="target population: ATE, ATT or ATC; or a potential-outcome mean, MEAN1 = "
+        "E[Y(1)] or MEAN0 = E[Y(0)] (lower case accepted)",
     )
     weights: Literal["normalized", "unnormalized"] = Field(
         "normalized", description="Hajek (normalised within arm) or Horvitz-Thompson"
@@ -248,6 +271,12 @@ class IPWParams(Params):
             raise ConfigError(
                 "estimator.clip/trim", "clipping or trimming, not both", (self.clip, self.trim)
             )
+        if self.estimand in MEANS and self.sensitivity is not None:
+            raise ConfigError(
+                "estimator.sensitivity",
+                "null with a potential-outcome mean (the bounds are derived for effects)",
+                self.estimand.value,
+            )
         if self.trim > 0 and self.sensitivity is not None:
             raise ConfigError(
                 "estimator.trim", "trim=0 with sensitivity (bounds for the whole sample)", self.trim
@@ -256,7 +285,13 @@ class IPWParams(Params):
 
 
 class IPW:
-    r"""Inverse probability weighting for the ATE, ATT or ATC.
+    r"""Inverse probability weighting for the ATE, ATT or ATC, or a potential-outcome mean.
+
+    ``estimand=MEAN1`` (``MEAN0``) estimates :math:`E[Y(1)]` (:math:`E[Y(0)]`) by one arm's
+    weighted mean (:func:`ipw_estimate`): with ``weights=unnormalized`` Kang & Schafer's
+    (2007) Horvitz-Thompson estimator, with ``weights=normalized`` the Hajek one. The
+    E-value, which is for an effect, is then not reported, and the weight tail index is that
+    of the ATE weights.
 
     The propensity score is a logit or probit of the treatment on ``roles.covariates`` (or
     ``roles.propensity_covariates``). See :func:`ipw_estimate` for the weights and for the
@@ -390,6 +425,7 @@ class IPW:
 
         kept = res.kept
         t, c = d & kept, ~d & kept
+        weighting = Estimand.ATE if p.estimand in MEANS else p.estimand
         table, balance = weighted_balance(
             td.propensity_covariates, P[t], P[c], res.weight_treated[t], res.weight_control[c]
         )
@@ -400,11 +436,12 @@ class IPW:
             "n_clipped": res.n_clipped,
             "n_trimmed": res.n_trimmed,
             "n_unselected_dropped": td.n_unselected,
-            **overlap_diagnostics(ps.score, d, p.overlap_bound, p.estimand.value),
+            **overlap_diagnostics(ps.score, d, p.overlap_bound, weighting.value),
             **balance,
             "propensity_converged": ps.converged,
             "propensity_separation": ps.separation,
-            **e_value(res.estimate, y, d, res.mu0).diagnostics(),
+            # an E-value is for an effect, not for a mean
+            **({} if p.estimand in MEANS else e_value(res.estimate, y, d, res.mu0).diagnostics()),
             "outcome_sd": outcome_sd,
         }
         sens: tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]] = (

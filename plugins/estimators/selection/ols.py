@@ -28,7 +28,11 @@ from causalkit.errors import ConfigError, DataError
 from causalkit.inputs import separating_columns
 from causalkit.panel import UnitTable, binary_column, unit_table
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
-from causalkit_plugins.estimators.selection.estimands import estimand_in, resampling_strata
+from causalkit_plugins.estimators.selection.estimands import (
+    WHOLE_SAMPLE,
+    estimand_in,
+    resampling_strata,
+)
 from causalkit_plugins.estimators.selection.least_squares import CONDITION_WARN, arm_ols
 from causalkit_plugins.estimators.selection.ols_pooled import (
     OLSSensitivityParams,
@@ -80,7 +84,7 @@ def regression_adjustment(
     d : ndarray of bool, shape (n,)
     X : ndarray, shape (n, p)
         Covariates (an intercept is added).
-    estimand : {Estimand.ATE, Estimand.ATT}
+    estimand : {Estimand.ATE, Estimand.ATT, Estimand.MEAN1, Estimand.MEAN0}
     weights : ndarray, shape (n,), optional
         Sampling weights :math:`w_i \ge 0` (below); ``None``: all one.
 
@@ -108,6 +112,13 @@ def regression_adjustment(
     :math:`n^{-2}\sum\psi_i^2` is the robust (sandwich) variance of the stacked system,
     which is Stata's ``teffects ra`` ``vce(robust)`` variance.
 
+    The potential-outcome means replace the contrast by one arm's fit averaged over all
+    units: :math:`\widehat{E[Y(1)]} = n^{-1}\sum_i\hat\mu_1(z_i)` (``MEAN1``) with
+    :math:`\psi_i = \hat\mu_1(z_i) - \hat\theta + \bar z^\top M_1^{-1}z_id_ie_i`, and
+    ``MEAN0`` likewise with :math:`\hat\mu_0` and the controls (Kang & Schafer 2007's
+    regression estimator :math:`\hat\mu_{OLS}`); the other arm's regression is fitted but
+    does not enter.
+
     With sampling weights every equation is weighted: :math:`\hat\beta_a` is the weighted
     least squares fit in arm :math:`a`, the contrast is averaged with weights
     :math:`w_i\omega_i` (:math:`\omega_i = 1` or :math:`d_i`), :math:`\bar z` is the
@@ -126,7 +137,8 @@ def regression_adjustment(
     ----------
     Imbens, G. & Wooldridge, J. (2009). Recent developments in the econometrics of program
     evaluation. *J. Econ. Lit.* 47(1), section 5.3. StataCorp, *Stata Treatment-Effects
-    Reference Manual*, ``teffects ra``, Methods and formulas.
+    Reference Manual*, ``teffects ra``, Methods and formulas. Kang, J. & Schafer, J. (2007).
+    Demystifying double robustness. *Statist. Sci.* 22(4), 523-539.
     """
     d = np.asarray(d, dtype=bool)
     n = y.shape[0]
@@ -135,12 +147,15 @@ def regression_adjustment(
     f1 = arm_ols(Z, y, d, "treated", sw)
     f0 = arm_ols(Z, y, ~d, "control", sw)
     mu1, mu0 = Z @ f1.coef, Z @ f0.coef
-    contrast = mu1 - mu0
+    # the contrast's coefficients on the two arms' fits: mu1 - mu0, or one arm's mean
+    c1, c0 = {Estimand.MEAN1: (1.0, 0.0), Estimand.MEAN0: (0.0, 1.0)}.get(estimand, (1.0, -1.0))
+    contrast = c1 * mu1 + c0 * mu0
+    everyone = estimand in WHOLE_SAMPLE
     if weights is not None:
-        share = weights if estimand is Estimand.ATE else weights * d
+        share = weights if everyone else weights * d
         weight = share * (n / share.sum())
         zbar = weight @ Z / n
-    elif estimand is Estimand.ATE:
+    elif everyone:
         weight = np.ones(n)
         zbar = Z.mean(axis=0)
     else:
@@ -150,8 +165,8 @@ def regression_adjustment(
     resid = np.where(d, y - mu1, y - mu0)
     # n * zbar' (Z_a'W_aZ_a)^{-1} z_i = zbar' M_a^{-1} z_i, needed on arm a's rows only
     lever = np.empty(n)
-    lever[d] = n * f1.leverage(zbar)
-    lever[~d] = -n * f0.leverage(zbar)
+    lever[d] = c1 * n * f1.leverage(zbar)
+    lever[~d] = c0 * n * f0.leverage(zbar)
     if sw is not None:  # the leverage rows belong to W^{1/2}Z: one more sqrt(w_i) makes w_i
         lever *= sw
     psi = weight * (contrast - tau) + lever * resid
@@ -189,8 +204,12 @@ class OLSParams(Params):
     the estimate (:attr:`Params.seed_neutral`).
     """
 
-    estimand: Annotated[EstimandName, estimand_in(Estimand.ATE, Estimand.ATT)] = Field(
-        Estimand.ATE, description="ATE (everyone) or ATT (the treated); lower case accepted"
+    estimand: Annotated[
+        EstimandName, estimand_in(Estimand.ATE, Estimand.ATT, Estimand.MEAN1, Estimand.MEAN0)
+    ] = Field(
+        Estimand.ATE,
+        description="ATE (everyone), ATT (the treated), MEAN1 = E[Y(1)] or MEAN0 = E[Y(0)]; "
+        "lower case accepted",
     )
     model: Literal["per_arm", "pooled"] = Field(
         "per_arm",
@@ -216,8 +235,8 @@ class OLSParams(Params):
         if self.model == "pooled" and self.estimand is not Estimand.ATE:
             raise ConfigError(
                 "estimator.estimand",
-                "ATE with estimator.model=pooled (one coefficient for everyone; the ATT needs "
-                "model=per_arm)",
+                "ATE with estimator.model=pooled (one coefficient for everyone; the ATT and the "
+                "potential-outcome means need model=per_arm)",
                 self.estimand.value,
             )
         if self.sensitivity is not None and self.model != "pooled":

@@ -318,7 +318,11 @@ def cell_result(
 def _cell_metrics(
     table: pd.DataFrame,
 ) -> tuple[dict[str, float], tuple[str, ...], pd.Series | None, float | None]:
-    """Summarise a replications table: metrics (with ``n_failed`` and ``reps``), errors, first success, truth."""
+    """Summarise a replications table: metrics (with ``n_failed`` and ``reps``), errors, first success, truth.
+
+    Replications that report different truths (a sample estimand) are each judged against
+    their own; the truth returned is then their mean.
+    """
     failed = (
         table["error"].notna().to_numpy() if "error" in table else np.zeros(len(table), dtype=bool)
     )
@@ -329,10 +333,15 @@ def _cell_metrics(
     )
     first = ok.iloc[0] if len(ok) else None
     truth = None
+    truths: float | np.ndarray | None = None
     if first is not None and first.get("truth") is not None and not pd.isna(first.get("truth")):
         truth = float(first["truth"])
+        truths = truth
+        each = ok["truth"].to_numpy(dtype=float)
+        if np.isfinite(each).all() and not (each == truth).all():
+            truths, truth = each, float(each.mean())  # a sample estimand: one truth per draw
     col = (lambda name: ok[name].to_numpy(dtype=float)) if len(ok) else (lambda name: np.empty(0))
-    metrics = summarise(col("estimate"), col("se"), col("ci_lower"), col("ci_upper"), truth)
+    metrics = summarise(col("estimate"), col("se"), col("ci_lower"), col("ci_upper"), truths)
     metrics["n_failed"] = float(len(errors))
     metrics["reps"] = float(len(table))
     return metrics, errors, first, truth

@@ -149,7 +149,11 @@ def _share(hits: np.ndarray) -> tuple[float, float]:
 
 
 def summarise(
-    est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float | None
+    est: np.ndarray,
+    se: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    truth: float | np.ndarray | None,
 ) -> dict[str, float]:
     r"""Monte Carlo performance measures (:data:`MEASURES`) and their Monte Carlo SEs.
 
@@ -162,8 +166,12 @@ def summarise(
     ----------
     est, se, lo, hi : ndarray, shape (R,)
         Estimates, model SEs and confidence limits of the replications.
-    truth : float or None
+    truth : float, ndarray of shape (R,), or None
         The true value; without it only the truth-free measures are given (the others NaN).
+        An array gives each replication its own truth (a sample estimand such as the SATE of
+        a plasmode world, which changes with the drawn sample): errors, coverage and the
+        bias's MCSE (the SD of the errors) are then taken replication by replication and the
+        relative bias is against the mean truth.
 
     Returns
     -------
@@ -213,12 +221,15 @@ def summarise(
         out["power"], out["power_mcse"] = _share((lo > 0) | (hi < 0))
     if truth is not None:
         err = est - truth
+        varying = isinstance(truth, np.ndarray)
+        centre = float(np.mean(truth)) if varying else float(truth)
         out["bias"] = float(err.mean())
-        out["bias_mcse"] = sd / math.sqrt(R) if R > 1 else nan
-        if truth != 0:
-            out["rel_bias"] = out["bias"] / truth
-            out["rel_bias_mcse"] = out["bias_mcse"] / abs(truth)
-        elif cis:
+        spread = float(err.std(ddof=1)) if varying and R > 1 else sd
+        out["bias_mcse"] = spread / math.sqrt(R) if R > 1 else nan
+        if centre != 0:
+            out["rel_bias"] = out["bias"] / centre
+            out["rel_bias_mcse"] = out["bias_mcse"] / abs(centre)
+        elif cis and not np.any(truth):
             out["type1_error"], out["type1_error_mcse"] = out["power"], out["power_mcse"]
         mse = float(np.mean(err**2))
         out["mse"] = mse

@@ -442,12 +442,15 @@ def _simulation_figures(tracker: MlflowTracker, done: pd.DataFrame, out: Path) -
                 reps = pd.read_parquet(fetch("replications.parquet"))
             except (OSError, ValueError):
                 continue
-        truth = reps["truth"].dropna() if "truth" in reps else pd.Series(dtype=float)
-        if not len(truth):
+        if "truth" not in reps:
+            continue
+        if "error" in reps:
+            reps = reps[reps["error"].isna().to_numpy()]
+        if not len(reps) or reps["truth"].isna().any():
             continue
         level = float(reps["level"].dropna().iloc[0]) if "level" in reps else 0.95
         safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in str(row["cell"]))
-        save(zip_plot(reps, float(truth.iloc[0]), level, str(row["cell"])), f"zip/{safe}.png")
+        save(zip_plot(reps, None, level, str(row["cell"])), f"zip/{safe}.png")
     return written
 
 

@@ -44,7 +44,12 @@ FOREST_MEASURES: tuple[tuple[str, str], ...] = (
 
 
 def zip_ranks(
-    est: np.ndarray, se: np.ndarray, lo: np.ndarray, hi: np.ndarray, truth: float, level: float
+    est: np.ndarray,
+    se: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    truth: float | np.ndarray,
+    level: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Fractional centile of :math:`|z|` of each replication and whether its interval covers.
 
@@ -63,7 +68,7 @@ def zip_ranks(
 
 
 def zip_plot(
-    replications: pd.DataFrame, truth: float, level: float = 0.95, title: str = ""
+    replications: pd.DataFrame, truth: float | None = None, level: float = 0.95, title: str = ""
 ) -> Figure:
     """Zip plot of a cell: each successful replication's interval, ranked by :func:`zip_ranks`.
 
@@ -77,8 +82,9 @@ def zip_plot(
     replications : DataFrame
         The cell's replications table (``estimate``, ``se``, ``ci_lower``, ``ci_upper``,
         optional ``error``; failed rows are left out).
-    truth : float
-        The true value.
+    truth : float, optional
+        The true value; default each replication's own ``truth`` column (a sample estimand
+        differs by draw), the vertical line at their mean.
     level : float
         The intervals' level.
     title : str
@@ -90,7 +96,9 @@ def zip_plot(
     est, se, lo, hi = (
         ok[c].to_numpy(dtype=float) for c in ("estimate", "se", "ci_lower", "ci_upper")
     )
-    centile, covers = zip_ranks(est, se, lo, hi, truth, level)
+    truths = ok["truth"].to_numpy(dtype=float) if truth is None else truth
+    centile, covers = zip_ranks(est, se, lo, hi, truths, level)
+    truth = float(np.mean(truths))
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     for mask, colour, label in ((covers, "C0", "covers"), (~covers, "C3", "misses")):
         ax.hlines(centile[mask], lo[mask], hi[mask], colors=colour, lw=0.6, label=label)

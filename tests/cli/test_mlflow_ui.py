@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOWN = ("bias", "rmse")
+COMPARED = ("bias", "coverage")
+"""Metrics checked in MLflow's comparison view, whose grid renders only its first 19 rows
+(alphabetical; a cell logs about 40 metrics, so ``rmse`` is out of reach without scrolling)."""
 TIMEOUT_MS = 90_000
 
 
@@ -161,13 +164,13 @@ def test_sweep_cells_and_their_metrics_are_on_the_experiment_page(sweep_store, s
     for child in children:
         assert child.info.run_name in body
     metrics_part = body[body.rfind("Metrics") :]
-    for metric in SHOWN:
+    for metric in COMPARED:
         assert re.search(rf"^{metric}$", metrics_part, re.M), (
             f"{metric} row missing from the comparison view"
         )
     shown = _numbers(metrics_part)
     for child in children:
-        for metric in SHOWN:
+        for metric in COMPARED:
             value = child.data.metrics[metric]
             assert any(abs(x - value) <= 5e-4 + 1e-3 * abs(value) for x in shown), (
                 f"{child.info.run_name}: {metric}={value:.4f} not in the comparison view"

@@ -40,7 +40,8 @@ def test_weight_role_from_the_cli_equals_python(workdir):
     assert bad.returncode == 2 and len(lines) == 1 and "Traceback" not in bad.stderr
     assert lines[0].startswith("causalkit: error: roles.weight: expected non-negative weights")
 
+    # psm takes weights only when matching on the covariates: on the score it refuses
     refused = _run(workdir, *base[:-1], "estimator=psm", "data.roles.weight=pw")
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1 and "Traceback" not in refused.stderr
-    assert "roles.weight: expected an estimator that takes sampling weights" in lines[0]
+    assert "estimator.match_on: expected covariates with roles.weight" in lines[0]

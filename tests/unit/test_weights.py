@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import causalkit as ck
-from causalkit.errors import DataError
+from causalkit.errors import ConfigError, DataError
 
 KW = {"outcome": "y", "treatment": "treat", "covariates": ["x1", "x2"]}
 
@@ -39,10 +39,18 @@ def test_all_zero_and_text_weights_are_refused(sample):
         ck.fit(df.assign(weight="a"), "naive", outcome="y", treatment="treat", weight="weight")
 
 
-@pytest.mark.parametrize("estimator", ["psm", "aipw"])
+@pytest.mark.parametrize("estimator", ["microsynth", "microsynth_panel"])
 def test_estimators_without_weights_refuse_the_role(sample, estimator):
-    with pytest.raises(DataError, match="^roles.weight: expected an estimator that takes"):
+    """Refused before any fit (the core reads ``handles_roles``), in one line."""
+    with pytest.raises(DataError, match="^roles.weight: expected an estimator with sampling we"):
         ck.fit(sample.dataset.frame, estimator, weight="weight", **KW)
+
+
+def test_psm_takes_weights_only_when_matching_on_the_covariates(sample):
+    with pytest.raises(ConfigError, match="^estimator.match_on: expected covariates with roles"):
+        ck.fit(sample.dataset.frame, "psm", weight="weight", **KW)
+    res = ck.fit(sample.dataset.frame, "psm", weight="weight", match_on="covariates", **KW)
+    assert res.to_dict()["weight_ess"] > 0
 
 
 @pytest.mark.parametrize("estimator", ["naive", "ols", "ipw"])

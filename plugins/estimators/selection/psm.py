@@ -248,7 +248,7 @@ class PSM:
     variances from ``var_matches`` same-arm matches or, with 0, homoskedastic
     (:func:`~.psm_variance.matching_estimate`). When matching on an estimated score
     (``match_on`` ``propensity`` or ``logit``) the default ``se="ai2016"`` adds Abadie &
-    Imbens' (2016) adjustment for the first step (:func:`~.psm_variance.score_adjustment`,
+    Imbens' (2016) adjustment for the first step (:func:`~.psm_variance.score_terms`,
     local neighbourhoods of ``max(var_matches, 1) + 1`` units): it reduces the variance of
     the ATE and can move the ATT's either way. ``se="ai2006"`` treats the score as known
     (conservative for the ATE), with a warning. With ``var_matches=1`` this reproduces

@@ -20,7 +20,6 @@ __all__ = [
     "conditional_variances",
     "ai_standard_error",
     "arm_neighbours",
-    "score_adjustment",
     "score_terms",
     "score_unit_terms",
     "ScoreTerms",
@@ -284,7 +283,7 @@ def ai_standard_error(
 ) -> float:
     """The AI standard error for the sample or the population average effect.
 
-    ``adjustment`` is added to the variance (:func:`score_adjustment`); a negative total
+    ``adjustment`` is added to the variance (``ScoreTerms.adjustment`` of :func:`score_terms`); a negative total
     gives NaN.
     """
     v = (result.var_sample if target == "sample" else result.var_population) + adjustment
@@ -303,22 +302,6 @@ class ScoreTerms:
     adjustment: float
     slope: np.ndarray
     info_inv: np.ndarray
-
-
-def score_adjustment(
-    Q: np.ndarray,
-    y: np.ndarray,
-    d: np.ndarray,
-    Z: np.ndarray,
-    score: np.ndarray,
-    gradient: np.ndarray,
-    estimand: Literal["ATE", "ATT", "ATC"],
-    estimate: float,
-    L: int,
-    tol: float,
-) -> float:
-    """The variance term of :func:`score_terms` (its docstring has the formulas)."""
-    return score_terms(Q, y, d, Z, score, gradient, estimand, estimate, L, tol).adjustment
 
 
 def score_unit_terms(
@@ -548,7 +531,7 @@ def clustered_standard_error(
 
     with :math:`\hat V^{AI}` the Abadie-Imbens variance of ``target``
     (:func:`matching_estimate`), :math:`\Delta` the ``adjustment`` for an estimated score
-    (:func:`score_adjustment`) and :math:`\hat\psi_i` the unit terms (:func:`unit_terms`,
+    (``adjustment`` of :func:`score_terms`) and :math:`\hat\psi_i` the unit terms (:func:`unit_terms`,
     plus :func:`score_unit_terms` when :math:`\Delta` is used), codes :math:`0..G-1`. The ratio is the clustered over the unclustered variance of the
     linear form :math:`W^{-1}\sum_i\hat\psi_i`; it multiplies the Abadie-Imbens variance
     rather than replacing it because :math:`\hat\psi_i^2` carries the noise of the

@@ -93,7 +93,11 @@ def fit(
         est_cls(params), Dataset(frame, roles), np.random.Generator(np.random.PCG64(ss_est))
     )
     outcome = inf.infer(result, np.random.Generator(np.random.PCG64(ss_inf)))
-    return build_result(estimator, result, outcome)
+    from causalkit.results import emit_warnings
+
+    res = build_result(estimator, result, outcome)
+    emit_warnings(res)  # once, as fit returns: a notebook shows them
+    return res
 
 
 def run(
@@ -133,7 +137,11 @@ def run(
         )
     cfg = validate(compose(overrides), session.registry)
     axes = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
-    return execute(cfg, axes, session)
+    from causalkit.results import emit_warnings
+
+    cell = execute(cfg, axes, session)
+    emit_warnings(cell)  # once per cell, replications aggregated
+    return cell
 
 
 def simulate(dgp: str, seed: int = 0, registry: Registry | None = None, **params: Any) -> Simulated:

@@ -9,6 +9,7 @@ import pandas as pd
 
 __all__ = [
     "BALANCE_COLUMNS",
+    "N_MEAN_COLUMNS",
     "smd",
     "smd_from_moments",
     "balance_table",
@@ -21,7 +22,8 @@ __all__ = [
 ]
 
 BALANCE_COLUMNS: tuple[str, ...] = (
-    "mean_treated",
+    "mean_treated_before",
+    "mean_treated_after",
     "mean_control_before",
     "mean_control_after",
     "smd_before",
@@ -29,7 +31,11 @@ BALANCE_COLUMNS: tuple[str, ...] = (
     "var_ratio_before",
     "var_ratio_after",
 )
-"""The columns of :func:`balance_table`, in order."""
+"""The columns of :func:`balance_table`, in order: each arm's mean, the SMD and the variance
+ratio before weighting (or matching) and after it. The first :data:`N_MEAN_COLUMNS` are means."""
+
+N_MEAN_COLUMNS = 4
+"""How many of :data:`BALANCE_COLUMNS` are means (in the covariates' units)."""
 
 
 def _wmean_var(X: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -109,7 +115,7 @@ def balance_block(
     v1w: np.ndarray,
     v0w: np.ndarray,
 ) -> np.ndarray:
-    r"""Build the :data:`BALANCE_COLUMNS` as a ``(d, 7)`` block from the arm moments.
+    r"""Build the :data:`BALANCE_COLUMNS` as a ``(d, 8)`` block from the arm moments.
 
     For estimators that hold the moments already (e.g. from one pass over a million
     units); :func:`balance_table` is this block from the data.
@@ -128,15 +134,16 @@ def balance_block(
 
     Returns
     -------
-    ndarray, shape (d, 7)
-        Treated mean (weighted), control mean before and after weighting, SMD before and
-        after (:func:`smd_from_moments`), variance ratio treated/control before and after.
+    ndarray, shape (d, 8)
+        Treated and control means before and after weighting, SMD before and after
+        (:func:`smd_from_moments`), variance ratio treated/control before and after.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         vr_before = v1 / v0
         vr_after = v1w / v0w
     return np.column_stack(
         [
+            m1,
             m1w,
             m0,
             m0w,

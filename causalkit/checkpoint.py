@@ -57,14 +57,15 @@ class Checkpoint:
         """Return the checkpoint of the cell with identity ``identity`` under ``root/runs/checkpoints``."""
         return cls(root / "runs" / "checkpoints" / identity, identity)
 
-    def save(self, rows: Iterable[Row]) -> None:
+    def save(self, rows: Iterable[Row]) -> bool:
         """Append one chunk's rows as a new file (temporary name, then an atomic rename).
 
-        A failure to write (full disk, removed folder) is a warning: the run goes on without it.
+        Returns whether they were saved: a failure to write (full disk, removed folder) is a
+        warning, and the run goes on without them.
         """
         rows = list(rows)
         if not rows:
-            return
+            return True
         try:
             payload = json.dumps(
                 [[int(r), values, error] for r, values, error in rows], separators=(",", ":")
@@ -86,6 +87,8 @@ class Checkpoint:
                 CheckpointWarning,
                 stacklevel=2,
             )
+            return False
+        return True
 
     def load(self) -> dict[int, tuple[dict[str, Any], str | None]]:
         """Return the saved rows by replication index (empty when there is no usable checkpoint)."""

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from causalkit.composition import (
     CONF_DIR,
@@ -25,11 +25,12 @@ from causalkit.composition import (
     mask_credentials,
     translate,
 )
-from causalkit.config import RunConfig, validate
-from causalkit.errors import CausalkitError, ConfigError
+from causalkit.errors import CausalkitError, ConfigError, Interrupted
 from causalkit.redact import Redactions, uri_credentials
 from causalkit.registry import Registry, default_registry
-from causalkit.session import Session
+
+if TYPE_CHECKING:
+    from causalkit.config import RunConfig
 
 __all__ = ["CONF_DIR", "main", "preflight", "compose", "Plan"]
 
@@ -178,6 +179,9 @@ def preflight(argv: Sequence[str], registry: Registry | None = None) -> Plan:
     ConfigError
         The first cell that does not compose or validate, in one line.
     """
+    from causalkit.composition import RUN_FOLDER_KEYS, without_run_folders
+    from causalkit.config import validate
+
     args = _parse(argv)
     registry = registry if registry is not None else default_registry()
     hydra = [*args.hydra, f"hydra.mode={'MULTIRUN' if args.multirun else 'RUN'}"]
@@ -203,6 +207,10 @@ def preflight(argv: Sequence[str], registry: Registry | None = None) -> Plan:
     except Exception as exc:
         raise translate(exc, [*args.hydra, *args.task]) from None
     cells = tuple(validate(app, registry) for app in apps)
+    placed = any(o.lstrip("+~").split("=", 1)[0] in RUN_FOLDER_KEYS for o in args.hydra)
+    if not placed and all(c.tracking.backend == "none" for c in cells):
+        for c in composed:  # tracking=none keeps no record, Hydra's included
+            without_run_folders(c)
     shown = tuple(uri_credentials(o) for o in args.task)
     return Plan(cells, tuple(jobs), args.multirun, shown, tuple(composed))
 
@@ -283,19 +291,24 @@ def _groups(loader: Any, hydra: bool, parent: str = "") -> str:
     """List config groups and their options, one line per group, as Hydra's help lists them."""
     from hydra.core.object_type import ObjectType
 
+    # The loader's own search path, read directly: the loader's methods rebuild (deep-copy) a
+    # caching repository on every call, ~90 calls here
+    repo = loader.repository
+
     def walk(parent: str) -> list[str]:
         out = []
-        for group in loader.list_groups(parent):
+        for group in repo.get_group_options(parent, ObjectType.GROUP):
             name = f"{parent}/{group}" if parent else group
-            if loader.get_group_options(name, ObjectType.CONFIG):
+            if repo.get_group_options(name, ObjectType.CONFIG):
                 out.append(name)
-            if loader.get_group_options(name, ObjectType.GROUP):
+            if repo.get_group_options(name, ObjectType.GROUP):
                 out.extend(walk(name))
         return out
 
     names = [g for g in walk(parent) if (g == "hydra" or g.startswith("hydra/")) == hydra]
     return "".join(
-        f"{g}: {', '.join(sorted(loader.get_group_options(g)))}\n" for g in sorted(names)
+        f"{g}: {', '.join(sorted(repo.get_group_options(g, ObjectType.CONFIG)))}\n"
+        for g in sorted(names)
     )
 
 
@@ -325,18 +338,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     work; a user mistake is one line on stderr and exit code 2. A sweep (``-m``) opens one
     MLflow parent run, whose id is handed to each cell with the plan; Hydra's configured
     launcher (``hydra/launcher=joblib`` included) runs the cells. Exit code 1 when a cell of
-    a sweep failed.
+    a sweep failed. Ctrl-C (SIGINT) and SIGTERM print one line, how far the work got
+    (:class:`~causalkit.errors.Interrupted`), close the open runs as KILLED and exit with
+    130 and 143.
     """
     from causalkit.runner import install_sigterm_handler
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     install_sigterm_handler()
-    session = Session(default_registry())
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as exc:
+        stopped = Interrupted.of(exc)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # below a progress bar's line
+        print(f"causalkit: {stopped}", file=sys.stderr)
+        sys.exit(stopped.exit_code)
+
+
+def _main(argv: list[str]) -> None:
+    """Run the command (:func:`main`), leaving Ctrl-C and SIGTERM to it."""
     try:
         args = _parse(argv)
         if args.show is not None:
             _show(args)
             return
+        from causalkit.session import Session  # after --help, which needs no plugins
+
+        session = Session(default_registry())
         plan = preflight(argv, session.registry)
     except CausalkitError as exc:
         _fail(exc)
@@ -344,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parent = None
     tracked = [c for c in plan.cells if c.tracking.backend == "mlflow"]
     if tracked:
+        from causalkit.runner import sweep_name
         from causalkit.tracking import SWEEP_TAG, MlflowTracker
 
         try:
@@ -351,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tracker.experiment_id()  # create the store and experiment once, before any worker
             tracker.reap(f"tags.`{SWEEP_TAG}` = '1'")
             if plan.multirun:
-                name = "sweep: " + " ".join(plan.overrides) if plan.overrides else "sweep"
+                name = sweep_name(plan.jobs)
                 hashes = ",".join(c.cell_hash for c in plan.cells)
                 tags = {
                     SWEEP_TAG: "1",
@@ -371,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan.cells, plan.jobs, plan.multirun, session, Path.cwd(), parent[1] if parent else None
     )
     status = "FINISHED"
+    stopped: Interrupted | None = None
     failed = 0
     beat = parent[0].heartbeat(parent[1]) if parent is not None else contextlib.nullcontext()
     try:
@@ -384,9 +414,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as exc:  # e.g. Hydra's run folder in a read-only runs/, a full disk: one line
         status = "FAILED"
         _fail(exc, plan.cells[0].tracking.redactions)
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
+    except KeyboardInterrupt as exc:  # raised again below, once the parent run is closed
+        status, stopped = "KILLED", Interrupted.of(exc)
     except BaseException:
         status = "FAILED"
         raise
@@ -396,10 +425,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             try:
                 failed = _failed_children(tracker_, run_id)
                 tracker_.set_tags(run_id, {"causalkit.failed_cells": str(failed)})
-                tracker_.end_run(run_id, status)
+                if stopped is not None:  # the sweep's one line, on its run and on stderr
+                    tracker_.close_interrupted(run_id, stopped.signum)
+                    stopped = stopped.in_sweep(len(plan.cells) - failed, len(plan.cells))
+                tracker_.end_run(run_id, status, error=str(stopped) if stopped else None)
             except CausalkitError as exc:  # the store refuses writes: closed as far as it allows
                 tracker_.end_run(run_id, "FAILED")
                 _fail(exc, plan.cells[0].tracking.redactions)
+    if stopped is not None:
+        raise stopped
     if parent is not None and failed:
         print(
             f"causalkit: {failed} of {len(plan.cells)} cells FAILED (see the causalkit.error tag of their runs)",

@@ -25,6 +25,8 @@ __all__ = [
     "check_overrides",
     "check_composed",
     "mask_credentials",
+    "without_run_folders",
+    "RUN_FOLDER_KEYS",
 ]
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -319,9 +321,46 @@ def mask_credentials(cfg: Any) -> None:
                 node[path[-1]] = uri_credentials(value)
 
 
+RUN_FOLDER_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.output_subdir")
+"""Hydra settings that place its run folders; a command that sets one keeps Hydra's folders."""
+
+
+def without_run_folders(cfg: Any) -> None:
+    """Make Hydra write nothing for a composed config, in place (for ``tracking=none``).
+
+    No ``.hydra/`` record (``output_subdir`` null), the run and sweep folders the start
+    directory itself (which exists: nothing is created), and no logging handler that writes
+    a file (Hydra's ``<job>.log``); console logging stays. A submitit launcher keeps its
+    folders: its jobs' pickles and logs live in the sweep folder.
+    """
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    node = cfg.hydra
+    if "submitit" in str(OmegaConf.select(node, "launcher._target_", default="")):
+        return
+    with read_write(node), open_dict(node):
+        node.output_subdir = None
+        node.run.dir = node.sweep.dir = node.sweep.subdir = "."
+        logging = OmegaConf.select(node, "job_logging")
+        if logging is None or "handlers" not in logging:
+            return
+        files = [k for k, h in logging.handlers.items() if "filename" in h]
+        for key in files:
+            del logging.handlers[key]
+        root = OmegaConf.select(logging, "root.handlers")
+        if root is not None:
+            logging.root.handlers = [h for h in root if h not in files]
+
+
 def translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     """Turn Hydra's multi-line composition errors into one line."""
     msg = str(exc)
+    m = re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", msg)
+    if m:  # a comma list without brackets is a sweep, which a single run cannot take
+        key, value = m.group(1).lstrip("+~"), m.group(2)
+        return ConfigError(
+            key, f"a list in brackets, {key}=[{value}] (or -m to sweep over the values)", value
+        )
     m = re.search(r"Could not find '([^']+)/([^']+)'", msg)
     if m:
         group, choice = m.group(1), m.group(2)

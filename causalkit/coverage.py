@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import norm
 
 __all__ = [
     "World",
@@ -223,6 +222,8 @@ def power(reps: int, level: float = 0.95) -> dict[str, float]:
     :math:`(1+q)` times the true one (negligible spread) the relative error is
     :math:`N(q, (1+q)^2/(2R))` and its band :math:`\pm 3(1+q)/\sqrt{2R}`.
     """
+    from scipy.stats import norm
+
     half = 3 * math.sqrt(level * (1 - level) / reps)
     out = {}
     for c in (level - 0.05, min(level + 0.04, 0.999)):

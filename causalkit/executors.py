@@ -80,9 +80,7 @@ class LocalExecutor:
         if self._pool is None:
             from joblib import Parallel, parallel_config
 
-            from causalkit.montecarlo import exit_with_parent
-
-            with parallel_config("loky", initializer=exit_with_parent, initargs=(os.getpid(),)):
+            with parallel_config("loky", initializer=_pool_worker, initargs=(os.getpid(),)):
                 self._pool = Parallel(n_jobs=self.n_jobs)
             self._pool.__enter__()
         return self._pool
@@ -109,6 +107,20 @@ class LocalExecutor:
                 for part in np.array_split(np.asarray(batch), min(len(batch), self.n_jobs))
             )
             yield [row for part in parts for row in part]
+
+
+def _pool_worker(parent: int) -> None:
+    """Start a replication worker: it exits with its parent and leaves Ctrl-C to it.
+
+    The parent stops the pool on Ctrl-C and reports once; the workers of a terminal's
+    process group, which get the SIGINT too, stay quiet.
+    """
+    import signal
+
+    from causalkit.montecarlo import exit_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent(parent)
 
 
 def code_modules(registry: Registry) -> tuple[str, ...]:

@@ -131,7 +131,7 @@ class CellTask:
         output: threading.Lock | None = None,
     ) -> Exception | None:
         """Execute cell ``num`` (on ``executor``, telling ``progress``); print under ``output``."""
-        from causalkit.runner import execute
+        from causalkit.runner import execute, varying_axes
 
         axes = _axes(self.jobs[num])
         lock = output if output is not None else contextlib.nullcontext()
@@ -148,9 +148,10 @@ class CellTask:
                 self.start_dir,
                 parent_run_id=self.parent_run_id,
                 sweep_cell=num if self.multirun else None,
-                notice=say,
+                notice=(lambda line: say(f"[cell {num}] {line}")) if self.multirun else say,
                 executor=executor,
                 progress=progress,
+                varying=varying_axes(self.jobs) if self.multirun else None,
             )
         except KeyboardInterrupt:
             raise
@@ -297,8 +298,9 @@ def launch(plan: Plan, task: CellTask) -> None:
     launcher = Plugins.instance().instantiate_launcher(
         hydra_context=context, task_function=task, config=master
     )
-    sweep_dir = Path(str(master.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(master, sweep_dir / "multirun.yaml")
+    if master.hydra.output_subdir is not None:  # null: tracking=none, Hydra writes nothing
+        sweep_dir = Path(str(master.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(master, sweep_dir / "multirun.yaml")
     launcher.launch([list(job) for job in plan.jobs], initial_job_idx=0)
     callbacks.on_multirun_end(config=master, config_name="config")

@@ -17,7 +17,7 @@ import pandas as pd
 from causalkit.checkpoint import Checkpoint
 from causalkit.config import RunConfig
 from causalkit.contracts import Dataset, DiagnosticValue, Simulated
-from causalkit.errors import CausalkitError
+from causalkit.errors import CausalkitError, Interrupted
 from causalkit.executors import DaskExecutor, Executor, open_executor
 from causalkit.inputs import checked_fit
 from causalkit.performance import summarise, wilson_interval
@@ -201,6 +201,7 @@ def run_cell(
     progress: Callable[[int, int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     executor: Executor | None = None,
+    resumed: Callable[[int, int], None] | None = None,
 ) -> CellResult:
     """Run every replication of a cell and summarise.
 
@@ -211,8 +212,10 @@ def run_cell(
     is recorded with its error and counted, and results are bit-identical whatever the
     executor, the number of workers and the chunking. With a ``checkpoint``, finished
     replications are saved chunk by chunk as they arrive and reused when the cell is run
-    again. ``session`` defaults to :func:`~causalkit.session.default_session`; ``executor``
-    (left open) to a new one for ``cfg.mc``, closed on return.
+    again (``resumed`` is told how many, and of how many). ``session`` defaults to
+    :func:`~causalkit.session.default_session`; ``executor`` (left open) to a new one for
+    ``cfg.mc``, closed on return. Ctrl-C or SIGTERM raises :class:`~causalkit.errors.Interrupted`
+    with the replications done and checkpointed.
 
     With ``mc.target_mcse`` the replications run in batches from ``mc.reps`` until every
     target is met or ``mc.max_reps`` (:class:`causalkit.planning.Plan`); the boundaries
@@ -224,33 +227,46 @@ def run_cell(
     t0 = time.perf_counter()
     reps = cfg.mc.reps
     if reps == 1:
-        base = _load_base(cfg, session.registry)
-        with session.threads():
-            res = run_replication(cfg, 0, base, session)
+        try:
+            base = _load_base(cfg, session.registry)
+            with session.threads():
+                res = run_replication(cfg, 0, base, session)
+        except KeyboardInterrupt as exc:
+            raise Interrupted.of(exc).counted(0, 1, None) from None
         seconds = time.perf_counter() - t0
         return _summarise_rows(cfg, [_Row(0, res.to_row(), None)], seconds, single=res)
 
     plan = Plan.of(cfg.mc)
     cap = reps if plan is None else plan.max_reps
     done: dict[int, _Row] = {}
+    saved = 0  # replications in the checkpoint
     if checkpoint is not None:
         done = {
             r: _Row(r, values, error) for r, (values, error) in checkpoint.load().items() if r < cap
         }
-    with open_executor(cfg, session, executor) as pool:
-        # A cluster's workers load the cell's data themselves: the driver never ships it.
-        base = None if isinstance(pool, DaskExecutor) else _load_base(cfg, session.registry)
-        boundary: int | None = reps
-        while boundary is not None:
-            reps = boundary
-            todo = [r for r in range(reps) if r not in done]
-            for new in pool.run(_chunk_rows, _load_base, cfg, base, session, todo):
-                done.update({row.r: row for row in new})
-                if checkpoint is not None:
-                    checkpoint.save((row.r, row.values, row.error) for row in new)
-                if progress is not None:
-                    progress(len(done), cap)
-            boundary = None if plan is None else plan.next_boundary(reps, _metrics(done, reps))
+        saved = len(done)
+        if saved and resumed is not None:
+            resumed(saved, cap)
+    try:
+        with open_executor(cfg, session, executor) as pool:
+            # A cluster's workers load the cell's data themselves: the driver never ships it.
+            base = None if isinstance(pool, DaskExecutor) else _load_base(cfg, session.registry)
+            boundary: int | None = reps
+            while boundary is not None:
+                reps = boundary
+                todo = [r for r in range(reps) if r not in done]
+                for new in pool.run(_chunk_rows, _load_base, cfg, base, session, todo):
+                    done.update({row.r: row for row in new})
+                    if checkpoint is not None and checkpoint.save(
+                        (row.r, row.values, row.error) for row in new
+                    ):
+                        saved += len(new)
+                    if progress is not None:
+                        progress(len(done), cap)
+                boundary = None if plan is None else plan.next_boundary(reps, _metrics(done, reps))
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, or a Dask executor stopped
+        kept = saved if checkpoint is not None else None
+        raise Interrupted.of(exc).counted(len(done), cap, kept) from None
     if plan is not None and progress is not None:
         progress(reps, reps)
     rows = [done[r] for r in range(reps)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -40,12 +40,19 @@ class Registry:
     Built-in plugins are registered through the same entry-point groups a third-party
     package uses (``causalkit.data``, ``causalkit.dgp``, ``causalkit.estimator``,
     ``causalkit.inference``). Tests build a fresh ``Registry()`` and register by hand.
+
+    With ``load_entry_points(lazy=True)`` an advertised plugin's module is imported when the
+    plugin is first asked for (:meth:`get`, :meth:`pairings`, :meth:`load_all`), so a run
+    imports only the plugins it uses; :attr:`broken` then lists the failures met so far.
     """
 
     _plugins: dict[str, dict[str, type]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
     broken: dict[tuple[str, str], str] = field(default_factory=dict)
+    _pending: dict[str, dict[str, list[EntryPoint]]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
 
     def register(self, kind: Kind, plugin: Any, name: str | None = None) -> Any:
         """Validate and add ``plugin`` under ``kind``; returns the plugin (usable as decorator)."""
@@ -72,12 +79,14 @@ class Registry:
 
     def get(self, kind: Kind, name: str) -> Any:
         """Return the plugin class; unknown names fail listing the registered ones."""
+        if kind in self._pending and name in self._pending[kind]:
+            self._load(kind, self._pending[kind].pop(name))
         if (kind, name) in self.broken:
             raise PluginError(self.broken[(kind, name)])
         try:
             return self._plugins[kind][name]
         except KeyError:
-            known = ", ".join(sorted(self._plugins[kind])) or "(none)"
+            known = ", ".join(self.names(kind)) or "(none)"
             raise PluginError(f"{kind}: expected one of {known}, got {name!r}") from None
 
     def pairings(self, estimator: str, params: BaseModel | None = None) -> tuple[str, ...]:
@@ -88,6 +97,7 @@ class Registry:
         """
         est = self.get("estimator", estimator)
         offered = frozenset(est.capabilities(params if params is not None else est.Params()))
+        self.load_all(["inference"])
         inference: dict[str, Any] = self._plugins["inference"]
         return tuple(
             name
@@ -107,26 +117,40 @@ class Registry:
         return str(est.default_inference)
 
     def names(self, kind: Kind) -> list[str]:
-        """Return the registered names of one kind, sorted."""
-        return sorted(self._plugins[kind])
+        """Return the registered (and advertised, not yet loaded) names of one kind, sorted."""
+        return sorted({*self._plugins[kind], *self._pending[kind]})
 
-    def load_entry_points(self, groups: Iterable[Kind] = KINDS) -> Registry:
+    def load_entry_points(self, groups: Iterable[Kind] = KINDS, lazy: bool = False) -> Registry:
         """Register every plugin advertised under the causalkit entry-point groups.
 
         A plugin that fails to import or to validate is recorded in :attr:`broken` and raises
-        :class:`PluginError` with the cause when it is requested.
+        :class:`PluginError` with the cause when it is requested. With ``lazy``, each plugin's
+        module is imported when the plugin is first requested.
         """
         advertised = entry_points()  # one scan of the installed distributions for every group
         for kind in groups:
             for ep in advertised.select(group=ENTRY_POINT_GROUPS[kind]):
-                # A broken package must not take the others down: it fails when asked for.
-                try:
-                    self.register(kind, ep.load(), name=ep.name)
-                except Exception as exc:
-                    self.broken[(kind, ep.name)] = (
-                        f"{kind} plugin {ep.name!r} ({ep.value}) is broken: {exc}"
-                    )
+                self._pending[kind].setdefault(ep.name, []).append(ep)
+        if not lazy:
+            self.load_all(groups)
         return self
+
+    def load_all(self, kinds: Iterable[Kind] = KINDS) -> Registry:
+        """Import every advertised plugin of ``kinds`` not imported yet (see :attr:`broken`)."""
+        for kind in kinds:
+            for name in list(self._pending[kind]):
+                self._load(kind, self._pending[kind].pop(name))
+        return self
+
+    def _load(self, kind: Kind, advertised: list[EntryPoint]) -> None:
+        for ep in advertised:  # one name advertised twice fails as registered twice
+            # A broken package must not take the others down: it fails when asked for.
+            try:
+                self.register(kind, ep.load(), name=ep.name)
+            except Exception as exc:
+                self.broken[(kind, ep.name)] = (
+                    f"{kind} plugin {ep.name!r} ({ep.value}) is broken: {exc}"
+                )
 
 
 def _satisfies(offered: frozenset[Any], requires_any: Iterable[Any]) -> bool:
@@ -136,7 +160,7 @@ def _satisfies(offered: frozenset[Any], requires_any: Iterable[Any]) -> bool:
 
 @functools.cache
 def default_registry() -> Registry:
-    """Return the built-in and installed plugins: ``Registry().load_entry_points()``, built on first call.
+    """Return the built-in and installed plugins: ``Registry().load_entry_points(lazy=True)``.
 
     A cached constructor (one per process; the entry points do not change while it runs). It
     is only the default of the entry points (``causalkit.fit``, ``causalkit.run``, the command
@@ -144,4 +168,4 @@ def default_registry() -> Registry:
     explicitly in the run's :class:`~causalkit.session.Session`. Tests that need other plugins
     build a fresh ``Registry()`` and pass it.
     """
-    return Registry().load_entry_points()
+    return Registry().load_entry_points(lazy=True)

@@ -15,11 +15,14 @@ import pandas as pd
 from causalkit.config import TrackingConfig
 from causalkit.errors import CausalkitError, ConfigError
 from causalkit.performance import paired, summarise
+from causalkit.report_page import html_page
 from causalkit.results import CELL_METRICS
 from causalkit.runner import SWEEP_CELL_TAG
 from causalkit.tracking import SWEEP_TAG, MlflowTracker
 
 __all__ = [
+    "CellFiles",
+    "html_page",
     "sweep_table",
     "latest_sweep",
     "main",
@@ -102,6 +105,41 @@ def _cell_runs(tracker: MlflowTracker, sweep_id: str) -> list[tuple[str, Any]]:
     return out
 
 
+class CellFiles:
+    """Each cell run's ``config.yaml`` and ``replications.parquet``, read once per report.
+
+    The common-random-numbers tables and the zip plots both need a cell's replications; one
+    memo (per run id) serves both, so each file is read (or downloaded) once.
+    """
+
+    def __init__(self, tracker: MlflowTracker) -> None:
+        self.tracker = tracker
+        self._memo: dict[str, tuple[dict[str, Any] | None, pd.DataFrame | None]] = {}
+
+    def read(self, run: Any) -> tuple[dict[str, Any] | None, pd.DataFrame | None]:
+        """Return ``(config, replications)`` of ``run``; ``None`` for a file it lacks or that is unreadable."""
+        key = str(run.info.run_id)
+        if key not in self._memo:
+            import yaml
+            from mlflow.exceptions import MlflowException
+
+            # a run that failed early lacks its files (MLflow: "No such artifact")
+            unreadable = (OSError, ValueError, yaml.YAMLError, MlflowException)
+            config: dict[str, Any] | None = None
+            reps: pd.DataFrame | None = None
+            with self.tracker.run_artifacts(run) as fetch:
+                try:
+                    config = yaml.safe_load(fetch("config.yaml").read_text()) or {}
+                except unreadable:
+                    pass
+                try:
+                    reps = pd.read_parquet(fetch("replications.parquet"))
+                except unreadable:
+                    pass
+            self._memo[key] = (config, reps)
+        return self._memo[key]
+
+
 _METHOD_AXES = ("estimator", "inference")
 """Sweep axes under these groups define the methods compared; every other axis is a design factor."""
 
@@ -143,12 +181,27 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
             m = {**m, "bias": m["estimate"] - m.get("truth", float("nan")), "reps": 1}
         for col in CELL_METRICS:
             row[col] = m.get(col, float("nan"))
+        row["estimand"] = run.data.tags.get("causalkit.estimand", "")
+        row["truth_estimand"] = run.data.tags.get("causalkit.truth_estimand", "")
+        # the mean of the replications' truths (the bias is measured against each one's own)
+        row["truth"] = m.get("truth", m.get("mean_estimate", np.nan) - row["bias"])
         row["plan"] = plan_outcome(m)
         row["error"] = run.data.tags.get("causalkit.error", "")
         row["run_id"] = run.info.run_id
         rows.append(row)
     table = pd.DataFrame(
-        rows, columns=["cell", *COLUMNS[:3], *CELL_METRICS, "plan", "error", "run_id"]
+        rows,
+        columns=[
+            "cell",
+            *COLUMNS[:3],
+            *CELL_METRICS,
+            "estimand",
+            "truth_estimand",
+            "truth",
+            "plan",
+            "error",
+            "run_id",
+        ],
     )
     keys = list(dict.fromkeys(k for a in axes.values() for k in a))
     factors = [
@@ -160,7 +213,11 @@ def sweep_table(tracker: MlflowTracker, sweep_id: str) -> pd.DataFrame:
     method = [
         "/".join(
             [str(r["estimator"]), str(r["inference"])]
-            + [f"{k}={axes[r['cell']][k]}" for k in methods if "." in k and k in axes[r["cell"]]]
+            + [
+                f"{k}={axes[r['cell']][k]}"
+                for k in methods
+                if "." in k and k in axes.get(r["cell"], {})
+            ]
         )
         for _, r in table.iterrows()
     ]
@@ -329,29 +386,26 @@ def _draw_key(config: Mapping) -> str | None:
 
 
 def common_draws_tables(
-    tracker: MlflowTracker, sweep_id: str, reference: str | None = None
+    tracker: MlflowTracker,
+    sweep_id: str,
+    reference: str | None = None,
+    files: CellFiles | None = None,
 ) -> list[pd.DataFrame]:
     """One :func:`common_draws` table per group of a sweep's cells that share their draws.
 
     Only Monte Carlo cells run with ``mc.common_random_numbers`` take part; a group needs at
     least two cells. Each cell's ``config.yaml`` and ``replications.parquet`` are read back
-    from its run's artifacts.
+    from its run's artifacts, through ``files`` when given (a report shares one).
     """
-    import yaml
-
+    files = files or CellFiles(tracker)
     groups: dict[str, dict[str, pd.DataFrame]] = {}
     for _, run in _cell_runs(tracker, sweep_id):
         if run is None or run.info.status != "FINISHED":
             continue
-        with tracker.run_artifacts(run) as fetch:
-            try:
-                config = yaml.safe_load(fetch("config.yaml").read_text())
-                key = _draw_key(config or {})
-                if key is None:
-                    continue
-                table = pd.read_parquet(fetch("replications.parquet"))
-            except (OSError, ValueError):
-                continue
+        config, table = files.read(run)
+        key = _draw_key(config) if config is not None else None
+        if key is None or table is None:
+            continue
         groups.setdefault(key, {})[run.info.run_name or run.info.run_id] = table
     shared = [cells for cells in groups.values() if len(cells) > 1]
     if reference is not None and not any(reference in cells for cells in shared):
@@ -385,13 +439,17 @@ def render_common_draws(table: pd.DataFrame) -> str:
 
 
 def _common_draws_section(
-    tracker: MlflowTracker, sweep_id: str, out: Path, reference: str | None = None
+    tracker: MlflowTracker,
+    sweep_id: str,
+    out: Path,
+    reference: str | None = None,
+    files: CellFiles | None = None,
 ) -> str:
     """Return the text of the sweep's common-random-numbers comparisons (``""`` without any).
 
     Their tables go to ``common_draws.csv`` (column ``group`` tells groups of shared draws apart).
     """
-    tables = common_draws_tables(tracker, sweep_id, reference)
+    tables = common_draws_tables(tracker, sweep_id, reference, files)
     out.mkdir(parents=True, exist_ok=True)
     if not tables:
         return ""
@@ -405,15 +463,20 @@ NESTED_LOOP_MEASURES = ("bias", "rmse", "coverage")
 """Measures drawn as nested-loop plots when a sweep varies design factors."""
 
 
-def _simulation_figures(tracker: MlflowTracker, done: pd.DataFrame, out: Path) -> list[str]:
+def _simulation_figures(
+    tracker: MlflowTracker, done: pd.DataFrame, out: Path, files: CellFiles | None = None
+) -> list[str]:
     """Write the measure forest plot, the nested-loop plots and one zip plot per Monte Carlo cell.
 
     Returns the files written (relative to ``out``). Zip plots need a cell's replications
-    table and truth (``replications.parquet``); cells without them get none.
+    table and truth (``replications.parquet``, read through ``files``); cells without them
+    get none.
     """
-    import matplotlib.pyplot as plt
-
+    from causalkit.plots import pyplot
     from causalkit.simplots import measures_plot, nested_loop_plot, zip_plot
+
+    plt = pyplot()
+    files = files or CellFiles(tracker)
 
     written: list[str] = []
 
@@ -436,13 +499,8 @@ def _simulation_figures(tracker: MlflowTracker, done: pd.DataFrame, out: Path) -
                 if mc[measure].notna().any():
                     save(nested_loop_plot(mc, factors, measure), f"nested_loop_{measure}.png")
     for _, row in mc.iterrows():
-        run = tracker.client.get_run(row["run_id"])
-        with tracker.run_artifacts(run) as fetch:
-            try:
-                reps = pd.read_parquet(fetch("replications.parquet"))
-            except (OSError, ValueError):
-                continue
-        if "truth" not in reps:
+        _, reps = files.read(tracker.client.get_run(row["run_id"]))
+        if reps is None or "truth" not in reps:
             continue
         if "error" in reps:
             reps = reps[reps["error"].isna().to_numpy()]
@@ -452,51 +510,6 @@ def _simulation_figures(tracker: MlflowTracker, done: pd.DataFrame, out: Path) -
         safe = "".join(ch if ch.isalnum() or ch in "-_.=" else "_" for ch in str(row["cell"]))
         save(zip_plot(reps, None, level, str(row["cell"])), f"zip/{safe}.png")
     return written
-
-
-def html_page(
-    table: pd.DataFrame,
-    sweep_id: str,
-    sweep_name: str,
-    png: bytes | None,
-    figures: Sequence[tuple[str, bytes]] = (),
-) -> str:
-    """Build a self-contained HTML report: the table, the comparison and the simulation figures.
-
-    ``figures`` are ``(file name, PNG bytes)`` pairs (:func:`_simulation_figures`), embedded
-    after the comparison: the measures' forest plot, nested-loop plots, zip plots.
-    """
-    import base64
-    import html
-
-    hidden = [c for c in CELL_METRICS if c not in COLUMNS] + ["run_id"]
-    shown = table.drop(columns=hidden, errors="ignore")
-    body = shown.to_html(
-        index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="cells"
-    )
-    img = (
-        f'<img alt="comparison" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        if png
-        else "<p>No finished cells to plot.</p>"
-    )
-    extra = "".join(
-        f"<h2>{html.escape(name)}</h2>"
-        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-        for name, data in figures
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>causalkit sweep {html.escape(sweep_id)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}} table.cells{{border-collapse:collapse;font-size:.9em}}
-table.cells th,table.cells td{{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:right}}
-table.cells td:first-child,table.cells th:first-child{{text-align:left}} img{{max-width:100%}}</style></head>
-<body><h1>causalkit sweep</h1><p>{html.escape(sweep_name)}<br>parent run <code>{html.escape(sweep_id)}</code>,
-{len(table)} cells. Bias and coverage carry their Monte Carlo standard errors (Morris, White &amp; Crowther 2019);
-the coverage panel shades the nominal level ± 1.96 binomial MCSE.</p>
-{body}
-<h2>Comparison</h2>{img}
-{extra}
-</body></html>
-"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -524,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sweep = args.sweep or latest_sweep(tracker)
         table = sweep_table(tracker, sweep)
         out = Path(args.out) / sweep
-        common = _common_draws_section(tracker, sweep, out, args.reference)
+        files = CellFiles(tracker)
+        common = _common_draws_section(tracker, sweep, out, args.reference, files)
     except CausalkitError as exc:
         print(f"causalkit.report: error: {exc}", file=sys.stderr)
         return 2
@@ -537,17 +551,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = table[table["status"] == "FINISHED"]
     png = None
     if len(done):
-        import matplotlib.pyplot as plt
+        from causalkit.plots import comparison_plot, pyplot
 
-        from causalkit.plots import comparison_plot
-
+        plt = pyplot()
         fig = comparison_plot(done)
         fig.savefig(out / "comparison.png", dpi=110)
         plt.close(fig)
         png = (out / "comparison.png").read_bytes()
-    written = _simulation_figures(tracker, done, out)
+    written = _simulation_figures(tracker, done, out, files)
     embedded = [(f, (out / f).read_bytes()) for f in written]
-    (out / "report.html").write_text(html_page(table, sweep, name, png, embedded))
+    configs = [
+        config
+        for run_id in table["run_id"]
+        if run_id
+        for config in [files.read(tracker.client.get_run(run_id))[0]]
+        if config is not None
+    ]
+    page = html_page(table, sweep, name, png, embedded, configs)
+    (out / "report.html").write_text(page, encoding="utf-8")
     tracker.client.log_artifacts(sweep, str(out), artifact_path="report")
     print(
         f"written: {out}/comparison.txt, comparison.csv, report.html"

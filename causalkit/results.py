@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import warnings as _warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -14,7 +16,16 @@ import pandas as pd
 
 from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, LazyTables
 from causalkit.performance import MEASURES
-from causalkit.summary import Section, Summary, formatted, plain, scalar, signed
+from causalkit.summary import (
+    Section,
+    Summary,
+    fixed_or_scientific,
+    formatted,
+    plain,
+    pvalue,
+    scalar,
+    signed,
+)
 
 if TYPE_CHECKING:
     from causalkit.config import RunConfig
@@ -27,6 +38,8 @@ __all__ = [
     "SUMMARY_METRICS",
     "build_result",
     "compare",
+    "CausalkitWarning",
+    "emit_warnings",
 ]
 
 EFFECT_COLUMNS = ("estimate", "se", "ci_lower", "ci_upper", "p_value", "p_value_raw")
@@ -37,6 +50,30 @@ SUMMARY_METRICS: tuple[str, ...] = MEASURES
 
 CELL_METRICS: tuple[str, ...] = (*SUMMARY_METRICS, "n_failed", "reps", "seconds")
 """Keys of :attr:`CellResult.metrics`."""
+
+_POPULATIONS = {
+    "ATE": "average effect over everyone",
+    "ATT": "average effect on the treated",
+    "ATC": "average effect on the controls",
+}
+
+
+_PVALUE = re.compile(r"(?:^|[._])p(?:_value)?(?:_raw|_lower|_upper)?$")
+"""Diagnostic names that hold a p-value (``lr_rho0_p``, ``x.p_value``), printed as p-values."""
+
+
+def estimand_text(estimand: str) -> str:
+    """Show the estimand as a summary does: ``ATT (average effect on the treated)``."""
+    meaning = _POPULATIONS.get(estimand)
+    return f"{estimand} ({meaning})" if meaning else estimand
+
+
+class CausalkitWarning(UserWarning):
+    """A problem with a result the user must read (the text of ``result.warnings``).
+
+    Emitted once per :func:`causalkit.fit` or :func:`causalkit.run`, when it returns, so a
+    notebook shows it; filter with ``warnings.filterwarnings("ignore", category=CausalkitWarning)``.
+    """
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -262,11 +299,11 @@ class EffectResult:
         pct = int(round(self.level * 100))
         band = " (simultaneous)" if self.joint else ""
         head = [
-            ("estimand", self.estimand),
+            ("estimand", estimand_text(self.estimand)),
             ("estimate", signed(self.estimate)),
             ("std. error", plain(self.se)),
             (f"{pct}% CI{band}", f"[{signed(self.ci_lower)}, {signed(self.ci_upper)}]"),
-            ("p-value (Holm)" if self.joint else "p-value", plain(self.p_value, ".4g")),
+            ("p-value (Holm)" if self.joint else "p-value", pvalue(self.p_value)),
             ("n", str(self.n)),
         ]
         if self.truth is not None:
@@ -283,14 +320,17 @@ class EffectResult:
                 "ci_lower": signed,
                 "ci_upper": signed,
                 "se": plain,
-                "p_value": lambda v: plain(v, ".4g"),
-                "p_value_raw": lambda v: plain(v, ".4g"),
+                "p_value": pvalue,
+                "p_value_raw": pvalue,
             }
             sections.append(
                 Section(f"effects ({self.k}; {kind})", table=formatted(self.effects, fmt))
             )
         if self.diagnostics:
-            pairs = tuple((k, scalar(v)) for k, v in self.diagnostics.items())
+            pairs = tuple(
+                (k, pvalue(v) if _PVALUE.search(k) and isinstance(v, float) else scalar(v))
+                for k, v in self.diagnostics.items()
+            )
             sections.append(Section("diagnostics", pairs=pairs, width=26, indent="  "))
         balance = self.tables.get("balance")
         if balance is not None and len(balance):
@@ -298,7 +338,13 @@ class EffectResult:
                 Section(
                     "balance (SMD; denominator: pooled SD sqrt((s_T^2 + s_C^2)/2))",
                     table=formatted(
-                        balance, {}, lambda v: f"{v:+.2e}" if isinstance(v, float) else str(v)
+                        balance,
+                        {
+                            str(c): fixed_or_scientific(
+                                balance[c], sign=not str(c).startswith("var_ratio")
+                            )
+                            for c in balance
+                        },
                     ),
                 )
             )
@@ -380,6 +426,39 @@ def build_result(
         truth_estimand=None if truth is None else truth[0],
         warnings=(*fit.warnings, *outcome.warnings),
     )
+
+
+def emit_warnings(result: EffectResult | CellResult, stacklevel: int = 3) -> None:
+    """Emit a result's warnings through :mod:`warnings` as :class:`CausalkitWarning`, once.
+
+    For :func:`causalkit.fit` and :func:`causalkit.run` as they return (never per Monte
+    Carlo replication): an effect result's (or a one-replication cell's) warnings one by one;
+    a cell of many replications one aggregate line, how many replications warned.
+
+    Parameters
+    ----------
+    result : EffectResult or CellResult
+        The result being returned.
+    stacklevel : int
+        Passed to :func:`warnings.warn`; the default points at the caller of ``fit``/``run``.
+    """
+    if isinstance(result, CellResult) and result.single is None:
+        table = result.replications
+        warned = int((table["n_warnings"].fillna(0) > 0).sum()) if "n_warnings" in table else 0
+        lines = (
+            [
+                f"{result.estimator}: {warned} of {len(table)} replications carried warnings "
+                "(their count per replication: result.replications['n_warnings'])"
+            ]
+            if warned
+            else []
+        )
+    else:
+        single = result.single if isinstance(result, CellResult) else result
+        assert single is not None
+        lines = list(single.warnings)
+    for line in lines:
+        _warnings.warn(line, CausalkitWarning, stacklevel=stacklevel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,7 +560,7 @@ class CellResult:
             return f"{format(m[name], spec)}  (MCSE {format(m[name + '_mcse'], '.' + spec.lstrip('+.'))})"
 
         pairs = (
-            ("estimand", self.estimand),
+            ("estimand", estimand_text(self.estimand)),
             ("truth", truth),
             ("replications", f"{int(m['reps'])} ({int(m['n_failed'])} failed)"),
             ("mean estimate", f"{m['mean_estimate']:+.5f}"),

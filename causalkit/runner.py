@@ -4,40 +4,111 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from causalkit.checkpoint import Checkpoint
-from causalkit.config import RunConfig
-from causalkit.errors import EstimationError
-from causalkit.executors import Executor, open_executor
-from causalkit.montecarlo import run_cell
-from causalkit.results import CellResult
-from causalkit.session import Session, default_session
+from causalkit.errors import EstimationError, Interrupted
 
-__all__ = ["execute", "run_name", "install_sigterm_handler", "SWEEP_CELL_TAG"]
+if TYPE_CHECKING:  # the command line imports this module for its signal handler only
+    from causalkit.config import RunConfig
+    from causalkit.executors import Executor
+    from causalkit.results import CellResult
+    from causalkit.session import Session
+
+__all__ = [
+    "execute",
+    "run_name",
+    "sweep_name",
+    "varying_axes",
+    "install_sigterm_handler",
+    "SWEEP_CELL_TAG",
+]
 
 SWEEP_CELL_TAG = "causalkit.cell"
 """Prefix of a sweep parent run's tags ``causalkit.cell.<number>``: the run standing for each cell."""
 
 
-def run_name(cfg: RunConfig, axes: Mapping[str, str]) -> str:
-    """Name a run after its sweep axes (or the estimator when there are none)."""
+def _named(key: str) -> bool:
+    """Whether an override may name a run (tracking settings and ``mc.resume`` never do)."""
+    return not key.startswith("tracking.") and key != "mc.resume"
+
+
+def _short_keys(keys: Collection[str]) -> dict[str, str]:
+    """Each key's last dotted part (``dgp.n`` -> ``n``), the whole key where parts collide."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (t if last.count(t) == 1 else k) for k, t in zip(keys, last, strict=True)}
+
+
+def varying_axes(jobs: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    """Return the keys whose values differ between a sweep's jobs, with their values in order.
+
+    ``jobs`` are the jobs' overrides (``key=value``); tracking settings and ``mc.resume``
+    are left out.
+    """
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for item in job:
+            key, _, value = item.partition("=")
+            seen = values.setdefault(key.lstrip("+~"), [])
+            if value not in seen:
+                seen.append(value)
+    return {k: v for k, v in values.items() if len(v) > 1 and _named(k)}
+
+
+def run_name(
+    cfg: RunConfig, axes: Mapping[str, str], varying: Collection[str] | None = None
+) -> str:
+    """Name a run for people: ``itt · 200 reps``, ``microsynth on panel.csv``, ``estimator=itt · n=500``.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The cell; its ``tracking.run_name``, when set, is the name.
+    axes : mapping of str to str
+        The cell's overrides (they stay the run's parameters, whatever its name).
+    varying : collection of str, optional
+        The keys that differ between the cells of its sweep (:func:`varying_axes`): a sweep
+        cell is named by its values of these, short. Without them (a single run, or a sweep
+        varying nothing that names a run) the name says the estimator and the replications
+        of a simulation, or the estimator and the file of a real analysis.
+    """
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    shown = [f"{k}={v}" for k, v in axes.items() if not k.startswith("tracking.")]
-    return ",".join(shown) if shown else cfg.estimator.name
+    keys = [k for k in axes if k in (varying or ()) and _named(k)]
+    if keys:
+        short = _short_keys(keys)
+        return " · ".join(f"{short[k]}={axes[k]}" for k in keys)
+    path = getattr(cfg.data.params, "path", None)
+    source = f" on {Path(path).name}" if path else ""
+    if cfg.dgp.name == "none":
+        return f"{cfg.estimator.name}{source or ' on ' + cfg.data.name}"
+    reps = cfg.mc.reps
+    return f"{cfg.estimator.name} · {reps:,} rep{'s' if reps != 1 else ''}{source}"
+
+
+def sweep_name(jobs: Sequence[Sequence[str]]) -> str:
+    """Name a sweep's parent run by what varies: ``sweep: estimator ∈ {naive, itt, microsynth}``."""
+    axes = varying_axes(jobs)
+    short = _short_keys(list(axes))
+    shown = " × ".join(f"{short[k]} ∈ {{{', '.join(v)}}}" for k, v in axes.items())
+    return f"sweep: {shown}" if shown else "sweep"
 
 
 def install_sigterm_handler() -> None:
-    """Turn SIGTERM into an exception so open runs are closed as KILLED, never left RUNNING."""
+    """Turn SIGINT (Ctrl-C) and SIGTERM into :class:`~causalkit.errors.Interrupted`.
+
+    Open runs are then closed as KILLED with how far they got, never left RUNNING, and the
+    command line tells which signal stopped it (exit code 130 or 143).
+    """
 
     def _raise(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Interrupted(signum)
 
     try:
-        signal.signal(signal.SIGTERM, _raise)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _raise)
     except ValueError:  # not in the main thread
         pass
 
@@ -71,6 +142,7 @@ def execute(
     notice: Callable[[str], object] | None = None,
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    varying: Collection[str] | None = None,
 ) -> CellResult:
     """Run a cell; with tracking, log it as one MLflow run (a child of the sweep's parent run).
 
@@ -91,12 +163,15 @@ def execute(
         The cell's number in the sweep: the parent run's tag ``causalkit.cell.<number>``
         names the run that stands for the cell (its own, or the earlier one it read back).
     notice : callable, optional
-        Told, in one line, when a finished cell is read back instead of run.
+        Told, in one line, when a finished cell is read back instead of run (default: a
+        :class:`~causalkit.results.CausalkitWarning`).
     executor : LocalExecutor or DaskExecutor, optional
         Where the replications run (left open; a sweep's cells share one); default a new
         one for ``cfg.mc`` (:func:`causalkit.executors.open_executor`), closed at the end.
     progress : callable, optional
         Told ``(replications done, total)`` per chunk (default: a bar on a terminal).
+    varying : collection of str, optional
+        The keys that differ between the cells of its sweep: they name the run (:func:`run_name`).
 
     Returns
     -------
@@ -108,14 +183,24 @@ def execute(
 
     Notes
     -----
-    The run ends FINISHED, FAILED (with the error as tag ``causalkit.error``) or KILLED; an
-    exception is re-raised after the run is closed. A cell whose every replication failed is
+    The run ends FINISHED, FAILED (with the error as tag ``causalkit.error``) or KILLED (Ctrl-C
+    or SIGTERM: :class:`~causalkit.errors.Interrupted`, whose one line, how far the cell got,
+    is the tag; no metrics are logged); an exception is re-raised after the run is closed. A
+    sweep's cell read back from an earlier run is recorded under the sweep's parent as a light
+    run tagged ``causalkit.reused_from`` (:meth:`~causalkit.tracking.MlflowTracker.log_reused`),
+    which stands for the cell in the sweep's report. A cell whose every replication failed is
     FAILED and raises :class:`EstimationError` with the first error. Runs of this cell left
     RUNNING by a dead process are marked KILLED; a Monte Carlo cell reuses its checkpointed
     replications (same identity) and removes its checkpoint when it completes. The run is
     created before any work, as the cell's claim: an identical cell started meanwhile waits
     for it and reads its result back instead of writing a second copy.
     """
+    from causalkit.checkpoint import Checkpoint
+    from causalkit.executors import open_executor
+    from causalkit.montecarlo import run_cell
+    from causalkit.results import CausalkitWarning
+    from causalkit.session import default_session
+
     session = session if session is not None else default_session()
     axes = dict(axes or {})
     progress = progress if progress is not None else _progress_printer()
@@ -135,6 +220,10 @@ def execute(
         if parent_run_id and sweep_cell is not None:
             tracker.set_tags(parent_run_id, {f"{SWEEP_CELL_TAG}.{sweep_cell}": run_id})
 
+    params = {k: v for k, v in axes.items() if not k.startswith("tracking.")}
+    params["config_hash"] = cfg.cell_hash
+    name = run_name(cfg, axes, varying)
+
     def reuse(previous: Any) -> CellResult | None:
         try:
             result = tracker.read_back(previous, cfg)
@@ -144,13 +233,18 @@ def execute(
                     f"cell's earlier run {previous.info.run_id} unreadable ({exc}); running it again"
                 )
             return None
-        stand_for(previous.info.run_id)
+        source = previous.info.run_id
+        if parent_run_id and sweep_cell is not None:  # under this sweep, as in its report
+            stand_for(tracker.log_reused(previous, name, params, cell_tags(cfg), parent_run_id))
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(previous.info.end_time / 1000))
+        said = (
+            f"cell {name!r} already finished in MLflow run {source} on {when}: its stored result "
+            "is reused (same config, input files and code); add mc.resume=false to run it afresh"
+        )
         if notice is not None:
-            notice(
-                f"cell {previous.info.run_name!r} already finished in MLflow run {previous.info.run_id} "
-                f"(config hash {cfg.cell_hash}, identity {identity.key}); skipped, its result read back. "
-                "Pass mc.resume=false to run it again."
-            )
+            notice(said)
+        else:  # a notebook shows it
+            warnings.warn(said, CausalkitWarning, stacklevel=4)
         return result
 
     if cfg.mc.resume:
@@ -163,14 +257,17 @@ def execute(
         checkpoint = Checkpoint.for_cell(tracker.start_dir, identity.key)
         if not cfg.mc.resume:
             checkpoint.clear()
-    params = {k: v for k, v in axes.items() if not k.startswith("tracking.")}
-    params["config_hash"] = cfg.cell_hash
+
+    def resumed(saved: int, total: int) -> None:
+        if notice is not None:
+            notice(f"resuming: {saved:,} of {total:,} replications read from the checkpoint")
+
     # The run is the cell's claim: an identical cell started later waits for it (_await_claims).
     tags = cell_tags(cfg, identity)
     local = cfg.mc.reps > 1 and executor is None and cfg.mc.executor == "local"
     if local:  # known before any work: no extra write
         tags |= executor_tags("local", cfg.mc.n_jobs)
-    run_id = tracker.start_run(run_name(cfg, axes), params, tags, parent_run_id)
+    run_id = tracker.start_run(name, params, tags, parent_run_id)
     try:
         stand_for(run_id)
         if cfg.mc.resume:
@@ -182,13 +279,14 @@ def execute(
         with open_executor(cfg, session, executor) as pool, tracker.heartbeat(run_id):
             if cfg.mc.reps > 1 and not local:
                 tracker.set_tags(run_id, executor_tags(pool.name, pool.workers))
-            outcome = run_cell(cfg, session, progress, checkpoint, pool)
+            outcome = run_cell(cfg, session, progress, checkpoint, pool, resumed)
         tracker.log_outcome(
             run_id, cfg, outcome, session.registry.get("estimator", cfg.estimator.name)
         )
     except KeyboardInterrupt as exc:
-        tracker.end_run(run_id, "KILLED", error=f"interrupted: {exc}")
-        raise
+        stopped = Interrupted.of(exc)
+        tracker.end_run(run_id, "KILLED", error=str(stopped))
+        raise stopped from None
     except BaseException as exc:
         tracker.end_run(run_id, "FAILED", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -8,11 +8,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["Section", "Summary", "formatted", "signed", "plain", "scalar"]
+__all__ = [
+    "Section",
+    "Summary",
+    "formatted",
+    "signed",
+    "plain",
+    "scalar",
+    "pvalue",
+    "P_FLOOR",
+    "fixed_or_scientific",
+]
 
 _RULE = 64
+
+P_FLOOR = 1e-16
+"""P-values below this print as ``< 1e-16``: near double precision's resolution of ``1 - p``,
+the digits of a smaller tail probability say nothing a reader can use."""
 
 
 def _nan(x: float | None) -> bool:
@@ -30,8 +45,41 @@ def plain(x: float | None, spec: str = ".4f") -> str:
 
 
 def scalar(value: Any) -> str:
-    """Format a diagnostic: floats to 4 significant digits, anything else as ``str``."""
+    """Format a diagnostic: floats to 4 significant digits, flags as yes/no, anything else as ``str``."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def pvalue(p: float | None) -> str:
+    """Format a p-value: ``< 1e-16`` below :data:`P_FLOOR`, 2 significant digits below 0.001, else 4 decimals."""
+    if _nan(p):
+        return "nan"
+    assert p is not None
+    if p < P_FLOOR:
+        return f"< {P_FLOOR:.0e}"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def fixed_or_scientific(values: Any, digits: int = 3, sign: bool = True) -> Callable[[Any], str]:
+    """Return one format for a column: ``digits`` fixed decimals where they show every value.
+
+    Fixed decimals are used when the largest finite magnitude is below 1e5 and either at
+    least ``10**-(digits-1)`` or zero (so a column of tiny values, such as SMDs after exact
+    balancing, keeps its scientific notation instead of printing as zeros); otherwise
+    scientific notation with ``digits - 1`` decimals; with a ``+`` sign if ``sign``.
+    Non-floats print as ``str``.
+    """
+    a = np.abs(np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float))
+    a = a[np.isfinite(a)]
+    top = float(a.max()) if a.size else 0.0
+    fixed = top < 1e5 and (top == 0.0 or top >= 10.0 ** -(digits - 1))
+    spec = ("+" if sign else "") + (f".{digits}f" if fixed else f".{digits - 1}e")
+
+    def fmt(v: Any) -> str:
+        return format(v, spec) if isinstance(v, (float, np.floating)) else str(v)
+
+    return fmt
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +110,9 @@ class Section:
     def text(self) -> list[str]:
         """Render as lines of plain text."""
         out = [self.caption] if self.caption else []
-        out += [f"{self.indent}{label:<{self.width}}{value}" for label, value in self.pairs]
+        # a label as long as the column still gets two spaces before its value
+        width = max([self.width, *(len(label) + 2 for label, _ in self.pairs)])
+        out += [f"{self.indent}{label:<{width}}{value}" for label, value in self.pairs]
         if self.table is not None:
             out.append(self.table.to_string())
         return out + list(self.lines)

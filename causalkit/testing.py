@@ -643,6 +643,7 @@ def check_registry(registry: Registry) -> None:
 
     The default inference must be one of the estimator's valid pairings.
     """
+    registry.load_all()
     assert not registry.broken, "broken plugins: " + "; ".join(registry.broken.values())
     for kind in KINDS:
         for name in registry.names(kind):
@@ -672,6 +673,7 @@ def plugin_checks(registry: Registry) -> Iterator[tuple[str, Callable[[], Any]]]
 
     A broken plugin, or an estimator whose pairings cannot be derived, yields a failing check.
     """
+    registry.load_all()
     for (kind, name), message in sorted(registry.broken.items()):
         yield f"{kind}:{name}", functools.partial(_fail, message)
     for kind in KINDS:

@@ -26,9 +26,12 @@ from causalkit.identity import CellIdentity
 from causalkit.results import EFFECT_COLUMNS, CellResult, EffectResult
 from causalkit.store import check_sqlite_store, rehome_artifacts, seed_sqlite_store
 
-__all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG"]
+__all__ = ["default_uri", "MlflowTracker", "SWEEP_TAG", "REUSED_TAG"]
 
 SWEEP_TAG = "causalkit.sweep"
+REUSED_TAG = "causalkit.reused_from"
+"""Tag of a sweep's cell read back from an earlier run: that run's id (where its artifacts are)."""
+_RESULT_TAGS = ("diag.", "causalkit.estimand", "causalkit.truth_estimand", "causalkit.warnings")
 HEARTBEAT_TAG = "causalkit.heartbeat"
 """Tag of a running cell's run: the Unix time it last showed it is alive."""
 HEARTBEAT_EVERY = 60.0
@@ -237,6 +240,33 @@ class MlflowTracker:
             raise
         return run_id
 
+    def log_reused(
+        self, previous: Any, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str
+    ) -> str:
+        """Record a cell read back from ``previous`` as a FINISHED child of ``parent_id``; return its id.
+
+        A light run, so that the sweep's tree in the MLflow UI holds every cell of its report:
+        the cell's name, parameters and ``tags``, ``previous``'s metrics and result tags, and
+        :data:`REUSED_TAG` naming ``previous``, whose artifacts it uses
+        (:meth:`run_artifacts`). ``tags`` should carry no identity: the run is never read back
+        itself, a later run reuses ``previous``.
+        """
+        source = previous.info.run_id
+        kept = {k: v for k, v in previous.data.tags.items() if k.startswith(_RESULT_TAGS)}
+        note = (
+            f"Reused: this cell already finished in run {source}; its metrics are copied here, "
+            "its files stay with that run."
+        )
+        tags = {**tags, **kept, REUSED_TAG: source, "mlflow.note.content": note}
+        run_id = self.start_run(name, params, tags, parent_id)
+        try:
+            self._log(run_id, dict(previous.data.metrics))
+        except ConfigError as exc:
+            self.end_run(run_id, "FAILED", error=str(exc))
+            raise
+        self.end_run(run_id, "FINISHED")
+        return run_id
+
     def cell_runs(self, identity: str) -> list[Any]:
         """Return the runs of the cell with this identity, newest first, its dead RUNNING ones marked KILLED.
 
@@ -276,6 +306,32 @@ class MlflowTracker:
         same number of replications. One search serves both (:meth:`cell_runs`).
         """
         return self.finished(self.cell_runs(identity), cfg)
+
+    def close_interrupted(self, parent_id: str, signum: int) -> None:
+        """Close the sweep's cells still RUNNING after an interruption as KILLED, with their counts.
+
+        Their worker processes (``hydra/launcher=joblib``) were stopped with the sweep before
+        they could close their runs; each run's message counts the replications in its
+        cell's checkpoint, which a rerun reuses.
+        """
+        from causalkit.checkpoint import Checkpoint
+        from causalkit.errors import Interrupted
+
+        with self._store("looking for the sweep's open cells"):
+            runs = self.client.search_runs(
+                [self.experiment_id()],
+                f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'",
+                max_results=1000,
+            )
+        for run in runs:
+            tags = run.data.tags
+            total = int(tags.get("causalkit.reps", "1"))
+            saved = None
+            if total > 1 and tags.get("causalkit.identity"):
+                folder = Checkpoint.for_cell(self.start_dir, tags["causalkit.identity"])
+                saved = len(folder.load())
+            stopped = Interrupted(signum, saved or 0, total, saved)
+            self.end_run(run.info.run_id, "KILLED", error=str(stopped))
 
     def reap(self, filter_string: str) -> int:
         """Mark RUNNING runs whose process died (same host, pid gone; elsewhere, no heartbeat) as KILLED."""
@@ -382,6 +438,7 @@ class MlflowTracker:
         trajectory, weights) plus whatever the estimator's optional ``figures(tables)`` returns.
         """
         from causalkit.plots import figures_for_tables
+        from causalkit.simplots import save_cell_figures
 
         # a full or read-only disk is one line, whether the temporary files or the store refuse
         with (
@@ -432,6 +489,7 @@ class MlflowTracker:
                 (d / "summary.txt").write_text(str(outcome.summary()))
                 if outcome.errors:
                     (d / "errors.txt").write_text("\n".join(outcome.errors))
+                save_cell_figures(d, outcome)  # estimates.png, intervals.png
             with self._store("storing the run's artifacts"):
                 self.client.log_artifacts(run_id, str(d))
 
@@ -441,8 +499,13 @@ class MlflowTracker:
 
         A local store hands back its own paths (nothing copied); any other store's artifacts
         (an ``mlflow-artifacts:`` URI is served by this tracker's server) are downloaded to a
-        temporary folder, removed on exit.
+        temporary folder, removed on exit. A run recorded by :meth:`log_reused` hands back
+        those of the run it reused.
         """
+        source = run.data.tags.get(REUSED_TAG)
+        if source:
+            with self._store("reading the reused run"):
+                run = self.client.get_run(source)
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
         from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 

@@ -70,8 +70,45 @@ def _unreadable(path: Path, expected: str, exc: BaseException) -> DataError:
     return DataError("data.path", expected, f"{path} ({read_error(exc)})")
 
 
+_EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls"})
+_EXCEL_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+"""Zip (``.xlsx``, ``.xlsm``) and OLE2 (``.xls``) signatures."""
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(8)
+    except OSError:
+        return b""
+
+
+def _check_not_excel(path: Path, expected: str) -> None:
+    """Refuse, in one line, an Excel workbook given where ``expected`` is wanted.
+
+    By suffix, or by the zip/OLE2 signature of a file not named ``.zip`` (pandas reads a
+    zipped CSV by that suffix). The line says to save the workbook as CSV or parquet.
+    """
+    suffix = path.suffix.lower()
+    if suffix in _EXCEL_SUFFIXES or (suffix != ".zip" and _head(path).startswith(_EXCEL_MAGIC)):
+        raise DataError(
+            "data.path",
+            f"{expected} (save the workbook as CSV or parquet in Excel, then point data.path at it)",
+            f"{path}, which looks like an Excel workbook",
+        )
+
+
 def _parquet_names(path: Path) -> list[str]:
     import pyarrow.dataset as ds
+
+    if path.is_file():
+        _check_not_excel(path, "a parquet file")
+        if _head(path)[:4] not in (b"PAR1", b"PARE"):  # PARE: an encrypted footer
+            raise DataError(
+                "data.path",
+                "a parquet file (it starts with PAR1; a CSV file is read with data=csv)",
+                f"{path}, which is not parquet",
+            )
 
     try:
         return [str(n) for n in ds.dataset(path, format="parquet").schema.names]
@@ -114,6 +151,7 @@ class CsvSource(_FileSource):
     name: ClassVar[str] = "csv"
 
     def _available(self, path: Path) -> list[str]:
+        _check_not_excel(path, "a CSV file")
         try:
             return [str(c) for c in pd.read_csv(path, nrows=0).columns]
         except Exception as exc:

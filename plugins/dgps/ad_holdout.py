@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
 
@@ -64,6 +63,8 @@ def exposure_rate(arm_logit: float, intent_on_exposure: float, nodes: int = 80) 
     Gauss-Hermite quadrature (probabilists' weights), exact to ~1e-12 at 80 nodes for the
     smooth logistic-normal integrand.
     """
+    from scipy.special import expit
+
     x, wq = np.polynomial.hermite_e.hermegauss(nodes)
     return float(wq @ expit(arm_logit + intent_on_exposure * x) / np.sqrt(2 * np.pi))
 
@@ -110,6 +111,8 @@ class AdHoldout:
         self.params = params or AdHoldoutParams()
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        from scipy.special import expit
+
         p = self.params
         n = 2 * p.n_per_arm
         intent = rng.standard_normal(n)

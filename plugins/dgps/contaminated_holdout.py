@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
-from scipy.special import expit
 
 from causalkit.contracts import Dataset, Estimand, PanelArrays, Params, Roles, Simulated, Truth
 from causalkit_plugins.dgps.draws import bernoulli
@@ -108,6 +107,8 @@ class ContaminatedHoldout:
         self.params = params or ContaminatedHoldoutParams()
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        from scipy.special import expit
+
         p = self.params
         n = p.n_users
         age = rng.standard_normal(n)

@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
-from scipy.special import expit, ndtr, ndtri
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
 from causalkit.errors import ConfigError
@@ -117,6 +116,8 @@ def treated_mean_of_x1(c: TreatmentCoefficients, nodes: int = 80) -> float:
     :math:`E[x_1 \mid T=1] = (a/s^2)\,E[v\,F(t_0+v)]/E[F(t_0+v)]` with :math:`F` the
     logistic CDF: two one-dimensional normal integrals.
     """
+    from scipy.special import expit
+
     s2 = c.x1**2 + c.x2**2 + c.u**2
     if s2 == 0:
         return 0.0
@@ -188,6 +189,8 @@ class HeckmanSelection:
         self.params = params or HeckmanSelectionParams()
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        from scipy.special import expit, ndtr, ndtri
+
         p = self.params
         n = p.n
         x1, x2, z, u, eps = rng.standard_normal((5, n))

@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
 
@@ -100,6 +99,8 @@ class KangSchafer:
         self.params = params or KangSchaferParams()
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        from scipy.special import expit
+
         p = self.params
         z = rng.standard_normal((4, p.n))
         eps = rng.standard_normal(p.n)

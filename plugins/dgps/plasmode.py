@@ -8,8 +8,6 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 from pydantic import Field
-from scipy.optimize import brentq
-from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
 from causalkit.errors import ConfigError, DataError
@@ -75,6 +73,9 @@ class PlasmodeDraw:
 
 def _intercept(index: np.ndarray, mean: float) -> float:
     """Solve ``mean(expit(a + index)) = mean`` for ``a`` (increasing in ``a``)."""
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
     lo, hi = -60.0 - float(index.max()), 60.0 - float(index.min())
     return float(brentq(lambda a: float(expit(a + index).mean()) - mean, lo, hi, xtol=1e-12))
 
@@ -135,6 +136,8 @@ class Plasmode:
 
     def draw(self, rng: np.random.Generator, base: Dataset | None) -> PlasmodeDraw:
         """Draw one replication's rows, treatment and potential outcomes (what ``simulate`` uses)."""
+        from scipy.special import expit
+
         p = self.params
         design, groups = self._design(base)
         names = list(design.columns)

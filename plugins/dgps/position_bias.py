@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
-from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
 from causalkit.coverage import World
@@ -189,6 +188,8 @@ def user_averaged_click(logit: np.ndarray, sd: float, nodes: int = 120) -> np.nd
     :math:`10^{-15}` at :math:`sd \le 2` and :math:`3\cdot10^{-9}` at 3.5 (against adaptive
     quadrature), hence the parameters' bound of 3.
     """
+    from scipy.special import expit
+
     if sd == 0:
         return np.asarray(expit(logit))
     z, w = np.polynomial.hermite_e.hermegauss(nodes)
@@ -255,6 +256,8 @@ class PositionBias:
         self.params = params or PositionBiasParams()
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        from scipy.special import expit
+
         p = self.params
         n = p.n_rows
         # impressions and their sizes

@@ -7,7 +7,6 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
-from scipy.special import expit
 
 from causalkit.contracts import Dataset, Params, Roles, Simulated, Truth
 from causalkit.coverage import World
@@ -125,6 +124,8 @@ def arm_means_of_x1(c: PropensityCoefficients, nodes: int = 80) -> tuple[float, 
     :math:`E[x_1\mid T=0] = -(a_1/s^2) E[vF(a_0+v)]/(1 - E[F(a_0+v)])` (:math:`F` logistic):
     one-dimensional normal integrals by Gauss-Hermite quadrature.
     """
+    from scipy.special import expit
+
     s2 = c.x1**2 + c.x2**2
     if s2 == 0:
         return 0.0, 0.0
@@ -185,6 +186,8 @@ class SelectionOnObservables:
         self.params = params or SelectionOnObservablesParams()
 
     def simulate(self, rng: np.random.Generator, base: Dataset | None = None) -> Simulated:
+        from scipy.special import expit
+
         p = self.params
         a, o = p.propensity, p.outcome
         x1, x2, eps = rng.standard_normal((3, p.n))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
 from causalkit.contracts import Capability, Fit, InferenceOutcome, Params
 from causalkit.errors import PluginError
@@ -74,7 +73,9 @@ class Analytic:
 
     With an n x k influence matrix :math:`\psi` the variance of estimate :math:`j` is
     :math:`\widehat{V}_j = n^{-2}\sum_i \psi_{ij}^2`; otherwise the estimator's own model-based
-    standard errors are used. Never falls back silently to anything else.
+    standard errors are used. A fit that gives both (``heckman``) is judged by its model SEs,
+    the influence values giving the joint band's correlation (and the multiplier bootstrap its
+    draws). Never falls back silently to anything else.
 
     With clusters (the ``cluster`` role) the influence values are summed within clusters
     first: :math:`\widehat{V}_j = c\,n^{-2}\sum_g(\sum_{i\in g}\psi_{ij})^2` with the CR1
@@ -102,15 +103,17 @@ class Analytic:
         self.params = params or AnalyticParams()
 
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
+        from scipy.special import ndtri
+
         p = self.params
         cov = None
         if fit.influence is not None:
             psi, n = influence_rows(fit)
             se = influence_se(psi, n)
             cov = influence_cov(psi, n) if p.joint and fit.k > 1 else None
-        elif fit.model_se is not None:
+        if fit.model_se is not None:  # the estimator's own formula first (heckman gives both)
             se = fit.model_se
-        else:
+        elif fit.influence is None:
             raise PluginError(
                 "inference=analytic: the fit carries neither influence values nor a model SE"
             )
@@ -121,7 +124,7 @@ class Analytic:
         if cov is not None:
             crit, how = gaussian_sup_t(cov, p.level, rng), "sup-t"
         else:
-            crit, how = float(stats.norm.ppf(1 - (1 - p.level) / (2 * fit.k))), "bonferroni"
+            crit, how = float(ndtri(1 - (1 - p.level) / (2 * fit.k))), "bonferroni"
         return wald_outcome(
             self.name,
             p,

@@ -28,7 +28,6 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
-from scipy import stats
 
 from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, Params
 
@@ -179,11 +178,13 @@ def holm(p: np.ndarray) -> np.ndarray:
 def normal_p_values(estimates: np.ndarray, se: np.ndarray) -> np.ndarray:
     r"""Two-sided normal p-values for zero effect, :math:`2\Phi(-|\hat\theta_j|/\widehat{se}_j)`;
     NaN where the SE is not positive."""
+    from scipy.special import ndtr
+
     est = np.asarray(estimates, dtype=np.float64)
     se = np.asarray(se, dtype=np.float64)
     out = np.full(est.shape, np.nan)
     pos = np.isfinite(se) & (se > 0)
-    out[pos] = 2 * stats.norm.sf(np.abs(est[pos]) / se[pos])
+    out[pos] = 2 * ndtr(-(np.abs(est[pos]) / se[pos]))
     return out
 
 
@@ -247,9 +248,11 @@ def wald_outcome(
 
     ``critical`` defaults to :math:`z_{(1+\text{level})/2}` (pointwise).
     """
+    from scipy.special import ndtri
+
     est = np.asarray(estimates, dtype=np.float64)
     se = np.asarray(se, dtype=np.float64)
-    c = stats.norm.ppf(0.5 + params.level / 2) if critical is None else critical
+    c = ndtri(0.5 + params.level / 2) if critical is None else critical
     half = c * se
     return outcome(
         method, params, se, est - half, est + half, normal_p_values(est, se), diagnostics, warnings

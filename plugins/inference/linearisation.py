@@ -42,7 +42,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import stats
 
 from causalkit.contracts import Capability, Fit, InferenceOutcome, Params
 from causalkit.errors import PluginError
@@ -55,12 +54,14 @@ Test = Literal["lower", "upper", "twosided"]
 
 def directed_p_values(z: np.ndarray, test: Test) -> np.ndarray:
     r"""Normal p-values of :math:`z` for the alternative ``test`` (NaN stays NaN)."""
+    from scipy.special import ndtr
+
     z = np.asarray(z, dtype=np.float64)
     if test == "lower":
-        return np.asarray(stats.norm.cdf(z))
+        return np.asarray(ndtr(z))
     if test == "upper":
-        return np.asarray(stats.norm.sf(z))
-    return np.asarray(2 * stats.norm.sf(np.abs(z)))
+        return np.asarray(ndtr(-z))
+    return np.asarray(2 * ndtr(-np.abs(z)))
 
 
 class LinearisationParams(InferenceParams):
@@ -83,6 +84,8 @@ class PanelLinearisation:
 
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
         """SEs, Wald intervals and directed normal p-values for every estimate of ``fit``."""
+        from scipy.special import ndtri
+
         if fit.linearisation is None:
             raise PluginError(
                 "inference=linearisation: this estimator provides no linearisation terms"
@@ -103,7 +106,7 @@ class PanelLinearisation:
             crit = gaussian_sup_t(terms[:, ok].T @ terms[:, ok], p.level, rng)
             diag["critical_value"] = crit
         else:
-            crit = float(stats.norm.ppf(0.5 + p.level / 2))
+            crit = float(ndtri(0.5 + p.level / 2))
         return outcome(
             self.name, p, se, est - crit * se, est + crit * se, directed_p_values(z, p.test), diag
         )

@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import stats
 
 from causalkit.contracts import Capability, DiagnosticValue, Fit, InferenceOutcome, Params
 from causalkit.errors import PluginError
@@ -84,6 +83,8 @@ class MultiplierBootstrap:
         self.params = params or MultiplierParams()
 
     def infer(self, fit: Fit, rng: np.random.Generator) -> InferenceOutcome:
+        from scipy.special import ndtri
+
         if fit.influence is None:
             raise PluginError("inference=multiplier: the fit carries no influence values")
         p = self.params
@@ -97,7 +98,7 @@ class MultiplierBootstrap:
             draws[start : start + b] = multiplier_weights(rng, p.weights, (b, m)) @ psi / n
         se = np.std(draws, axis=0, ddof=1)
         joint = p.joint and k > 1
-        z = float(stats.norm.ppf(0.5 + p.level / 2))
+        z = float(ndtri(0.5 + p.level / 2))
         # Columns whose analytic SE is not a positive number (an undefined estimate, or one
         # without variance) get the normal interval with the bootstrap SE: NaN, or a point.
         studentised = np.isfinite(sigma) & (sigma > 0)

@@ -104,7 +104,7 @@ def test_monte_carlo_cell(workdir):
         "mc.reps": "30",
         "config_hash": r.data.tags["causalkit.config_hash"],
     }
-    assert r.info.run_name == "estimator=itt,mc.reps=30"
+    assert r.info.run_name == "itt · 30 reps"
 
 
 def test_sweep_parent_children_and_report(workdir):

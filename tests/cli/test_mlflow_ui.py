@@ -1,21 +1,25 @@
-"""The MLflow UI, checked in a real browser: a small sweep, ``mlflow server`` on loopback, headless Chromium.
+"""The MLflow UI, checked in a real browser: a small sweep, ``python -m causalkit.ui``, headless Chromium.
 
 What a user does after a sweep (README, "Comparing runs in the MLflow UI") is replayed with
 Playwright driving Debian's Chromium (``/usr/bin/chromium``; Playwright's own browser download is
-not used): open the experiment's runs table, show the ``bias`` and ``rmse`` columns, expand the
-sweep's parent run, and read every child run's name and metrics off the page; then select the
-children and open MLflow's comparison view. The values on the page must equal those in the store.
-Screenshots of both pages are saved (to ``CAUSALKIT_SCREENSHOT_DIR`` when set, else the test's
-temporary directory).
+not used), from the address ``python -m causalkit.ui`` prints and a fresh browser profile, with
+nothing dismissed: the runs table must be what opens; show the ``bias`` and ``rmse`` columns,
+expand the sweep's parent run, and read every child run's name and metrics off the page; then
+select the children and open MLflow's comparison view. The values on the page must equal those in
+the store. Screenshots of the three pages are saved to ``$CAUSALKIT_ARTIFACTS`` when set (CI keeps
+it), else to ``runs/artifacts/screenshots/`` in the test's folder, and their paths printed.
 
-The test is skipped when Chromium or Playwright is missing, unless ``CAUSALKIT_REQUIRE_BROWSER=1``
-(set by ``.ci/run``, which installs Chromium), where a missing browser is a failure.
+The browser test is skipped when Chromium or Playwright is missing, unless
+``CAUSALKIT_REQUIRE_BROWSER=1`` (set by ``.ci/run``, which installs Chromium), where a missing
+browser is a failure. Bad input to ``python -m causalkit.ui`` is checked in-process, without one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,33 +98,69 @@ def sweep_store(tmp_path):
 
 
 @pytest.fixture
-def server(sweep_store, mlflow_server):
+def ui(sweep_store, free_port):
+    """``python -m causalkit.ui`` on the sweep's folder: (the runs-table address it prints, its process)."""
     cwd = sweep_store[0]
-    store = ["--backend-store-uri", f"sqlite:///{cwd / 'runs' / 'mlflow.db'}"]
-    store += ["--default-artifact-root", (cwd / "runs" / "artifacts").as_uri()]
-    with mlflow_server(store, cwd / "mlflow_server.log") as url:
-        yield url
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "causalkit.ui", "--port", str(free_port())],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]  # waits for the server
+        assert lines[1].startswith("http://127.0.0.1:"), (
+            lines,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )
+        yield lines[1].strip(), proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _shots(cwd: Path) -> Path:
+    """Where screenshots go: ``$CAUSALKIT_ARTIFACTS`` (CI keeps it), else under the test's runs/."""
+    env = os.environ.get("CAUSALKIT_ARTIFACTS")
+    folder = Path(env) if env else cwd / "runs" / "artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _numbers(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
 
 
-def test_sweep_cells_and_their_metrics_are_on_the_experiment_page(sweep_store, server, tmp_path):
+def test_sweep_cells_and_their_metrics_are_on_the_page_causalkit_ui_opens(sweep_store, ui):
     sync_playwright = _browser_or_skip()
-    _, exp_id, parent, children = sweep_store
-    shots = Path(os.environ.get("CAUSALKIT_SCREENSHOT_DIR", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
+    cwd, exp_id, parent, children = sweep_store
+    url, proc = ui
+    assert url.endswith(f"/#/experiments/{exp_id}/runs?workflowType=machine_learning")
+    shots = _shots(cwd)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
+            # A fresh profile (a new context has no storage), nothing dismissed: the README's steps.
             page = browser.new_page(viewport={"width": 2200, "height": 800})
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{server}/#/experiments/{exp_id}/runs")
+            page.goto(url)
             page.get_by_text(parent.info.run_name, exact=True).wait_for()
-            assistant = page.get_by_role("button", name="Close")
-            if assistant.count():
-                assistant.first.click()
+            page.screenshot(path=str(shots / "mlflow_landing.png"))
+            assert "/runs" in page.url and "workflowType=machine_learning" in page.url
+            landing = page.inner_text("body")
+            assert (
+                "Detect Issues" not in landing and "Overview" not in landing
+            )  # not the GenAI view
+            # Playwright clicks only what nothing covers: a popover over the table fails here.
             page.get_by_role("button", name="Columns").click()
             for metric in SHOWN:
                 page.get_by_text(metric, exact=True).first.click()
@@ -161,6 +201,9 @@ def test_sweep_cells_and_their_metrics_are_on_the_experiment_page(sweep_store, s
             page.screenshot(path=str(shots / "mlflow_compare.png"), full_page=True)
         finally:
             browser.close()
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: the server stops, one line, exit code 130
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.strip() == "causalkit.ui: stopped the MLflow UI", err
     for child in children:
         assert child.info.run_name in body
     metrics_part = body[body.rfind("Metrics") :]
@@ -175,4 +218,55 @@ def test_sweep_cells_and_their_metrics_are_on_the_experiment_page(sweep_store, s
             assert any(abs(x - value) <= 5e-4 + 1e-3 * abs(value) for x in shown), (
                 f"{child.info.run_name}: {metric}={value:.4f} not in the comparison view"
             )
-    print(f"screenshots: {shots / 'mlflow_runs_table.png'}, {shots / 'mlflow_compare.png'}")
+    names = ("mlflow_landing.png", "mlflow_runs_table.png", "mlflow_compare.png")
+    print("screenshots: " + ", ".join(str(shots / n) for n in names))
+
+
+def _ui_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    from causalkit import ui
+
+    with pytest.raises(SystemExit) as exit_:
+        ui.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_ui_without_a_store_is_one_line(workdir, capsys):
+    err = _ui_error([], capsys)
+    assert err.startswith("causalkit.ui: error: --backend-store: expected an MLflow store")
+    assert str(workdir / "runs" / "mlflow.db") in err and "no such file" in err
+
+
+def test_ui_on_a_port_in_use_is_one_line(workdir, capsys):
+    from causalkit.store import seed_sqlite_store
+
+    (workdir / "runs").mkdir()
+    seed_sqlite_store(workdir / "runs" / "mlflow.db")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        err = _ui_error(["--port", str(port)], capsys)
+    assert err.startswith("causalkit.ui: error: --port: expected a free port") and str(port) in err
+
+
+def test_ui_on_a_store_without_runs_is_one_line(workdir, capsys, free_port):
+    from causalkit.store import seed_sqlite_store
+
+    (workdir / "runs").mkdir()
+    seed_sqlite_store(workdir / "runs" / "mlflow.db")
+    err = _ui_error(["--port", "0"], capsys)
+    assert "--port: expected a port number from 1 to 65535, got 0" in err
+    store = f"sqlite:///{workdir / 'runs' / 'mlflow.db'}"
+    err = _ui_error(["--backend-store", store, "--port", str(free_port())], capsys)
+    assert "--backend-store: expected a store with runs" in err
+
+
+def test_runs_address_names_the_machine_learning_view():
+    from causalkit.ui import runs_url
+
+    assert (
+        runs_url("http://127.0.0.1:5000/", "7")
+        == "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )

@@ -57,5 +57,10 @@ def test_a_sweep_over_a_factor_reports_it_with_figures(tmp_path: Path) -> None:
     assert len(zips) == 4
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 1 + 1 + 3 + 4  # comparison, forest, loops, zips
+    assert "World: contaminated_holdout" in html and "lift ∈ {0.0, 0.05}" in html  # the design
+    assert ">Coverage (MCSE)<" in html and "How to read this" in html
+    # every Monte Carlo cell's run logged its two figures
+    for name in ("estimates.png", "intervals.png"):
+        assert len(list((tmp_path / "runs" / "artifacts").glob(f"*/artifacts/{name}"))) == 4
     # rel. precision against the naive cell of the same lift, with paired MCSEs, in the text
     assert "% precision ± paired" in report.stdout

@@ -282,6 +282,7 @@ def test_hydra_run_folders_do_not_record_uri_credentials(tmp_path: Path) -> None
             *TINY,
             "mc.seed=1,2",
             'tracking.uri="postgresql://bob:pw-secret-7@db.example/mlflow"',
+            "hydra.sweep.dir=runs/hydra/sweep",  # placed: tracking=none alone writes nothing
         ],
         cwd=tmp_path,
         capture_output=True,

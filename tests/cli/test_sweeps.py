@@ -18,6 +18,7 @@ from causalkit.cli import compose
 from causalkit.config import validate
 from causalkit.identity import cell_identity
 from causalkit.registry import default_registry
+from causalkit.tracking import REUSED_TAG, SWEEP_TAG
 
 pytestmark = pytest.mark.cli
 
@@ -86,7 +87,12 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
     again = _cmd(killed, *SWEEP)
     assert again.returncode == 0, again.stderr
     assert "already finished" in again.stdout  # the naive cell is recognised by its identity
+    assert again.stdout.count("causalkit Monte Carlo cell") == 2  # its stored result shown too
     runs = c.search_runs([exp])
+    (now,) = [r for r in runs if r.data.tags.get(SWEEP_TAG) == "1" and r.info.status == "FINISHED"]
+    cells = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == now.info.run_id]
+    reused = [r for r in cells if REUSED_TAG in r.data.tags]  # under this sweep in the UI's tree
+    assert len(cells) == 2 and len(reused) == 1 and reused[0].info.status == "FINISHED"
     assert not [r for r in runs if r.info.status == "RUNNING"]
     killed_runs = [r for r in runs if r.info.status == "KILLED"]
     assert len(killed_runs) == 2 and all(

@@ -1,8 +1,11 @@
-"""Worker processes (``mc.n_jobs``, ``hydra/launcher=joblib``) exit when their parent is killed."""
+"""Worker processes (``mc.n_jobs``, ``hydra/launcher=joblib``) exit when their parent is killed;
+Ctrl-C and SIGTERM end a run in one line, its MLflow run KILLED, and the same command resumes."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.cli
 
@@ -80,3 +84,103 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+INTERRUPTIBLE = ["estimator=itt", "mc.reps=100", "inference=bootstrap", "inference.n_boot=300"]
+"""About 2-4 s of replications: the first checkpoint (20 of them) comes well before the end."""
+
+
+def _checkpointed(cwd: Path) -> int:
+    """Replications in the checkpoints under ``cwd`` (each file's header counts its rows)."""
+    rows = 0
+    for f in (cwd / "runs" / "checkpoints").glob("*/*.ckpt"):
+        try:
+            rows += json.loads(f.read_bytes().partition(b"\n")[0])["rows"]
+        except (OSError, ValueError):  # being renamed into place
+            pass
+    return rows
+
+
+def _interrupt(cwd: Path, args: list[str], signum: int, group: bool) -> tuple[int, str, str]:
+    """Start ``python -m causalkit``, send ``signum`` once its first chunk is checkpointed.
+
+    ``group``: to its process group, as a terminal's Ctrl-C does (its workers get it too).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "causalkit", *args],
+        cwd=cwd,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline and not _checkpointed(cwd):
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    (os.killpg if group else os.kill)(proc.pid, signum)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def _one_line(code: int, out: str, err: str, expected: int, pattern: str) -> re.Match:
+    """Check the exit code and that stderr is the one line ``causalkit: <pattern>``; return its match."""
+    assert code == expected, err
+    (line,) = err.splitlines()
+    found = re.fullmatch(f"causalkit: ({pattern})", line)
+    assert found, line
+    return found
+
+
+def _runs(cwd: Path) -> list:
+    c = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("causalkit")
+    assert exp is not None
+    return c.search_runs([exp.experiment_id])
+
+
+def test_sigterm_is_one_line_the_run_killed_and_the_same_command_resumes(tmp_path):
+    args = INTERRUPTIBLE
+    found = _one_line(
+        *_interrupt(tmp_path, args, signal.SIGTERM, group=False),
+        143,
+        r"interrupted after (\d+) of 100 replications; (\d+) checkpointed; "
+        r"rerun the same command to resume",
+    )
+    saved = int(found[3])
+    assert 20 <= saved == int(found[2]) < 100
+    (run,) = _runs(tmp_path)
+    assert run.info.status == "KILLED" and run.data.tags["causalkit.error"] == found[1]
+    assert not run.data.metrics  # nothing partial logged as if final
+
+    again = subprocess.run(
+        [sys.executable, "-m", "causalkit", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {saved} of 100 replications read from the checkpoint" in again.stdout
+    finished = [r for r in _runs(tmp_path) if r.info.status == "FINISHED"]
+    assert len(finished) == 1 and finished[0].data.metrics["reps"] == 100
+
+
+def test_ctrl_c_ends_a_sweep_in_one_line_with_its_parent_killed(tmp_path):
+    # a terminal's Ctrl-C reaches the two workers too: no word from them
+    sweep = ["-m", "estimator=naive,itt", *INTERRUPTIBLE[1:], "mc.n_jobs=2"]
+    found = _one_line(
+        *_interrupt(tmp_path, sweep, signal.SIGINT, group=True),
+        130,
+        r"interrupted with 0 of 2 cells finished and the running cell after (\d+) "
+        r"of 100 replications; (\d+) checkpointed; rerun the same command to resume",
+    )
+    runs = {r.data.tags.get("causalkit.sweep", "cell"): r for r in _runs(tmp_path)}
+    assert set(runs) == {"1", "cell"}  # the parent and the first cell; the second never started
+    assert runs["1"].info.status == "KILLED" and runs["1"].data.tags["causalkit.error"] == found[1]
+    cell = runs["cell"]
+    assert cell.info.status == "KILLED" and not cell.data.metrics
+    assert cell.data.tags["causalkit.error"] == (
+        f"interrupted after {found[2]} of 100 replications; {found[3]} checkpointed; "
+        "rerun the same command to resume"
+    )

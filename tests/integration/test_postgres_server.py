@@ -24,11 +24,7 @@ from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.cli
 
-CELLS = {
-    f"estimator={e},mc.seed={s},mc.reps=20,inference=analytic"
-    for e in ("naive", "itt")
-    for s in (1, 2, 3, 4)
-}
+CELLS = {f"estimator={e} · seed={s}" for e in ("naive", "itt") for s in (1, 2, 3, 4)}
 SWEEP = [
     "-m",
     "hydra/launcher=submitit_local",

@@ -1,4 +1,4 @@
-"""Repeated cross-fitting (``estimator.n_rep``): refusals, pairings and clustered aggregation."""
+"""Repeated cross-fitting (``estimator.n_rep``): refusals, pairings, clustered aggregation, segments, sensitivity."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from causalkit.contracts import Capability, Dataset, Fit, Roles
 from causalkit.errors import ConfigError
 from causalkit.registry import default_registry
+from causalkit_plugins.estimators.aipw import sensitivity
 from causalkit_plugins.estimators.aipw.estimator import AIPW, AIPWParams
 from causalkit_plugins.inference.basic import Analytic
 
@@ -18,7 +19,6 @@ from causalkit_plugins.inference.basic import Analytic
     [
         ({"folds": 1}, "estimator.n_rep"),
         ({"trim": 0.05}, "estimator.trim"),
-        ({"sensitivity": {"cf_y": 0.03, "cf_d": 0.03}}, "estimator.sensitivity"),
     ],
 )
 def test_options_without_a_repeatable_split_are_refused(extra, field):
@@ -88,5 +88,49 @@ def test_segment_effects_are_aggregated_column_by_column():
     fit = est.fit(data, np.random.default_rng(2))
     assert fit.k == 3 and fit.names[1:] == ("segment[half=hi]", "segment[half=lo]")
     np.testing.assert_array_equal(fit.estimates, np.median(per_rep, axis=0))
+    table = fit.tables["segments.half"].set_index("estimate")
+    np.testing.assert_array_equal(table.loc[list(fit.names[1:]), "dr_lift"], fit.estimates[1:])
+    assert not np.array_equal(per_rep[0, 1:], fit.estimates[1:])  # not the first repetition's
+    # each segment's SE is DoubleML's aggregate of the repetitions' SEs of that segment
     se = Analytic().infer(fit, np.random.default_rng(0)).se
-    assert np.all(np.isfinite(se) & (se > 0))
+    se_r = np.array([np.sqrt(np.sum(est._influence(data, cf)[1] ** 2, axis=0)) / fit.n
+                     for cf in reps])  # fmt: skip
+    med = np.median(per_rep, axis=0)
+    np.testing.assert_allclose(se, (np.median(per_rep + 1.96 * se_r, axis=0) - med) / 1.96,
+                               rtol=1e-12)  # fmt: skip
+
+
+def test_sensitivity_takes_the_medians_of_the_repetitions():
+    r"""Each bound the median of the repetitions' bounds, clustered; RV and RVa solve the medians.
+
+    Per repetition the bounds are those of one split (:func:`bounds` of that repetition's
+    effect, influence column and elements, here recomputed from its cross-fit); the median
+    effect bound at :math:`c_Y = c_D = \mathrm{RV}` equals the null, the median CI bound at
+    RVa likewise (to 1e-9: Brent's tolerance on v is 1e-14, the bound's slope is O(1)).
+    """
+    roles = Roles(outcome="y", treatment="d", covariates=("x",), cluster="g")
+    data = Dataset(_frame(), roles)
+    sens = {"cf_y": 0.04, "cf_d": 0.03, "rho": 0.8, "benchmark_covariates": []}
+    est = AIPW(AIPWParams(n_rep=3, outcome_model="linear", sensitivity=sens))
+    reps = est.repetitions(data, np.random.default_rng(6))
+    fit = est.fit(data, np.random.default_rng(6))
+    diag, per_rep = fit.diagnostics, fit.tables["sensitivity.repetitions"]
+    clusters = fit.clusters
+    assert clusters is not None
+    one = [
+        sensitivity.Repetition(
+            cf.estimate, *sensitivity.clustered(cf.influence, est._elements(cf), clusters)
+        )
+        for cf in reps
+    ]
+    for r, row in zip(one, per_rep.itertuples(), strict=True):
+        b = sensitivity.bounds(r.theta, r.influence, r.el, 0.04, 0.03, 0.8, 0.95)
+        np.testing.assert_allclose([row.theta_lower, row.ci_upper], [b.theta_lower, b.ci_upper],
+                                   rtol=1e-12)  # fmt: skip
+    for key in ("theta_lower", "theta_upper", "ci_lower", "ci_upper", "sigma2", "nu2"):
+        np.testing.assert_allclose(diag[f"sensitivity.{key}"], np.median(per_rep[key]), rtol=1e-12)
+    assert np.ptp(per_rep["theta_lower"]) > 0
+    for key, bound in (("rv", "theta_lower"), ("rva", "ci_lower")):
+        v = diag[f"sensitivity.{key}"]
+        at = sensitivity.repeated_bounds(one, v, v, 0.8, 0.95)
+        assert 0 < v < 1 and abs(getattr(at, bound)) < 1e-9

@@ -127,8 +127,12 @@ def test_bootstrap_runs_through_refit():
     sim = _sim(VALID.model_copy(update={"n": 800}), seed=8)
     fit = Heckman().fit(sim.dataset, np.random.default_rng(0))
     assert fit.capabilities == Heckman.capabilities(HeckmanParams())
-    assert Heckman.capabilities(HeckmanParams()) == {Capability.MODEL_SE, Capability.RESAMPLE}
-    assert fit.influence is None and fit.resampler.strata is None
+    assert Heckman.capabilities(HeckmanParams()) == {
+        Capability.MODEL_SE,
+        Capability.INFLUENCE,
+        Capability.RESAMPLE,
+    }
+    assert fit.influence.shape == (fit.n, 2) and fit.resampler.strata is None
     out = Bootstrap(BootstrapParams(n_boot=60, stratified=False)).infer(
         fit, np.random.default_rng(1)
     )

@@ -16,6 +16,7 @@ import pytest
 from causalkit.contracts import Dataset, Roles
 from causalkit.errors import ConfigError, DataError
 from causalkit.inputs import checked_fit
+from causalkit.registry import default_registry
 from causalkit_plugins.dgps.heckman_selection import (
     HeckmanClusterParams,
     HeckmanSelection,
@@ -27,6 +28,7 @@ from causalkit_plugins.estimators.selection.heckman import Heckman, HeckmanParam
 from causalkit_plugins.estimators.selection.probit import fit_probit
 from causalkit_plugins.inference.basic import Analytic
 from causalkit_plugins.inference.bootstrap import Bootstrap, BootstrapParams
+from causalkit_plugins.inference.multiplier import MultiplierBootstrap, MultiplierParams
 
 VALID = dict(treatment=TreatmentCoefficients(u=0.0), selection=SelectionCoefficients(link="probit"))
 METHODS = ("twostep", "ml")
@@ -65,12 +67,24 @@ def test_declares_both_roles():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_without_roles_the_model_se_is_kept(method):
-    fit = _fit(_frame(), method)
-    assert fit.influence is None and fit.clusters is None and fit.weights is None
+    """Analytic inference keeps the model SE bit for bit; the influence values are the robust
+    sandwich's (those of the fit with unit weights, whose analytic SE is that sandwich), so the
+    multiplier bootstrap pairs and its SE is that sandwich's up to Monte Carlo error (2,000
+    draws: relative MC error about 1/sqrt(2 * 2000) = 1.6%, so 6% is 4 MC SEs)."""
+    frame = _frame()
+    fit = _fit(frame, method)
+    assert fit.clusters is None and fit.weights is None
     assert "vcov_type" not in fit.diagnostics and "n_clusters" not in fit.diagnostics
     assert Analytic().infer(fit, np.random.default_rng(0)).se == pytest.approx(
         fit.model_se, rel=0, abs=0
     )
+    ones = _fit(frame.assign(w=1.0), method, weight="w")
+    assert fit.influence is not None and ones.influence is not None
+    np.testing.assert_allclose(fit.influence, ones.influence, rtol=1e-9, atol=1e-9)
+    assert "multiplier" in default_registry().pairings("heckman")
+    robust = Analytic().infer(ones, np.random.default_rng(0)).se
+    boot = MultiplierBootstrap(MultiplierParams(n_boot=2000)).infer(fit, np.random.default_rng(1))
+    np.testing.assert_allclose(boot.se, robust, rtol=0.06)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -94,7 +94,7 @@ PAIRINGS = {
     "ols": ("analytic", "bootstrap", "multiplier", "none"),
     "ipw": ("analytic", "bootstrap", "multiplier", "none"),
     "psm": ("analytic", "none"),  # Abadie-Imbens SE; the bootstrap is invalid for matching
-    "heckman": ("analytic", "bootstrap", "none"),
+    "heckman": ("analytic", "bootstrap", "multiplier", "none"),
 }
 
 

@@ -36,7 +36,8 @@ def test_main_leaves_sys_argv_alone(
     workdir: Path, capsys: pytest.CaptureFixture[str], restore_logging: None
 ) -> None:
     before = list(sys.argv)
-    cli.main(["estimator=itt", "mc.reps=3", "tracking=none"])
+    # tracking=none writes nothing unless Hydra's run folder is placed explicitly
+    cli.main(["estimator=itt", "mc.reps=3", "tracking=none", "hydra.run.dir=runs/hydra/a/b"])
     assert sys.argv == before
     assert "causalkit Monte Carlo cell: itt" in capsys.readouterr().out
     (run_dir,) = (workdir / "runs" / "hydra").glob("*/*")
@@ -66,7 +67,8 @@ def test_sweep_launches_each_planned_cell_once(
         return real(overrides, hydra_node)
 
     monkeypatch.setattr(cli, "compose_node", counting)
-    cli.main(["-m", "estimator=naive,itt", "mc.reps=2", "tracking=none"])
+    sweep_dir = "hydra.sweep.dir=runs/hydra/multirun/a/b"  # tracking=none alone writes nothing
+    cli.main(["-m", "estimator=naive,itt", "mc.reps=2", "tracking=none", sweep_dir])
     out = capsys.readouterr().out
     assert (
         "[cell 0] estimator=naive, mc.reps=2" in out and "[cell 1] estimator=itt, mc.reps=2" in out

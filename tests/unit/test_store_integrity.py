@@ -228,12 +228,18 @@ def test_read_only_store_folder_is_named(tmp_path: Path, monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize(
     ("tracking", "needle"),
-    [("tracking=none", "Permission denied: 'runs/hydra/"), ("tracking=mlflow", "runs/mlflow.db")],
+    [
+        (("tracking=none", "hydra.run.dir=runs/hydra/one"), "Permission denied: 'runs/hydra/"),
+        (("tracking=mlflow",), "runs/mlflow.db"),
+    ],
+    ids=["none-with-hydra-folder", "mlflow"],
 )
-def test_read_only_runs_folder_is_one_line(tmp_path: Path, tracking: str, needle: str) -> None:
-    """Even without tracking, Hydra's run folder is written under runs/."""
+def test_read_only_runs_folder_is_one_line(
+    tmp_path: Path, tracking: tuple[str, ...], needle: str
+) -> None:
+    """The store, or Hydra's run folder placed under runs/ (tracking=none alone writes nothing)."""
     line = _one_line(
-        _cli(tmp_path, "estimator=itt", "mc.reps=5", tracking, simulate="runs-readonly")
+        _cli(tmp_path, "estimator=itt", "mc.reps=5", *tracking, simulate="runs-readonly")
     )
     assert needle in line and "Permission denied" in line
 

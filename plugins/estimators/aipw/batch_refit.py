@@ -5,18 +5,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.special import expit
 
 from causalkit.contracts import Estimand
 from causalkit.errors import EstimationError
 from causalkit_plugins.estimators.aipw.learners import ParamValue, split_columns
 from causalkit_plugins.estimators.aipw.nuisance import NuisanceSpec
 from causalkit_plugins.estimators.aipw.scores import aipw_scores
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = ["BatchRefit", "GLM", "ScoreRule", "Units", "batch_refit", "glm_of"]
 
@@ -169,6 +170,8 @@ def _fit(
     wt_z = (w * target) @ z
 
     def newton_step(beta: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
         eta = beta @ z.T
         if glm.family == "binomial":
             mu = expit(eta, out=eta)
@@ -258,6 +261,8 @@ class BatchRefit:
         rule: ScoreRule,
         fallback: Callable[[np.ndarray], np.ndarray],
     ) -> None:
+        from scipy import sparse
+
         self.scale, self.binary, self.rule, self.fallback = scale, binary, rule, fallback
         self.y, self.d, self.folds = units.y, units.d, units.folds
         self.members = sparse.csr_matrix(units.members)
@@ -303,6 +308,8 @@ class BatchRefit:
         status = np.zeros(B, dtype=np.int64)
 
         def predict(nu: _Nuisance) -> np.ndarray:
+            from scipy.special import expit
+
             start = np.repeat(nu.start, B, axis=0)
             beta, st = _fit(nu.design, nu.target, w * nu.arm, nu.glm, self.scale, start)
             st = st.reshape(k, B)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from scipy import sparse
 
 from causalkit import contracts
 from causalkit.clusters import ClusterParts, fit_clusters, fit_weights, weight_diagnostics
@@ -42,7 +40,6 @@ from causalkit_plugins.estimators.aipw.folds import (
 from causalkit_plugins.estimators.aipw.learners import LEARNERS, Recipe, check_sample_weight
 from causalkit_plugins.estimators.aipw.nuisance import Nuisances, NuisanceSpec, crossfit_nuisances
 from causalkit_plugins.estimators.aipw.params import AIPWParams
-from causalkit_plugins.estimators.aipw.plots import figures as segment_figures
 from causalkit_plugins.estimators.aipw.repeated import aggregate
 from causalkit_plugins.estimators.aipw.scores import (
     Scores,
@@ -56,12 +53,16 @@ from causalkit_plugins.estimators.aipw.segments import (
     segment_effects,
     segment_ratios,
 )
-from causalkit_plugins.estimators.aipw.sensitivity import Elements, elements
+from causalkit_plugins.estimators.aipw.sensitivity import Elements, Repetition, elements
 from causalkit_plugins.estimators.aipw.sensitivity import report as sensitivity_report
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
 from causalkit_plugins.estimators.selection.estimands import resampling_strata
 from causalkit_plugins.inference.basic import influence_se
 from causalkit_plugins.inference.common import influence_rows
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from scipy import sparse
 
 __all__ = ["AIPW", "AIPWParams", "CrossFit"]
 
@@ -163,8 +164,11 @@ class AIPW:
     (:func:`~causalkit_plugins.estimators.aipw.repeated.aggregate`; per-repetition figures in
     the table ``repetitions``). Given splits: the ``fold`` role as a list of ``n_rep``
     columns, one per repetition (another count is a one-line error). Equal to DoubleML's
-    ``n_rep`` given the same splits. No refit (the bootstrap is refused); ``trim`` and
-    ``sensitivity`` need ``n_rep=1``.
+    ``n_rep`` given the same splits. No refit (the bootstrap is refused); ``trim`` needs
+    ``n_rep=1``. The segment tables' ``dr_lift`` are the aggregated effects. ``sensitivity``
+    aggregates as DoubleML's ``sensitivity_analysis`` does: the median over repetitions of
+    each bound, CI bound and benchmark statistic, RV and RVa those of the median bounds (table
+    ``sensitivity.repetitions`` per repetition).
 
     Resampling: ``refit(idx)`` re-runs the whole procedure on the kept rows ``idx`` (with
     repeats). Every resampled row keeps the fold it had in the original fit (given by the
@@ -248,6 +252,8 @@ class AIPW:
     @staticmethod
     def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
         """Lift plot per ``segments.<column>`` table and the naive-vs-DR scatter (file name -> figure)."""
+        from causalkit_plugins.estimators.aipw.plots import figures as segment_figures
+
         return segment_figures(tables)
 
     # -- inputs -----------------------------------------------------------------------------
@@ -541,7 +547,7 @@ class AIPW:
             )
         benchmarks = self._benchmark_roles(data)
         if self.params.n_rep > 1:
-            return self._repeated(data, rng)
+            return self._repeated(data, rng, benchmarks)
         cf = self.crossfit(data, rng)
         seg, infl = self._influence(data, cf)
         tables = {
@@ -561,7 +567,7 @@ class AIPW:
         warnings = cf.warnings + self._invalid_se_warning(cf) + cl.warnings
         if self.params.sensitivity is not None:
             sens_diag, sens_tables, sens_warnings = self._sensitivity(
-                data, cf, infl[:, 0], benchmarks, cl.clusters
+                data, [(cf, infl[:, 0])], benchmarks, cl.clusters
             )
             diagnostics.update(sens_diag)
             tables.update(sens_tables)
@@ -610,8 +616,17 @@ class AIPW:
         d = self._check(data)[1]
         return [self.crossfit(data, rng, self._folds(data, d, rng, c)) for c in cols]
 
-    def _repeated(self, data: Dataset, rng: np.random.Generator) -> Fit:
-        """Repeated cross-fitting: the median-aggregated fit (:func:`aggregate`); no refit."""
+    def _repeated(
+        self,
+        data: Dataset,
+        rng: np.random.Generator,
+        benchmarks: tuple[tuple[str, contracts.Roles], ...],
+    ) -> Fit:
+        """Repeated cross-fitting: the median-aggregated fit (:func:`aggregate`); no refit.
+
+        The segment tables' ``dr_lift`` are the aggregated segment effects; the sensitivity
+        analysis aggregates the repetitions' bounds (:meth:`_sensitivity`).
+        """
         cfs = self.repetitions(data, rng)
         cf = cfs[0]
         parts = [self._influence(data, c) for c in cfs]
@@ -646,15 +661,29 @@ class AIPW:
             {"estimate": est[:, 0], "se": agg.rep_se[:, 0]},
             index=pd.RangeIndex(1, len(cfs) + 1, name="repetition"),
         )
+        by_name = dict(zip(names, agg.estimates, strict=True))
         tables = {
             "nuisance_metrics": cf.nuisances.metrics,
             **self._distributions(cf.nuisances.g0, cf.nuisances.g1, cf.m_raw, cf.scores, cf.d),
-            **seg.tables,
+            **{
+                key: table.assign(dr_lift=table["estimate"].map(by_name).astype(np.float64))
+                for key, table in seg.tables.items()
+            },
             "repetitions": reps,
         }
         warnings = tuple(
             dict.fromkeys(w for c in cfs for w in (*c.warnings, *self._invalid_se_warning(c)))
         )
+        if self.params.sensitivity is not None:
+            sens_diag, sens_tables, sens_warnings = self._sensitivity(
+                data,
+                [(c, psi[:, 0]) for c, (_, psi) in zip(cfs, parts, strict=True)],
+                benchmarks,
+                cl.clusters,
+            )
+            diagnostics.update(sens_diag)
+            tables.update(sens_tables)
+            warnings += sens_warnings
         return Fit(
             cf.estimand,
             agg.estimates,
@@ -712,18 +741,18 @@ class AIPW:
     def _sensitivity(
         self,
         data: Dataset,
-        cf: CrossFit,
-        influence: np.ndarray,
+        fits: Sequence[tuple[CrossFit, np.ndarray]],
         benchmarks: tuple[tuple[str, contracts.Roles], ...],
         clusters: Clusters | None = None,
     ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
         r"""Bounds, robustness values and benchmarks of the headline effect.
 
         See :mod:`~causalkit_plugins.estimators.aipw.sensitivity` (:func:`report`, shared with
-        ``ipw``). Each benchmark refits the nuisances without its covariates on the same folds
-        with the same learner seeds (with ``trim > 0`` each short model trims by its own
-        propensities). The CI bounds use the headline's influence column and those of
-        :math:`\hat\sigma^2`, :math:`\hat\nu^2`, clustered with the fit's clusters
+        ``ipw``). ``fits`` holds each repetition's cross-fit and headline influence column (one
+        without repetitions). Each benchmark refits the nuisances without its covariates on
+        each repetition's folds with its learner seeds (with ``trim > 0`` each short model
+        trims by its own propensities). The CI bounds use the headline's influence column and
+        those of :math:`\hat\sigma^2`, :math:`\hat\nu^2`, clustered with the fit's clusters
         (:func:`~causalkit_plugins.estimators.aipw.sensitivity.clustered`).
         """
         sens = self.params.sensitivity
@@ -731,17 +760,21 @@ class AIPW:
         shorts = {}
         for name, roles in benchmarks:
             # rng unused: folds and seeds are given
-            short = self.crossfit(
-                Dataset(data.frame, roles), np.random.default_rng(0), cf.nuisances.folds, cf.seeds
-            )
-            shorts[name] = (short.estimate, self._elements(short))
+            refits = [
+                self.crossfit(
+                    Dataset(data.frame, roles),
+                    np.random.default_rng(0),
+                    cf.nuisances.folds,
+                    cf.seeds,
+                )
+                for cf, _ in fits
+            ]
+            shorts[name] = [(short.estimate, self._elements(short)) for short in refits]
         return sensitivity_report(
             self.name,
-            cf.estimate,
-            influence,
-            self._elements(cf),
+            [Repetition(cf.estimate, psi, self._elements(cf)) for cf, psi in fits],
             sens,
-            var_y=float(np.var(cf.y)),
+            var_y=float(np.var(fits[0][0].y)),
             shorts=shorts,
             sigma2_source="outcome_model",
             clusters=clusters,

@@ -7,29 +7,19 @@ keys before anything is fitted.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression, Ridge
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.utils.validation import has_fit_parameter
 
 from causalkit.errors import ConfigError
-from causalkit_plugins.estimators.selection.probit import fit_probit
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
 
 __all__ = [
     "LearnerSpec",
@@ -37,7 +27,6 @@ __all__ = [
     "PROPENSITY_LEARNERS",
     "OUTCOME_LEARNERS",
     "ParamValue",
-    "ProbitClassifier",
     "Recipe",
     "check_learner_params",
     "check_sample_weight",
@@ -48,50 +37,6 @@ __all__ = [
 ]
 
 ParamValue = float | int | str | bool | None
-
-
-class ProbitClassifier(ClassifierMixin, BaseEstimator):
-    r"""Unpenalised probit maximum likelihood as a scikit-learn classifier.
-
-    :math:`P(d=1\mid x) = \Phi(\gamma_0 + x^\top\gamma)`, fitted by Newton's method with
-    step halving (:func:`causalkit_plugins.estimators.selection.probit.fit_probit`).
-
-    Parameters
-    ----------
-    max_iter : int
-        Maximum Newton iterations.
-    tol : float
-        Convergence tolerance on the largest Newton step.
-    """
-
-    def __init__(self, max_iter: int = 100, tol: float = 1e-10) -> None:
-        self.max_iter = max_iter
-        self.tol = tol
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> ProbitClassifier:
-        X = _dense(X)
-        res = fit_probit(
-            np.column_stack([np.ones(X.shape[0]), X]),
-            np.asarray(y),
-            max_iter=self.max_iter,
-            tol=self.tol,
-        )
-        self.intercept_ = np.array([res.coef[0]])
-        self.coef_ = res.coef[1:][None, :]
-        self.classes_ = np.array([0, 1])
-        self.converged_ = res.converged
-        self.separation_ = res.separation
-        return self
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return _dense(X) @ self.coef_[0] + self.intercept_[0]
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = ndtr(self.decision_function(X))
-        return np.column_stack([1 - p, p])
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return (self.decision_function(X) > 0).astype(int)
 
 
 def _dense(X: object) -> np.ndarray:
@@ -124,23 +69,48 @@ class LearnerSpec:
     sparse: bool = False  # accepts a sparse design (one-hot blocks stay sparse)
 
 
+def _lazy(path: str, **kwargs: Any) -> Callable[[], BaseEstimator]:
+    """A factory of ``module:Class(**kwargs)`` that imports the module (scikit-learn) when called."""
+    module, name = path.split(":")
+
+    def make() -> BaseEstimator:
+        return getattr(importlib.import_module(module), name)(**kwargs)
+
+    return make
+
+
+_LINEAR = "sklearn.linear_model"
+_ENSEMBLE = "sklearn.ensemble"
 LEARNERS: Mapping[str, LearnerSpec] = {
-    "logit": LearnerSpec(lambda: LogisticRegression(max_iter=1000), None, sparse=True),
+    "logit": LearnerSpec(_lazy(f"{_LINEAR}:LogisticRegression", max_iter=1000), None, sparse=True),
     "logit_unpenalized": LearnerSpec(
-        lambda: LogisticRegression(penalty=None, solver="newton-cholesky", tol=1e-10, max_iter=200),
+        _lazy(
+            f"{_LINEAR}:LogisticRegression",
+            penalty=None,
+            solver="newton-cholesky",
+            tol=1e-10,
+            max_iter=200,
+        ),
         None,
         "logit",
     ),
-    "probit": LearnerSpec(ProbitClassifier, None, "probit"),
-    "linear": LearnerSpec(None, LinearRegression, "identity"),
-    "ridge": LearnerSpec(None, Ridge, sparse=True),
-    "lasso": LearnerSpec(None, lambda: Lasso(max_iter=5000), sparse=True, flexible=True),
+    "probit": LearnerSpec(
+        _lazy("causalkit_plugins.estimators.aipw.probit_learner:ProbitClassifier"), None, "probit"
+    ),
+    "linear": LearnerSpec(None, _lazy(f"{_LINEAR}:LinearRegression"), "identity"),
+    "ridge": LearnerSpec(None, _lazy(f"{_LINEAR}:Ridge"), sparse=True),
+    "lasso": LearnerSpec(
+        None, _lazy(f"{_LINEAR}:Lasso", max_iter=5000), sparse=True, flexible=True
+    ),
     "gbm": LearnerSpec(
-        HistGradientBoostingClassifier, HistGradientBoostingRegressor, seeded=True, flexible=True
+        _lazy(f"{_ENSEMBLE}:HistGradientBoostingClassifier"),
+        _lazy(f"{_ENSEMBLE}:HistGradientBoostingRegressor"),
+        seeded=True,
+        flexible=True,
     ),
     "random_forest": LearnerSpec(
-        lambda: RandomForestClassifier(n_estimators=200, min_samples_leaf=5),
-        lambda: RandomForestRegressor(n_estimators=200, min_samples_leaf=5),
+        _lazy(f"{_ENSEMBLE}:RandomForestClassifier", n_estimators=200, min_samples_leaf=5),
+        _lazy(f"{_ENSEMBLE}:RandomForestRegressor", n_estimators=200, min_samples_leaf=5),
         seeded=True,
         flexible=True,
     ),
@@ -177,9 +147,12 @@ def check_learner_params(
     ``learners`` are ``(name, kind)`` pairs: the parameter model passes every learner and task
     a choice may resolve to (before any work), :func:`make_learner` the one it builds.
     """
+    factories = [_factory(name, kind, field)[0] for name, kind in learners]
+    if not params:  # nothing to check: the learners (and scikit-learn) stay unbuilt
+        return
     keys: set[str] = set()
-    for name, kind in learners:
-        keys |= set(_factory(name, kind, field)[0]().get_params(deep=False))
+    for factory in factories:
+        keys |= set(factory().get_params(deep=False))
     unknown = sorted(set(params) - keys)
     if unknown:
         names = " or ".join(dict.fromkeys(name for name, _ in learners))
@@ -196,6 +169,8 @@ def check_sample_weight(name: str, kind: Kind, field: str) -> None:
     ``field`` is the model's config path (``"estimator.propensity_model"``); the message lists
     the learners for ``kind`` that do take sampling weights.
     """
+    from sklearn.utils.validation import has_fit_parameter
+
     factory, _ = _factory(name, kind, field)
     if has_fit_parameter(factory(), "sample_weight"):
         return
@@ -297,6 +272,12 @@ def make_pipeline(
     a full-rank design with their intercept; learners that accept sparse input get the
     design as a sparse matrix when it has one-hot blocks.
     """
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     drop_first = spec.link != "none"
     steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
     if recipe.scale:

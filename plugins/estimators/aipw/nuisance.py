@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator
-from sklearn.metrics import average_precision_score, brier_score_loss, r2_score, roc_auc_score
-from sklearn.pipeline import Pipeline
 
 from causalkit_plugins.estimators.aipw.folds import fold_splits
 from causalkit_plugins.estimators.aipw.learners import (
@@ -21,6 +17,10 @@ from causalkit_plugins.estimators.aipw.learners import (
     make_pipeline,
     split_columns,
 )
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
 
 __all__ = ["NuisanceSpec", "Nuisances", "crossfit_nuisances"]
 
@@ -83,6 +83,8 @@ def _fit_predict(
 
 
 def _binary_metrics(target: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
     if np.unique(target).size < 2:
         return {
             "auc": np.nan,
@@ -133,6 +135,9 @@ def crossfit_nuisances(
     design document): one outcome model with the treatment as a feature, predicted at
     :math:`d=1` and :math:`d=0`.
     """
+    from joblib import Parallel, delayed
+    from sklearn.metrics import r2_score
+
     n = y.shape[0]
     splits = fold_splits(folds)
     y_kind = "classifier" if spec.binary_outcome else "regressor"

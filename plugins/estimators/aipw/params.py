@@ -197,10 +197,6 @@ class AIPWParams(Params):
                 "trim=0 with n_rep > 1 (each repetition would trim other rows)",
                 self.trim,
             )
-        if self.sensitivity is not None:
-            raise ConfigError(
-                "estimator.sensitivity", "n_rep=1 for the sensitivity analysis", self.n_rep
-            )
         return self
 
     @model_validator(mode="after")

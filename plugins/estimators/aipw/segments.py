@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from causalkit.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = [
     "MAX_LEVELS",
@@ -219,6 +222,8 @@ def segment_effects(
     :math:`\psi_{ig}`, one multiplier per cluster, whole clusters resampled).
     Levels with no score variation are not estimated. NaN labels form the segment ``"missing"``.
     """
+    from scipy import sparse
+
     for c in list(bins) + list(labels):
         if c not in columns:
             raise ConfigError(

@@ -14,7 +14,10 @@ the second moment of the Riesz representer :math:`\alpha` of the effect,
 :math:`\rho` their correlation. The estimated pieces, their influence functions and the bounds
 are those of DoubleML's ``DoubleMLIRM`` (``_sensitivity_element_est``) and
 ``DoubleMLFramework._calc_sensitivity_analysis`` (0.11), with one difference: the SE of each
-bound uses the influence function of that bound (see :func:`bounds`).
+bound uses the influence function of that bound (see :func:`bounds`). Repeated cross-fitting
+(``n_rep > 1``) aggregates as DoubleML does: every bound, CI bound and benchmark statistic is
+computed per repetition and the median taken; RV and RVa solve the median bounds
+(:class:`Repetition`, :func:`report`).
 
 The module serves any estimator that has a Riesz representer, influence values and an outcome
 residual (:func:`riesz_elements`, :func:`report`): ``aipw`` (residuals of its cross-fitted
@@ -25,15 +28,13 @@ outcome models) and ``ipw``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
-from scipy.optimize import brentq
-from scipy.stats import norm
 
 from causalkit.contracts import Clusters, DiagnosticValue, Estimand, Params
 from causalkit.errors import ConfigError
@@ -41,6 +42,7 @@ from causalkit.errors import ConfigError
 __all__ = [
     "Bounds",
     "Elements",
+    "Repetition",
     "SensitivityParams",
     "benchmark",
     "bounds",
@@ -48,6 +50,9 @@ __all__ = [
     "clustered",
     "contour_grid",
     "elements",
+    "repeated_benchmark",
+    "repeated_bounds",
+    "repeated_robustness_values",
     "report",
     "riesz_elements",
     "robustness_values",
@@ -255,23 +260,46 @@ def _strength(cf_y: np.ndarray, cf_d: np.ndarray, rho: float) -> np.ndarray:
     return np.asarray(abs(rho) * np.sqrt(cf_y * cf_d / (1.0 - cf_d)))
 
 
-def _limits(
-    theta: float, influence: np.ndarray, el: Elements, cs: np.ndarray, level: float
-) -> dict[str, np.ndarray]:
-    """The four bounds at each confounding strength ``cs`` (see :func:`bounds`)."""
-    psi_s = el.psi_max_bias
-    # mean((psi_theta -+ cs psi_S)^2) from three moments, for a whole grid of cs at once
-    a, b, c = np.mean(influence**2), np.mean(influence * psi_s), np.mean(psi_s**2)
+@dataclass(frozen=True)
+class Repetition:
+    r"""One cross-fit's effect :math:`\hat\theta_r`, its influence values and sensitivity elements."""
+
+    theta: float
+    influence: np.ndarray
+    el: Elements
+
+
+def _median(values: Sequence[Any]) -> np.ndarray:
+    """Elementwise median over repetitions (the value itself for one)."""
+    return np.asarray(np.median(np.stack([np.asarray(v) for v in values]), axis=0))
+
+
+def _limits(reps: Sequence[Repetition], cs: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    """The four bounds at each confounding strength ``cs``: medians over the repetitions.
+
+    DoubleML 0.11 (``_calc_sensitivity_analysis``): per repetition the effect bounds and the CI
+    bounds of :func:`bounds`, then the median of each over the repetitions.
+    """
+    from scipy.stats import norm
+
     z = float(norm.ppf(level))
-    se_lower = np.sqrt(np.maximum(a - 2.0 * cs * b + cs**2 * c, 0.0) / influence.size)
-    se_upper = np.sqrt(np.maximum(a + 2.0 * cs * b + cs**2 * c, 0.0) / influence.size)
-    lo, hi = theta - cs * el.max_bias, theta + cs * el.max_bias
-    return {
-        "theta_lower": lo,
-        "theta_upper": hi,
-        "ci_lower": lo - z * se_lower,
-        "ci_upper": hi + z * se_upper,
-    }
+    per_rep = []
+    for r in reps:
+        psi_s = r.el.psi_max_bias
+        # mean((psi_theta -+ cs psi_S)^2) from three moments, for a whole grid of cs at once
+        a, b, c = np.mean(r.influence**2), np.mean(r.influence * psi_s), np.mean(psi_s**2)
+        se_lower = np.sqrt(np.maximum(a - 2.0 * cs * b + cs**2 * c, 0.0) / r.influence.size)
+        se_upper = np.sqrt(np.maximum(a + 2.0 * cs * b + cs**2 * c, 0.0) / r.influence.size)
+        lo, hi = r.theta - cs * r.el.max_bias, r.theta + cs * r.el.max_bias
+        per_rep.append(
+            {
+                "theta_lower": lo,
+                "theta_upper": hi,
+                "ci_lower": lo - z * se_lower,
+                "ci_upper": hi + z * se_upper,
+            }
+        )
+    return {k: _median([p[k] for p in per_rep]) for k in per_rep[0]}
 
 
 def bounds(
@@ -307,8 +335,15 @@ def bounds(
     :math:`-\psi_\theta` (the score divided by :math:`E[\psi_a] < 0`), so its lower CI bound
     uses :math:`\hat s_+` and its upper :math:`\hat s_-`; here each bound uses its own.
     """
+    return repeated_bounds((Repetition(theta, influence, el),), cf_y, cf_d, rho, level)
+
+
+def repeated_bounds(
+    reps: Sequence[Repetition], cf_y: float, cf_d: float, rho: float, level: float
+) -> Bounds:
+    """:func:`bounds` of each repetition, aggregated by the median of each bound (DoubleML's)."""
     cs = _strength(np.asarray(cf_y), np.asarray(cf_d), rho)
-    return Bounds(**{k: float(v) for k, v in _limits(theta, influence, el, cs, level).items()})
+    return Bounds(**{k: float(v) for k, v in _limits(reps, cs, level).items()})
 
 
 def robustness_values(
@@ -329,25 +364,44 @@ def robustness_values(
     both are 1. DoubleML searches the same quantities with a bounded minimiser of the squared
     distance on ``(0, 0.9999)`` (``xatol`` 1e-5).
     """
+    return repeated_robustness_values((Repetition(theta, influence, el),), rho, level, null)
+
+
+def repeated_robustness_values(
+    reps: Sequence[Repetition], rho: float, level: float, null: float
+) -> tuple[float, float]:
+    r""":func:`robustness_values` of the median bounds of several repetitions.
+
+    The side is that of the median effect :math:`\tilde\theta` (DoubleML's ``thetas``). With one
+    repetition RV is :func:`robustness_values`' closed form; with more it is the root of the
+    median effect bound minus ``null`` (Brent, to 1e-14), unique because each repetition's
+    effect bound moves monotonically in :math:`v` and so does their median. RVa is, as with
+    one split, Brent's root of the median CI bound minus ``null`` on :math:`[0, 1)`.
+    """
+    theta = float(_median([r.theta for r in reps]))
     upper = null > theta
     sign = 1.0 if upper else -1.0
+    side = "upper" if upper else "lower"
 
-    def ci_gap(v: float) -> float:
-        b = bounds(theta, influence, el, v, v, rho, level)
-        return sign * ((b.ci_upper if upper else b.ci_lower) - null)
+    def root(kind: str) -> float:
+        from scipy.optimize import brentq
 
-    scale = abs(rho) * el.max_bias
-    if scale == 0:
+        def gap(v: float) -> float:
+            b = repeated_bounds(reps, v, v, rho, level)
+            return sign * (getattr(b, f"{kind}_{side}") - null)
+
+        if gap(0.0) >= 0:
+            return 0.0
+        if gap(_RV_MAX) < 0:
+            return 1.0
+        return float(brentq(gap, 0.0, _RV_MAX, xtol=1e-14))
+
+    if abs(rho) * max(r.el.max_bias for r in reps) == 0:
         return 1.0, 1.0
-    a2 = (abs(theta - null) / scale) ** 2
-    rv = float((np.sqrt(a2 * a2 + 4.0 * a2) - a2) / 2.0)
-    if ci_gap(0.0) >= 0:
-        rva = 0.0
-    elif ci_gap(_RV_MAX) < 0:
-        rva = 1.0
-    else:
-        rva = float(brentq(ci_gap, 0.0, _RV_MAX, xtol=1e-14))
-    return rv, rva
+    if len(reps) > 1:
+        return root("theta"), root("ci")
+    a2 = (abs(theta - null) / (abs(rho) * reps[0].el.max_bias)) ** 2
+    return float((np.sqrt(a2 * a2 + 4.0 * a2) - a2) / 2.0), root("ci")
 
 
 def benchmark(
@@ -394,14 +448,27 @@ def benchmark(
     }
 
 
+def repeated_benchmark(
+    var_y: float, longs: Sequence[Repetition], shorts: Sequence[tuple[float, Elements]]
+) -> dict[str, float]:
+    """:func:`benchmark` of each repetition (long and short on its folds); the median of each statistic.
+
+    As DoubleML's ``gain_statistics`` with ``n_rep > 1``: ``cf_y``, ``cf_d``, ``rho`` and
+    ``delta_theta`` are each the median of the repetitions' values.
+    """
+    rows = [
+        benchmark(var_y, r.theta, r.el, theta_s, el_s)
+        for r, (theta_s, el_s) in zip(longs, shorts, strict=True)
+    ]
+    return {k: float(_median([row[k] for row in rows])) for k in rows[0]}
+
+
 def bounds_table(
     rows: Mapping[str, Mapping[str, float]],
-    theta: float,
-    influence: np.ndarray,
-    el: Elements,
+    reps: Sequence[Repetition],
     level: float,
 ) -> pd.DataFrame:
-    """One row per benchmark: its gain statistics and the bounds at those strengths.
+    """One row per benchmark: its gain statistics and the (median) bounds at those strengths.
 
     A benchmark with ``cf_d = 1`` (the left-out covariates carry the whole Riesz
     representer) has unbounded effect bounds (``-inf``, ``inf``).
@@ -409,7 +476,7 @@ def bounds_table(
     out = []
     for stats in rows.values():
         if stats["cf_d"] < 1:
-            b = bounds(theta, influence, el, stats["cf_y"], stats["cf_d"], stats["rho"], level)
+            b = repeated_bounds(reps, stats["cf_y"], stats["cf_d"], stats["rho"], level)
         else:
             b = Bounds(-np.inf, np.inf, -np.inf, np.inf)
         out.append({**stats, **asdict(b)})
@@ -417,27 +484,28 @@ def bounds_table(
 
 
 def contour_grid(
-    theta: float,
-    influence: np.ndarray,
-    el: Elements,
+    reps: Sequence[Repetition],
     sens: SensitivityParams,
     benchmarks: pd.DataFrame | None = None,
     size: int = 41,
 ) -> pd.DataFrame:
-    """The bounds over a ``size`` x ``size`` grid of ``cf_y`` and ``cf_d`` at the scenario's ``rho``.
+    """The (median) bounds over a ``size`` x ``size`` grid of ``cf_y`` and ``cf_d`` at the scenario's ``rho``.
 
     Each axis runs from 0 to 0.15 (DoubleML's ``sensitivity_plot`` default), or to 1.25 times
     the largest value of the scenario and the benchmarks on it (at most 0.95). The columns
-    ``null_hypothesis`` and ``rho`` repeat the scenario's, for the contour plot.
+    ``null_hypothesis`` and ``rho`` repeat the scenario's, ``theta`` is the (median) effect,
+    for the contour plot.
     """
     marks = pd.DataFrame({"cf_y": [sens.cf_y], "cf_d": [sens.cf_d]})
     if benchmarks is not None:
         marks = pd.concat([marks, benchmarks[["cf_y", "cf_d"]]])
     axes = [np.linspace(0.0, min(0.95, max(0.15, 1.25 * marks[c].max())), size) for c in marks]
     cf_y, cf_d = (g.ravel() for g in np.meshgrid(*axes, indexing="ij"))
-    limits = _limits(theta, influence, el, _strength(cf_y, cf_d, sens.rho), sens.level)
+    limits = _limits(reps, _strength(cf_y, cf_d, sens.rho), sens.level)
     return pd.DataFrame({"cf_y": cf_y, "cf_d": cf_d, **limits}).assign(
-        null_hypothesis=sens.null_hypothesis, rho=sens.rho, theta=theta
+        null_hypothesis=sens.null_hypothesis,
+        rho=sens.rho,
+        theta=float(_median([r.theta for r in reps])),
     )
 
 
@@ -461,15 +529,29 @@ def clustered(
     )
 
 
+def _repetitions_table(reps: Sequence[Repetition], sens: SensitivityParams) -> pd.DataFrame:
+    """Per repetition: the effect, :math:`\\hat\\sigma^2`, :math:`\\hat\\nu^2` and the scenario's bounds."""
+    rows = [
+        {
+            "estimate": r.theta,
+            "sigma2": r.el.sigma2,
+            "nu2": r.el.nu2,
+            **asdict(
+                bounds(r.theta, r.influence, r.el, sens.cf_y, sens.cf_d, sens.rho, sens.level)
+            ),
+        }
+        for r in reps
+    ]
+    return pd.DataFrame(rows, index=pd.RangeIndex(1, len(reps) + 1, name="repetition"))
+
+
 def report(
     who: str,
-    theta: float,
-    influence: np.ndarray,
-    el: Elements,
+    reps: Sequence[Repetition],
     sens: SensitivityParams,
     *,
     var_y: float,
-    shorts: Mapping[str, tuple[float, Elements]],
+    shorts: Mapping[str, Sequence[tuple[float, Elements]]],
     sigma2_source: str,
     clusters: Clusters | None = None,
 ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
@@ -479,16 +561,16 @@ def report(
     ----------
     who : str
         The estimator's name (warnings).
-    theta, influence : float, ndarray
-        The effect and its influence values.
-    el : Elements
-        Its sensitivity elements (:func:`riesz_elements`).
+    reps : sequence of Repetition
+        The effect, its influence values and sensitivity elements (:func:`riesz_elements`),
+        one per repetition of the cross-fitting (one without repetitions).
     sens : SensitivityParams
         The scenario.
     var_y : float
         :math:`\widehat{Var}(Y)` (``ddof=0``) for the benchmarks' :math:`R^2`.
     shorts : mapping
-        Benchmark name -> effect and elements of the fit without its covariates.
+        Benchmark name -> effect and elements of the fit without its covariates, one per
+        repetition (on that repetition's folds).
     sigma2_source : str
         Where :math:`\hat\sigma^2` comes from (diagnostic ``sensitivity.sigma2_source``).
     clusters : Clusters, optional
@@ -498,12 +580,21 @@ def report(
     -------
     diagnostics, tables, warnings
         ``sensitivity.{theta_lower, theta_upper, ci_lower, ci_upper, rv, rva, sigma2, nu2,
-        sigma2_source}``; ``sensitivity.bounds`` (with benchmarks) and ``sensitivity.contour``.
+        sigma2_source}``; ``sensitivity.bounds`` (with benchmarks) and ``sensitivity.contour``;
+        with several repetitions also ``sensitivity.repetitions`` (each one's bounds).
+
+    Notes
+    -----
+    Several repetitions (DoubleML 0.11, ``n_rep > 1``): each bound and CI bound is the median of
+    the repetitions' (:func:`repeated_bounds`), RV and RVa solve those medians
+    (:func:`repeated_robustness_values`), each benchmark statistic is the median of the
+    repetitions' (:func:`repeated_benchmark`). ``sensitivity.sigma2`` and ``sensitivity.nu2``
+    are the medians of the repetitions' (DoubleML keeps them per repetition only).
     """
     if clusters is not None:
-        influence, el = clustered(influence, el, clusters)
-    b = bounds(theta, influence, el, sens.cf_y, sens.cf_d, sens.rho, sens.level)
-    rv, rva = robustness_values(theta, influence, el, sens.rho, sens.level, sens.null_hypothesis)
+        reps = [Repetition(r.theta, *clustered(r.influence, r.el, clusters)) for r in reps]
+    b = repeated_bounds(reps, sens.cf_y, sens.cf_d, sens.rho, sens.level)
+    rv, rva = repeated_robustness_values(reps, sens.rho, sens.level, sens.null_hypothesis)
     diag: dict[str, DiagnosticValue] = {
         "sensitivity.theta_lower": b.theta_lower,
         "sensitivity.theta_upper": b.theta_upper,
@@ -511,8 +602,8 @@ def report(
         "sensitivity.ci_upper": b.ci_upper,
         "sensitivity.rv": rv,
         "sensitivity.rva": rva,
-        "sensitivity.sigma2": el.sigma2,
-        "sensitivity.nu2": el.nu2,
+        "sensitivity.sigma2": float(_median([r.el.sigma2 for r in reps])),
+        "sensitivity.nu2": float(_median([r.el.nu2 for r in reps])),
         "sensitivity.sigma2_source": sigma2_source,
     }
     warnings = (
@@ -520,17 +611,14 @@ def report(
             f"{who}: the sensitivity element nu2 was not positive and was re-estimated as the "
             "mean squared Riesz representer (not orthogonal)",
         )
-        if el.nu2_fallback
+        if any(r.el.nu2_fallback for r in reps)
         else ()
     )
     tables: dict[str, pd.DataFrame] = {}
     if shorts:
-        rows = {
-            name: benchmark(var_y, theta, el, theta_s, el_s)
-            for name, (theta_s, el_s) in shorts.items()
-        }
-        tables["sensitivity.bounds"] = bounds_table(rows, theta, influence, el, sens.level)
-    tables["sensitivity.contour"] = contour_grid(
-        theta, influence, el, sens, tables.get("sensitivity.bounds")
-    )
+        rows = {name: repeated_benchmark(var_y, reps, short) for name, short in shorts.items()}
+        tables["sensitivity.bounds"] = bounds_table(rows, reps, sens.level)
+    tables["sensitivity.contour"] = contour_grid(reps, sens, tables.get("sensitivity.bounds"))
+    if len(reps) > 1:
+        tables["sensitivity.repetitions"] = _repetitions_table(reps, sens)
     return diag, tables, warnings

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.stats import norm
-from sklearn.pipeline import Pipeline
 
 from causalkit.contracts import Estimand
 from causalkit_plugins.estimators.aipw.learners import Link, _dense
 from causalkit_plugins.estimators.selection.probit import mills, mills_derivative
+
+if TYPE_CHECKING:
+    from scipy import sparse
+    from sklearn.pipeline import Pipeline
 
 __all__ = ["GLMPiece", "glm_piece", "stacked_correction"]
 
@@ -45,6 +48,8 @@ def glm_piece(
     probit: :math:`s_i = z_i q_i \lambda(q_i\eta_i)` with :math:`q = 2y-1`, :math:`\lambda = \phi/\Phi`,
     :math:`A = \overline{w\,\lambda(a)(a+\lambda(a)) zz^\top}`.
     """
+    from scipy.stats import norm
+
     Z, beta = _design(pipe, X)
     eta = Z @ beta
     w = np.zeros(Z.shape[0])

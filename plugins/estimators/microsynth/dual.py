@@ -6,8 +6,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg.blas import dsyrk
-from scipy.linalg.lapack import dpotrf, dpotrs
 
 from causalkit_plugins.estimators.microsynth.hull import separating_direction
 
@@ -61,6 +59,8 @@ class DualSolution:
 
 def _syrk(M: np.ndarray) -> np.ndarray:
     """:math:`M^\top M` by BLAS ``dsyrk`` without copying a C- or F-ordered ``M`` (faster than ``M.T @ M``)."""
+    from scipy.linalg.blas import dsyrk
+
     if M.shape[0] == 0:
         return np.zeros((M.shape[1], M.shape[1]))
     if M.flags.f_contiguous:  # column-major M: A^T A with trans=1, no copy
@@ -103,6 +103,8 @@ def _inverse(H: np.ndarray) -> np.ndarray:
 
     Factored once per matrix, so chord steps with a fixed matrix cost one small mat-vec.
     """
+    from scipy.linalg.lapack import dpotrf, dpotrs
+
     p = H.shape[0]
     Hr = H.copy()
     Hr.flat[:: p + 1] += 1e-12 * (1.0 + np.trace(H) / p)

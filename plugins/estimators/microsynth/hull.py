@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linprog
 
 __all__ = ["separating_direction"]
 
@@ -58,6 +57,8 @@ def separating_direction(
     ndarray of shape (d + 1,) or None
         The separating direction :math:`(\lambda, \nu)`, or ``None`` when ``target`` is in the hull.
     """
+    from scipy.optimize import linprog
+
     X0 = np.asarray(X0, dtype=np.float64)
     n, d = X0.shape
     rows = np.arange(n) if counts is None else np.flatnonzero(np.asarray(counts) > 0)

@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 __all__ = ["CalibrationResult", "calibrate_linear", "independent_columns"]
 
@@ -55,6 +54,8 @@ def independent_columns(M: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     a column is dropped when it is (numerically) a combination of the columns kept before
     it. All-zero columns are dropped too.
     """
+    from scipy import linalg
+
     G = M.T @ M
     d = np.sqrt(np.diag(G))
     keep: list[int] = []
@@ -95,6 +96,7 @@ def calibrate_linear(
         ``converged`` is False when ``maxit`` was reached (R's ``force=TRUE`` still returns
         the weights; the caller decides).
     """
+
     Mc = np.asarray(Mc, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
     ww = np.full(Mc.shape[0], float(base))

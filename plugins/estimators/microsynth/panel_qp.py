@@ -46,8 +46,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
-from scipy.optimize import linprog
 
 __all__ = ["PanelQPSolution", "solve_panel_qp", "hard_block_feasible"]
 
@@ -64,6 +62,8 @@ class PanelQPSolution:
 
 def hard_block_feasible(G: np.ndarray, h: np.ndarray) -> bool:
     """Whether some :math:`w \\ge 0` satisfies :math:`G^\\top w = h` (LP phase one, HiGHS)."""
+    from scipy.optimize import linprog
+
     scale = np.maximum(np.abs(G).max(axis=0), 1e-300)
     res = linprog(
         np.zeros(G.shape[0]), A_eq=(G / scale).T, b_eq=h / scale, bounds=(0, None), method="highs"
@@ -107,6 +107,8 @@ def solve_panel_qp(
     -------
     PanelQPSolution
     """
+    from scipy import linalg
+
     G = np.asarray(G, dtype=np.float64)
     m = 0 if L is None else L.shape[1]
     A = G if L is None else np.hstack([G, np.asarray(L, dtype=np.float64)])

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
 
 from causalkit.balance import BALANCE_COLUMNS, balance_block, balance_message
 from causalkit.contracts import DiagnosticValue
@@ -52,6 +51,8 @@ class PassSolution:
 
 
 def _newton_step(H: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, float]:
+    from scipy import linalg
+
     p = H.shape[0]
     H = H.copy()
     H[np.diag_indices(p)] += 1e-12 * (1.0 + np.trace(H) / p)

@@ -8,11 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from causalkit.balance import BALANCE_COLUMNS, balance_block, balance_message, balance_scalars
+from causalkit.balance import (
+    BALANCE_COLUMNS,
+    N_MEAN_COLUMNS,
+    balance_block,
+    balance_message,
+    balance_scalars,
+)
 from causalkit.clusters import fit_clusters
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, LazyTables, Resampler
 from causalkit.errors import DataError, EstimationError
-from causalkit.montecarlo import one_blas_thread
 from causalkit_plugins.estimators.microsynth.dual import weighted_gram
 from causalkit_plugins.estimators.microsynth.estimands import (
     BalancedContrast,
@@ -97,6 +102,8 @@ def _column_dots(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     per column, which stalled ~10x on a loaded 2-core machine (shorter columns are single
     threaded anyway and skip the thread-limit switch, ~0.2 ms).
     """
+    from causalkit.montecarlo import one_blas_thread
+
     if hasattr(np, "vecdot"):
         if A.shape[0] <= _THREADED_DOT:
             return np.vecdot(A, B, axis=0)  # type: ignore[call-overload]  # numpy stubs lack axis
@@ -119,7 +126,7 @@ def _balance_columns(
     sd: np.ndarray,
     m1: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The fit's balance table as a ``d x 7`` block: :func:`causalkit.balance.balance_block` of one pass of moments.
+    """The fit's balance table as a ``d x 8`` block: :func:`causalkit.balance.balance_block` of one pass of moments.
 
     The moments are taken on the standardised columns (SMDs and variance ratios are
     invariant to the per-column affine map; means are mapped back to raw units). Control
@@ -143,8 +150,8 @@ def _balance_columns(
         ws2[cols] = _column_dots(wn[:, None] * zc, zc)
     v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
     out = balance_block(m1, m1, m0, m0w, v1, v0, v1, ws2 - m0w * m0w)
-    out[:, :3] *= sd[:, None]  # means back to raw units
-    out[:, :3] += m[:, None]
+    out[:, :N_MEAN_COLUMNS] *= sd[:, None]  # means back to raw units
+    out[:, :N_MEAN_COLUMNS] += m[:, None]
     return out
 
 
@@ -157,6 +164,7 @@ def _balance_frame(names: tuple[str, ...], block: np.ndarray) -> pd.DataFrame:
 
 
 _BALANCE = pd.Index(BALANCE_COLUMNS)
+_SMD_BEFORE, _SMD_AFTER = BALANCE_COLUMNS.index("smd_before"), BALANCE_COLUMNS.index("smd_after")
 
 
 @functools.lru_cache(maxsize=16)
@@ -247,7 +255,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     estimates = effects(per, gap, post)
 
     bal = _balance_columns(Zt, Zc, sol.w, m, sd, contrast.target)
-    diag = balance_scalars(bal[:, 3], bal[:, 4], sol.w)
+    diag = balance_scalars(bal[:, _SMD_BEFORE], bal[:, _SMD_AFTER], sol.w)
     feasible, msg = balance_message(
         diag["max_abs_smd_after"], p.balance_tol, sol.converged, sol.message
     )
@@ -287,11 +295,15 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     def refit(idx: np.ndarray) -> np.ndarray:
         # Each refit is a few mat-vecs on n_C x d: BLAS thread hand-offs only cost (and stall
         # badly on a loaded machine).
+        from causalkit.montecarlo import one_blas_thread
+
         with one_blas_thread():
             per_b, gap_b = contrast.resampled(idx, rows, sol)
         return effects(per_b, gap_b, post)
 
     def refit_batch(idxs: list[np.ndarray]) -> np.ndarray:
+        from causalkit.montecarlo import one_blas_thread
+
         with one_blas_thread():
             per_b, gap_b = contrast.resampled_batch(idxs, rows, sol)
         return effects(per_b, gap_b, post)

@@ -7,7 +7,6 @@ from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy import stats
 
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import (
@@ -31,6 +30,8 @@ from causalkit_plugins.estimators.selection.heckman_twostep import (
     heckman_twostep,
     twostep_influence,
 )
+from causalkit_plugins.inference.basic import influence_se
+from causalkit_plugins.inference.common import influence_rows
 
 __all__ = ["Heckman", "HeckmanParams"]
 
@@ -53,8 +54,8 @@ class HeckmanParams(Params):
 class _Estimates:
     """Both methods' results in one shape: named coefficients, covariance and extras.
 
-    ``influence`` (n units by coefficients) is set when the fit is clustered or weighted;
-    ``vcov`` is then its (clustered) sandwich.
+    ``influence`` (n units by coefficients) is set unless a refit asked for none; ``vcov`` is
+    the model covariance, or with a design (clustered or weighted) the influence's sandwich.
     """
 
     names: tuple[str, ...]  # coef.<name> keys: outcome eq., lambda, selection eq. as sel.<name>
@@ -81,19 +82,19 @@ def _sandwich(psi: np.ndarray, clusters: Clusters | None) -> np.ndarray:
 
 
 def _twostep_estimates(
-    sd: SelectionData, ts: TwoStepResult, design: _Design | None = None
+    sd: SelectionData, ts: TwoStepResult, design: _Design | None = None, influence: bool = True
 ) -> _Estimates:
     k = sd.X.shape[1]
     q = sd.W.shape[1]
     names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
     coef = np.concatenate([ts.coef, ts.probit.coef])
-    psi = None
+    psi = twostep_influence(ts, sd.X, sd.W, sd.d) if influence or design is not None else None
     if design is None:
         vcov = np.zeros((k + 1 + q, k + 1 + q))
         vcov[: k + 1, : k + 1] = ts.vcov
         vcov[k + 1 :, k + 1 :] = ts.probit.vcov
     else:
-        psi = twostep_influence(ts, sd.X, sd.W, sd.d)
+        assert psi is not None
         vcov = _sandwich(psi, design.clusters)
     scalars: dict[str, DiagnosticValue] = {
         "sigma": ts.sigma,
@@ -112,8 +113,14 @@ def _independent_loglik(sd: SelectionData, probit_loglik: float) -> float:
 
 
 def _ml_estimates(
-    sd: SelectionData, ml: MLResult, probit_loglik: float, design: _Design | None = None
+    sd: SelectionData,
+    ml: MLResult,
+    probit_loglik: float,
+    design: _Design | None = None,
+    influence: bool = True,
 ) -> _Estimates:
+    from scipy import stats
+
     q, k = sd.W.shape[1], sd.X.shape[1]
     names = (*sd.outcome_names, "lambda", *(f"sel.{c}" for c in sd.selection_names))
     # reorder (gamma, beta, sigma, rho) into (beta, lambda = rho*sigma, gamma); lambda by delta method
@@ -125,17 +132,17 @@ def _ml_estimates(
     jac[k + 1 :, :q] = np.eye(q)
     coef = np.concatenate([ml.beta, [ml.rho * ml.sigma], ml.gamma])
     psi = None
-    if design is None:
-        vcov_nat = ml.vcov
-    else:
-        # sandwich: influence n(-H)^{-1}s_i in the working parameters, mapped by the delta method
+    vcov_nat = ml.vcov
+    if influence or design is not None:
+        # influence n(-H)^{-1}s_i in the working parameters, mapped by the delta method
         scores = heckman_scores(ml.theta, sd.y, sd.X, sd.W, sd.d, sd.weights)
         to_nat = np.eye(p)
         to_nat[q + k, q + k] = ml.sigma
         to_nat[q + k + 1, q + k + 1] = 1.0 - ml.rho**2
         psi_nat = sd.n * scores @ ml.vcov_theta @ to_nat.T
         psi = psi_nat @ jac.T
-        vcov_nat = _sandwich(psi_nat, design.clusters)
+        if design is not None:  # the sandwich
+            vcov_nat = _sandwich(psi_nat, design.clusters)
     vcov = jac @ vcov_nat @ jac.T
     scalars: dict[str, DiagnosticValue] = {
         "sigma": ml.sigma,
@@ -217,8 +224,12 @@ class Heckman:
     singleton clusters give here). The likelihood-ratio test of :math:`\rho = 0` is then left out (it
     needs independent, unweighted units; ``se.rho`` gives a Wald test). The bootstrap
     resamples whole clusters and refits with the resampled units' weights. Without these
-    roles nothing changes: model SEs, no influence values (so the ``multiplier`` bootstrap,
-    which needs them for every fit, is not offered).
+    roles the SEs are the model's (``se.<name>``; analytic inference uses them: a fit that
+    gives model SEs is judged by them) and the fit carries the same unit-level influence
+    values, unclustered and unweighted, for the ``multiplier`` bootstrap (its SE the robust
+    sandwich of the stacked equations, which the model SE estimates too when the model
+    holds) and the correlation of a joint band (sup-t). With a role the model SEs are the
+    analytic SEs of those influence values, computed as analytic inference computes them.
 
     References
     ----------
@@ -255,7 +266,7 @@ class Heckman:
         World(
             "clustered",
             CLUSTERED_1000,
-            inferences=frozenset({"analytic"}),
+            inferences=frozenset({"analytic", "multiplier"}),
             note="1000 users in 100 clusters sharing covariates, exposure and noise; cluster "
             "role set (without it: coverage 0.81, SE ratio 0.68 at R=300)",
         ),
@@ -266,15 +277,15 @@ class Heckman:
 
     @classmethod
     def capabilities(cls, params: PluginParams) -> frozenset[Capability]:
-        """The model's standard errors and a refit, for either method.
-
-        Influence values come only with the ``cluster`` or ``weight`` role, so they are not
-        declared (a pairing that needs them, the multiplier bootstrap, is not offered).
-        """
-        return frozenset({Capability.MODEL_SE, Capability.RESAMPLE})
+        """The model's standard errors, the stacked equations' influence values and a refit."""
+        return frozenset({Capability.MODEL_SE, Capability.INFLUENCE, Capability.RESAMPLE})
 
     def _estimate(
-        self, sd: SelectionData, ml_start: np.ndarray | None = None, design: _Design | None = None
+        self,
+        sd: SelectionData,
+        ml_start: np.ndarray | None = None,
+        design: _Design | None = None,
+        influence: bool = True,
     ) -> tuple[_Estimates, TwoStepResult, MLResult | None]:
         p = self.params
         ts = heckman_twostep(sd.y, sd.X, sd.W, sd.d, max_iter=p.max_iter, weights=sd.weights)
@@ -284,7 +295,7 @@ class Heckman:
                 f"heckman: outcome regressors and the inverse Mills ratio are collinear (rank {rank} < {sd.X.shape[1] + 1})"
             )
         if p.method == "twostep":
-            return _twostep_estimates(sd, ts, design), ts, None
+            return _twostep_estimates(sd, ts, design, influence), ts, None
         if ml_start is None:
             rho0 = float(np.clip(ts.rho, -_RHO_START_BOUND, _RHO_START_BOUND))
             ml_start = np.concatenate(
@@ -293,7 +304,7 @@ class Heckman:
         ml = heckman_ml(
             sd.y, sd.X, sd.W, sd.d, ml_start, max_iter=p.max_iter, tol=p.tol, weights=sd.weights
         )
-        return _ml_estimates(sd, ml, ts.probit.loglik, design), ts, ml
+        return _ml_estimates(sd, ml, ts.probit.loglik, design, influence), ts, ml
 
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         sd = selection_data(data, self.params.add_intercept, who=self.name)
@@ -375,20 +386,27 @@ class Heckman:
                     "heckman: resample without both selected and unselected units"
                 )
             try:
-                e, _, m = self._estimate(sub, ml_start)
+                e, _, m = self._estimate(sub, ml_start, influence=False)
             except np.linalg.LinAlgError as exc:
                 raise EstimationError(f"heckman: refit failed ({exc})") from exc
             if m is not None and not m.converged:
                 raise EstimationError("heckman: ML refit did not converge")
             return e.coef[j]
 
+        names = (str(estimand), *targets[1:])
+        assert est.influence is not None
+        influence, model_se = est.influence[:, j], se[j]
+        if design is not None:  # the sandwich exactly as analytic inference computes it
+            carrier = Fit(estimand, est.coef[j], sd.n, names=names, influence=influence,
+                          clusters=cl.clusters)  # fmt: skip
+            model_se = influence_se(*influence_rows(carrier))
         return Fit(
             estimand,
             est.coef[j],
             sd.n,
-            names=(str(estimand), *targets[1:]),
-            influence=None if est.influence is None else est.influence[:, j],
-            model_se=se[j],
+            names=names,
+            influence=influence,
+            model_se=model_se,
             resampler=Resampler(sd.n, strata=None, refit=refit),
             clusters=cl.clusters,
             weights=w,

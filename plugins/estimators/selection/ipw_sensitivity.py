@@ -20,6 +20,7 @@ from causalkit.contracts import Clusters, DiagnosticValue, Estimand
 from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.aipw.sensitivity import (
     Elements,
+    Repetition,
     SensitivityParams,
     report,
     riesz_elements,
@@ -129,15 +130,17 @@ def ipw_report(
     shorts: Mapping[str, tuple[float, Elements]],
     clusters: Clusters | None,
 ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
-    """:func:`~causalkit_plugins.estimators.aipw.sensitivity.report` for ``ipw`` (``sigma2_source`` linear_loo)."""
+    r""":func:`~causalkit_plugins.estimators.aipw.sensitivity.report` for ``ipw`` (``sigma2_source`` linear_loo).
+
+    One repetition: ``ipw`` draws no fold split (its :math:`\hat\sigma^2` uses every
+    leave-one-out fit), so there is nothing to repeat.
+    """
     return report(
         "ipw",
-        theta,
-        influence,
-        long,
+        (Repetition(theta, influence, long),),
         sens,
         var_y=float(np.var(y)),
-        shorts=shorts,
+        shorts={name: (short,) for name, short in shorts.items()},
         sigma2_source=SIGMA2_SOURCE,
         clusters=clusters,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from causalkit.errors import EstimationError
 
@@ -33,6 +32,8 @@ class ArmFit:
         Equal to :math:`q_i^\top R^{-\top} D^{-1}\bar z`: bounded rows of :math:`Q` times
         one triangular solve, accurate however ill-conditioned :math:`Z_a^\top Z_a` is.
         """
+        from scipy.linalg import solve_triangular
+
         return self.q @ solve_triangular(self.r, zbar / self.norms, trans="T")
 
 
@@ -50,6 +51,8 @@ def arm_ols(
     :data:`CONDITION_REFUSE` the regression is refused (inverting :math:`Z^\top Z`, as
     before, squared the condition number and returned a wrong estimate without a word).
     """
+    from scipy.linalg import solve_triangular
+
     Za = Z[arm] if sw is None else Z[arm] * sw[arm][:, None]
     ya = y[arm] if sw is None else y[arm] * sw[arm]
     p = Z.shape[1]
@@ -73,6 +76,8 @@ def arm_ols(
 
 def unscaled_block(fit: ArmFit, cols: list[int]) -> np.ndarray:
     r""":math:`[(Z^\top WZ)^{-1}]_{GG} = V^\top V`, :math:`V = R^{-\top}D^{-1}E_G` (one triangular solve)."""
+    from scipy.linalg import solve_triangular
+
     e = np.zeros((fit.r.shape[0], len(cols)))
     e[cols, np.arange(len(cols))] = 1.0 / fit.norms[cols]
     v = solve_triangular(fit.r, e, trans="T")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from pydantic import Field, field_validator, model_validator
 
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
@@ -40,7 +39,9 @@ from causalkit_plugins.estimators.selection.ols_pooled import (
     pooled_regression,
     sensitivity_analysis,
 )
-from causalkit_plugins.estimators.selection.partial_r2_plots import sensitivity_figures
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "OLS",
@@ -395,6 +396,8 @@ class OLS:
     @staticmethod
     def figures(tables: Mapping[str, pd.DataFrame]) -> dict[str, Figure]:
         """The sensitivity contour plot when the fit carries ``sensitivity.contour`` (file name -> figure)."""
+        from causalkit_plugins.estimators.selection.partial_r2_plots import sensitivity_figures
+
         return sensitivity_figures(tables)
 
     # -- the pooled regression ----------------------------------------------------------------

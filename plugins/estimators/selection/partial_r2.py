@@ -29,7 +29,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = [
     "BOUNDS_COLUMNS",
@@ -106,6 +105,8 @@ def group_partial_r2(coef: np.ndarray, cov_unscaled: np.ndarray, rss: float) -> 
 
 def critical_t(alpha: float, dof: float) -> float:
     r""":math:`|t_{\alpha/2,\,\text{dof}}|`, the two-sided critical value of a t-test at level ``alpha``."""
+    from scipy import stats
+
     return float(abs(stats.t.ppf(alpha / 2, dof)))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_ndtr, ndtr
 
 from causalkit.inputs import separating_columns
 
@@ -16,6 +15,8 @@ _LOG_SQRT_2PI = 0.5 * np.log(2.0 * np.pi)
 
 def log_cdf(a: np.ndarray) -> np.ndarray:
     r""":math:`\log\Phi(a)`: ``log(ndtr)`` (3x faster) except in the far left tail (``log_ndtr``)."""
+    from scipy.special import log_ndtr, ndtr
+
     with np.errstate(divide="ignore"):  # log(0) below -38 is replaced from the tail branch
         out = np.log(ndtr(a))
     tail = a < -20.0
@@ -82,6 +83,8 @@ class ProbitFit:
     @property
     def probability(self) -> np.ndarray:
         """Fitted :math:`\\Phi(w_i^\\top\\hat\\gamma)`."""
+        from scipy.special import ndtr
+
         return ndtr(self.index)
 
 
@@ -126,6 +129,8 @@ def fit_probit(
     log-likelihood is globally concave, so Newton with step halving converges whenever the
     MLE exists (no separation).
     """
+    from scipy.special import ndtr
+
     X = np.asarray(X, dtype=np.float64)
     q = 2.0 * np.asarray(d, dtype=np.float64) - 1.0
     k = X.shape[1]

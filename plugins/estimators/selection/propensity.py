@@ -7,7 +7,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, ndtr
 
 from causalkit.contracts import Dataset
 from causalkit.errors import DataError
@@ -144,6 +143,8 @@ def fit_logit(
     -------
     coef, index, converged
     """
+    from scipy.special import expit
+
     coef = np.zeros(Z.shape[1])
     eta = np.zeros(Z.shape[0])
 
@@ -207,6 +208,8 @@ def fit_propensity(
     ``teffects ipw``). The probit is fitted by
     :func:`~causalkit_plugins.estimators.selection.probit.fit_probit`.
     """
+    from scipy.special import expit, ndtr
+
     n = X.shape[0]
     Z = np.column_stack([np.ones(n), X])
     dd = np.asarray(d, dtype=np.float64)

@@ -78,11 +78,21 @@ design effect; more neighbours are less local (8 of an arm's 300 units in the cl
 coverage world)."""
 
 
+_UNADJUSTED_SE = {
+    Estimand.ATE: "for the ATE this SE is conservative",
+    Estimand.ATT: "for the ATT this SE can be too small or too large",
+    Estimand.ATC: "for the ATC this SE can be too small or too large",
+}
+"""What ignoring the score's estimation does to the SE, per estimand (Abadie & Imbens 2016)."""
+
+
 class PSMParams(Params):
     """Parameters of the ``psm`` estimator."""
 
     estimand: TargetEstimand = Field(
-        Estimand.ATT, description="target population: ATT, ATE or ATC (lower case accepted)"
+        Estimand.ATT,
+        description="target population: ATT (the default: effect on the treated, where "
+        "ipw, aipw and ols default to the ATE), ATE or ATC (lower case accepted)",
     )
     k: int = Field(1, ge=1, le=1000, description="matches per unit")
     match_on: Literal["propensity", "logit", "covariates"] = Field(
@@ -225,7 +235,7 @@ def match_units(
 
 
 class PSM:
-    r"""Nearest-neighbour matching with Abadie-Imbens standard errors.
+    r"""Nearest-neighbour matching with Abadie-Imbens SEs; targets the ATT by default (ipw, aipw, ols: ATE).
 
     Units are matched on the estimated propensity score (``match_on="propensity"``), its
     logit, or on ``roles.covariates`` (standardised: inverse-variance distance, or the
@@ -251,8 +261,9 @@ class PSM:
     Imbens' (2016) adjustment for the first step (:func:`~.psm_variance.score_terms`,
     local neighbourhoods of ``max(var_matches, 1) + 1`` units): it reduces the variance of
     the ATE and can move the ATT's either way. ``se="ai2006"`` treats the score as known
-    (conservative for the ATE), with a warning. With ``var_matches=1`` this reproduces
-    Stata ``teffects psmatch``'s default robust SE (``tests/reference/test_psm_stata.py``).
+    (conservative for the ATE, off either way for the ATT), with a warning saying which.
+    With ``var_matches=1`` this reproduces Stata ``teffects psmatch``'s default robust SE
+    (``tests/reference/test_psm_stata.py``).
     The adjustment is derived for the population effect, the simple matching estimator
     with replacement and no strata; with ``exact`` strata, a binding caliper,
     ``bias_adjust`` or greedy matching it is applied as is (an approximation). The SE
@@ -634,7 +645,8 @@ class PSM:
         if p.match_on != "covariates" and not self._adjusts():
             out.append(
                 "psm: the Abadie-Imbens SE treats the estimated propensity score as known "
-                "(se=ai2006: the Abadie & Imbens 2016 adjustment is not applied)"
+                "(se=ai2006: the Abadie & Imbens 2016 adjustment is not applied); "
+                + _UNADJUSTED_SE[p.estimand]
             )
         if not p.replace:
             out.append("psm: the Abadie-Imbens SE is derived for matching with replacement")

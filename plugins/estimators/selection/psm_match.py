@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from causalkit.errors import EstimationError
 
@@ -136,6 +135,8 @@ def _within_caliper(Sf: np.ndarray, Sp: np.ndarray, pairs: Pairs, caliper: float
 
 def _knn_tree(Qf: np.ndarray, Qp: np.ndarray, spec: MatchSpec) -> Pairs:
     """k nearest in Euclidean ``Q`` space with a k-d tree; ties found by a ball query."""
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(Qp)
     m = Qp.shape[0]
     kk = min(spec.k, m)
@@ -238,6 +239,8 @@ def _greedy_tree(
     spec: MatchSpec,
     order: np.ndarray,
 ) -> Pairs:
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(Qp)
     m = Qp.shape[0]
     taken = np.zeros(m, dtype=bool)

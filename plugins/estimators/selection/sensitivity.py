@@ -14,7 +14,6 @@ from typing import Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 from causalkit.contracts import DiagnosticValue
 
@@ -94,6 +93,8 @@ def rosenbaum_bounds(
     Keele, L. (2010). An overview of rbounds: an R package for Rosenbaum bounds sensitivity
     analysis with matched data.
     """
+    from scipy import stats
+
     if alternative == "two-sided":
         return _two_sided(
             rosenbaum_bounds(differences, gammas, "greater"),
@@ -201,6 +202,8 @@ def _max_moments(Q: np.ndarray, m: int, gamma: float) -> tuple[np.ndarray, np.nd
     are a simple random sample within each group (Rosenbaum 2002, sec. 4.4; the separable
     approximation of Gastwirth, Krieger & Rosenbaum 2000).
     """
+    from scipy import special
+
     n = Q.shape[1]
     qs = -np.sort(-Q, axis=1)
     zero = np.zeros((Q.shape[0], 1))
@@ -251,6 +254,8 @@ def _bound_sums(
 
 
 def _sf(t: float, e: float, v: float) -> float:
+    from scipy import stats
+
     return float(stats.norm.sf((t - e) / math.sqrt(v))) if v > 0 else math.nan
 
 

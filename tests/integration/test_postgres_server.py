@@ -117,17 +117,25 @@ def test_submitit_sweep_on_postgres_server_finishes_every_cell_and_resumes(
     assert {m.group(1) for m in read_back if m} == {r.info.run_id for r in children}
     after = client.search_runs([exp_id], max_results=1000)
     new = [r for r in after if r.info.run_id not in {x.info.run_id for x in runs}]
-    assert [r.data.tags.get("causalkit.sweep") for r in new] == ["1"]  # the new parent only
-    assert [r.info.status for r in after] == ["FINISHED"] * 10
-    stands_for = {v for k, v in new[0].data.tags.items() if k.startswith("causalkit.cell.")}
-    assert stands_for == {r.info.run_id for r in children}
-    assert _database_runs(pg) == {"FINISHED": 10}
+    # The new parent, and under it one light run per reused cell pointing at the run that did the
+    # work (issue 20, item 2: the UI tree matches the report); no cell computed again.
+    (new_parent,) = [r for r in new if r.data.tags.get("causalkit.sweep") == "1"]
+    reused = [r for r in new if r is not new_parent]
+    assert len(reused) == 8
+    assert {r.data.tags.get("mlflow.parentRunId") for r in reused} == {new_parent.info.run_id}
+    assert {r.data.tags.get("causalkit.reused_from") for r in reused} == {
+        r.info.run_id for r in children
+    }
+    assert [r.info.status for r in after] == ["FINISHED"] * 18
+    stands_for = {v for k, v in new_parent.data.tags.items() if k.startswith("causalkit.cell.")}
+    assert stands_for == {r.info.run_id for r in reused}
+    assert _database_runs(pg) == {"FINISHED": 18}
 
     # The report reads the latest sweep (the resumed one) from the server.
     out = tmp_path / "report"
     shown = _run(work, "causalkit.report", "--uri", mlflow_url, "--out", str(out)).stdout
-    assert f"({new[0].info.run_id}): 8 cells" in shown
-    table = pd.read_csv(out / new[0].info.run_id / "comparison.csv").set_index("cell")
+    assert f"({new_parent.info.run_id}): 8 cells" in shown
+    table = pd.read_csv(out / new_parent.info.run_id / "comparison.csv").set_index("cell")
     assert set(table.index) == CELLS and set(table["status"]) == {"FINISHED"}
     for child in children:
         for metric in ("bias", "rmse", "coverage"):

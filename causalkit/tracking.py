@@ -330,7 +330,10 @@ class MlflowTracker:
             if total > 1 and tags.get("causalkit.identity"):
                 folder = Checkpoint.for_cell(self.start_dir, tags["causalkit.identity"])
                 saved = len(folder.load())
-            stopped = Interrupted(signum, saved or 0, total, saved)
+            # Without a checkpoint the replications it had done are unknown: say no count.
+            stopped = (
+                Interrupted(signum) if saved is None else Interrupted(signum, saved, total, saved)
+            )
             self.end_run(run.info.run_id, "KILLED", error=str(stopped))
 
     def reap(self, filter_string: str) -> int:

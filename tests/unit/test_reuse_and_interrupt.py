@@ -115,3 +115,16 @@ def test_an_interrupted_cell_is_killed_with_its_counts_and_resumes(tmp_path):
 def test_interruption_lines(stopped, line):
     assert line in str(stopped) and "\n" not in str(stopped)
     assert stopped.exit_code in (130, 143)
+
+
+def test_open_cells_closed_after_an_interrupted_sweep_give_no_count_they_do_not_know(tmp_path):
+    """A cell left RUNNING by a stopped worker without a checkpoint is KILLED without a count."""
+    cfg = validate(compose(CELL))
+    tracker = MlflowTracker(cfg.tracking, tmp_path)
+    parent = _sweep(tracker)
+    tracker.start_run("cell", {}, {"causalkit.reps": "40"}, parent)  # no identity: no checkpoint
+    tracker.close_interrupted(parent, 2)
+    (run,) = _children(tracker, parent)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["causalkit.error"] == str(Interrupted(2))
+    assert "replications" not in run.data.tags["causalkit.error"]

@@ -4,6 +4,10 @@ For each plugin: its parameters with defaults and, for choice parameters, the al
 for an estimator also the data roles it requires and the optional ones it accounts for, and
 its default and supported inference; for an inference the fit capabilities it needs.
 ``--json`` prints the same content as one JSON document.
+
+The listing of the installed plugins is cached by :mod:`causalkit.plugin_cache` (keyed on the
+installed code), so a repeated listing imports no plugin, pandas or pydantic; ``--no-cache``
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -15,16 +19,17 @@ import types
 import typing
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_core import to_jsonable_python
-
+from causalkit import plugin_cache
 from causalkit.errors import CausalkitError
-from causalkit.registry import KINDS, Registry, default_registry
+from causalkit.registry import ENTRY_POINT_GROUPS, KINDS, Registry, default_registry
 
-__all__ = ["catalogue", "describe", "main"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel, TypeAdapter
+    from pydantic.fields import FieldInfo
+
+__all__ = ["catalogue", "describe", "format_listing", "installed_catalogue", "main"]
 
 _DESIGN_ROLES = ("cluster", "weight")  # causalkit.clusters.DESIGN_ROLES, without its imports
 
@@ -37,6 +42,8 @@ def _choices(model: type[BaseModel], name: str, info: FieldInfo) -> list[Any] | 
     for a model without defaults for every field, when the field's own validators do; other
     types: ``None``.
     """
+    from pydantic import TypeAdapter
+
     ann = info.annotation
     args = typing.get_args(ann) if _is_union(ann) else (ann,)
     optional = type(None) in args
@@ -56,6 +63,8 @@ def _choices(model: type[BaseModel], name: str, info: FieldInfo) -> list[Any] | 
 
 
 def _accepts(model: type[BaseModel] | TypeAdapter[Any], value: Any) -> bool:
+    from pydantic import TypeAdapter, ValidationError
+
     try:
         if isinstance(model, TypeAdapter):
             model.validate_python(value)
@@ -78,6 +87,8 @@ def _type_name(ann: Any) -> str:
 
 def _submodel(ann: Any) -> type[BaseModel] | None:
     """Return the parameter model of a nested (possibly optional) block, else ``None``."""
+    from pydantic import BaseModel
+
     args = typing.get_args(ann) if _is_union(ann) else (ann,)
     models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
     return models[0] if len(models) == 1 else None
@@ -85,6 +96,9 @@ def _submodel(ann: Any) -> type[BaseModel] | None:
 
 def _params(model: type[BaseModel]) -> list[dict[str, Any]]:
     """One entry per field: name, default, type, choices, description (nested blocks: params)."""
+    from pydantic import BaseModel
+    from pydantic_core import to_jsonable_python
+
     out = []
     for name, info in model.model_fields.items():
         entry: dict[str, Any] = {"name": name, "description": info.description}
@@ -178,10 +192,33 @@ def _param_lines(params: list[dict[str, Any]], indent: str = "    ") -> list[str
     return lines
 
 
+def installed_catalogue(kinds: Sequence[str] = KINDS, use_cache: bool = True) -> dict[str, Any]:
+    """:func:`catalogue` of the installed plugins (:func:`default_registry`), cached.
+
+    The whole listing is cached under the fingerprint of the installed code
+    (:func:`causalkit.plugin_cache.fingerprint`); a registry with broken plugins is not
+    cached, so their errors are shown again once fixed. ``use_cache=False`` rebuilds it (and
+    refreshes the cache).
+    """
+    key = plugin_cache.fingerprint(ENTRY_POINT_GROUPS.values())
+    listing = plugin_cache.read(key) if use_cache else None
+    if listing is None:
+        registry = default_registry()
+        listing = json.loads(json.dumps(catalogue(registry)))
+        if not registry.broken:
+            plugin_cache.write(key, listing)
+    return {kind: listing[kind] for kind in kinds}
+
+
 def describe(registry: Registry, kinds: Sequence[str] = KINDS) -> str:
     """Plain-text listing of every plugin of the given kinds (the content of :func:`catalogue`)."""
+    return format_listing(catalogue(registry, kinds))
+
+
+def format_listing(listing: dict[str, Any]) -> str:
+    """Plain-text form of a :func:`catalogue` (``{kind: [plugin, ...]}``)."""
     out = []
-    for kind, plugins in catalogue(registry, kinds).items():
+    for kind, plugins in listing.items():
         out.append(f"{kind}:")
         for p in plugins:
             extra = ""
@@ -219,12 +256,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kind", nargs="*", choices=[*KINDS, []], help="kinds to list (default: all)"
     )
     parser.add_argument("--json", action="store_true", help="print the listing as JSON")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="rebuild the listing from the plugins' code"
+    )
     args = parser.parse_args(argv)
-    kinds = args.kind or KINDS
-    if args.json:
-        print(json.dumps(catalogue(default_registry(), kinds), indent=2))
-    else:
-        print(describe(default_registry(), kinds))
+    listing = installed_catalogue(args.kind or KINDS, use_cache=not args.no_cache)
+    print(json.dumps(listing, indent=2) if args.json else format_listing(listing))
     return 0
 
 

@@ -6,11 +6,12 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, Literal
 
 from causalkit.errors import PluginError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = ["Kind", "KINDS", "ENTRY_POINT_GROUPS", "Registry", "default_registry"]
 
@@ -63,6 +64,8 @@ class Registry:
             raise PluginError(
                 f"{kind} plugin {getattr(plugin, '__name__', plugin)!r}: missing {', '.join(missing)}"
             )
+        from pydantic import BaseModel
+
         params = plugin.Params
         if not (isinstance(params, type) and issubclass(params, BaseModel)):
             raise PluginError(f"{kind} plugin {plugin.name!r}: Params must be a pydantic model")

@@ -55,6 +55,11 @@ _POPULATIONS = {
     "ATE": "average effect over everyone",
     "ATT": "average effect on the treated",
     "ATC": "average effect on the controls",
+    "ITT": "effect of being assigned to treatment",
+    "CACE": "average effect on the compliers",
+    "DIFF": "a contrast without a causal label",
+    "MEAN1": "mean outcome if everyone were treated",
+    "MEAN0": "mean outcome if no one were treated",
 }
 
 

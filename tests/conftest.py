@@ -19,6 +19,19 @@ import pytest
 from causalkit_plugins.dgps.contaminated_holdout import ContaminatedHoldout
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The plugin-listing cache of this test session lives in a temporary directory, not in
+    the user's ``~/.cache`` (subprocesses inherit it)."""
+    old = os.environ.get("CAUSALKIT_CACHE_DIR")
+    os.environ["CAUSALKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("causalkit-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CAUSALKIT_CACHE_DIR", None)
+    else:
+        os.environ["CAUSALKIT_CACHE_DIR"] = old
+
+
 @pytest.fixture
 def holdout_panel():
     """One draw of the default contaminated-holdout DGP (seed 42, the document's demo draw)."""

@@ -180,7 +180,6 @@ def test_weight_role_is_declared_and_unsupported_settings_are_one_line_errors(fr
             AIPWParams(se_method="stacked", folds=1, propensity_model="logit_unpenalized"),
             "estimator.se_method",
         ),
-        (AIPWParams(sensitivity={"cf_y": 0.03, "cf_d": 0.03}), "estimator.sensitivity"),
     ]
     for params, field in cases:
         with pytest.raises(ConfigError, match=field) as err:

@@ -3,6 +3,7 @@ in a fresh interpreter, no timings. Each subprocess takes ~1-3 s on the 2-core C
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +12,23 @@ HEAVY = ("mlflow", "sklearn", "cvxpy", "statsmodels", "matplotlib", "scipy.stats
 
 
 def _imported(tmp_path: Path, body: str) -> list[str]:
-    """Run ``body`` (output silenced) in a fresh interpreter; return the modules it imported."""
+    """Run ``body`` (output silenced) in a fresh interpreter; return the modules it imported.
+
+    The plugin-listing cache is ``tmp_path/cache`` (empty at a test's first call)."""
     script = (
         "import contextlib, io, sys\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         + "".join(f"    {line}\n" for line in body.splitlines())
         + "print(' '.join(sorted(sys.modules)))\n"
     )
+    env = {**os.environ, "CAUSALKIT_CACHE_DIR": str(tmp_path / "cache")}
     p = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert p.returncode == 0, p.stderr
     return p.stdout.split()
@@ -35,6 +44,16 @@ def test_listing_and_help_import_no_estimation_stack(tmp_path: Path) -> None:
     )
     assert "causalkit_plugins.estimators.aipw.estimator" in mods  # every plugin was listed
     assert [m for m in HEAVY if m in mods] == []
+
+
+def test_repeated_listing_reads_the_cache_and_imports_no_plugin(tmp_path: Path) -> None:
+    first = _imported(tmp_path, "from causalkit import plugins\nplugins.main([])")
+    assert "causalkit_plugins.estimators.aipw.estimator" in first
+    again = _imported(
+        tmp_path, "from causalkit import plugins\nplugins.main([])\nplugins.main(['--json'])"
+    )
+    stack = ("pandas", "pydantic", "numpy", "causalkit_plugins")
+    assert [m for m in again if m.split(".")[0] in stack] == []
 
 
 def test_help_imports_neither_pandas_nor_plugins(tmp_path: Path) -> None:

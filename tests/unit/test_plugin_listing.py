@@ -101,3 +101,54 @@ def test_registry_imports_a_plugin_when_it_is_asked_for(monkeypatch: pytest.Monk
     assert list(lazy.broken) == [("dgp", "gone")]
     eager = Registry().load_entry_points()  # every module imported now, failures recorded
     assert list(eager.broken) == [("dgp", "gone")] and eager.names("estimator") == ["itt"]
+
+
+def test_listing_is_cached_under_the_fingerprint_of_the_installed_code(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import causalkit.plugins as plugins_module
+    from causalkit import plugin_cache
+
+    monkeypatch.setenv("CAUSALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["estimator"]) == 0
+    built = capsys.readouterr().out
+    assert built.strip() == describe(default_registry(), ["estimator"])
+    [cached] = (tmp_path / "cache").glob("plugins-*.json")
+
+    def no_registry() -> Registry:
+        raise AssertionError("the cached listing was not used")
+
+    monkeypatch.setattr(plugins_module, "default_registry", no_registry)
+    assert main(["estimator"]) == 0
+    assert capsys.readouterr().out == built
+    # a corrupt cache file is rebuilt, not shown
+    cached.write_text("{")
+    monkeypatch.undo()
+    monkeypatch.setenv("CAUSALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["estimator"]) == 0
+    assert capsys.readouterr().out == built
+    assert json.loads(cached.read_text())["estimator"]
+
+    # an edited, added or removed module file changes the signature the fingerprint hashes
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "plugin.py").write_text("X = 1\n")
+    before = plugin_cache.files_signature([pkg])
+    (pkg / "plugin.py").write_text("X = 22\n")
+    edited = plugin_cache.files_signature([pkg])
+    (pkg / "other.py").write_text("")
+    added = plugin_cache.files_signature([pkg])
+    assert before != edited != added and len(added) == 2
+
+
+def test_a_registry_with_broken_plugins_is_not_cached(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import causalkit.plugins as plugins_module
+
+    broken = Registry()
+    broken.broken[("estimator", "bad")] = "estimator plugin 'bad' (x:Y) is broken: boom"
+    monkeypatch.setenv("CAUSALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(plugins_module, "default_registry", lambda: broken)
+    plugins_module.installed_catalogue(["estimator"])
+    assert not list((tmp_path / "cache").glob("plugins-*.json"))

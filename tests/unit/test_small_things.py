@@ -321,3 +321,35 @@ def test_parquet_given_another_file_says_so(tmp_path: Path) -> None:
     assert ParquetSource(FileParams(path=str(good), roles={"outcome": "y"})).load().frame[
         "y"
     ].tolist() == [1.0]
+
+
+def test_every_estimand_is_shown_in_words() -> None:
+    from causalkit.contracts import Estimand
+    from causalkit.results import estimand_text
+
+    shown = {e.value: estimand_text(e.value) for e in Estimand}
+    assert shown["ITT"] == "ITT (effect of being assigned to treatment)"
+    assert shown["CACE"] == "CACE (average effect on the compliers)"
+    assert all(text.startswith(f"{name} (") for name, text in shown.items())
+
+
+def test_ctrl_c_while_the_command_line_imports_is_one_line(tmp_path: Path) -> None:
+    """A KeyboardInterrupt raised while ``python -m causalkit`` imports its command line (as
+    Ctrl-C in the first second does) prints one line and exits 130, no traceback."""
+    import subprocess
+    import sys
+
+    script = (
+        "import runpy, sys\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'causalkit.composition':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "runpy.run_module('causalkit', run_name='__main__')\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (p.returncode, p.stdout) == (130, "")
+    assert p.stderr == "causalkit: interrupted while starting; nothing was run\n"

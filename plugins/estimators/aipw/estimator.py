@@ -53,7 +53,12 @@ from causalkit_plugins.estimators.aipw.segments import (
     segment_effects,
     segment_ratios,
 )
-from causalkit_plugins.estimators.aipw.sensitivity import Elements, Repetition, elements
+from causalkit_plugins.estimators.aipw.sensitivity import (
+    Elements,
+    Repetition,
+    elements,
+    outcome_variance,
+)
 from causalkit_plugins.estimators.aipw.sensitivity import report as sensitivity_report
 from causalkit_plugins.estimators.aipw.stacked import glm_piece, stacked_correction
 from causalkit_plugins.estimators.selection.estimands import resampling_strata
@@ -155,8 +160,11 @@ class AIPW:
     SE is then :math:`(\sum_i s_i^2(\varphi_i-\hat\theta)^2)^{1/2}/\sum_i s_i` (each weighted
     row one draw; clustered when the fit is), the multiplier draws one multiplier per row (or
     cluster) and the bootstrap refits on resampled rows with their weights. Not with
-    ``se_method=stacked`` or ``sensitivity`` (one-line errors); the fit carries the weights
-    and the diagnostics ``weight_ess``, ``n_zero_weight``.
+    ``se_method=stacked`` (a one-line error); the fit carries the weights and the diagnostics
+    ``weight_ess``, ``n_zero_weight``. ``sensitivity`` bounds the weighted population's effect:
+    :math:`\hat\sigma^2`, :math:`\hat\nu^2` are weighted means with the weighted influence
+    values (:func:`~causalkit_plugins.estimators.aipw.sensitivity.riesz_elements`), so the CI
+    bounds use the same influence values as the SE; benchmarks refit with the weights.
 
     Repeated cross-fitting (``n_rep > 1``): the whole procedure on ``n_rep`` fold splits
     drawn in turn from the run's Generator, each estimate (headline and segments) the median
@@ -539,12 +547,6 @@ class AIPW:
             with ``sensitivity``, the diagnostics ``sensitivity.*`` and the table
             ``sensitivity.bounds`` (:meth:`_sensitivity`).
         """
-        if self.params.sensitivity is not None and data.roles.weight is not None:
-            raise ConfigError(
-                "estimator.sensitivity",
-                "no sensitivity analysis with roles.weight (its bounds are unweighted)",
-                data.roles.weight,
-            )
         benchmarks = self._benchmark_roles(data)
         if self.params.n_rep > 1:
             return self._repeated(data, rng, benchmarks)
@@ -736,7 +738,7 @@ class AIPW:
     @staticmethod
     def _elements(cf: CrossFit) -> Elements:
         nu = cf.nuisances
-        return elements(cf.y, cf.d, nu.g0[cf.kept], nu.g1[cf.kept], cf.m, cf.estimand)
+        return elements(cf.y, cf.d, nu.g0[cf.kept], nu.g1[cf.kept], cf.m, cf.estimand, cf.weights)
 
     def _sensitivity(
         self,
@@ -774,7 +776,7 @@ class AIPW:
             self.name,
             [Repetition(cf.estimate, psi, self._elements(cf)) for cf, psi in fits],
             sens,
-            var_y=float(np.var(fits[0][0].y)),
+            var_y=outcome_variance(fits[0][0].y, fits[0][0].weights),
             shorts=shorts,
             sigma2_source="outcome_model",
             clusters=clusters,

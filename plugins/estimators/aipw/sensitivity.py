@@ -22,7 +22,9 @@ computed per repetition and the median taken; RV and RVa solve the median bounds
 The module serves any estimator that has a Riesz representer, influence values and an outcome
 residual (:func:`riesz_elements`, :func:`report`): ``aipw`` (residuals of its cross-fitted
 outcome models) and ``ipw``
-(:mod:`~causalkit_plugins.estimators.selection.ipw_sensitivity`).
+(:mod:`~causalkit_plugins.estimators.selection.ipw_sensitivity`). With sampling weights (the
+``weight`` role) the bounds are those of the weighted population, the effect the weighted fit
+estimates (:func:`riesz_elements`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ __all__ = [
     "clustered",
     "contour_grid",
     "elements",
+    "outcome_variance",
     "repeated_benchmark",
     "repeated_bounds",
     "repeated_robustness_values",
@@ -144,7 +147,8 @@ class Elements:
     sigma2, nu2 : float
         :math:`\hat\sigma^2` and :math:`\hat\nu^2`.
     psi_sigma2, psi_nu2 : ndarray
-        Per-row influence values (centred score elements).
+        Per-row influence values (centred score elements; with sampling weights
+        :math:`s_i`, times :math:`s_i/\bar s`, see :func:`riesz_elements`).
     riesz : ndarray
         :math:`\hat\alpha_i`.
     nu2_fallback : bool
@@ -177,6 +181,7 @@ def elements(
     g1: np.ndarray,
     m: np.ndarray,
     estimand: Estimand,
+    weights: np.ndarray | None = None,
 ) -> Elements:
     r"""Sensitivity elements of the AIPW ATE or ATT from its cross-fitted nuisances.
 
@@ -190,15 +195,23 @@ def elements(
         The propensity the score uses (clipped; normalised with ``normalize``).
     estimand : Estimand
         ``ATE`` or ``ATT``.
+    weights : ndarray, optional
+        Sampling weights: the weighted population's elements (:func:`riesz_elements`).
 
     Notes
     -----
     :func:`riesz_elements` of the residuals :math:`y - d\hat g_1 - (1-d)\hat g_0`.
     """
-    return riesz_elements(y - d * g1 - (1.0 - d) * g0, d, m, estimand)
+    return riesz_elements(y - d * g1 - (1.0 - d) * g0, d, m, estimand, weights)
 
 
-def riesz_elements(resid: np.ndarray, d: np.ndarray, m: np.ndarray, estimand: Estimand) -> Elements:
+def riesz_elements(
+    resid: np.ndarray,
+    d: np.ndarray,
+    m: np.ndarray,
+    estimand: Estimand,
+    weights: np.ndarray | None = None,
+) -> Elements:
     r"""Sensitivity elements from outcome residuals and the propensity (any estimator).
 
     Parameters
@@ -212,37 +225,81 @@ def riesz_elements(resid: np.ndarray, d: np.ndarray, m: np.ndarray, estimand: Es
         The propensity :math:`\hat m(x_i)` the Riesz representer is built from.
     estimand : Estimand
         ``ATE``, ``ATT`` or ``ATC``.
+    weights : ndarray, optional
+        Sampling weights :math:`s_i \ge 0` (the ``weight`` role): the elements of the
+        weighted population (Notes). ``resid`` and ``m`` should come from nuisances fitted
+        with them.
 
     Notes
     -----
-    With weights :math:`w = 1, \bar w = 1` (ATE), :math:`w = d/p, \bar w = \hat m/p`
-    (ATT) or :math:`w = (1-d)/(1-p), \bar w = (1-\hat m)/(1-p)` (ATC), :math:`p = \bar d`:
+    With weights :math:`h = 1, \bar h = 1` (ATE), :math:`h = d/p, \bar h = \hat m/p`
+    (ATT) or :math:`h = (1-d)/(1-p), \bar h = (1-\hat m)/(1-p)` (ATC), :math:`p = \bar d`:
     :math:`\hat\sigma^2 = \overline{\text{resid}^2}`, the Riesz representer
-    :math:`\hat\alpha = \bar w\,(d/\hat m - (1-d)/(1-\hat m))` (for the ATE
+    :math:`\hat\alpha = \bar h\,(d/\hat m - (1-d)/(1-\hat m))` (for the ATE
     :math:`d/\hat m - (1-d)/(1-\hat m)`) and
-    :math:`\hat\nu^2 = \overline{2 w\bar w (1/\hat m + 1/(1-\hat m)) - \hat\alpha^2}`
-    (the orthogonal form, Chernozhukov et al. 2022, Sec. 5: :math:`E[w\bar w\mid x] =
-    E[\bar w^2\mid x]` and :math:`E[\alpha^2\mid x] = \bar w^2(1/m + 1/(1-m))`);
+    :math:`\hat\nu^2 = \overline{2 h\bar h (1/\hat m + 1/(1-\hat m)) - \hat\alpha^2}`
+    (the orthogonal form, Chernozhukov et al. 2022, Sec. 5: :math:`E[h\bar h\mid x] =
+    E[\bar h^2\mid x]` and :math:`E[\alpha^2\mid x] = \bar h^2(1/m + 1/(1-m))`);
     influence values are the centred terms. A non-positive :math:`\hat\nu^2` is replaced by
     :math:`\overline{\hat\alpha^2}`. ATE and ATT are DoubleML's ``ATE`` and ``ATTE``; the
     ATC is the ATT with the arms swapped.
+
+    Sampling weights. The target is the effect in the weighted population :math:`P_s`,
+    :math:`dP_s = s\,dP/E[s]`, e.g. :math:`\theta_s = E_s[g(1,X) - g(0,X)]`, which the
+    weighted fit estimates (weighted learners estimate :math:`P_s`'s :math:`m` and :math:`g`,
+    the score is weighted). The bound of Chernozhukov et al. (2022) holds for any
+    distribution of the data and the latent confounder, so in :math:`P_s`:
+    :math:`|\theta_{s,\text{short}} - \theta_s|^2 \le \rho^2 C_Y^2 C_D^2\,\sigma_s^2\nu_s^2` with :math:`\sigma_s^2 = E_s[(Y-g(D,X))^2]`,
+    :math:`\nu_s^2 = E_s[2\,m(W,\alpha) - \alpha^2]` and :math:`\alpha`,
+    :math:`p = E_s[D]` those of :math:`P_s`. Every sample mean above becomes the weighted
+    mean :math:`\bar f_s = \sum_i s_i f_i / \sum_i s_i`, and, each row being one draw from
+    :math:`P` (as for the fit's SE,
+    :func:`~causalkit_plugins.estimators.aipw.scores.aipw_scores`), the influence value of :math:`\bar f_s` is :math:`(s_i/\bar s)(f_i - \bar f_s)` (the
+    ratio :math:`E[sf]/E[s]` linearised), for :math:`\hat\sigma^2` and :math:`\hat\nu^2`
+    alike. Rows of weight 0 contribute nothing: dropping them changes no element. With
+    integer (frequency) weights the elements, hence the bounds and RV, are those of the data
+    with row :math:`i` repeated :math:`s_i` times; the CI bounds and RVa are not, because the
+    repeated rows would count as :math:`s_i` draws (variance :math:`\sum s_i e_i^2/(\sum
+    s_i)^2` instead of :math:`\sum s_i^2 e_i^2/(\sum s_i)^2`). DoubleML's ``weights=``
+    argument is another target, a policy-weighted effect in the unweighted population
+    (:math:`\hat\sigma^2` unweighted, :math:`h = \bar h = s` so :math:`\hat\nu^2` carries
+    :math:`s^2`).
+
+    References
+    ----------
+    Chernozhukov, V., Cinelli, C., Newey, W., Sharma, A. & Syrgkanis, V. (2022). Long story
+    short: omitted variable bias in causal machine learning. NBER Working Paper 30302.
     """
+
+    def mean(x: np.ndarray) -> float:
+        return float(x.mean() if weights is None else np.average(x, weights=weights))
+
     if estimand == Estimand.ATE:
-        w = w_bar = np.ones_like(m)
+        h = h_bar = np.ones_like(m)
     elif estimand == Estimand.ATT:
-        p = float(d.mean())
-        w, w_bar = d / p, m / p
+        p = mean(d)
+        h, h_bar = d / p, m / p
     else:
-        q = 1.0 - float(d.mean())
-        w, w_bar = (1.0 - d) / q, (1.0 - m) / q
+        q = 1.0 - mean(d)
+        h, h_bar = (1.0 - d) / q, (1.0 - m) / q
     resid2 = np.square(resid)
-    riesz = w_bar * (d / m - (1.0 - d) / (1.0 - m))
-    nu2_terms = 2.0 * w * w_bar * (1.0 / m + 1.0 / (1.0 - m)) - np.square(riesz)
-    fallback = bool(nu2_terms.mean() <= 0)
+    riesz = h_bar * (d / m - (1.0 - d) / (1.0 - m))
+    nu2_terms = 2.0 * h * h_bar * (1.0 / m + 1.0 / (1.0 - m)) - np.square(riesz)
+    fallback = bool(mean(nu2_terms) <= 0)
     if fallback:
         nu2_terms = np.square(riesz)
-    sigma2, nu2 = float(resid2.mean()), float(nu2_terms.mean())
-    return Elements(sigma2, nu2, resid2 - sigma2, nu2_terms - nu2, riesz, fallback)
+    sigma2, nu2 = mean(resid2), mean(nu2_terms)
+    scale = 1.0 if weights is None else weights / weights.mean()
+    return Elements(
+        sigma2, nu2, scale * (resid2 - sigma2), scale * (nu2_terms - nu2), riesz, fallback
+    )
+
+
+def outcome_variance(y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    r""":math:`\widehat{Var}(Y)` (``ddof=0``) for the benchmarks' :math:`R^2`; weighted with ``weights``."""
+    if weights is None:
+        return float(np.var(y))
+    return float(np.average(np.square(y - np.average(y, weights=weights)), weights=weights))
 
 
 @dataclass(frozen=True)
@@ -567,7 +624,8 @@ def report(
     sens : SensitivityParams
         The scenario.
     var_y : float
-        :math:`\widehat{Var}(Y)` (``ddof=0``) for the benchmarks' :math:`R^2`.
+        :math:`\widehat{Var}(Y)` (``ddof=0``; weighted with weights, :func:`outcome_variance`)
+        for the benchmarks' :math:`R^2`.
     shorts : mapping
         Benchmark name -> effect and elements of the fit without its covariates, one per
         repetition (on that repetition's folds).

@@ -333,8 +333,11 @@ class IPW:
     diagnostic ``sensitivity.sigma2_source`` = ``linear_loo``): a linear fit that misses part
     of :math:`g` only makes :math:`\hat\sigma^2` and the bounds wider. Benchmarks refit the
     propensity model and the regressions without the benchmark's columns. The CI bounds are
-    clustered with the ``cluster`` role; with the ``weight`` role or ``trim > 0`` the
-    analysis is refused. Results ``sensitivity.*`` in the diagnostics, tables
+    clustered with the ``cluster`` role. With the ``weight`` role the bounds are those of the
+    weighted population (weighted means and influence values, weighted least squares for
+    :math:`\hat\sigma^2`, weighted benchmark refits; see
+    :func:`~causalkit_plugins.estimators.aipw.sensitivity.riesz_elements`); with ``trim > 0``
+    the analysis is refused. Results ``sensitivity.*`` in the diagnostics, tables
     ``sensitivity.bounds`` and ``sensitivity.contour``, figure ``sensitivity_contour.png``.
     """
 
@@ -406,12 +409,6 @@ class IPW:
                 "logit with roles.weight (the weighted probit is not implemented)",
                 p.propensity_model,
             )
-        if w is not None and p.sensitivity is not None:
-            raise ConfigError(
-                "estimator.sensitivity",
-                "null with roles.weight (the bounds are not derived for sampling weights)",
-                "a scenario",
-            )
         ps, res = self._estimate(y, d, P, w)
         cl = fit_clusters(analysed, td.n, self.name)
 
@@ -450,7 +447,7 @@ class IPW:
             (),
         )
         if p.sensitivity is not None:
-            sens = self._sensitivity(td, ps, res, cl.clusters)
+            sens = self._sensitivity(td, ps, res, cl.clusters, w)
         return Fit(
             p.estimand,
             res.estimate,
@@ -480,12 +477,18 @@ class IPW:
         )
 
     def _sensitivity(
-        self, td: TreatmentData, ps: PropensityFit, res: IPWResult, clusters: Clusters | None
+        self,
+        td: TreatmentData,
+        ps: PropensityFit,
+        res: IPWResult,
+        clusters: Clusters | None,
+        w: np.ndarray | None,
     ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
         """Bounds, RVs, benchmarks and contour grid (:mod:`.ipw_sensitivity`).
 
         Each benchmark refits the propensity model and the outcome regressions without its
-        columns; the CI bounds are clustered with the fit's clusters.
+        columns (with the sampling weights ``w``, if any); the CI bounds are clustered with
+        the fit's clusters.
         """
         p = self.params
         sens = p.sensitivity
@@ -499,15 +502,15 @@ class IPW:
             kept = [columns[c] for c in names if c not in leave_out]
             X = np.column_stack(kept) if kept else np.empty((td.n, 0))
             e = np.clip(score, p.clip, 1.0 - p.clip) if p.clip > 0 else score
-            return ipw_elements(td.y, td.d, e, X, p.estimand)
+            return ipw_elements(td.y, td.d, e, X, p.estimand, w)
 
         shorts = {}
         for name, group in benchmark_columns(sens, td.covariates, td.propensity_covariates).items():
             keep = [j for j, c in enumerate(td.propensity_covariates) if c not in group]
-            ps_s, res_s = self._estimate(td.y, td.d, td.P[:, keep])
+            ps_s, res_s = self._estimate(td.y, td.d, td.P[:, keep], w)
             shorts[name] = (res_s.estimate, elements(group, ps_s.score))
         return ipw_report(
-            res.estimate, res.influence, elements((), ps.score), sens, td.y, shorts, clusters
+            res.estimate, res.influence, elements((), ps.score), sens, td.y, shorts, clusters, w
         )
 
     @staticmethod

@@ -5,7 +5,8 @@ representer :math:`\alpha` of the effect, the effect's influence values and
 :math:`\sigma^2 = E[(Y - g(D,X))^2]`. IPW has the first two (its propensity score and its
 stacked-equation influence values); it estimates no outcome model, so :math:`\hat\sigma^2`
 comes from per-arm least squares of the outcome on the covariates, with leave-one-out
-residuals (:func:`loo_residuals`). Everything else is
+residuals (:func:`loo_residuals`); with sampling weights, weighted least squares and the
+weighted population's elements. Everything else is
 :func:`~causalkit_plugins.estimators.aipw.sensitivity.report`, the implementation ``aipw`` uses.
 """
 
@@ -22,6 +23,7 @@ from causalkit_plugins.estimators.aipw.sensitivity import (
     Elements,
     Repetition,
     SensitivityParams,
+    outcome_variance,
     report,
     riesz_elements,
 )
@@ -35,7 +37,9 @@ SIGMA2_SOURCE = "linear_loo"
 _LEVERAGE_GAP = 1e-10
 
 
-def loo_residuals(y: np.ndarray, d: np.ndarray, X: np.ndarray) -> np.ndarray:
+def loo_residuals(
+    y: np.ndarray, d: np.ndarray, X: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     r"""Leave-one-out residuals of the least squares of ``y`` on :math:`(1, X)` within each arm.
 
     Parameters
@@ -44,6 +48,9 @@ def loo_residuals(y: np.ndarray, d: np.ndarray, X: np.ndarray) -> np.ndarray:
     d : ndarray of bool, shape (n,)
     X : ndarray, shape (n, p)
         Covariates (``p`` may be 0: the arm means).
+    weights : ndarray, shape (n,), optional
+        Sampling weights :math:`s_i \ge 0`: weighted least squares (the weighted population's
+        linear projection), each row left out with its whole weight.
 
     Returns
     -------
@@ -51,7 +58,9 @@ def loo_residuals(y: np.ndarray, d: np.ndarray, X: np.ndarray) -> np.ndarray:
         :math:`e_i/(1-h_{ii})`, with :math:`e_i` the residual and :math:`h_{ii}` the leverage
         in the regression of unit :math:`i`'s arm: exactly :math:`y_i` minus the prediction of
         the regression fitted without unit :math:`i` (the PRESS residual; :math:`n`-fold
-        cross-fitting without any draw).
+        cross-fitting without any draw). With weights :math:`h_{ii} = s_i z_i^\top(Z^\top S
+        Z)^{+} z_i`, the same identity for the weighted fit (0 for a row of weight 0, whose
+        residual is that of the fit on the others).
 
     Raises
     ------
@@ -59,21 +68,29 @@ def loo_residuals(y: np.ndarray, d: np.ndarray, X: np.ndarray) -> np.ndarray:
         An arm with a unit of leverage 1 (no more units than coefficients).
     """
     out = np.empty_like(y, dtype=np.float64)
+    root = np.ones_like(out) if weights is None else np.sqrt(weights)
     for arm in (d, ~d):
         Z = np.column_stack([np.ones(int(arm.sum())), X[arm]])
-        pinv = np.linalg.pinv(Z)
-        gap = 1.0 - np.einsum("ij,ji->i", Z, pinv)
+        # rows scaled by sqrt(s): weighted least squares, hat matrix diagonal s_i z_i'(Z'SZ)^+ z_i
+        Zs = root[arm, None] * Z
+        pinv = np.linalg.pinv(Zs)
+        gap = 1.0 - np.einsum("ij,ji->i", Zs, pinv)
         if np.any(gap < _LEVERAGE_GAP):
             raise EstimationError(
                 "ipw: an arm's outcome regression fits a unit exactly (leverage 1); the "
                 "sensitivity sigma2 needs more units than covariates in each arm"
             )
-        out[arm] = (y[arm] - Z @ (pinv @ y[arm])) / gap
+        out[arm] = (y[arm] - Z @ (pinv @ (root[arm] * y[arm]))) / gap
     return out
 
 
 def ipw_elements(
-    y: np.ndarray, d: np.ndarray, score: np.ndarray, X: np.ndarray, estimand: Estimand
+    y: np.ndarray,
+    d: np.ndarray,
+    score: np.ndarray,
+    X: np.ndarray,
+    estimand: Estimand,
+    weights: np.ndarray | None = None,
 ) -> Elements:
     r"""The sensitivity elements of an IPW effect.
 
@@ -86,20 +103,24 @@ def ipw_elements(
     X : ndarray
         The outcome regression's covariates: ``covariates`` and ``propensity_covariates``.
     estimand : Estimand
+    weights : ndarray, optional
+        Sampling weights: the weighted population's elements (``score`` from the weighted
+        propensity model, weighted :func:`loo_residuals`).
 
     Notes
     -----
     :func:`~causalkit_plugins.estimators.aipw.sensitivity.riesz_elements` of the
-    :func:`loo_residuals` and the score: :math:`\hat\alpha = \bar w(d/\hat e - (1-d)/(1-\hat e))`,
+    :func:`loo_residuals` and the score: :math:`\hat\alpha = \bar h(d/\hat e - (1-d)/(1-\hat e))`,
     the representer IPW's weights estimate, and
     :math:`\hat\sigma^2 = \overline{(y - \hat g_{-i}(d_i, x_i))^2}`. Any fixed regression
     function :math:`h` has :math:`E[(Y - h(D,X))^2] \ge E[(Y - g(D,X))^2]` (:math:`g` is the
     conditional mean), so a linear :math:`\hat g` that misses part of :math:`g` makes
     :math:`\hat\sigma^2`, hence the bounds, wider: conservative, never optimistic, up to
     estimation error; left-out residuals keep the fit's own overfitting from shrinking it.
+    With weights every mean and expectation is the weighted population's.
     """
-    resid = loo_residuals(y, d, X)
-    return riesz_elements(resid, d.astype(np.float64), score, estimand)
+    resid = loo_residuals(y, d, X, weights)
+    return riesz_elements(resid, d.astype(np.float64), score, estimand, weights)
 
 
 def benchmark_columns(
@@ -129,17 +150,19 @@ def ipw_report(
     y: np.ndarray,
     shorts: Mapping[str, tuple[float, Elements]],
     clusters: Clusters | None,
+    weights: np.ndarray | None = None,
 ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
     r""":func:`~causalkit_plugins.estimators.aipw.sensitivity.report` for ``ipw`` (``sigma2_source`` linear_loo).
 
     One repetition: ``ipw`` draws no fold split (its :math:`\hat\sigma^2` uses every
-    leave-one-out fit), so there is nothing to repeat.
+    leave-one-out fit), so there is nothing to repeat. ``weights``: the sampling weights
+    (the benchmarks' weighted :math:`\widehat{Var}(Y)`).
     """
     return report(
         "ipw",
         (Repetition(theta, influence, long),),
         sens,
-        var_y=float(np.var(y)),
+        var_y=outcome_variance(y, weights),
         shorts={name: (short,) for name, short in shorts.items()},
         sigma2_source=SIGMA2_SOURCE,
         clusters=clusters,

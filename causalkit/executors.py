@@ -113,7 +113,8 @@ def _pool_worker(parent: int) -> None:
     """Start a replication worker: it exits with its parent and leaves Ctrl-C to it.
 
     The parent stops the pool on Ctrl-C and reports once; the workers of a terminal's
-    process group, which get the SIGINT too, stay quiet.
+    process group, which get the SIGINT too, stay quiet (a Dask worker would otherwise
+    print its event loop's traceback).
     """
     import signal
 
@@ -121,6 +122,30 @@ def _pool_worker(parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(parent)
+
+
+def _cluster_worker(parent: int) -> None:
+    """Start a local Dask cluster's worker as a pool's (:func:`_pool_worker`), and silent.
+
+    The driver reports every failure in one line; the worker's own log lines (a heartbeat
+    to the scheduler closing under it as the driver stops) would only break that line.
+    """
+    import logging
+
+    _pool_worker(parent)
+    for name in ("distributed", "distributed.nanny"):  # silence_logs set the nanny's own
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _local_worker_plugin(parent: int) -> Any:
+    """Return a Dask worker plugin running :func:`_cluster_worker` on every worker, restarted ones too."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class LocalWorker(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            _cluster_worker(parent)
+
+    return LocalWorker()
 
 
 def code_modules(registry: Registry) -> tuple[str, ...]:
@@ -287,9 +312,7 @@ class DaskExecutor:
             if why is not None:
                 raise ClusterError(why)
         if self._cluster is not None:  # local workers end with this process, kill -9 included
-            from causalkit.montecarlo import exit_with_parent
-
-            client.run(exit_with_parent, os.getpid())
+            client.register_plugin(_local_worker_plugin(os.getpid()), name="causalkit-local")
 
     @property
     def workers(self) -> int:

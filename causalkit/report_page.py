@@ -274,7 +274,7 @@ def html_page(
         The comparison plot (:func:`causalkit.plots.comparison_plot`).
     figures : sequence of (str, bytes)
         ``(file name, PNG bytes)`` of the simulation figures (forest, nested-loop and zip
-        plots, :func:`causalkit.report._simulation_figures`).
+        plots, :func:`causalkit.report_figures.simulation_figures`).
     configs : sequence of mapping
         The cells' ``config.yaml`` contents, for the design section.
     """

@@ -28,7 +28,7 @@ from causalkit.montecarlo import run_cell
 from causalkit.registry import default_registry
 from causalkit.session import Session
 
-from .test_worker_exit import _alive, _children
+from .test_worker_exit import _alive, _children, _interrupted_cell, _killed_alone
 
 pytestmark = pytest.mark.cli
 
@@ -265,3 +265,43 @@ def test_cluster_mistakes_are_one_line_errors(tmp_path, args, expected):
     out = _cli(tmp_path, *ITT, "tracking=none", *args, timeout=120)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().count("\n") == 0 and expected in out.stderr, out.stderr[-2000:]
+
+
+def _left_in(cwd: Path) -> list[int]:
+    """Processes still running in ``cwd`` (a local cluster's workers start in the driver's).
+
+    Python's multiprocessing resource tracker is not counted: it ends by itself once the
+    driver's end of its pipe closes (within about 0.1 s of the driver's exit).
+    """
+    left = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and (entry / "cwd").resolve() == cwd
+                and _alive(int(entry.name))
+                and b"resource_tracker" not in (entry / "cmdline").read_bytes()
+            ):
+                left.append(int(entry.name))
+        except OSError:  # exited meanwhile
+            pass
+    return left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_on_a_local_cluster_is_one_line_leaves_no_workers_and_resumes(tmp_path):
+    """A terminal's Ctrl-C reaches the driver and its workers: the driver alone answers."""
+    args = [*ITT, "mc.reps=600", "mc.executor=dask", "mc.n_jobs=2"]  # 12 chunks of 50
+    saved, message = _interrupted_cell(tmp_path, args, signal.SIGINT, group=True, reps=600)
+    assert saved >= 50
+    assert not _left_in(tmp_path.resolve()), "the local cluster outlived the driver"
+    _killed_alone(tmp_path, message)
+
+    again = _cli(tmp_path, *args, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming: {saved} of 600 replications read from the checkpoint" in again.stdout
+    (resumed,) = [r for r in _runs(tmp_path) if r.info.status == "FINISHED"]
+    fresh = run_cell(_cfg("mc.reps=600"))  # in this process, never interrupted
+    got = {k: v for k, v in resumed.data.metrics.items() if k != "seconds"}
+    assert got == {k: float(v) for k, v in fresh.metrics.items() if k in got}
+    assert got["reps"] == 600

@@ -132,6 +132,31 @@ def _one_line(code: int, out: str, err: str, expected: int, pattern: str) -> re.
     return found
 
 
+def _interrupted_cell(
+    cwd: Path, args: list[str], signum: int, group: bool, reps: int
+) -> tuple[int, str]:
+    """Interrupt a one-cell command (:func:`_interrupt`); check its line and exit code (128 + signal).
+
+    Returns the replications checkpointed (every one done, fewer than ``reps``) and the line.
+    """
+    found = _one_line(
+        *_interrupt(cwd, args, signum, group),
+        128 + signum,
+        rf"interrupted after (\d+) of {reps} replications; (\d+) checkpointed; "
+        r"rerun the same command to resume",
+    )
+    saved = int(found[3])
+    assert 0 < saved == int(found[2]) < reps
+    return saved, found[1]
+
+
+def _killed_alone(cwd: Path, message: str) -> None:
+    """The one MLflow run under ``cwd`` is KILLED with ``message``, nothing partial logged as if final."""
+    (run,) = _runs(cwd)
+    assert run.info.status == "KILLED" and run.data.tags["causalkit.error"] == message
+    assert not run.data.metrics
+
+
 def _runs(cwd: Path) -> list:
     c = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
     exp = c.get_experiment_by_name("causalkit")
@@ -141,17 +166,9 @@ def _runs(cwd: Path) -> list:
 
 def test_sigterm_is_one_line_the_run_killed_and_the_same_command_resumes(tmp_path):
     args = INTERRUPTIBLE
-    found = _one_line(
-        *_interrupt(tmp_path, args, signal.SIGTERM, group=False),
-        143,
-        r"interrupted after (\d+) of 100 replications; (\d+) checkpointed; "
-        r"rerun the same command to resume",
-    )
-    saved = int(found[3])
-    assert 20 <= saved == int(found[2]) < 100
-    (run,) = _runs(tmp_path)
-    assert run.info.status == "KILLED" and run.data.tags["causalkit.error"] == found[1]
-    assert not run.data.metrics  # nothing partial logged as if final
+    saved, message = _interrupted_cell(tmp_path, args, signal.SIGTERM, group=False, reps=100)
+    assert saved >= 20
+    _killed_alone(tmp_path, message)
 
     again = subprocess.run(
         [sys.executable, "-m", "causalkit", *args],

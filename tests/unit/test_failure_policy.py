@@ -230,18 +230,18 @@ def test_default_max_failed_leaves_cell_hashes_alone() -> None:
 
 
 def test_only_monte_carlo_cells_with_common_random_numbers_are_grouped_by_their_draws() -> None:
-    from causalkit.report import _draw_key
+    from causalkit.report_common_draws import draw_key
 
     crn = _cfg("estimator=naive", "mc.reps=5", "mc.common_random_numbers=true").to_dict()
     other = _cfg(
         "estimator=itt", "inference=bootstrap", "mc.reps=5", "mc.common_random_numbers=true"
     )
-    assert _draw_key(crn) is not None and _draw_key(crn) == _draw_key(other.to_dict())
+    assert draw_key(crn) is not None and draw_key(crn) == draw_key(other.to_dict())
     moved = _cfg("estimator=naive", "mc.reps=5", "mc.common_random_numbers=true", "mc.seed=1")
-    assert _draw_key(moved.to_dict()) != _draw_key(crn)
-    assert _draw_key(_cfg("estimator=naive", "mc.reps=5").to_dict()) is None
+    assert draw_key(moved.to_dict()) != draw_key(crn)
+    assert draw_key(_cfg("estimator=naive", "mc.reps=5").to_dict()) is None
     single = _cfg("estimator=naive", "mc.common_random_numbers=true").to_dict()
-    assert _draw_key(single) is None
+    assert draw_key(single) is None
 
 
 def test_common_draws_against_a_chosen_reference_with_paired_rmse_and_precision() -> None:

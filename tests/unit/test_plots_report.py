@@ -224,14 +224,15 @@ class _FakeTracker:
 
 
 def test_report_reads_each_cells_files_once(tmp_path: Path):
-    from causalkit.report import CellFiles, _simulation_figures, common_draws_tables
+    from causalkit.report import CellFiles, common_draws_tables
+    from causalkit.report_figures import simulation_figures
 
     tracker = _FakeTracker(tmp_path)
     files = CellFiles(tracker)  # type: ignore[arg-type]
     tables = common_draws_tables(tracker, "sweep", files=files)  # type: ignore[arg-type]
     assert len(tables) == 1 and tables[0]["n_common"].tolist() == [30, 30]
     done = _table(["cell 0", "cell 1"])
-    written = _simulation_figures(tracker, done, tmp_path / "out", files)  # type: ignore[arg-type]
+    written = simulation_figures(tracker, done, tmp_path / "out", files)  # type: ignore[arg-type]
     assert len([w for w in written if w.startswith("zip/")]) == 2
     assert sorted(tracker.fetched) == [
         "r0/config.yaml",

@@ -252,6 +252,7 @@ class DaskExecutor:
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
+        self._log_levels: dict[str, int] = {}
         self.stopping = threading.Event()
 
     def __enter__(self) -> DaskExecutor:
@@ -285,6 +286,7 @@ class DaskExecutor:
                     "mc.address", "a reachable Dask scheduler (tcp://HOST:8786)", self.address
                 ) from exc
         else:
+            self._quiet_scheduler_logs()
             with warnings.catch_warnings():  # its HTTP endpoint moves off a busy port 8787: fine
                 warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
                 self._cluster = LocalCluster(
@@ -384,10 +386,29 @@ class DaskExecutor:
         """Make every :meth:`run` in progress raise :class:`KeyboardInterrupt`."""
         self.stopping.set()
 
+    def _quiet_scheduler_logs(self) -> None:
+        """Keep the local scheduler's INFO lines off the run's output while the cluster lives.
+
+        The scheduler runs in this process, so its loggers are this process's; their warnings
+        and errors still show, and :meth:`_close_cluster` restores the levels.
+        """
+        for name in (
+            "distributed",
+            "distributed.scheduler",
+            "distributed.core",
+            "distributed.nanny",
+        ):
+            logger = logging.getLogger(name)
+            self._log_levels.setdefault(name, logger.level)
+            logger.setLevel(logging.WARNING)
+
     def _close_cluster(self) -> None:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._log_levels.clear()
 
     def close(self) -> None:
         """Close the client and the local cluster this executor started."""

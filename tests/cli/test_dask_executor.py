@@ -300,6 +300,7 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_leaves_no_workers_and_resumes(tmp
     again = _cli(tmp_path, *args, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming: {saved} of 600 replications read from the checkpoint" in again.stdout
+    assert "distributed." not in again.stdout  # the local scheduler's INFO lines stay quiet
     (resumed,) = [r for r in _runs(tmp_path) if r.info.status == "FINISHED"]
     fresh = run_cell(_cfg("mc.reps=600"))  # in this process, never interrupted
     got = {k: v for k, v in resumed.data.metrics.items() if k != "seconds"}

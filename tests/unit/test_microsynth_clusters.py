@@ -9,7 +9,8 @@ linearisation with clusters equals statsmodels' clustered WLS; the one-line erro
 areas of whole clusters; and, in a seeded Monte Carlo on ``area_panel`` with cluster-shared
 period shocks and whole clusters treated, the clustered SE against the empirical SE.
 Cross-section ``microsynth``: the bootstrap resamples clusters, permutation and the other
-backends are refused in one line. Sampling weights are refused for both (``handles_roles``).
+backends are refused in one line. Sampling weights are refused by ``microsynth_panel``
+(``handles_roles``); ``microsynth``'s are tested in ``test_microsynth_weights.py``.
 """
 
 from __future__ import annotations
@@ -191,12 +192,13 @@ def test_cluster_parameters_keep_the_area_panel_draws():
         AreaPanelParams(**{**SMALL, "cluster_size": 4, "assign": "cluster", "n_treated": 10})
 
 
-def test_weights_are_refused_by_both_estimators():
+def test_weights_are_refused_by_panel_mode_only():
     data = _panel()
     roles = data.roles.model_copy(update={"weight": "x1"})
+    with pytest.raises(DataError, match=r"roles\.weight"):
+        require_handled(MicroSynthPanel, roles)
+    require_handled(MicroSynth, roles)
     for estimator in (MicroSynthPanel, MicroSynth):
-        with pytest.raises(DataError, match=r"roles\.weight"):
-            require_handled(estimator, roles)
         require_handled(estimator, data.roles.model_copy(update={"cluster": "unit"}))
 
 

@@ -28,9 +28,7 @@ def test_listing_shows_choices_roles_and_inference() -> None:
     assert "[Literal" not in text and "PydanticUndefined" not in text
     ms = lines.index(next(s for s in lines if s.startswith("  microsynth — ")))
     assert "(inference: bootstrap, none, permutation; default bootstrap)" in lines[ms]
-    assert (
-        lines[ms + 1] == "    roles: required outcome, covariates; optional cluster; refused weight"
-    )
+    assert lines[ms + 1] == "    roles: required outcome, covariates; optional cluster, weight"
     # an Enum field lists only the members the estimator accepts
     assert "    estimand = 'ATT'  [one of 'ATT', 'ITT', 'CACE']" in lines[ms + 2]
     assert any(

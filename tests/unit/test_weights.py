@@ -39,7 +39,7 @@ def test_all_zero_and_text_weights_are_refused(sample):
         ck.fit(df.assign(weight="a"), "naive", outcome="y", treatment="treat", weight="weight")
 
 
-@pytest.mark.parametrize("estimator", ["microsynth", "microsynth_panel"])
+@pytest.mark.parametrize("estimator", ["microsynth_panel"])
 def test_estimators_without_weights_refuse_the_role(sample, estimator):
     """Refused before any fit (the core reads ``handles_roles``), in one line."""
     with pytest.raises(DataError, match="^roles.weight: expected an estimator with sampling we"):

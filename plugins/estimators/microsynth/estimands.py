@@ -70,6 +70,10 @@ class BalancedContrast:
         Exposure (CACE only).
     tol, max_iter : float, int
         Dual solver settings.
+    dt, dc : ndarray or None
+        Sampling weights of the treated and control units (the ``weight`` role), or ``None``
+        (all one). They are the frequency weights of the fit and multiply a resample's
+        multiplicities, so every contrast is the one of the frequency-expanded data.
     """
 
     Zt: np.ndarray
@@ -81,6 +85,8 @@ class BalancedContrast:
     Dc: np.ndarray | None
     tol: float
     max_iter: int
+    dt: np.ndarray | None = None
+    dc: np.ndarray | None = None
 
     def solve(
         self,
@@ -89,12 +95,12 @@ class BalancedContrast:
         warm: DualSolution | None,
         check_hull: bool,
     ) -> DualSolution:
-        """Dual solve for frequency weights ``ct`` (treated) and ``cc`` (controls)."""
+        """Dual solve for frequency weights ``ct`` (treated) and ``cc`` (controls); ``None``: the fit's."""
         target = self.target if ct is None else (ct @ self.Zt) / ct.sum()
         return solve_simplex_dual(
             self.Zc,
             target,
-            counts=cc,
+            counts=self.dc if cc is None else cc,
             tol=self.tol,
             max_iter=self.max_iter,
             mu0=None if warm is None else warm.mu,
@@ -104,8 +110,10 @@ class BalancedContrast:
 
     @functools.cached_property
     def target(self) -> np.ndarray:
-        """Treated means of the standardised balance columns (the full-sample target)."""
-        return self.Zt.mean(axis=0)
+        """Treated (sampling-weighted) means of the standardised balance columns: the full-sample target."""
+        if self.dt is None:
+            return self.Zt.mean(axis=0)
+        return (self.dt @ self.Zt) / self.dt.sum()
 
     @staticmethod
     def _delta(
@@ -118,7 +126,12 @@ class BalancedContrast:
     def gaps(
         self, ct: np.ndarray | None, cc: np.ndarray | None, w: np.ndarray
     ) -> tuple[np.ndarray, float]:
-        """Per-period contrasts (all periods) and the compliance gap (1.0 unless CACE)."""
+        """Per-period contrasts (all periods) and the compliance gap (1.0 unless CACE).
+
+        ``ct``/``cc`` ``None``: the fit's own frequency weights (the sampling weights or ones).
+        """
+        ct = self.dt if ct is None else ct
+        cc = self.dc if cc is None else cc
         per = self._delta(self.Yt, self.Yc, ct, cc, w)
         if self.Dt is None or self.Dc is None:
             return per, 1.0
@@ -138,7 +151,7 @@ class BalancedContrast:
         """
         t_rows, c_rows = rows
         counts = np.bincount(idx, minlength=t_rows.size + c_rows.size).astype(np.float64)
-        ct, cc = counts.take(t_rows), counts.take(c_rows)
+        ct, cc = self._carry(counts.take(t_rows), counts.take(c_rows))
         if ct.sum() == 0 or cc.sum() == 0:
             raise EstimationError("microsynth: a resample without treated or control units")
         sol = self.solve(ct, cc, warm, check_hull=False)
@@ -148,6 +161,12 @@ class BalancedContrast:
         if gap == 0:
             raise EstimationError("microsynth: resample with zero compliance gap")
         return per, gap
+
+    def _carry(self, ct: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Resample multiplicities (last axis: units) times the units' sampling weights, if any."""
+        if self.dt is None or self.dc is None:
+            return ct, cc
+        return ct * self.dt, cc * self.dc
 
     @functools.cached_property
     def _values(self) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +197,7 @@ class BalancedContrast:
         for i, idx in enumerate(idxs):
             counts = np.bincount(idx, minlength=n)
             CT[i], CC[i] = counts.take(t_rows), counts.take(c_rows)
+        CT, CC = self._carry(CT, CC)
         mt = CT.sum(axis=1)
         per = np.full((k, self.post.size), np.nan)
         gap = np.full(k, np.nan)

@@ -11,6 +11,7 @@ from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import DataError
 from causalkit_plugins.dgps.contaminated_holdout import RANDOMISED_600
+from causalkit_plugins.dgps.selection_on_observables import INFORMATIVE_600
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
 from causalkit_plugins.estimators.microsynth.simplex import fit_simplex
 
@@ -59,9 +60,38 @@ class MicroSynth:
     smooth estimator; Cameron, Gelbach & Miller 2008), within the treated and control strata
     when every cluster lies in one of them; ``permutation`` is refused in one line (its
     placebo groups are single units). The estimator gives no influence values, so there is
-    no analytic clustered SE. Sampling weights (``weight``) are refused: the balancing QP's
-    target and its uniform centre :math:`n_C^{-1}\mathbf 1` would both have to be
-    weighted, and the paired bootstrap of that estimator is not derived here.
+    no analytic clustered SE.
+
+    Sampling weights (the ``weight`` role, ``backend=memory`` only; one line refuses the
+    others): with non-negative weights :math:`d_i` the estimator is the unweighted one on
+    the frequency-expanded data (unit :math:`i` repeated :math:`d_i` times; the same formulas
+    for any :math:`d_i \ge 0`). The balance columns are standardised with the
+    :math:`d`-weighted pooled mean and SD (ddof 0) and, with :math:`D_C = \sum_{j\in C} d_j`
+    and the weighted treated mean :math:`\bar x_1^d = \sum_{i\in T} d_i x_i / \sum_{i\in T} d_i`,
+
+    .. math::
+        w^\ast = \arg\min_w \tfrac12\sum_{j\in C} d_j (w_j - D_C^{-1})^2
+        \ \text{s.t.}\ \sum_j d_j w_j x_j = \bar x_1^d,\ \sum_j d_j w_j = 1,\ w\ge 0,
+
+    the expanded problem itself: by strict convexity and symmetry the copies of a unit get
+    equal weights, so the expanded weights collapse to one per unit (the solver's frequency
+    ``counts``). The gaps are :math:`\tau_t = \bar y^d_{1t} - \sum_j d_j w^\ast_j y_{jt}`.
+    Survey reading: substituting :math:`a_j = d_j w_j`, the objective is
+    :math:`\tfrac12\sum_j (a_j - d_j/D_C)^2 / d_j`, the chi-square distance of Deville &
+    Särndal (1992) from the normalised design weights :math:`d_j/D_C`, and the constraints
+    are their calibration equations :math:`\sum_j a_j x_j = \bar x_1^d`,
+    :math:`\sum_j a_j = 1` with the bound :math:`a_j \ge 0`: the controls' shares are a
+    bounded linear calibration of the design weights to the weighted treated means, and
+    without weights (:math:`d = 1`) the estimator above. (The survey reading is ours, not
+    Robbins, Saunders & Kilmer's.) The estimates then target the
+    weighted population's treated units. Units of weight 0 are dropped (the fit equals the fit
+    without their rows). ``inference=bootstrap`` resamples units (or clusters) within the
+    strata and carries their weights: a draw with multiplicities :math:`b_i` refits with
+    frequency weights :math:`b_i d_i` (the with-replacement bootstrap of the weighted
+    estimator, units as the sampled units). ``permutation`` is refused in one line: a
+    placebo group of controls carries the controls' weights, not the treated group's, so
+    its spread is not the estimate's null spread when the weights differ by arm
+    (informative weights), and no weighted placebo design is derived here.
 
     References
     ----------
@@ -69,6 +99,8 @@ class MicroSynth:
     disaggregated and micro-level data in R. *J. Stat. Softw.* 97(2).
     Robbins, M.W., Saunders, J. & Kilmer, B. (2017). A framework for synthetic control
     methods with high-dimensional, micro-level data. *JASA* 112(517).
+    Deville, J.-C. & Särndal, C.-E. (1992). Calibration estimators in survey sampling.
+    *JASA* 87(418), 376-382.
     Cameron, A.C., Gelbach, J.B. & Miller, D.L. (2008). Bootstrap-based improvements for
     inference with clustered errors. *Rev. Econ. Stat.* 90(3).
     """
@@ -78,7 +110,7 @@ class MicroSynth:
     required_roles: ClassVar[tuple[str, ...]] = ("outcome", "covariates")
     """Plus ``treatment`` (ATT), ``assignment`` (ITT) or both (CACE); ``unit`` and ``time`` for a panel."""
     default_inference: ClassVar[str] = "bootstrap"
-    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster"})
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         World(
             "randomised",
@@ -122,6 +154,30 @@ class MicroSynth:
             inferences=frozenset({"permutation"}),
             note="1,200 exposed of 2,000 users: fewer than 2 n_T controls, no valid placebo groups",
         ),
+        World(
+            "weighted",
+            (*INFORMATIVE_600, "dgp.outcome.x1_sq=0", "mc.target=ATT"),
+            inferences=frozenset({"bootstrap"}),
+            note="informative sampling on the effect modifier x1 (weights 1/probability), "
+            "outcomes linear in the balanced covariates: the weighted balance targets the "
+            "population ATT; the bootstrap resamples units carrying their weights",
+        ),
+        World(
+            "weighted_null",
+            (
+                *INFORMATIVE_600,
+                "dgp.outcome.x1_sq=0",
+                "dgp.outcome.tau=0",
+                "dgp.outcome.tau_x1=0",
+                "mc.target=ATT",
+            ),
+            expect="refuse",
+            reps=20,
+            inferences=frozenset({"permutation"}),
+            null=True,
+            note="placebo groups with sampling weights: refused in one line (their weights are the "
+            "controls', not the treated group's)",
+        ),
     )
 
     def __init__(self, params: MicroSynthParams | None = None) -> None:
@@ -136,6 +192,12 @@ class MicroSynth:
     def fit(self, data: Dataset, rng: np.random.Generator) -> Fit:
         """Fit on ``backend`` (memory: :func:`fit_simplex`; columnar.py; spark_backend.py)."""
         p = self.params
+        if data.roles.weight is not None and p.backend != "memory":
+            raise DataError(
+                "estimator.backend",
+                "backend=memory with roles.weight (the other backends do not weight units)",
+                f"backend={p.backend}",
+            )
         if data.roles.cluster is not None and p.backend != "memory":
             raise DataError(
                 "roles.cluster",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from causalkit.balance import (
     balance_message,
     balance_scalars,
 )
-from causalkit.clusters import fit_clusters
+from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, LazyTables, Resampler
 from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.microsynth.dual import weighted_gram
@@ -26,28 +27,33 @@ from causalkit_plugins.estimators.microsynth.estimands import (
     group_role,
 )
 from causalkit_plugins.estimators.microsynth.params import MicroSynthParams
-from causalkit_plugins.estimators.microsynth.simplex_data import simplex_inputs
+from causalkit_plugins.estimators.microsynth.simplex_data import SimplexInputs, simplex_inputs
 
 __all__ = ["fit_simplex"]
 
 
 def _standardise_split(
-    blocks: Sequence[np.ndarray], names: tuple[str, ...], rows: tuple[np.ndarray, np.ndarray]
+    blocks: Sequence[np.ndarray],
+    names: tuple[str, ...],
+    rows: tuple[np.ndarray, np.ndarray],
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pooled centring and scaling, split into new column-major arrays of the treated and control ``rows``.
+    r"""Pooled centring and scaling, split into new column-major arrays of the treated and control ``rows``.
 
     The balance columns (the columns of the per-unit ``blocks``, each ``n x k``) are
     gathered once into the treated and control matrices and centred and scaled there in
     place, so no ``n x d`` temporary is made. Column-major (Fortran) order makes the
     solver's ``w @ Z`` products several times faster than row-major. Constant columns are a
-    one-line error.
+    one-line error. With ``weights`` (the sampling weights of the treated and of the control
+    rows) the pooled mean and SD are weighted, :math:`m = \sum_i d_i x_i / \sum_i d_i` and
+    :math:`s^2 = \sum_i d_i (x_i - m)^2 / \sum_i d_i`: those of the frequency-expanded data.
 
     Returns
     -------
     Zt, Zc : ndarray, shape (n_T, d) / (n_C, d), Fortran order
         Standardised columns of the treated rows and of the control rows.
     m, sd : ndarray, shape (d,)
-        Pooled means and standard deviations (ddof=0).
+        Pooled (weighted) means and standard deviations (ddof=0).
     """
     t_idx, c_idx = rows
     n, d = t_idx.size + c_idx.size, len(names)
@@ -61,10 +67,18 @@ def _standardise_split(
         _gather(block, t_idx, Zt[:, start:stop])
         _gather(block, c_idx, Zc[:, start:stop])
         start = stop
-    m = (Zt.sum(axis=0) + Zc.sum(axis=0)) / n  # column sums of Fortran arrays: pairwise
-    Zt -= m
-    Zc -= m
-    sd = np.sqrt((_column_dots(Zt, Zt) + _column_dots(Zc, Zc)) / n)
+    if weights is None:
+        m = (Zt.sum(axis=0) + Zc.sum(axis=0)) / n  # column sums of Fortran arrays: pairwise
+        Zt -= m
+        Zc -= m
+        sd = np.sqrt((_column_dots(Zt, Zt) + _column_dots(Zc, Zc)) / n)
+    else:
+        dt, dc = weights
+        total = dt.sum() + dc.sum()
+        m = (dt @ Zt + dc @ Zc) / total
+        Zt -= m
+        Zc -= m
+        sd = np.sqrt((dt @ (Zt * Zt) + dc @ (Zc * Zc)) / total)
     varying = sd > 1e-12 * (1.0 + np.abs(m))
     if not varying.all():
         constant = [c for c, v in zip(names, varying, strict=True) if not v]
@@ -125,8 +139,9 @@ def _balance_columns(
     m: np.ndarray,
     sd: np.ndarray,
     m1: np.ndarray | None = None,
+    weights: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The fit's balance table as a ``d x 8`` block: :func:`causalkit.balance.balance_block` of one pass of moments.
+    r"""The fit's balance table as a ``d x 8`` block: :func:`causalkit.balance.balance_block` of one pass of moments.
 
     The moments are taken on the standardised columns (SMDs and variance ratios are
     invariant to the per-column affine map; means are mapped back to raw units). Control
@@ -134,25 +149,49 @@ def _balance_columns(
     which would dominate the fit on a million units; equality with
     :func:`causalkit.balance.balance_table` is a unit test. ``m1`` are the treated means of
     ``Zt`` when already computed.
+
+    With ``weights`` (the sampling weights :math:`d` of the treated and of the control units)
+    the table describes the weighted population: every moment is :math:`d`-weighted (means
+    :math:`\sum_i d_i z_i / V_1`, variances :math:`\sum_i d_i (z_i - \bar z)^2 / (V_1 - V_2/V_1)`
+    with :math:`V_k = \sum_i d_i^k`, which is ddof 1 for unit weights and does not depend on
+    the weights' scale) and the balanced controls carry :math:`d_j w_j`.
     """
     (n1, d), n0 = Zt.shape, Zc.shape[0]
     m1 = Zt.mean(axis=0) if m1 is None else m1
-    m0 = Zc.mean(axis=0)
-    wn = w / w.sum()
+    dt, dc = (None, None) if weights is None else weights
+    m0 = Zc.mean(axis=0) if dc is None else (dc @ Zc) / dc.sum()
+    cw = w if dc is None else dc * w
+    wn = cw / cw.sum()
     m0w = wn @ Zc
     v1, ws2 = np.zeros(d), np.empty(d)
-    s2 = _column_dots(Zc, Zc)
+    s2 = _column_dots(Zc, Zc) if dc is None else dc @ (Zc * Zc)
     for cols in _column_groups(max(n1, n0), d):  # centred (two-pass); bounded temporaries
         if n1 > 1:
             zt = Zt[:, cols] - m1[cols]
-            v1[cols] = _column_dots(zt, zt) / (n1 - 1)
+            if dt is None:
+                v1[cols] = _column_dots(zt, zt) / (n1 - 1)
+            else:
+                v1[cols] = (dt @ (zt * zt)) / _variance_divisor(dt)
         zc = Zc[:, cols]
         ws2[cols] = _column_dots(wn[:, None] * zc, zc)
-    v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
+    if dc is None:
+        v0 = (s2 / max(n0, 1) - m0 * m0) * (n0 / (n0 - 1)) if n0 > 1 else np.zeros(d)
+    else:
+        v0 = (
+            (s2 / dc.sum() - m0 * m0) * (dc.sum() / _variance_divisor(dc))
+            if n0 > 1
+            else np.zeros(d)
+        )
     out = balance_block(m1, m1, m0, m0w, v1, v0, v1, ws2 - m0w * m0w)
     out[:, :N_MEAN_COLUMNS] *= sd[:, None]  # means back to raw units
     out[:, :N_MEAN_COLUMNS] += m[:, None]
     return out
+
+
+def _variance_divisor(d: np.ndarray) -> float:
+    """:math:`V_1 - V_2/V_1` of weights ``d`` (:math:`n - 1` for unit weights)."""
+    v1 = float(d.sum())
+    return v1 - float(d @ d) / v1
 
 
 def _balance_frame(names: tuple[str, ...], block: np.ndarray) -> pd.DataFrame:
@@ -195,6 +234,32 @@ def _column_frame(columns: dict[str, np.ndarray], index: pd.Index) -> pd.DataFra
     return build(list(columns.values()), labels, index, verify_integrity=False)
 
 
+def _positive_weights(
+    data: Dataset,
+    inp: SimplexInputs,
+    p: MicroSynthParams,
+    role: Literal["treatment", "assignment"],
+) -> tuple[Dataset, SimplexInputs, np.ndarray | None, dict[str, DiagnosticValue]]:
+    """Read the ``weight`` role (:func:`causalkit.clusters.fit_weights`) and drop zero-weight units.
+
+    A unit of weight zero is not in the weighted population: its rows are dropped from the
+    data (the fit is then exactly the fit of the data without them, clusters included).
+    Returns the data, inputs and weights the fit uses and the weights' diagnostics
+    (:func:`causalkit.clusters.weight_diagnostics` of the weights as given).
+    """
+    w = fit_weights(data, inp.table.n, units=inp.table.units)
+    notes = weight_diagnostics(w)
+    if w is None or (w > 0).all():
+        return data, inp, w, notes
+    col = data.roles.weight
+    assert col is not None
+    frame = data.frame
+    kept = frame[frame[col].to_numpy() != 0].reset_index(drop=True)
+    data = Dataset(kept, data.roles)
+    inp = simplex_inputs(data, role, p.outcome_lag_periods, p.match_outcomes)
+    return data, inp, fit_weights(data, inp.table.n, units=inp.table.units), notes
+
+
 def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     """Fit simplex MicroSynth in memory; see :class:`~causalkit_plugins.estimators.microsynth.estimator.MicroSynth`.
 
@@ -211,20 +276,25 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     chosen inference plugin's. With the ``cluster`` role (each unit in one cluster) the fit
     carries the clusters, so the bootstrap resamples whole clusters (within the treated and
     control strata when no cluster holds both), and the placebo draws are refused in one
-    line (they are single units).
+    line (they are single units). With the ``weight`` role every quantity is the one of the
+    frequency-expanded data (see the estimator's docstring); zero-weight units are dropped,
+    the refit carries each unit's weight into its multiplicity, and the placebo draws are
+    refused in one line.
     """
     role = group_role(p.estimand)
     if p.estimand is Estimand.CACE and data.roles.treatment is None:
         raise DataError("roles.treatment", "an exposure column for estimand=CACE", "nothing")
     inp = simplex_inputs(data, role, p.outcome_lag_periods, p.match_outcomes)
+    data, inp, dw, weight_notes = _positive_weights(data, inp, p, role)
     table = inp.table
     names = tuple(table.covariates) + inp.lag_names
     if not names:
         raise DataError("roles.covariates", "at least one covariate to balance", "none")
     g = table.group
     rows = (np.flatnonzero(g), np.flatnonzero(~g))  # treated, control positions
-    Zt, Zc, m, sd = _standardise_split((table.X, inp.lags), names, rows)
     t_idx, c_idx = rows
+    design = None if dw is None else (dw.take(t_idx), dw.take(c_idx))
+    Zt, Zc, m, sd = _standardise_split((table.X, inp.lags), names, rows, design)
     Y = np.column_stack([table.y_pre, table.y_post])
     Yt = Y.take(t_idx, axis=0)  # row-major, as the treated means were always taken
     periods = np.concatenate([table.pre_periods, table.post_periods])
@@ -244,6 +314,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
         None if D is None else D.take(c_idx),
         p.tol,
         p.max_iter,
+        *(design or (None, None)),
     )
 
     sol = contrast.solve(None, None, None, check_hull=True)
@@ -254,14 +325,19 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
         )
     estimates = effects(per, gap, post)
 
-    bal = _balance_columns(Zt, Zc, sol.w, m, sd, contrast.target)
-    diag = balance_scalars(bal[:, _SMD_BEFORE], bal[:, _SMD_AFTER], sol.w)
+    bal = _balance_columns(Zt, Zc, sol.w, m, sd, contrast.target, design)
+    if design is None:
+        w_c = sol.w
+        treated_mean = Yt.mean(axis=0)
+    else:
+        w_c = design[1] * sol.w  # each control's share of the synthetic control
+        treated_mean = (design[0] @ Yt) / design[0].sum()
+    diag = balance_scalars(bal[:, _SMD_BEFORE], bal[:, _SMD_AFTER], w_c)
     feasible, msg = balance_message(
         diag["max_abs_smd_after"], p.balance_tol, sol.converged, sol.message
     )
     warnings = [] if feasible else [f"microsynth: {msg}"]
 
-    treated_mean = Yt.mean(axis=0)
     gaps_columns = {
         "period": periods,
         "post": post.copy(),  # the refit closures keep ``post``: the table gets its own
@@ -282,6 +358,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
         "iterations": sol.iterations,
         "converged": sol.converged,
         "dual_residual": sol.residual,
+        **weight_notes,
     }
     if D is not None:
         diagnostics["compliance_gap"] = gap
@@ -321,6 +398,13 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
                 "units as independent; use inference=bootstrap, which resamples clusters)",
                 f"roles.cluster={data.roles.cluster!r}",
             )
+        if design is not None:
+            raise DataError(
+                "inference=permutation",
+                "no weight role (the placebo groups' weights are not the treated group's, so "
+                "their spread is not the estimate's null spread; use inference=bootstrap)",
+                f"roles.weight={data.roles.weight!r}",
+            )
         if "H" not in cache:
             cache["H"] = weighted_gram(Zc, np.ones(Zc.shape[0], dtype=bool), None)
         return contrast.placebo(rng_p, cache["H"], gap)
@@ -335,6 +419,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
         ),
         placebo=placebo,
         clusters=parts.clusters,
+        weights=dw,
         diagnostics=diagnostics,
         tables=LazyTables(
             {

@@ -18,7 +18,7 @@ from causalkit_plugins.estimators.aipw.learners import (
     check_learner_params,
     tasks,
 )
-from causalkit_plugins.estimators.aipw.sensitivity import SensitivityParams
+from causalkit_plugins.estimators.aipw.sensitivity import OptionalSensitivity
 
 __all__ = ["MEANS", "AIPWParams", "OutcomeName", "PropensityName"]
 
@@ -104,7 +104,7 @@ class AIPWParams(Params):
         "median (DoubleML); 1: one split",
     )
 
-    sensitivity: SensitivityParams | None = Field(
+    sensitivity: OptionalSensitivity = Field(
         None,
         description="omitted-variable-bias bounds for a confounding scenario (cf_y, cf_d, rho) "
         "and benchmarks; null: off",
@@ -114,12 +114,6 @@ class AIPWParams(Params):
         {"allow_invalid_se", "impute", "sensitivity", "n_rep"}
     )
     seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
-
-    @field_validator("sensitivity", mode="before")
-    @classmethod
-    def _sensitivity_off(cls, value: object) -> object:
-        """The YAML default (``cf_y`` and ``cf_d`` null) is off, like ``None``."""
-        return None if SensitivityParams.off(value) else value
 
     @field_validator("estimand")
     @classmethod

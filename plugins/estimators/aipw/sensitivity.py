@@ -32,16 +32,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from causalkit.contracts import Clusters, DiagnosticValue, Estimand, Params
 from causalkit.errors import ConfigError
 
 __all__ = [
+    "OptionalSensitivity",
     "Bounds",
     "Elements",
     "Repetition",
@@ -130,6 +131,14 @@ class SensitivityParams(Params):
         rest = {k: v for k, v in value.items() if k not in _SCENARIO}
         defaults = {k: f.default for k, f in cls.model_fields.items() if k not in _SCENARIO}
         return all(k in defaults and _same(v, defaults[k]) for k, v in rest.items())
+
+
+OptionalSensitivity = Annotated[
+    SensitivityParams | None,
+    BeforeValidator(lambda value: None if SensitivityParams.off(value) else value),
+]
+"""The ``sensitivity`` parameter of ``aipw`` and ``ipw``: the YAML default (``cf_y`` and
+``cf_d`` null) is off, like ``None`` (:meth:`SensitivityParams.off`)."""
 
 
 def _same(value: Any, default: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from causalkit.balance import weighted_balance
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
@@ -28,7 +28,7 @@ from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
-from causalkit_plugins.estimators.aipw.sensitivity import Elements, SensitivityParams
+from causalkit_plugins.estimators.aipw.sensitivity import Elements, OptionalSensitivity
 from causalkit_plugins.estimators.selection.estimands import (
     LOGIT_CONFOUNDING,
     WEAK_OVERLAP,
@@ -249,7 +249,7 @@ class IPWParams(Params):
     overlap_bound: float = Field(
         0.05, gt=0.0, lt=0.5, description="scores below it or above 1 minus it count as near 0/1"
     )
-    sensitivity: SensitivityParams | None = Field(
+    sensitivity: OptionalSensitivity = Field(
         None,
         description="omitted-variable-bias bounds for a confounding scenario (cf_y, cf_d, rho) "
         "and benchmarks, as aipw's; null: off",
@@ -258,12 +258,6 @@ class IPWParams(Params):
     # dumped only when set, and out of the seed hash: existing cells keep their hashes and draws
     added_fields: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
     seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
-
-    @field_validator("sensitivity", mode="before")
-    @classmethod
-    def _sensitivity_off(cls, value: object) -> object:
-        """The YAML default (``cf_y`` and ``cf_d`` null) is off, like ``None``."""
-        return None if SensitivityParams.off(value) else value
 
     @model_validator(mode="after")
     def _one_of_clip_trim(self) -> IPWParams:

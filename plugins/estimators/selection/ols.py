@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import (
@@ -35,6 +35,7 @@ from causalkit_plugins.estimators.selection.estimands import (
 from causalkit_plugins.estimators.selection.least_squares import CONDITION_WARN, arm_ols
 from causalkit_plugins.estimators.selection.ols_pooled import (
     OLSSensitivityParams,
+    OptionalOLSSensitivity,
     PooledResult,
     pooled_regression,
     sensitivity_analysis,
@@ -217,19 +218,13 @@ class OLSParams(Params):
         description="per_arm: one regression per arm (regression adjustment); pooled: one "
         "regression on the treatment and the covariates, the estimate its coefficient",
     )
-    sensitivity: OLSSensitivityParams | None = Field(
+    sensitivity: OptionalOLSSensitivity = Field(
         None,
         description="Cinelli & Hazlett partial-R2 sensitivity of the pooled coefficient; null: off",
     )
 
     added_fields: ClassVar[frozenset[str]] = frozenset({"model", "sensitivity"})
     seed_neutral: ClassVar[frozenset[str]] = frozenset({"sensitivity"})
-
-    @field_validator("sensitivity", mode="before")
-    @classmethod
-    def _sensitivity_off(cls, value: Any) -> Any:
-        """The YAML default (``benchmark_covariates`` null) is off, like ``None``."""
-        return None if OLSSensitivityParams.off(value) else value
 
     @model_validator(mode="after")
     def _pooled_only(self) -> OLSParams:

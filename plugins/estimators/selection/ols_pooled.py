@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from causalkit.contracts import DiagnosticValue, Params
 from causalkit.errors import ConfigError, DataError, EstimationError
@@ -190,6 +190,14 @@ class OLSSensitivityParams(Params):
         except ValidationError:
             return False
         return rest == cls()
+
+
+OptionalOLSSensitivity = Annotated[
+    OLSSensitivityParams | None,
+    BeforeValidator(lambda value: None if OLSSensitivityParams.off(value) else value),
+]
+"""The ``sensitivity`` parameter of ``ols``: the YAML default (``benchmark_covariates`` null) is
+off, like ``None`` (:meth:`OLSSensitivityParams.off`)."""
 
 
 def sensitivity_analysis(

@@ -252,7 +252,7 @@ class DaskExecutor:
         self._client: Any = None
         self._cluster: Any = None
         self._lock = threading.Lock()
-        self._log_levels: dict[str, int] = {}
+        self._log_level: int | None = None  # distributed's, while a local cluster quiets it
         self.stopping = threading.Event()
 
     def __enter__(self) -> DaskExecutor:
@@ -389,26 +389,22 @@ class DaskExecutor:
     def _quiet_scheduler_logs(self) -> None:
         """Keep the local scheduler's INFO lines off the run's output while the cluster lives.
 
-        The scheduler runs in this process, so its loggers are this process's; their warnings
-        and errors still show, and :meth:`_close_cluster` restores the levels.
+        The scheduler runs in this process and logs under ``distributed.*`` (whose levels
+        follow ``distributed``'s); warnings and errors still show, and :meth:`_close_cluster`
+        restores the level.
         """
-        for name in (
-            "distributed",
-            "distributed.scheduler",
-            "distributed.core",
-            "distributed.nanny",
-        ):
-            logger = logging.getLogger(name)
-            self._log_levels.setdefault(name, logger.level)
-            logger.setLevel(logging.WARNING)
+        logger = logging.getLogger("distributed")
+        if self._log_level is None:
+            self._log_level = logger.level
+        logger.setLevel(logging.WARNING)
 
     def _close_cluster(self) -> None:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
-        for name, level in self._log_levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._log_levels.clear()
+        if self._log_level is not None:
+            logging.getLogger("distributed").setLevel(self._log_level)
+            self._log_level = None
 
     def close(self) -> None:
         """Close the client and the local cluster this executor started."""

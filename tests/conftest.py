@@ -23,13 +23,9 @@ from causalkit_plugins.dgps.contaminated_holdout import ContaminatedHoldout
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The plugin-listing cache of this test session lives in a temporary directory, not in
     the user's ``~/.cache`` (subprocesses inherit it)."""
-    old = os.environ.get("CAUSALKIT_CACHE_DIR")
-    os.environ["CAUSALKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("causalkit-cache"))
-    yield
-    if old is None:
-        os.environ.pop("CAUSALKIT_CACHE_DIR", None)
-    else:
-        os.environ["CAUSALKIT_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CAUSALKIT_CACHE_DIR", str(tmp_path_factory.mktemp("causalkit-cache")))
+        yield
 
 
 @pytest.fixture

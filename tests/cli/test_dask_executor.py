@@ -28,7 +28,14 @@ from causalkit.montecarlo import run_cell
 from causalkit.registry import default_registry
 from causalkit.session import Session
 
-from .test_worker_exit import _alive, _children, _interrupted_cell, _killed_alone
+from .test_worker_exit import (
+    _alive,
+    _children,
+    _interrupted_cell,
+    _killed_alone,
+    _outliving,
+    _runs,
+)
 
 pytestmark = pytest.mark.cli
 
@@ -223,12 +230,7 @@ def test_killed_driver_resumes_from_checkpoints_and_leaves_no_workers(tmp_path):
     assert proc.poll() is None and done >= 100, "the cell finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 20
-    while time.time() < deadline and any(_alive(p) for p in workers):
-        time.sleep(0.2)
-    alive = [p for p in workers if _alive(p)]
-    for p in alive:
-        os.kill(p, signal.SIGKILL)
+    alive = _outliving(workers, 20)
     assert workers and not alive, f"workers {alive} outlived the killed driver"
     again = _cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -238,11 +240,6 @@ def test_killed_driver_resumes_from_checkpoints_and_leaves_no_workers(tmp_path):
     got = {k: v for k, v in resumed[0].data.metrics.items() if k != "seconds"}
     want = {k: float(v) for k, v in fresh.metrics.items() if k in got}
     assert got == want
-
-
-def _runs(cwd: Path):
-    client = MlflowClient(tracking_uri=f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
-    return client.search_runs([client.get_experiment_by_name("causalkit").experiment_id])
 
 
 @pytest.mark.parametrize(

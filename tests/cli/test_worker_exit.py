@@ -70,13 +70,20 @@ def test_workers_exit_with_a_killed_parent(tmp_path, args):
     time.sleep(2)  # the workers are at work
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    deadline = time.time() + 15
+    alive = _outliving(workers, 15)
+    assert not alive, f"workers {alive} outlived their parent"
+
+
+def _outliving(workers: set[int], seconds: float) -> list[int]:
+    """Wait up to ``seconds`` for ``workers`` to exit; SIGKILL and return the ones that did not
+    (nothing is left behind when the test then fails)."""
+    deadline = time.time() + seconds
     while time.time() < deadline and any(_alive(p) for p in workers):
         time.sleep(0.2)
     alive = [p for p in workers if _alive(p)]
-    for p in alive:  # leave nothing behind, then fail
+    for p in alive:
         os.kill(p, signal.SIGKILL)
-    assert not alive, f"workers {alive} outlived their parent"
+    return alive
 
 
 def _cmdline(pid: int) -> bytes:

@@ -267,7 +267,7 @@ def execute(
     local = cfg.mc.reps > 1 and executor is None and cfg.mc.executor == "local"
     if local:  # known before any work: no extra write
         tags |= executor_tags("local", cfg.mc.n_jobs)
-    run_id = tracker.start_run(name, params, tags, parent_run_id)
+    run_id = tracker.start_run(name, params, tags, parent_run_id, claim=True)
     try:
         stand_for(run_id)
         if cfg.mc.resume:
@@ -318,11 +318,24 @@ def _await_claims(
 
     Returns the cell's FINISHED run once there is one (the earlier claim finished, or one
     finished between this cell's first look and its claim), else ``None`` when this claim is
-    the earliest live one and runs the cell. Claims are ordered by start time, then run id.
-    One search per poll (:meth:`~causalkit.tracking.MlflowTracker.cell_runs`), which also
-    marks dead claims KILLED (a dead process on this host, no heartbeat from another), so a
-    killed run never blocks the cell.
+    the earliest live one and runs the cell. One search per poll
+    (:meth:`~causalkit.tracking.MlflowTracker.cell_runs`), which also marks dead claims KILLED
+    (a dead process on this host, no heartbeat from another), so a killed run never blocks the
+    cell.
+
+    Notes
+    -----
+    Claims are ordered by :data:`~causalkit.tracking.CLAIM_TAG`, the time each process read
+    *after* its run was stored, then by run id; a claim still without it (stored, tag not yet
+    written) is waited for. So exactly one of any set of identical claims runs: if claim
+    :math:`A` reads its time before :math:`B` does, :math:`A`'s run is stored before :math:`B`
+    searches, and :math:`B` waits for :math:`A`'s time and then for :math:`A`. Ordering by
+    the run's ``start_time`` instead, read *before* the run is stored, let two processes both
+    run when the one with the earlier start time was stored after the other had searched.
+    Across hosts this needs clocks that agree to better than the time it takes to store a run.
     """
+    from causalkit.tracking import CLAIM_TAG
+
     told = False
     while True:
         runs = tracker.cell_runs(identity)
@@ -335,9 +348,18 @@ def _await_claims(
             for r in runs
             if r.info.status == "RUNNING" and r.data.tags.get("causalkit.reps") == reps
         ]
-        order = {r.info.run_id: (r.info.start_time, r.info.run_id) for r in running}
+        order = {
+            r.info.run_id: (float(r.data.tags.get(CLAIM_TAG, "inf")), r.info.run_id)
+            for r in running
+        }
         mine = order.get(run_id)
-        earlier = [r for r in running if mine is not None and order[r.info.run_id] < mine]
+        earlier = [
+            r
+            for r in running
+            if mine is not None
+            and r.info.run_id != run_id
+            and (CLAIM_TAG not in r.data.tags or order[r.info.run_id] < mine)
+        ]
         if not earlier:
             return None
         if not told and notice is not None:

@@ -38,6 +38,12 @@ HEARTBEAT_EVERY = 60.0
 """Seconds between heartbeats."""
 STALE_AFTER = 900.0
 """A RUNNING run of another host without a heartbeat for this long is dead (clocks may differ)."""
+CLAIM_TAG = "causalkit.claimed_at"
+"""Tag of a cell's claim: the Unix time, read once the run was stored, that orders identical claims.
+
+A run's ``start_time`` is read before the run is stored, so a claim stored later can carry an
+earlier start time than one another process already saw alone; this time cannot.
+"""
 _log = logging.getLogger(__name__)
 _PROBE_SECONDS = 5.0
 _STORE = "a reachable, writable MLflow store"
@@ -210,10 +216,19 @@ class MlflowTracker:
             return str(exp.experiment_id)
 
     def start_run(
-        self, name: str, params: dict[str, str], tags: dict[str, str], parent_id: str | None = None
+        self,
+        name: str,
+        params: dict[str, str],
+        tags: dict[str, str],
+        parent_id: str | None = None,
+        claim: bool = False,
     ) -> str:
-        """Open a run (a child of ``parent_id`` when given) with its params and tags; return its id."""
-        from mlflow.entities import Param
+        """Open a run (a child of ``parent_id`` when given) with its params and tags; return its id.
+
+        With ``claim``, the run is a cell's claim: :data:`CLAIM_TAG` is written with its
+        parameters, after the run is stored (see :func:`causalkit.runner.execute`).
+        """
+        from mlflow.entities import Param, RunTag
 
         all_tags = {
             **tags,
@@ -229,11 +244,14 @@ class MlflowTracker:
             run_id = str(
                 self.client.create_run(exp_id, run_name=hide(name), tags=all_tags).info.run_id
             )
+        claimed = [RunTag(CLAIM_TAG, f"{time.time():.6f}")] if claim else []
         try:
             with self._store("logging the run's parameters"):
-                if params:
+                if params or claimed:
                     self.client.log_batch(
-                        run_id, params=[Param(k, hide(str(v))[:6000]) for k, v in params.items()]
+                        run_id,
+                        params=[Param(k, hide(str(v))[:6000]) for k, v in params.items()],
+                        tags=claimed,
                     )
         except ConfigError as exc:
             self.end_run(run_id, "FAILED", error=str(exc))

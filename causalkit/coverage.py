@@ -98,7 +98,7 @@ INFERENCE_OVERRIDES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class World:
-    """A world in which an estimator's pairings are checked.
+    r"""A world in which an estimator's pairings are checked.
 
     Parameters
     ----------
@@ -121,6 +121,12 @@ class World:
         A documented departure: the method is known to miss the criteria here (why, and
         what was measured). The cell is run and its row shown as it is; the test does not
         fail on it (``xfail``), and passes it when it meets the criteria after all.
+    conditional : bool
+        The truth is the draw's own (it changes from draw to draw, e.g. the effect on the
+        drawn treated units' weighted total) and the method's SE is conditional on it, as
+        its documentation says: the model SE is compared with the SD of the errors
+        :math:`\hat\theta_r - \theta_r` instead of the SD of the estimates, which also holds
+        the truth's own spread.
     """
 
     name: str
@@ -131,6 +137,7 @@ class World:
     null: bool = False
     note: str = ""
     known: str = ""
+    conditional: bool = False
 
     def applies_to(self, inference: str) -> bool:
         """Whether this world checks the pairing with ``inference``."""
@@ -300,8 +307,11 @@ def judge(cell: Cell, result: Any, refused: str | None = None) -> Verdict:
     if v.failed > 0.01:
         v.reasons.append(f"failed {v.failed:.1%} > 1%")
     finite = se[np.isfinite(se)]
+    est = ok["estimate"].to_numpy(float) if len(ok) else np.empty(0)
+    if w.conditional and len(ok) > 1:
+        est = est - ok["truth"].to_numpy(float)  # the errors (World.conditional)
+        v.emp_se = float(np.std(est[np.isfinite(est)], ddof=1))
     if finite.size > 2 and math.isfinite(v.emp_se) and v.emp_se > 0:
-        est = ok["estimate"].to_numpy(float)
         v.rel_se, v.rel_se_mcse = rel_se_mcse(finite, v.emp_se, est[np.isfinite(est)])
     if w.expect == "flagged":
         if not v.warned >= FLAGGED_SHARE:

@@ -56,9 +56,25 @@ class AreaPanelParams(Params):
         description="emit the cluster role (false: the same draws without it, so inference "
         "ignores the clusters)",
     )
+    effect_covariate: float = Field(
+        0.0,
+        description="effect per treated area-unit per post period per SD of the first covariate",
+    )
+    weight_tilt: float = Field(
+        0.0,
+        description="sampling weights proportional to exp(-weight_tilt * z), z the standardised "
+        "first covariate, in column and role 'weight' (0: no weights)",
+    )
 
     added_fields: ClassVar[frozenset[str]] = frozenset(
-        {"cluster_size", "cluster_sd", "assign", "cluster_role"}
+        {
+            "cluster_size",
+            "cluster_sd",
+            "assign",
+            "cluster_role",
+            "effect_covariate",
+            "weight_tilt",
+        }
     )
 
     @model_validator(mode="after")
@@ -89,7 +105,7 @@ class AreaPanel:
         D_i = 1 \text{ for the } n_T \text{ areas with the largest }
         \gamma z_i + G_i,\ G_i \sim \mathrm{Gumbel}\\
         y_{it} &= \ell\, s_i + (b + b_z z_i)\, t + \lambda_t + \sigma\varepsilon_{it}
-        + \sigma_c \eta_{c(i)t} + \delta\, D_i 1\{t > T_0\},\quad
+        + \sigma_c \eta_{c(i)t} + (\delta + \delta_z z_i)\, D_i 1\{t > T_0\},\quad
         \lambda_t \sim N(0, \sigma_\lambda^2),\ \eta_{ct} \sim N(0, 1).
 
     (The Gumbel top-:math:`k` draw samples :math:`n_T` areas without replacement with
@@ -107,6 +123,14 @@ class AreaPanel:
     and the noise). With ``assign=cluster`` the treated area is :math:`n_T/m` whole clusters,
     drawn by the same Gumbel top-:math:`k` on the clusters' mean :math:`z`. The defaults (no
     clusters) draw exactly what they drew before these parameters existed.
+
+    **Sampling weights** (``weight_tilt`` :math:`\kappa_w \ne 0`): the areas stand for a
+    population in which areas of large :math:`z` were sampled more often; area :math:`i`
+    carries the weight :math:`d_i = e^{-\kappa_w z_i}/\overline{e^{-\kappa_w z}}` (column and
+    role ``weight``; no extra draws). With an effect that varies with :math:`z`
+    (``effect_covariate`` :math:`\delta_z`) the truth is the effect on the weighted total,
+    :math:`\sum_{i\in T} d_i(\delta + \delta_z z_i)` (:math:`\sum_{i\in T}(\delta +
+    \delta_z z_i)` without weights), which an estimate that ignores the weights misses.
     """
 
     name: ClassVar[str] = "area_panel"
@@ -145,7 +169,8 @@ class AreaPanel:
         if cluster is not None and p.cluster_sd > 0:
             y += p.cluster_sd * rng.standard_normal((int(cluster[-1]) + 1, T))[cluster]
         post = t > p.n_pre
-        y += p.effect * (treated[:, None] & post[None, :])
+        effect = p.effect + p.effect_covariate * z
+        y += effect[:, None] * (treated[:, None] & post[None, :])
         cov_names = tuple(f"x{j + 1}" for j in range(k))
         frame = pd.DataFrame(
             {
@@ -159,6 +184,11 @@ class AreaPanel:
             frame[c] = np.repeat(X[:, j], T)
         if cluster is not None:
             frame["cluster"] = np.repeat(cluster, T)
+        weight = None
+        if p.weight_tilt != 0:
+            raw = np.exp(-p.weight_tilt * z)
+            weight = raw / raw.mean()
+            frame["weight"] = np.repeat(weight, T)
         roles = Roles(
             unit="unit",
             time="time",
@@ -166,5 +196,12 @@ class AreaPanel:
             outcome="y",
             covariates=cov_names,
             cluster="cluster" if cluster is not None and p.cluster_role else None,
+            weight="weight" if weight is not None else None,
         )
-        return Simulated(Dataset(frame, roles), Truth({"ATT": p.n_treated * p.effect}))
+        if p.effect_covariate == 0 and weight is None:
+            att = p.n_treated * p.effect
+        else:
+            att = float(
+                (effect[treated] if weight is None else weight[treated] @ effect[treated]).sum()
+            )
+        return Simulated(Dataset(frame, roles), Truth({"ATT": att}))

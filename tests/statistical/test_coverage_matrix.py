@@ -205,3 +205,32 @@ def test_judge_applies_each_criterion():
     assert v.passed and v.warned == 0.95 and v.rel_se < -0.2  # measured, not judged
     assert "warned in 50.0%" in coverage.judge(flagged, _result(0.95, 1.0, warned=300)).reasons[0]
     assert not coverage.judge(nominal, None, refused="no").passed
+
+
+def test_a_conditional_world_compares_the_model_se_with_the_spread_of_the_errors():
+    """Truth varying by draw (SD 2) around estimates with error SD 1 and model SE 1.
+
+    Against the SD of the estimates (about sqrt(5)) the SE looks 55% small; a ``conditional``
+    world (the SE is conditional on the draw's truth) compares it with the errors' SD, 1.
+    """
+    import pandas as pd
+
+    from causalkit.montecarlo import summarise
+
+    rng = np.random.default_rng(2)
+    R = 600
+    truth = rng.normal(0, 2, R)
+    est = truth + rng.normal(0, 1, R)
+    se = np.ones(R)
+    m = summarise(est, se, est - 1.96 * se, est + 1.96 * se, truth)
+    m.update(n_failed=0.0, reps=float(R))
+    table = pd.DataFrame({"estimate": est, "se": se, "truth": truth, "error": None})
+    result = type("R", (), {"metrics": m, "replications": table, "level": 0.95, "seconds": 1.0})
+    plain = coverage.judge(coverage.Cell("e", "i", coverage.World("w", ())), result)
+    assert plain.rel_se < -0.5 and any("model SE" in r for r in plain.reasons)
+    cond = coverage.judge(
+        coverage.Cell("e", "i", coverage.World("w", (), conditional=True)), result
+    )
+    assert cond.passed, cond.reasons
+    assert cond.emp_se == pytest.approx(np.std(est - truth, ddof=1))
+    assert abs(cond.rel_se) < 3 * cond.rel_se_mcse

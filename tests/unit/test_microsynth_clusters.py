@@ -9,8 +9,8 @@ linearisation with clusters equals statsmodels' clustered WLS; the one-line erro
 areas of whole clusters; and, in a seeded Monte Carlo on ``area_panel`` with cluster-shared
 period shocks and whole clusters treated, the clustered SE against the empirical SE.
 Cross-section ``microsynth``: the bootstrap resamples clusters, permutation and the other
-backends are refused in one line. Sampling weights are refused by ``microsynth_panel``
-(``handles_roles``); ``microsynth``'s are tested in ``test_microsynth_weights.py``.
+backends are refused in one line. Sampling weights: ``test_microsynth_panel_weights.py`` and
+``test_microsynth_weights.py``.
 """
 
 from __future__ import annotations
@@ -177,12 +177,9 @@ def test_permutation_refuses_clusters_mixing_treated_and_control_units():
 
 def test_cluster_parameters_keep_the_area_panel_draws():
     """No cluster shocks: the same areas, treatment and outcomes, plus a ``cluster`` column."""
-    assert set(AreaPanelParams().model_dump()) == set(AreaPanelParams.model_fields) - {
-        "cluster_size",
-        "cluster_sd",
-        "assign",
-        "cluster_role",
-    }
+    added = set(AreaPanelParams.model_fields) - AreaPanelParams.added_fields
+    assert set(AreaPanelParams().model_dump()) == added  # at their defaults: left out
+    assert {"cluster_size", "cluster_sd", "assign", "cluster_role"} <= AreaPanelParams.added_fields
     plain, clustered = _panel(seed=5), _panel(seed=5, cluster_size=4)
     assert plain.roles.cluster is None and clustered.roles.cluster == "cluster"
     pd.testing.assert_frame_equal(clustered.frame.drop(columns="cluster"), plain.frame)
@@ -192,13 +189,10 @@ def test_cluster_parameters_keep_the_area_panel_draws():
         AreaPanelParams(**{**SMALL, "cluster_size": 4, "assign": "cluster", "n_treated": 10})
 
 
-def test_weights_are_refused_by_panel_mode_only():
+def test_both_microsynth_modes_take_the_weight_and_cluster_roles():
     data = _panel()
-    roles = data.roles.model_copy(update={"weight": "x1"})
-    with pytest.raises(DataError, match=r"roles\.weight"):
-        require_handled(MicroSynthPanel, roles)
-    require_handled(MicroSynth, roles)
-    for estimator in (MicroSynthPanel, MicroSynth):
+    for estimator in (MicroSynthPanel, MicroSynth):  # panel weights: test_microsynth_panel_weights
+        require_handled(estimator, data.roles.model_copy(update={"weight": "x1"}))
         require_handled(estimator, data.roles.model_copy(update={"cluster": "unit"}))
 
 

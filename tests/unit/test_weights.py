@@ -39,11 +39,20 @@ def test_all_zero_and_text_weights_are_refused(sample):
         ck.fit(df.assign(weight="a"), "naive", outcome="y", treatment="treat", weight="weight")
 
 
-@pytest.mark.parametrize("estimator", ["microsynth_panel"])
-def test_estimators_without_weights_refuse_the_role(sample, estimator):
-    """Refused before any fit (the core reads ``handles_roles``), in one line."""
+def test_estimators_without_weights_refuse_the_role(sample):
+    """Refused before any fit (the core reads ``handles_roles``), in one line.
+
+    Every built-in estimator takes the role, so a third-party one without it stands in.
+    """
+    from causalkit.registry import Registry
+
+    from .test_core_registry import ThirdPartyEstimator
+
+    reg = Registry().load_entry_points(lazy=True)  # a fresh one: the default is shared
+    assert all("weight" in reg.get("estimator", n).handles_roles for n in reg.names("estimator"))
+    reg.register("estimator", ThirdPartyEstimator)
     with pytest.raises(DataError, match="^roles.weight: expected an estimator with sampling we"):
-        ck.fit(sample.dataset.frame, estimator, weight="weight", **KW)
+        ck.fit(sample.dataset.frame, "shrunk", weight="weight", registry=reg, **KW)
 
 
 def test_psm_takes_weights_only_when_matching_on_the_covariates(sample):

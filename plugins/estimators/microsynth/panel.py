@@ -77,6 +77,7 @@ surveys. *Int. Stat. Rev.* 51.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import cache
 from typing import TYPE_CHECKING
@@ -86,7 +87,7 @@ import pandas as pd
 from threadpoolctl import ThreadpoolController
 
 from causalkit.balance import balance_table, effective_sample_size
-from causalkit.clusters import fit_clusters
+from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import Clusters, Dataset, DiagnosticValue, Estimand, Fit, Linearisation
 from causalkit.errors import DataError, EstimationError
 from causalkit_plugins.estimators.microsynth.panel_clusters import cluster_notes, placebo_clusters
@@ -123,7 +124,10 @@ def _outcome_sets(
 
 
 def _design(
-    arr: WindowArrays, match: tuple[str, ...], p: MicroSynthPanelParams
+    arr: WindowArrays,
+    match: tuple[str, ...],
+    p: MicroSynthPanelParams,
+    sampling: np.ndarray | None = None,
 ) -> tuple[PanelDesign, list[str]]:
     """Constraint columns in R's order: intercept, covariates, then each outcome from end_pre back."""
     n = arr.units.shape[0]
@@ -136,7 +140,7 @@ def _design(
             soft_cols.append(arr.outcomes[o][:, j])
             soft_names.append(f"{o}.{arr.periods[j]}")
     soft = np.column_stack(soft_cols) if soft_cols else np.empty((n, 0))
-    design = PanelDesign(hard, soft, p.weighting, p.ridge, p.epsilon, p.maxit)
+    design = PanelDesign(hard, soft, p.weighting, p.ridge, p.epsilon, p.maxit, sampling)
     return design, names + soft_names
 
 
@@ -156,16 +160,21 @@ def _estimates(
     area: np.ndarray,
     donors: np.ndarray,
     w: np.ndarray,
+    d_area: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
-    """The estimates vector for a (treated or placebo) area, and each outcome's (Trt, Con)."""
+    """The estimates vector for a (treated or placebo) area, and each outcome's (Trt, Con).
+
+    ``d_area``: the area's sampling weights (its totals are weighted); ``None``: all 1.
+    """
     post = arr.post
-    n_area = float(area.sum())
+    n_area = float(area.sum()) if d_area is None else float(d_area.sum())
     effects, ratios, totals = [], [], {}
     per_period = np.empty(0)
     for o in outcomes:
         y = arr.outcomes[o]
-        gaps = y[area].sum(axis=0) - w @ y[donors]
-        trt = float(y[area][:, post].sum())
+        trt_t = y[area].sum(axis=0) if d_area is None else d_area @ y[area]
+        gaps = trt_t - w @ y[donors]
+        trt = float((y[area][:, post] if d_area is None else trt_t[post]).sum())
         con = float(w @ y[donors][:, post].sum(axis=1))
         effects.append(gaps[post].mean())
         # R's log(ybar_T / ybar_C): the weights normalised to sum to n_T (module docstring).
@@ -248,8 +257,12 @@ def linearisation_terms(
     outcomes: tuple[str, ...],
     w_controls: np.ndarray,
     clusters: Clusters | None = None,
+    d_treated: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""R's linearisation terms of every estimate, rows ``(unit, post period)`` (module docstring).
+
+    ``d_treated``, the treated units' sampling weights, are their row weights (1 without):
+    ``svydesign(weights = w)`` with the treated rows weighted as the estimate weights them.
 
     With ``clusters`` the rows are the clusters instead: R's ``svydesign(ids = ~cluster,
     weights = w)``, whose sandwich sums each cluster's unscaled row terms and scales by
@@ -265,6 +278,8 @@ def linearisation_terms(
     post, treated = arr.post, arr.treated
     w = np.ones(treated.size)
     w[~treated] = w_controls
+    if d_treated is not None:
+        w[treated] = d_treated
     n, T = treated.size, int(post.sum())
     per_period = T if T > 1 else 0
     k = 2 * len(outcomes) + per_period
@@ -303,6 +318,17 @@ def _placebo_draw(
     return area, donors, pw
 
 
+def _kept(arr: WindowArrays, keep: np.ndarray) -> WindowArrays:
+    """The window's arrays of the units in ``keep`` (boolean mask)."""
+    return dataclasses.replace(
+        arr,
+        units=arr.units[keep],
+        treated=arr.treated[keep],
+        X=arr.X[keep],
+        outcomes={o: y[keep] for o, y in arr.outcomes.items()},
+    )
+
+
 def fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
     """Fit panel (or propensity) mode; see the module docstring.
 
@@ -319,13 +345,20 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
     arr = window_arrays(
         data, needed, p.start_pre, p.end_pre, p.end_post, cross_section_ok=p.propensity_mode
     )
+    given = fit_weights(data, int(arr.units.size), units=arr.units)
+    sampling = given
+    if given is not None and (given == 0).any():  # a unit of weight 0 is not in the population
+        arr, sampling = _kept(arr, given > 0), given[given > 0]
     n_t, n_c = arr.n_treated, int((~arr.treated).sum())
+    if n_t == 0:
+        raise DataError("roles.weight", "a positive weight for some treated unit", "all zero")
     if n_c <= n_t:
         raise DataError(
             "roles.treatment", f"more control units than treated units ({n_t})", f"{n_c} controls"
         )
-    design, names = _design(arr, match, p)
+    design, names = _design(arr, match, p, sampling)
     treated, controls = arr.treated, ~arr.treated
+    d_treated = None if sampling is None else sampling[treated]
     try:
         pw = design.weights(treated, controls)
     except InfeasibleBalance as exc:
@@ -336,7 +369,7 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
         ) from None
     w = pw.w
     post = arr.post
-    estimates, totals = _estimates(arr, result, treated, controls, w)
+    estimates, totals = _estimates(arr, result, treated, controls, w, d_treated)
     parts = fit_clusters(data, int(arr.units.size), "microsynth_panel", units=arr.units)
     clusters = parts.clusters
 
@@ -353,6 +386,14 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
         )
 
     def placebo(g: np.random.Generator) -> np.ndarray:
+        if sampling is not None:
+            raise DataError(
+                "inference=permutation",
+                "no weight role (a placebo area of controls carries the controls' sampling "
+                "weights, not the treated area's, so its spread is not the estimate's null "
+                "spread; use inference=analytic or multiplier)",
+                f"roles.weight={data.roles.weight!r}",
+            )
         with _blas_controller().limit(limits=1, user_api="blas"):
             area, donors, pw_r = _placebo_draw(arr, design, g, clusters)
             return _estimates(arr, result, area, donors, pw_r.w)[0]
@@ -381,6 +422,7 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
             "sum_weights": float(w.sum()),
             "estimate_scale": "total",
             **(parts.diagnostics or {}),
+            **weight_diagnostics(given),
         }
     )
     if clusters is not None:
@@ -395,6 +437,7 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
         w,
         np.isfinite(estimates[k_o : 2 * k_o]),
         clusters,
+        1.0 if d_treated is None else float(d_treated @ d_treated / d_treated.sum()),
     )
     return Fit(
         Estimand.ATT,
@@ -403,10 +446,11 @@ def _fit_panel(data: Dataset, p: MicroSynthPanelParams) -> Fit:
         names=estimate_names(result, arr.periods[post]),
         influence=influence,
         placebo=placebo,
-        linearisation=Linearisation(linearisation_terms(arr, result, w, clusters)),
+        linearisation=Linearisation(linearisation_terms(arr, result, w, clusters, d_treated)),
         clusters=clusters,
+        weights=sampling,
         diagnostics=diag,
-        tables=_tables(arr, design, names, result, totals, w),
+        tables=_tables(arr, design, names, result, totals, w, d_treated),
         warnings=tuple(warnings),
     )
 
@@ -418,31 +462,42 @@ def _tables(
     result: tuple[str, ...],
     totals: dict[str, tuple[float, float]],
     w: np.ndarray,
+    d_treated: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Descriptive tables: balance (SMD), R's balance totals, gaps, per-outcome totals, weights."""
+    """Descriptive tables: balance (SMD), R's balance totals, gaps, per-outcome totals, weights.
+
+    With sampling weights (``d_treated``, and ``design.sampling`` for every unit) the
+    treated side is weighted: totals, means in the balance table and ``All.scaled``.
+    """
     treated, controls = arr.treated, ~arr.treated
-    n_t = arr.n_treated
     M = np.hstack([design.hard, design.soft])
     y = arr.outcomes[result[0]]
     synthetic = w @ y[controls]
     w_all = np.ones(treated.size)
     w_all[controls] = w
+    if d_treated is None or design.sampling is None:
+        targets, trt_y = M[treated].sum(axis=0), y[treated].sum(axis=0)
+        scaled = M.sum(axis=0) * arr.n_treated / arr.units.shape[0]
+    else:
+        w_all[treated] = d_treated
+        targets, trt_y = d_treated @ M[treated], d_treated @ y[treated]
+        scaled = design.sampling @ M * d_treated.sum() / design.sampling.sum()
     return {
-        "balance": balance_table(names[1:], M[treated, 1:], M[controls, 1:], w_c=w),
+        "balance": balance_table(names[1:], M[treated, 1:], M[controls, 1:], w_c=w, w_t=d_treated),
         "balance_totals": pd.DataFrame(
             {
-                "Targets": M[treated].sum(axis=0),
+                "Targets": targets,
                 "Weighted.Control": w @ M[controls],
-                "All.scaled": M.sum(axis=0) * n_t / arr.units.shape[0],
+                "All.scaled": scaled,
             },
             index=pd.Index(names, name="variable"),
         ),
         "gaps": pd.DataFrame(
             {
                 "period": arr.periods,
-                "treated": y[treated].sum(axis=0),
+                "treated": trt_y,
                 "synthetic": synthetic,
-                "gap": y[treated].sum(axis=0) - synthetic,
+                "gap": trt_y - synthetic,
                 "post": arr.post,
             }
         ),

@@ -75,9 +75,9 @@ def independent_columns(M: np.ndarray, tol: float = 1e-9) -> np.ndarray:
 
 
 def calibrate_linear(
-    Mc: np.ndarray, targets: np.ndarray, base: float, epsilon: float, maxit: int
+    Mc: np.ndarray, targets: np.ndarray, base: float | np.ndarray, epsilon: float, maxit: int
 ) -> CalibrationResult:
-    r"""survey's ``grake`` with ``calfun="linear"``, ``bounds=c(0, Inf)``, constant base weight.
+    r"""survey's ``grake`` with ``calfun="linear"``, ``bounds=c(0, Inf)``.
 
     Parameters
     ----------
@@ -85,8 +85,9 @@ def calibrate_linear(
         Control constraint matrix (intercept column first).
     targets : ndarray, shape (k,)
         Treated totals :math:`h`.
-    base : float
-        Base weight :math:`d` (microsynth: :math:`n_T/n_C`).
+    base : float or ndarray, shape (n_C,)
+        Base (design) weights :math:`d` (microsynth: the constant :math:`n_T/n_C`; with
+        sampling weights one per control).
     epsilon, maxit : float, int
         Stopping rule of ``grake``.
 
@@ -99,7 +100,7 @@ def calibrate_linear(
 
     Mc = np.asarray(Mc, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
-    ww = np.full(Mc.shape[0], float(base))
+    ww = np.broadcast_to(np.asarray(base, dtype=np.float64), Mc.shape[:1]).copy()
     sample_total = ww @ Mc
     zero = (sample_total == 0) & (targets == 0) & ~Mc.any(axis=0)
     if zero.any():  # survey drops columns where sample and population are both zero

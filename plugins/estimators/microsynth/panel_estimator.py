@@ -53,6 +53,16 @@ _CLUSTERED_AREAS_NULL = (
 """200 areas in 40 clusters of 5 sharing period shocks, 4 whole clusters treated (the clustered
 world; 2 pre periods: with 4 the clustered SE runs about 6% low, see the estimator's notes)."""
 
+_WEIGHTED_AREAS = (
+    *(o for o in _SMALL_PANEL_NULL if not o.startswith(("dgp.selection=", "dgp.effect="))),
+    "dgp.effect=-1",
+    "dgp.effect_covariate=0.5",
+    "dgp.weight_tilt=0.8",
+)
+"""The small panel with selection on the first covariate (the default tilt), sampling weights
+falling with it and an effect growing with it: the truth is the effect on the weighted total of
+the drawn treated areas, which an estimate without the weights misses."""
+
 
 def _null_panel_worlds(
     name: str,
@@ -210,10 +220,20 @@ class MicroSynthPanel:
     clusters, factor :math:`G/(G-1)`. ``permutation`` draws placebo areas of whole control
     clusters, as many as the treated area spans (exact when whole clusters were assigned
     exchangeably), and is refused in one line when a cluster holds treated and control
-    units. Sampling weights (``weight``) are refused: the calibration would take them as
-    design weights, but the transport of the treated area's variance (which matches the
-    treated *totals* :math:`\sum_T \pi_i m_i`, not :math:`\sum_T \pi_i^2 m_i`) no longer
-    holds, so no valid SE is derived yet.
+    units.
+
+    Sampling weights (the ``weight`` role, one non-negative weight per unit; weight-0 units
+    are dropped): the targets are the weighted treated totals :math:`\sum_T d_i m_i`, the
+    estimate the effect on the weighted treated total, and the weights are those of the panel
+    in which each unit appears :math:`d_i` times (exactly, for integer weights): calibration
+    from the design weights, the QP's ridge :math:`\rho\sum_j w_j^2/d_j`
+    (:class:`~causalkit_plugins.estimators.microsynth.panel_weights.PanelDesign`). ``analytic``
+    and ``multiplier`` count each unit as one draw carrying its weight; the treated area's
+    variance is transported with the factor :math:`\kappa = \sum_T d_i^2/\sum_T d_i`
+    (exact when the treated weights do not vary with the units' variance;
+    :mod:`~causalkit_plugins.estimators.microsynth.panel_influence`, *Sampling weights*).
+    ``linearisation`` weights the treated rows by :math:`d_i` (``svydesign(weights=)``);
+    ``permutation`` is refused in one line (placebo areas carry the controls' weights).
 
     References
     ----------
@@ -228,7 +248,7 @@ class MicroSynthPanel:
     Params: ClassVar[type[Params]] = MicroSynthPanelParams
     required_roles: ClassVar[tuple[str, ...]] = ("unit", "outcome", "treatment", "covariates")
     default_inference: ClassVar[str] = "analytic"
-    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster"})
+    handles_roles: ClassVar[frozenset[str]] = frozenset({"cluster", "weight"})
     coverage_worlds: ClassVar[tuple[World, ...]] = (
         *_null_panel_worlds(
             "small_panel_null",
@@ -244,6 +264,34 @@ class MicroSynthPanel:
             "40 clusters of 5 areas sharing period shocks, 4 clusters treated, cluster role set "
             "(permutation of whole clusters is checked in the unit tests: its cell costs 7 min)",
             frozenset({"analytic", "multiplier"}),
+        ),
+        World(
+            "weighted",
+            _WEIGHTED_AREAS,
+            inferences=frozenset({"analytic", "multiplier"}),
+            conditional=True,
+            note="sampling weights exp(-0.8 z) and an effect 0.5 per SD of z; the truth, the "
+            "weighted total of the drawn treated areas' effects, varies by draw and the SE is "
+            "conditional on it: compared with the SD of the errors",
+        ),
+        World(
+            "weighted",
+            _WEIGHTED_AREAS,
+            expect="conservative",
+            inferences=frozenset({"linearisation"}),
+            conditional=True,
+            note="R's linearisation with the treated rows weighted: (unit, period) rows as "
+            "independent, conservative",
+        ),
+        World(
+            "weighted_null",
+            (*_WEIGHTED_AREAS[:-3], "dgp.effect=0", "dgp.weight_tilt=0.8"),
+            expect="refuse",
+            reps=20,
+            inferences=frozenset({"permutation"}),
+            null=True,
+            note="placebo areas with sampling weights: refused in one line (they carry the "
+            "controls' weights, not the treated area's)",
         ),
     )
 

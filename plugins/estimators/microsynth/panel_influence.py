@@ -109,6 +109,32 @@ What it leaves out, as above: the design's variation, here the regression to the
 matching the treated clusters' shared pre-period shocks (measured in
 ``tests/unit/test_microsynth_clusters.py``).
 
+**Sampling weights** (the ``weight`` role, :math:`d_i > 0`; units of weight 0 are dropped
+before the fit). The weights :math:`w_j` balance the weighted treated totals,
+:math:`\sum_C w_j m_j = \sum_T d_i m_i`, the estimate is
+:math:`\hat\tau = \sum_T d_i\bar Y_i - \sum_C w_j\bar Y_j` and, units independent and the
+weights functions of the design, :math:`\hat\tau - \tau = \sum_T d_i\varepsilon_i -
+\sum_C w_j\varepsilon_j` with :math:`\tau = \sum_T d_i\{\bar Y_i(1) - \bar Y_i(0)\}`, the
+effect on the weighted total of the treated units (each unit counts as one draw carrying its
+weight, as a survey's probability weight; the variance is conditional on the sampled
+treated units, as without weights). So
+
+.. math:: V = \sum_T d_i^2\sigma^2(m_i) + \sum_C w_j^2\sigma^2(m_j).
+
+Balance now transports :math:`\sum_T d_i\sigma^2(m_i) = \sum_C w_j\sigma^2(m_j)`, not the
+:math:`d_i^2`-weighted sum; with :math:`\kappa = \sum_T d_i^2/\sum_T d_i`,
+:math:`\sum_T d_i^2\sigma^2(m_i) = \kappa\sum_T d_i\sigma^2(m_i)` exactly when
+:math:`\sigma^2(m_i)` and :math:`d_i` are uncorrelated among the treated units under the
+:math:`d`-weighting (always when the treated weights are equal, or the variance constant),
+and the control rows become :math:`\psi_j = -n\sqrt{w_j(\kappa + w_j)/(1-h_{jj})}\,\hat e_j`
+(:math:`\beta_g = \sqrt{\omega_g(\kappa+\omega_g)} - \omega_g` with clusters). Without
+weights :math:`\kappa = 1` and the rows above. The residuals stay those of the unweighted
+regression among the controls: the working model :math:`E[\bar Y(0)\mid m] = m^\top\beta`
+does not involve the weights. Where the treated weights vary with the unit's variance the
+transported part is off by :math:`\sum_T d_i(d_i - \kappa)\sigma^2(m_i)`; measured in the
+coverage world ``weighted`` (sampling weights that fall with the first covariate, an effect
+that grows with it).
+
 References
 ----------
 Deville, J.-C. & Särndal, C.-E. (1992). Calibration estimators in survey sampling. *JASA* 87(418).
@@ -158,8 +184,10 @@ def control_residuals(Mc: np.ndarray, Yc: np.ndarray) -> tuple[np.ndarray, np.nd
     return Yc - Q @ (Q.T @ Yc), np.einsum("ij,ij->i", Q, Q)
 
 
-def _cluster_shift(codes: np.ndarray, n_clusters: int, w: np.ndarray) -> np.ndarray:
-    r""":math:`\beta_g = \sqrt{\omega_g(1+\omega_g)} - \omega_g`, :math:`\omega_g = W_g/m_g`, per control.
+def _cluster_shift(
+    codes: np.ndarray, n_clusters: int, w: np.ndarray, kappa: float = 1.0
+) -> np.ndarray:
+    r""":math:`\beta_g = \sqrt{\omega_g(\kappa+\omega_g)} - \omega_g`, :math:`\omega_g = W_g/m_g`, per control.
 
     Parameters
     ----------
@@ -169,10 +197,12 @@ def _cluster_shift(codes: np.ndarray, n_clusters: int, w: np.ndarray) -> np.ndar
         :math:`G`.
     w : ndarray, shape (n_C,)
         Control weights.
+    kappa : float
+        :math:`\kappa` of the sampling weights (module docstring); 1 without them.
     """
     m = np.bincount(codes, minlength=n_clusters)
     omega = np.bincount(codes, weights=w, minlength=n_clusters) / np.maximum(m, 1)
-    return (np.sqrt(omega * (1.0 + omega)) - omega)[codes]
+    return (np.sqrt(omega * (kappa + omega)) - omega)[codes]
 
 
 def unit_influence(
@@ -182,6 +212,7 @@ def unit_influence(
     w_controls: np.ndarray,
     log_ratio_defined: np.ndarray,
     clusters: Clusters | None = None,
+    kappa: float = 1.0,
 ) -> np.ndarray:
     r"""The n x k influence matrix of every estimate (module docstring), units in ``arr`` order.
 
@@ -200,6 +231,10 @@ def unit_influence(
     clusters : Clusters, optional
         The units' clusters: control rows are :math:`-n(w_j + \beta_{g})\tilde e_j` (module
         docstring, *Clusters*) instead of :math:`-n\sqrt{w_j(1+w_j)}\,\tilde e_j`.
+    kappa : float
+        :math:`\kappa = \sum_T d_i^2/\sum_T d_i` of the treated units' sampling weights
+        (module docstring, *Sampling weights*): the rows carry :math:`w_j(\kappa + w_j)`;
+        1 without weights.
 
     Returns
     -------
@@ -216,9 +251,9 @@ def unit_influence(
     ok = lev < 1.0 - _LEVERAGE_ONE
     scale = np.zeros(w.size)
     if clusters is None:
-        scale[ok] = np.sqrt(w[ok] * (1.0 + w[ok]) / (1.0 - lev[ok]))
+        scale[ok] = np.sqrt(w[ok] * (kappa + w[ok]) / (1.0 - lev[ok]))
     else:
-        shift = _cluster_shift(clusters.codes[controls], clusters.n_clusters, w)
+        shift = _cluster_shift(clusters.codes[controls], clusters.n_clusters, w, kappa)
         scale[ok] = (w[ok] + shift[ok]) / np.sqrt(1.0 - lev[ok])
     psi_c = -n * scale[:, None] * resid
     k_o = len(outcomes)

@@ -35,7 +35,7 @@ class PanelWeights:
 
 @dataclass(frozen=True)
 class PanelDesign:
-    """Constraint columns of every unit and the weighting rule.
+    r"""Constraint columns of every unit and the weighting rule.
 
     Attributes
     ----------
@@ -46,6 +46,19 @@ class PanelDesign:
         calibration, fitted by least squares by the QP.
     method : {"calibration", "qp"}
     ridge, cal_epsilon, cal_maxit : float, float, int
+    sampling : ndarray, shape (n,), optional
+        Positive sampling weights :math:`d_i` of every unit (the ``weight`` role); ``None``:
+        every unit weighs 1.
+
+    Notes
+    -----
+    With sampling weights the weights are those of the data set in which unit :math:`i`
+    appears :math:`d_i` times (exactly so for integer :math:`d`): the targets are the
+    weighted totals :math:`\sum_{i\in T} d_i m_i`; calibration starts from the design weights
+    :math:`d_j\sum_T d_i/\sum_C d_j` (the copies' common base weight, summed over a unit's
+    copies); the QP's ridge is :math:`\rho\sum_j w_j^2/d_j` (a unit's copies share its weight
+    equally at the optimum), solved as the unweighted QP in :math:`u_j = w_j/\sqrt{d_j}` on
+    the rows scaled by :math:`\sqrt{d_j}`.
     """
 
     hard: np.ndarray
@@ -54,6 +67,7 @@ class PanelDesign:
     ridge: float
     cal_epsilon: float
     cal_maxit: int
+    sampling: np.ndarray | None = None
 
     def weights(self, area: np.ndarray, donors: np.ndarray) -> PanelWeights:
         """Weights on ``donors`` (boolean mask) matching the totals of ``area`` (boolean mask).
@@ -65,16 +79,21 @@ class PanelDesign:
         EstimationError
             The solver failed for another reason.
         """
-        n_t = int(area.sum())
-        G, h = self.hard[donors], self.hard[area].sum(axis=0)
-        L, ell = self.soft[donors], self.soft[area].sum(axis=0)
+        G, L = self.hard[donors], self.soft[donors]
+        if self.sampling is None:
+            h, ell = self.hard[area].sum(axis=0), self.soft[area].sum(axis=0)
+            base: float | np.ndarray = int(area.sum()) / G.shape[0]
+        else:
+            d_area, d_donors = self.sampling[area], self.sampling[donors]
+            h, ell = d_area @ self.hard[area], d_area @ self.soft[area]
+            base = d_donors * (d_area.sum() / d_donors.sum())
         if self.method == "calibration":
             M = np.hstack([G, L])
             keep = independent_columns(M) if M.shape[1] <= M.shape[0] else np.arange(M.shape[1])
             res = calibrate_linear(
                 M[:, keep],
                 np.concatenate([h, ell])[keep],
-                n_t / M.shape[0],
+                base,
                 self.cal_epsilon,
                 self.cal_maxit,
             )
@@ -83,22 +102,26 @@ class PanelDesign:
             )
             if res.converged and np.all(np.isfinite(res.w)) and full.max() < self.cal_epsilon:
                 return PanelWeights(res.w, "calibration", res.iterations, True, float(full.max()))
-            qp = self._qp(G, h, L, ell)  # R falls back to a QP when calibration fails
+            qp = self._qp(G, h, L, ell, donors)  # R falls back to a QP when calibration fails
             return PanelWeights(
                 qp.w, "qp_fallback", res.iterations + qp.iterations, qp.converged, qp.max_rel_misfit
             )
-        return self._qp(G, h, L, ell)
+        return self._qp(G, h, L, ell, donors)
 
-    def _qp(self, G: np.ndarray, h: np.ndarray, L: np.ndarray, ell: np.ndarray) -> PanelWeights:
+    def _qp(
+        self, G: np.ndarray, h: np.ndarray, L: np.ndarray, ell: np.ndarray, donors: np.ndarray
+    ) -> PanelWeights:
+        root = None if self.sampling is None else np.sqrt(self.sampling[donors])[:, None]
         sol = solve_panel_qp(
-            G,
+            G if root is None else root * G,
             h,
-            L if L.shape[1] else None,
+            (L if root is None else root * L) if L.shape[1] else None,
             ell if L.shape[1] else None,
             ridge=self.ridge,
             tol=_QP_TOL,
         )
-        hard_misfit = float(np.max(np.abs(G.T @ sol.w - h) / (1 + np.abs(h))))
+        w = sol.w if root is None else root[:, 0] * sol.w
+        hard_misfit = float(np.max(np.abs(G.T @ w - h) / (1 + np.abs(h))))
         if not sol.converged:
             if not hard_block_feasible(G, h):
                 raise InfeasibleBalance(
@@ -108,4 +131,4 @@ class PanelDesign:
             raise EstimationError(
                 f"microsynth: panel QP did not converge (relative residual {sol.max_rel_residual:.1e})"
             )
-        return PanelWeights(sol.w, "qp", sol.iterations, True, hard_misfit)
+        return PanelWeights(w, "qp", sol.iterations, True, hard_misfit)

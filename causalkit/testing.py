@@ -21,8 +21,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
+import subprocess
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,7 @@ __all__ = [
     "check_registry",
     "plugin_checks",
     "parametrize_with_checks",
+    "run_cli",
 ]
 
 _N_UNITS = 200
@@ -707,3 +711,48 @@ def parametrize_with_checks(registry: Registry) -> Any:
 
     checks = list(plugin_checks(registry))
     return pytest.mark.parametrize("check", [c for _, c in checks], ids=[i for i, _ in checks])
+
+
+def run_cli(
+    cwd: str | os.PathLike[str],
+    *args: str,
+    module: str = "causalkit",
+    timeout: float = 600.0,
+    unset: Iterable[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m module *args`` in ``cwd`` and return what it printed and its exit code.
+
+    For testing a plugin's command line as a user runs it, in a fresh interpreter; third-party
+    packages use it for their own plugins too. A non-zero exit does not raise: the test asserts
+    on ``returncode``, ``stdout`` and ``stderr``.
+
+    Parameters
+    ----------
+    cwd : str or os.PathLike
+        Working directory of the command (where its outputs, e.g. ``runs/``, are written).
+    *args : str
+        Command-line arguments, e.g. Hydra overrides such as ``"estimator=ols"``.
+    module : str, default "causalkit"
+        Module run with ``python -m``, e.g. ``"causalkit.report"``.
+    timeout : float, default 600.0
+        Seconds before the command is killed and :class:`subprocess.TimeoutExpired` is raised.
+    unset : iterable of str, default ()
+        Environment variables removed for the command (e.g. ``"MLFLOW_TRACKING_URI"``); the
+        rest of the environment is inherited.
+
+    Returns
+    -------
+    subprocess.CompletedProcess of str
+        The finished command, with ``returncode`` and text ``stdout`` and ``stderr``.
+    """
+    drop = set(unset)
+    env = {k: v for k, v in os.environ.items() if k not in drop} if drop else None
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

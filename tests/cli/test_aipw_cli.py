@@ -8,7 +8,6 @@ the bootstrap included, runs; the old ``estimator.fold_column`` parameter fails 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 
 import causalkit
+from causalkit.testing import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,8 +51,7 @@ def test_api_fit_with_segments():
 
 
 def _cli(*overrides: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "causalkit", *overrides, "tracking=none"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    return run_cli(ROOT, *overrides, "tracking=none", timeout=300)
 
 
 @pytest.mark.cli
@@ -83,10 +82,7 @@ def test_cli_fold_role_with_bootstrap_runs_and_fold_column_fails_at_validation(t
 
 @pytest.mark.cli
 def test_cli_position_bias_aipw_runs():
-    cmd = [
-        sys.executable,
-        "-m",
-        "causalkit",
+    proc = _cli(
         "dgp=position_bias",
         "estimator=aipw",
         "dgp.n_rows=5000",
@@ -94,8 +90,6 @@ def test_cli_position_bias_aipw_runs():
         "dgp.n_items=800",
         "dgp.n_subcategories=40",
         "estimator.folds=2",
-        "tracking=none",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    )  # "tracking=none" last, as _cli adds it
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert "aipw" in proc.stdout and "truth (ATE)" in proc.stdout

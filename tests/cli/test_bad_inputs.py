@@ -7,16 +7,14 @@ diagnostics instead of raising (infeasible balance) is checked there: never a si
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import causalkit as ck
+from causalkit.testing import run_cli as _cli
 
 pytestmark = pytest.mark.cli
 
@@ -284,16 +282,6 @@ def test_ipw_separation_is_reported():
         assert "\n" not in str(exc)
         return
     assert res.warnings, "perfect separation must be reported"
-
-
-def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "causalkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 ROLES = [

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import causalkit as ck
+from causalkit.testing import run_cli
 
 pytestmark = pytest.mark.cli
 
@@ -19,14 +19,8 @@ ROLES = (
 )
 
 
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "causalkit", "tracking=none", "dgp=none", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(cwd, "tracking=none", "dgp=none", *args, timeout=300)
 
 
 def _se(stdout: str) -> float:

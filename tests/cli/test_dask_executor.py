@@ -27,6 +27,7 @@ from causalkit.identity import cell_identity
 from causalkit.montecarlo import run_cell
 from causalkit.registry import default_registry
 from causalkit.session import Session
+from causalkit.testing import run_cli as _cli
 
 from .test_worker_exit import (
     _alive,
@@ -119,16 +120,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cli(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "causalkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _sweep_metrics(cwd: Path) -> dict[str, dict[str, float]]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import causalkit as ck
+from causalkit.testing import run_cli
 
 from .test_cluster_cli import _run
 
@@ -59,10 +57,9 @@ def test_bad_formula_is_one_line_exit_2(workdir, world, formula, message):
 
 def test_expanded_names_are_logged_to_mlflow(workdir, world):
     """MLflow refuses '(', '[', '*' in metric names: they are logged with '_' instead."""
-    run = subprocess.run(
-        [sys.executable, "-m", "causalkit", "dgp=none", *ROLES, "estimator=ols",
-         "estimator.model=pooled", f'data.roles.covariates="{FORMULA}"'],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+    run = run_cli(
+        workdir, "dgp=none", *ROLES, "estimator=ols", "estimator.model=pooled",
+        f'data.roles.covariates="{FORMULA}"', timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "coef.I(x1 ** 2)" in run.stdout  # the summary keeps formulaic's name

@@ -7,8 +7,6 @@ The Darfur data (``tests/data/darfur.csv.gz``) without the village fixed effects
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import causalkit as ck
+from causalkit.testing import run_cli as _run
 
 pytestmark = pytest.mark.cli
 
@@ -30,16 +29,6 @@ ARGS = (
     f"data.roles.covariates=[{','.join(COVARIATES)}]",
     "estimator=ols",
 )
-
-
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "causalkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_pooled_sensitivity_from_the_cli_is_logged(workdir):

@@ -12,8 +12,6 @@ same nuisances: the ratio is the users' dependence alone).
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from causalkit.config import validate
 from causalkit.inputs import checked_fit
 from causalkit.montecarlo import replication_stream
 from causalkit.registry import default_registry
+from causalkit.testing import run_cli
 from causalkit_plugins.inference.basic import influence_se
 from causalkit_plugins.inference.common import influence_rows
 
@@ -42,14 +41,7 @@ _ROW = re.compile(r"^(ATE|segment\[.*?\])\s+[+-]\d+\.\d+\s+(\d+\.\d+)\s")
 
 
 def test_preset_reports_user_clustered_segment_cis():
-    proc = subprocess.run(
-        [sys.executable, "-m", "causalkit", *ARGS],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = run_cli(ROOT, *ARGS, timeout=600)
     assert proc.returncode == 0, proc.stderr[-1500:]
     printed = {m[1]: float(m[2]) for m in map(_ROW.match, proc.stdout.splitlines()) if m}
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("n_clusters")]

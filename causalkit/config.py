@@ -229,7 +229,8 @@ class RunConfig:
 
         Equal to :attr:`cell_hash` unless a plugin's ``seed_neutral`` parameter is set, so
         every earlier study keeps its seeds; with one set (e.g. ``estimator.sensitivity``),
-        the cell draws exactly what it draws without it.
+        the cell draws exactly what it draws without it. A data file counts by its name
+        alone (``FileParams.seed_dump``): the same file in another folder draws the same.
         """
         d = self.cell_dict()
         for key in ("data", "dgp", "estimator", "inference"):
@@ -247,7 +248,7 @@ class RunConfig:
             return self.seed_hash
         return _hash(
             {
-                "data": self.data.as_dict(),
+                "data": self.data.seed_dict(),
                 "dgp": self.dgp.as_dict(),
                 "seed": self.mc.seed,
                 "crn": True,

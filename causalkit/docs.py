@@ -223,7 +223,7 @@ BLOCKS: tuple[Block, ...] = (
         " estimator.sensitivity.cf_y=0.04 estimator.sensitivity.cf_d=0.03"
         " 'estimator.sensitivity.benchmark_covariates=[inc,age+educ]'",
         "sentence",
-        "On the 401(k) data (`{command}`, from the checkout) the ATE is {estimate} (SE {se})."
+        "On the 401(k) data (`{command}`, from any folder of a checkout) the ATE is {estimate} (SE {se})."
         " With cf_y = 0.04, cf_d = 0.03 the effect lies in [{theta_lower}, {theta_upper}] and"
         " the bounds' 95% one-sided CI bounds are [{ci_lower}, {ci_upper}]; RV = {rv} and"
         " RVa = {rva}. Leaving out income gives cf_y = {bench_cf_y}, cf_d = {bench_cf_d},"

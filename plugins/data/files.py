@@ -9,7 +9,7 @@ estimators that stream the file themselves (``estimator=microsynth`` with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,18 @@ class FileParams(Params):
     columns: tuple[str, ...] = Field(
         (), description="further columns to read besides the role columns"
     )
+
+    def seed_dump(self) -> dict[str, Any]:
+        """The parameters that seed a cell: ``path`` by its file (or folder) name alone.
+
+        A copy of the data in another folder, or a fresh checkout elsewhere, draws the same
+        folds, resamples and permutations (:attr:`causalkit.config.RunConfig.seed_hash`);
+        what the file holds is in the cell's identity (:mod:`causalkit.identity`).
+        """
+        out = super().seed_dump()
+        if self.path is not None:
+            out["path"] = Path(self.path).name
+        return out
 
 
 def _wanted(params: FileParams) -> list[str]:

@@ -127,3 +127,28 @@ def test_code_change_never_mixes_old_rows(tmp_path, monkeypatch):
     finally:
         sys.modules.pop("ck_local_fix", None)
         identity._package_source.cache_clear()
+
+
+def test_a_copy_of_the_data_in_another_folder_draws_the_same_folds(tmp_path):
+    """A data file seeds by its name alone (``FileParams.seed_dump``); its path stays in the identity."""
+    sim = ck.simulate("selection_on_observables", seed=2, n=300)
+    runs = []
+    for folder in ("a", "b/c"):
+        (tmp_path / folder).mkdir(parents=True)
+        sim.dataset.frame.to_csv(tmp_path / folder / "obs.csv", index=False)
+        runs.append(
+            [
+                "tracking=none",
+                "data=csv",
+                "dgp=none",
+                f"data.path={tmp_path / folder / 'obs.csv'}",
+                "data.roles.outcome=y",
+                "data.roles.treatment=treat",
+                "data.roles.covariates=[x1,x2]",
+                "estimator=aipw",
+            ]
+        )
+    a, b = (validate(compose(r)) for r in runs)
+    assert a.cell_hash != b.cell_hash and a.seed_hash == b.seed_hash
+    fit_a, fit_b = ck.run(runs[0]).single, ck.run(runs[1]).single
+    assert fit_a.estimate == fit_b.estimate and fit_a.se == fit_b.se  # the same folds

@@ -95,7 +95,7 @@ def fit(
     outcome = inf.infer(result, np.random.Generator(np.random.PCG64(ss_inf)))
     from causalkit.results import emit_warnings
 
-    res = build_result(estimator, result, outcome)
+    res = build_result(estimator, result, outcome, roles=roles)
     emit_warnings(res)  # once, as fit returns: a notebook shows them
     return res
 
@@ -135,7 +135,7 @@ def run(
         raise ConfigError(
             "registry", "the session's registry (pass one or the other)", "another registry"
         )
-    cfg = validate(compose(overrides), session.registry)
+    cfg = validate(compose(overrides, source="overrides"), session.registry)
     axes = dict(o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
     from causalkit.results import emit_warnings
 

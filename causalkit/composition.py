@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from causalkit.errors import CausalkitError, ConfigError
+from causalkit.hints import QUOTE_HINT, key_hint, owners_hint
 from causalkit.redact import MASK, Path_, Redactions, Resolved, uri_credentials
 
 __all__ = [
@@ -190,13 +191,16 @@ def _compose_cached(
         return app_config(compose_node(overrides, hydra_node=False))
 
 
-def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
+def compose(overrides: Sequence[str] = (), source: str = "command line") -> dict[str, Any]:
     """Compose ``conf/`` with Hydra overrides into a plain dict (no ``hydra`` node; ``hydra.*`` overrides ignored).
 
     Parameters
     ----------
     overrides : sequence of str
         Hydra overrides as typed on the command line (``estimator=itt``, ``mc.reps=50``).
+    source : str
+        Where the overrides came from, as a grammar error names it (``overrides`` for
+        :func:`causalkit.run`).
 
     Returns
     -------
@@ -220,7 +224,7 @@ def compose(overrides: Sequence[str] = ()) -> dict[str, Any]:
     except CausalkitError:
         raise
     except Exception as exc:
-        raise translate(exc, overrides) from None
+        raise translate(exc, overrides, source) from None
 
 
 def is_hydra_override(item: str) -> bool:
@@ -352,8 +356,15 @@ def without_run_folders(cfg: Any) -> None:
             logging.root.handlers = [h for h in root if h not in files]
 
 
-def translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
-    """Turn Hydra's multi-line composition errors into one line."""
+def translate(
+    exc: Exception, overrides: Sequence[str], source: str = "command line"
+) -> ConfigError:
+    """Turn Hydra's multi-line composition errors into one line.
+
+    ``source`` names where the overrides came from in a grammar error (``command line``, or
+    ``overrides`` for :func:`causalkit.run`). An unknown key gets the hint of
+    :data:`causalkit.hints.KEY_HINTS`, or the other plugins of its group that take it.
+    """
     msg = str(exc)
     m = re.search(r"Ambiguous value for argument '([^=']+)=([^']*)'", msg)
     if m:  # a comma list without brackets is a sweep, which a single run cannot take
@@ -373,24 +384,60 @@ def translate(exc: Exception, overrides: Sequence[str]) -> ConfigError:
     )
     if m:
         key = m.group(1)
+        tree = _composed([o for o in overrides if not o.lstrip("+~").startswith(key)])
+        if tree:  # report the first level that is missing (estimator.sensitivity of .cf_y)
+            parts = key.split(".")
+            key = next(
+                (
+                    ".".join(parts[:i])
+                    for i in range(1, len(parts))
+                    if _node(tree, ".".join(parts[:i])) is _MISSING
+                ),
+                key,
+            )
         parent, _, leaf = key.rpartition(".")
-        allowed = _allowed_keys(
-            parent, [o for o in overrides if not o.lstrip("+~").startswith(key)]
-        )
+        node = _node(tree, parent)
+        allowed = sorted(str(k) for k in node) if isinstance(node, dict) else []
         shown = ", ".join(allowed) if allowed else "(see the group's YAML)"
-        return ConfigError(key, f"one of the keys {shown}", leaf)
+        hint = _owners(tree, key) or key_hint(key)  # a plugin's own key is the truest hint
+        return ConfigError(key, f"one of the keys {shown}" + (f"; {hint}" if hint else ""), leaf)
     m = re.search(r"Key '([^']+)' (?:is not in struct|not in)", msg)
     if m:
         return ConfigError(m.group(1), "an existing key", "unknown key")
     first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
-    return ConfigError("command line", "valid Hydra overrides (key=value)", first)
+    expected = "valid Hydra overrides (key=value)"
+    if "mismatched input" in first or "extraneous input" in first or "no viable" in first:
+        expected += f" ({QUOTE_HINT})"
+    return ConfigError(source, expected, first)
 
 
-def _allowed_keys(parent: str, overrides: Sequence[str]) -> list[str]:
+def _composed(overrides: Sequence[str]) -> dict[str, Any]:
+    """Compose ``overrides`` for an error's hint; empty when that fails too."""
     try:
-        raw: Any = compose(overrides)
-        for part in parent.split(".") if parent else []:
-            raw = raw[part]
-        return sorted(str(k) for k in raw) if isinstance(raw, dict) else []
+        return compose(overrides)
     except Exception:
-        return []
+        return {}
+
+
+_MISSING = object()
+
+
+def _node(tree: Any, dotted: str) -> Any:
+    """Return the node at ``dotted`` in a composed tree; ``_MISSING`` when a level is missing."""
+    for part in dotted.split(".") if dotted else []:
+        if not isinstance(tree, dict) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+def _owners(tree: dict[str, Any], key: str) -> str | None:
+    """For ``<group>.<param>`` the chosen plugin lacks: which other plugins of the group take it."""
+    from causalkit.registry import KINDS, default_registry
+
+    group, *rest = key.split(".")
+    name = _node(tree, f"{group}.name")
+    kind = next((k for k in KINDS if k == group), None)
+    if kind is None or len(rest) != 1 or not isinstance(name, str):
+        return None  # only a missing parameter of the plugin itself, not a sub-key of one it has
+    return owners_hint(default_registry(), kind, name, rest[0])

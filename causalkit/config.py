@@ -23,6 +23,7 @@ from pydantic import (
 from causalkit.clusters import require_handled
 from causalkit.contracts import Estimand, Params, Roles
 from causalkit.errors import ConfigError, PluginError
+from causalkit.hints import key_hint, pairing_hint
 from causalkit.planning import FIRST_BATCH, MEASURES
 from causalkit.redact import Redactions, Resolved, uri_credentials
 from causalkit.registry import Kind, Registry, default_registry
@@ -282,11 +283,9 @@ def format_validation_error(
             info = getattr(node, "model_fields", {}).get(part)
             node = getattr(info, "annotation", None) if info else None
         allowed = sorted(getattr(node, "model_fields", {})) if node is not None else []
-        return (
-            ConfigError(field, f"one of the keys {', '.join(allowed) or '(none)'}", err["loc"][-1])
-            if allowed
-            else ConfigError(field, "no such key", err["loc"][-1])
-        )
+        hint = key_hint(field)
+        expected = f"one of the keys {', '.join(allowed)}" if allowed else "no such key"
+        return ConfigError(field, f"{expected}; {hint}" if hint else expected, err["loc"][-1])
     if err["type"] == "missing":
         return ConfigError(field, "a value (required)", "nothing")
     return ConfigError(field, _expected(err), err.get("input"))
@@ -306,7 +305,8 @@ def check_pairing(registry: Registry, estimator: str, params: BaseModel, inferen
     if inference not in valid:
         raise ConfigError(
             "inference",
-            f"one of {', '.join(valid) or '(none)'} for estimator {estimator} with these parameters",
+            f"one of {', '.join(valid) or '(none)'} for estimator {estimator} with these parameters"
+            + pairing_hint(registry, estimator, params, inference),
             inference,
         )
 

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
@@ -22,6 +23,7 @@ __all__ = [
     "Estimand",
     "EstimandName",
     "Roles",
+    "FormulaTerm",
     "Dataset",
     "LazySource",
     "PanelArrays",
@@ -43,6 +45,28 @@ __all__ = [
 ]
 
 DiagnosticValue = float | int | bool | str
+
+
+@dataclass(frozen=True)
+class FormulaTerm:
+    """One term of an expanded covariate formula (:func:`causalkit.formulas.expand_formulas`).
+
+    Attributes
+    ----------
+    label : str
+        The term as formulaic writes it, e.g. ``"C(education)"``, ``"I(age ** 2)"``.
+    factors : tuple of str
+        Its factors, sorted (``a:b`` and ``b:a`` are one term).
+    columns : tuple of str
+        The design-matrix columns it produced, e.g. ``("C(education)[T.2]", ...)``.
+    variables : tuple of str
+        The table columns it reads, e.g. ``("education",)``.
+    """
+
+    label: str
+    factors: tuple[str, ...]
+    columns: tuple[str, ...]
+    variables: tuple[str, ...]
 
 
 class Estimand(str, Enum):
@@ -135,6 +159,23 @@ class Roles(Params):
         "propensity_covariates",
     )
     """The roles that take a formula string as well as a list of columns."""
+    _terms: tuple[FormulaTerm, ...] = PrivateAttr(default=())
+
+    @property
+    def terms(self) -> tuple[FormulaTerm, ...]:
+        """The terms of the formulas these roles' covariate lists were expanded from.
+
+        Set by :func:`causalkit.formulas.expand_formulas` (empty without formulas); not a
+        configuration field (never dumped or hashed), kept by ``model_copy``. Sensitivity
+        benchmarks may name a term or a variable (:func:`causalkit.formulas.benchmark_groups`).
+        """
+        return self._terms
+
+    def with_terms(self, terms: tuple[FormulaTerm, ...]) -> Roles:
+        """Return a copy carrying ``terms`` (:attr:`terms`)."""
+        out = self.model_copy()
+        out._terms = terms
+        return out
 
     @field_validator(*formula_roles)
     @classmethod

@@ -9,6 +9,10 @@ Rogers 1973, as in R and patsy). :func:`expand_formulas`, called by
 appends them to the table under formulaic's names (``I(age ** 2)``, ``C(education)[T.2]``,
 ``smokeintensity:sex``) and puts the list of those names in the role, so estimators only
 ever see plain column lists, and balance tables and coefficient keys carry the expanded names.
+The terms go along on the roles (:attr:`causalkit.contracts.Roles.terms`: each term's
+columns and the variables it reads), so a sensitivity benchmark may name a term
+(``C(education)``) or a variable (``education``) for all its columns
+(:func:`benchmark_groups`).
 
 Encoding. Text columns, pandas ``Categorical`` columns and ``C(x)`` terms are
 coded as treatment contrasts: one 0/1 dummy per level but the *reference level*, which is
@@ -37,17 +41,25 @@ analysis of variance. *Applied Statistics* 22(3), 392-399.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from causalkit.contracts import Dataset, DiagnosticValue, Roles
+from causalkit.contracts import Dataset, DiagnosticValue, FormulaTerm, Roles
 from causalkit.errors import DataError
 
-__all__ = ["expand_formulas", "formula_variables", "has_formulas", "parse_formula"]
+__all__ = [
+    "benchmark_groups",
+    "expand_formulas",
+    "formula_variables",
+    "has_formulas",
+    "parse_formula",
+]
 
 _BAD_NAME = re.compile(r"[^\w.\- /:]")
 """Characters MLflow refuses in a metric or tag name (diagnostics are logged as either)."""
@@ -130,10 +142,15 @@ def _reference(state: Any) -> Any:
     return levels[0] if levels else None
 
 
+def _factors(term: Any) -> tuple[str, ...]:
+    """Return a formulaic term's factors, sorted: the key that makes ``a:b`` and ``b:a`` one term."""
+    return tuple(sorted(str(f) for f in term.factors))
+
+
 def _design(
     frame: pd.DataFrame, role: str, text: str
-) -> tuple[dict[str, np.ndarray], dict[str, DiagnosticValue]]:
-    """Expand one role's formula: its columns by name, and its factors' reference levels."""
+) -> tuple[dict[str, np.ndarray], dict[str, DiagnosticValue], list[FormulaTerm]]:
+    """Expand one role's formula: its columns by name, its factors' reference levels, its terms."""
     from formulaic import model_matrix
     from formulaic.parser.types.factor import Factor
 
@@ -165,6 +182,16 @@ def _design(
     columns = {
         str(name): values[:, j] for j, name in enumerate(matrix.columns) if str(name) != "Intercept"
     }
+    terms = [
+        FormulaTerm(
+            str(term),
+            _factors(term),
+            tuple(map(str, matrix.columns[where])),
+            tuple(v for v in map(str, spec.term_variables[term]) if v in frame.columns),
+        )
+        for term, where in spec.term_slices.items()
+        if str(term) != "1"
+    ]
     references: dict[str, DiagnosticValue] = {}
     for factor, (kind, state) in spec.encoder_state.items():
         if kind is not Factor.Kind.CATEGORICAL:
@@ -174,7 +201,7 @@ def _design(
         ]
         label = variables[0] if len(variables) == 1 else _BAD_NAME.sub("_", str(factor))
         references[label] = str(_reference(state))
-    return columns, references
+    return columns, references, terms
 
 
 def expand_formulas(data: Dataset) -> tuple[Dataset, dict[str, DiagnosticValue]]:
@@ -190,7 +217,8 @@ def expand_formulas(data: Dataset) -> tuple[Dataset, dict[str, DiagnosticValue]]
     Dataset
         ``data`` itself when no role holds a formula; otherwise the table with the expanded
         columns appended (a column a formula names as it is, e.g. ``age``, is kept, not
-        copied) and the roles holding the lists of expanded column names.
+        copied) and the roles holding the lists of expanded column names, and the formulas'
+        terms (:attr:`~causalkit.contracts.Roles.terms`, each once).
     dict
         The reference level of every categorical factor, ``reference.<column>`` (a string),
         for the fit's diagnostics; empty without formulas.
@@ -219,8 +247,13 @@ def expand_formulas(data: Dataset) -> tuple[Dataset, dict[str, DiagnosticValue]]
     added: dict[str, np.ndarray] = {}
     update: dict[str, tuple[str, ...]] = {}
     notes: dict[str, DiagnosticValue] = {}
+    terms: dict[tuple[str, ...], FormulaTerm] = {}
     for role, text in texts.items():
-        columns, references = _design(frame, role, text)
+        columns, references, role_terms = _design(frame, role, text)
+        for term in role_terms:  # a term in two roles: the columns of both
+            seen = terms.get(term.factors, term)
+            both = tuple(dict.fromkeys((*seen.columns, *term.columns)))
+            terms[term.factors] = dataclasses.replace(seen, columns=both)
         plain = set(formula_variables(text))
         for name, column in columns.items():
             if name in present and name not in plain:
@@ -239,4 +272,108 @@ def expand_formulas(data: Dataset) -> tuple[Dataset, dict[str, DiagnosticValue]]
             notes[key] = level
     if added:
         frame = pd.concat([frame, pd.DataFrame(added, index=frame.index)], axis=1)
-    return Dataset(frame, roles.model_copy(update=update)), notes
+    expanded = roles.model_copy(update=update).with_terms(tuple(terms.values()))
+    return Dataset(frame, expanded), notes
+
+
+def _term_of(name: str) -> tuple[str, ...] | None:
+    """Return the factors of ``name`` read as a one-term formula (``"I(age**2)"``), else None."""
+    try:
+        parsed = [t for t in parse_formula(name) if str(t) != "1"]
+    except ValueError:
+        return None
+    return _factors(parsed[0]) if len(parsed) == 1 else None
+
+
+def _resolve(name: str, known: Collection[str], terms: Sequence[FormulaTerm]) -> tuple[str, ...]:
+    """Return the columns of ``known`` one benchmark name stands for (see :func:`benchmark_groups`)."""
+    if name in known:
+        return (name,)
+    key = _term_of(name) if terms else None
+    hits = [t for t in terms if t.factors == key]
+    if not hits and "(" not in name:  # a variable of the data that is not a column
+        hits = [t for t in terms if name in t.variables]
+    return tuple(dict.fromkeys(c for t in hits for c in t.columns if c in known))
+
+
+def benchmark_groups(
+    entries: Sequence[str],
+    known: Sequence[str],
+    terms: Sequence[FormulaTerm] = (),
+    field: str = "estimator.sensitivity.benchmark_covariates",
+) -> dict[str, tuple[str, ...]]:
+    """Resolve sensitivity benchmarks into the covariate columns each leaves out, as one group.
+
+    Shared by the sensitivity analyses of ``aipw``, ``ipw`` and ``ols``. A name resolves, in
+    this order, to
+
+    1. itself, when it is a column of ``known`` (an expanded name such as
+       ``"C(education)[T.2]"`` or ``"I(age ** 2)"``);
+    2. every column a formula term produced, when it is that term as written or as formulaic
+       normalises it (``"I(age**2)"`` is ``I(age ** 2)``, ``"sex:C(education)"`` is
+       ``C(education):sex``), e.g. ``"C(village)"``: all its dummies;
+    3. every column of every term that reads it, when it is a variable of the data that is
+       not itself a column (``"education"``: ``C(education)`` and ``C(education):sex``).
+
+    An entry ``"a+b"`` that is not one name leaves out the union of ``a``'s and ``b``'s.
+
+    Parameters
+    ----------
+    entries : sequence of str
+        The ``benchmark_covariates``.
+    known : sequence of str
+        The covariate columns of the fit's models.
+    terms : sequence of FormulaTerm
+        The terms the columns came from (:attr:`~causalkit.contracts.Roles.terms`).
+    field : str
+        The parameter named in errors.
+
+    Returns
+    -------
+    dict
+        Entry -> the columns of ``known`` it leaves out (in ``known``'s order).
+
+    Raises
+    ------
+    DataError
+        One line naming ``field``, listing the accepted terms and columns (the first 12),
+        when an entry or part resolves to nothing.
+    """
+    order = {c: j for j, c in enumerate(known)}
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in entries:
+        parts = [entry.strip()]
+        if not _resolve(parts[0], order, terms) and "+" in entry:
+            parts = [p.strip() for p in entry.split("+")]
+            if not all(_resolve(p, order, terms) for p in parts):  # "I(a + b) + c"
+                parsed = _whole(entry)
+                parts = (
+                    parsed if parsed and all(_resolve(p, order, terms) for p in parsed) else parts
+                )
+        columns: dict[str, None] = {}
+        for part in parts:
+            hit = _resolve(part, order, terms)
+            if not hit:
+                accepted = list(
+                    dict.fromkeys(
+                        [
+                            *(t.label for t in terms if t.columns != (t.label,)),
+                            *known,
+                        ]
+                    )
+                )
+                shown = ", ".join(accepted[:12])
+                more = f", ... ({len(accepted)} in all)" if len(accepted) > 12 else ""
+                what = "covariates or formula terms" if terms else "covariates"
+                raise DataError(field, f"{what} among {shown}{more}", repr(part))
+            columns.update(dict.fromkeys(hit))
+        out[entry] = tuple(sorted(columns, key=order.__getitem__))
+    return out
+
+
+def _whole(entry: str) -> list[str]:
+    """Return the terms of ``entry`` read as a formula (empty when it is not one)."""
+    try:
+        return [str(t) for t in parse_formula(entry) if str(t) != "1"]
+    except ValueError:
+        return []

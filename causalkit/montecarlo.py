@@ -88,7 +88,7 @@ def run_replication(cfg: RunConfig, r: int, base: Dataset | None, session: Sessi
     fit = checked_fit(estimator, sim.dataset, replication_stream(seed, cell, r, 1))
     outcome = cfg.inference.build(registry).infer(fit, replication_stream(seed, cell, r, 2))
     truth = sim.truth.for_estimand(fit.estimand, cfg.target)
-    return build_result(cfg.estimator.name, fit, outcome, truth)
+    return build_result(cfg.estimator.name, fit, outcome, truth, sim.dataset.roles)
 
 
 def _simulate(cfg: RunConfig, r: int, base: Dataset | None, session: Session) -> Simulated:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, LazyTables
+from causalkit.contracts import DiagnosticValue, Fit, InferenceOutcome, LazyTables, Roles
 from causalkit.performance import MEASURES
 from causalkit.summary import (
     Section,
@@ -141,6 +141,9 @@ class EffectResult:
         The known truth the headline is judged by, when simulated.
     warnings : tuple of str
         Problems the user must read.
+    cluster, weight : str or None
+        The columns of the ``cluster`` and ``weight`` roles when the fit was clustered or
+        weighted by them (the summary says so under the standard error); ``None`` otherwise.
     """
 
     estimator: str
@@ -155,6 +158,8 @@ class EffectResult:
     truth: float | None
     truth_estimand: str | None
     warnings: tuple[str, ...]
+    cluster: str | None
+    weight: str | None
     _values: np.ndarray
 
     def __init__(
@@ -173,6 +178,8 @@ class EffectResult:
         truth: float | None = None,
         truth_estimand: str | None = None,
         warnings: tuple[str, ...] = (),
+        cluster: str | None = None,
+        weight: str | None = None,
     ) -> None:
         vals = np.array(values, dtype=np.float64)
         if vals.shape != (len(names), len(EFFECT_COLUMNS)):
@@ -196,6 +203,8 @@ class EffectResult:
             ("truth", truth),
             ("truth_estimand", truth_estimand),
             ("warnings", tuple(warnings)),
+            ("cluster", cluster),
+            ("weight", weight),
             ("_values", vals),
         ):
             object.__setattr__(self, name, value)
@@ -307,6 +316,7 @@ class EffectResult:
             ("estimand", estimand_text(self.estimand)),
             ("estimate", signed(self.estimate)),
             ("std. error", plain(self.se)),
+            *self._design_pairs(),
             (f"{pct}% CI{band}", f"[{signed(self.ci_lower)}, {signed(self.ci_upper)}]"),
             ("p-value (Holm)" if self.joint else "p-value", pvalue(self.p_value)),
             ("n", str(self.n)),
@@ -365,6 +375,16 @@ class EffectResult:
             sections.append(Section(lines=tuple(f"WARNING: {w}" for w in self.warnings)))
         return Summary(f"causalkit result: {self.estimator} / {self.inference}", tuple(sections))
 
+    def _design_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Return the summary lines under the standard error: clustered by, weighted by."""
+        pairs: list[tuple[str, str]] = []
+        if self.cluster is not None:
+            g = self.diagnostics.get("n_clusters")
+            pairs.append(("  clustered by", self.cluster + (f" ({g} clusters)" if g else "")))
+        if self.weight is not None:
+            pairs.append(("  weighted by", self.weight))
+        return tuple(pairs)
+
     def __eq__(self, other: object) -> bool:
         """Equal values in every field (NaN equals NaN; tables compared as frames)."""
         return _fields_equal(self, other)
@@ -391,8 +411,12 @@ def build_result(
     fit: Fit,
     outcome: InferenceOutcome,
     truth: tuple[str, float] | None = None,
+    roles: Roles | None = None,
 ) -> EffectResult:
     """Combine a fit, its inference and (optionally) the truth into an immutable result.
+
+    With the dataset's ``roles``, a fit clustered (weighted) by the data keeps the name of
+    the ``cluster`` (``weight``) column for its summary.
 
     Raises
     ------
@@ -430,6 +454,8 @@ def build_result(
         truth=None if truth is None else truth[1],
         truth_estimand=None if truth is None else truth[0],
         warnings=(*fit.warnings, *outcome.warnings),
+        cluster=roles.cluster if roles is not None and fit.clusters is not None else None,
+        weight=roles.weight if roles is not None and fit.weights is not None else None,
     )
 
 

@@ -594,6 +594,8 @@ def _write_effect(folder: Path, res: EffectResult, seconds: float) -> None:
         "truth_estimand": res.truth_estimand,
         "warnings": list(res.warnings),
         "tables": list(res.tables),
+        "cluster": res.cluster,
+        "weight": res.weight,
     }
     for i, table in enumerate(res.tables.values()):
         try:
@@ -635,6 +637,8 @@ def _read_effect(folder: Path) -> tuple[EffectResult, float]:
         truth=doc["truth"],
         truth_estimand=doc["truth_estimand"],
         warnings=tuple(doc["warnings"]),
+        cluster=doc.get("cluster"),  # absent from stores written before it was kept
+        weight=doc.get("weight"),
     )
     return res, float(doc["seconds"])
 

@@ -69,12 +69,17 @@ def check_columns(available: list[str], wanted: list[str], roles: Roles, path: s
                     ", ".join(absent),
                 )
     missing = [c for c in wanted if c not in available]
-    if missing:
-        raise DataError(
-            "data.roles",
-            f"columns in the header of {path} ({len(available)} there, not shown)",
-            ", ".join(missing),
-        )
+    if not missing:
+        return
+    shown = f"{path} ({len(available)} there, not shown)"
+    for role in type(roles).model_fields:
+        value = getattr(roles, role)
+        names = value if isinstance(value, tuple) else (value,)
+        absent = [c for c in names if isinstance(c, str) and c in missing]
+        if absent:
+            what = "columns" if isinstance(value, tuple) else "a column"
+            raise DataError(f"data.roles.{role}", f"{what} of {shown}", ", ".join(absent))
+    raise DataError("data.columns", f"columns of {shown}", ", ".join(missing))
 
 
 def _unreadable(path: Path, expected: str, exc: BaseException) -> DataError:

@@ -11,6 +11,7 @@ from causalkit.contracts import Capability, Dataset, Estimand, Fit, Params, Resa
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import EstimationError
+from causalkit.evalue import e_value
 from causalkit.panel import unit_table
 from causalkit_plugins.dgps.contaminated_holdout import RANDOMISED_600
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
@@ -116,6 +117,12 @@ class _Difference:
     convention of the unweighted contrast, to which it reduces with equal weights), or with
     clusters the CR1 clustered one; the bootstrap resamples rows (or clusters) with their
     weights.
+
+    Diagnostics include the E-value of the contrast with its conversion (``e_value.*``,
+    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`): for a 0/1 outcome
+    the risk ratio with baseline risk the (weighted) outcome mean of the group :math:`G = 0`
+    (the untreated arm for ``naive``, the assigned-control arm for ``itt``); otherwise the
+    VanderWeele-Ding approximation with the (weighted) pooled within-group SD.
     """
 
     name: ClassVar[str]
@@ -160,6 +167,10 @@ class _Difference:
                 "n_unselected": table.n_unselected,
                 **(cl.diagnostics or {}),
                 **weight_diagnostics(w),
+                # baseline risk of a 0/1 outcome: the (weighted) mean of the group G = 0
+                **e_value(
+                    est, y, g, float(np.average(y[~g], weights=None if w is None else w[~g])), w
+                ).diagnostics(),
             },
             warnings=(
                 (

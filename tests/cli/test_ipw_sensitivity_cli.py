@@ -47,8 +47,9 @@ def test_ipw_sensitivity_from_the_cli_equals_python(workdir):
     assert _value(out.stdout, "e_value.conversion") == "smd_0.91"
     assert "sensitivity benchmarks" in out.stdout
 
+    # cf_y alone runs (cf_d 0.03, DoubleML's default); a bad value is one line
     bad = _run(workdir, "data=csv", "data.path=obs.csv", *ROLES, "estimator=ipw",
-               "estimator.sensitivity.cf_y=0.04")  # fmt: skip
+               "estimator.sensitivity.cf_d=1.0")  # fmt: skip
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and "Traceback" not in bad.stderr
-    assert "estimator.sensitivity.cf_d: expected a value in [0, 1)" in lines[0]
+    assert "estimator.sensitivity.cf_d: expected less than 1, got 1.0" in lines[0]

@@ -66,7 +66,7 @@ def test_off_by_default_and_out_of_the_config_hash():
             {"cf_y": -0.1, "cf_d": 0.03},
             "estimator.sensitivity.cf_y: expected greater than or equal",
         ),
-        ({"cf_y": 0.03}, "estimator.sensitivity.cf_d: expected a value in [0, 1)"),
+        ({"cf_d": 1.0}, "estimator.sensitivity.cf_d: expected less than 1, got 1.0"),  # cf_y 0.03
         ({**SCENARIO, "rho": 1.5}, "estimator.sensitivity.rho: expected less than or equal to 1"),
         ({**SCENARIO, "level": 1.0}, "estimator.sensitivity.level: expected less than 1"),
     ],

@@ -16,7 +16,7 @@ import pytest
 import statsmodels.api as sm
 
 import causalkit as ck
-from causalkit_plugins.estimators.selection.sensitivity import (
+from causalkit.evalue import (
     EValue,
     e_value,
     e_value_ci,

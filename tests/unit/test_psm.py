@@ -8,6 +8,7 @@ import pytest
 
 from causalkit.contracts import Capability, Dataset, Estimand, Roles
 from causalkit.errors import ConfigError, DataError
+from causalkit.evalue import e_value_difference
 from causalkit.testing import check_estimator
 from causalkit_plugins.dgps.selection_on_observables import (
     SelectionOnObservables,
@@ -19,7 +20,6 @@ from causalkit_plugins.estimators.selection.psm_match import (
     match_greedy,
     match_with_replacement,
 )
-from causalkit_plugins.estimators.selection.sensitivity import e_value_difference
 from causalkit_plugins.inference.basic import Analytic
 
 

@@ -9,13 +9,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from causalkit.evalue import e_value_difference, e_value_interval, e_value_rr, e_value_rr_ci
 from causalkit_plugins.estimators.selection.sensitivity import (
     _max_moments,
     covariance_adjusted,
-    e_value_difference,
-    e_value_interval,
-    e_value_rr,
-    e_value_rr_ci,
     matched_sets,
     rosenbaum_bounds,
     rosenbaum_m_bounds,

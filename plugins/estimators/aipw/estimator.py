@@ -23,6 +23,7 @@ from causalkit.contracts import (
 )
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit.formulas import benchmark_groups
 from causalkit.panel import binary_column, require_roles
 from causalkit_plugins.dgps.position_bias import user_clustered_world
 from causalkit_plugins.dgps.selection_on_observables import CLUSTERED_600, INFORMATIVE_600
@@ -32,6 +33,7 @@ from causalkit_plugins.estimators.aipw.batch_refit import (
     Units,
     batch_refit,
 )
+from causalkit_plugins.estimators.aipw.e_value import aipw_e_value
 from causalkit_plugins.estimators.aipw.folds import (
     cluster_folds,
     folds_from_column,
@@ -565,6 +567,7 @@ class AIPW:
             **self._diagnostics(cf, len(seg.names)),
             **(cl.diagnostics or {}),
             **weight_diagnostics(cf.weights),
+            **aipw_e_value(cf.estimate, [cf]),
         }
         warnings = cf.warnings + self._invalid_se_warning(cf) + cl.warnings
         if self.params.sensitivity is not None:
@@ -655,6 +658,7 @@ class AIPW:
             **self._diagnostics(cf, len(seg.names)),
             **(cl.diagnostics or {}),
             **weight_diagnostics(cf.weights),
+            **aipw_e_value(float(agg.estimates[0]), cfs),
             "n_rep": len(cfs),
             "rep_estimate_min": float(est[:, 0].min()),
             "rep_estimate_max": float(est[:, 0].max()),
@@ -714,13 +718,10 @@ class AIPW:
             return ()
         roles = data.roles
         covs, pcovs = tuple(roles.covariates), roles.propensity_covariates
-        known = dict.fromkeys((*covs, *(pcovs or ())))
+        known = tuple(dict.fromkeys((*covs, *(pcovs or ()))))
         field = "estimator.sensitivity.benchmark_covariates"
         out = []
-        for name, group in zip(sens.benchmark_covariates, sens.groups(), strict=True):
-            for c in group:
-                if c not in known:
-                    raise DataError(field, f"covariates among {', '.join(known)}", repr(c))
+        for name, group in benchmark_groups(sens.benchmark_covariates, known, roles.terms).items():
             short = tuple(c for c in covs if c not in group)
             short_p = None if pcovs is None else tuple(c for c in pcovs if c not in group)
             if not short or short_p == ():

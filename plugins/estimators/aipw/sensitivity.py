@@ -39,7 +39,6 @@ import pandas as pd
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from causalkit.contracts import Clusters, DiagnosticValue, Estimand, Params
-from causalkit.errors import ConfigError
 
 __all__ = [
     "OptionalSensitivity",
@@ -50,6 +49,7 @@ __all__ = [
     "benchmark",
     "bounds",
     "bounds_table",
+    "clipped_bound",
     "clustered",
     "contour_grid",
     "elements",
@@ -64,23 +64,31 @@ __all__ = [
 
 # Upper end of the search for a robustness value: C_D is infinite at cf_d = 1.
 _RV_MAX = 1.0 - 1e-12
-# The required keys; both null (the YAML default) leaves the analysis off.
+# The scenario's keys: both null with the rest at the defaults (the YAML default) is off;
+# null when the analysis is on means DoubleML's default.
 _SCENARIO = ("cf_y", "cf_d")
+_DEFAULT_STRENGTH = 0.03
 
 
 class SensitivityParams(Params):
     """The confounding scenario (``estimator.sensitivity``) and the benchmarks to compute.
 
-    ``benchmark_covariates`` names observed covariates to benchmark one at a time; an entry
-    ``"a+b"`` leaves out the group ``a``, ``b`` together.
+    Giving the parameter at all (any key, or ``{}`` from Python) runs the analysis, with
+    DoubleML's defaults (``sensitivity_analysis``, 0.11) for what is not given: ``cf_y = cf_d =
+    0.03``, ``rho = 1``. ``benchmark_covariates`` names observed covariates to benchmark one
+    at a time: a column, a formula term (``"C(education)"``, ``"I(age**2)"``) or a variable
+    read by formula terms (``"education"``), each as one group; an entry ``"a+b"`` leaves out
+    ``a`` and ``b`` together (:func:`causalkit.formulas.benchmark_groups`).
     """
 
     cf_y: float = Field(
+        _DEFAULT_STRENGTH,
         ge=0,
         lt=1,
         description="share of the outcome's residual variance explained by the confounder",
     )
     cf_d: float = Field(
+        _DEFAULT_STRENGTH,
         ge=0,
         lt=1,
         description="share of the Riesz representer's variance gained from the confounder",
@@ -97,15 +105,10 @@ class SensitivityParams(Params):
     @model_validator(mode="before")
     @classmethod
     def _scenario(cls, value: Any) -> Any:
-        """``cf_y`` and ``cf_d`` come together (one null is a mistake, both null is off)."""
+        """A null ``cf_y`` or ``cf_d`` (the YAML's) takes DoubleML's default, 0.03."""
         if isinstance(value, Mapping):
-            for key in _SCENARIO:
-                if value.get(key) is None:
-                    raise ConfigError(
-                        f"estimator.sensitivity.{key}",
-                        "a value in [0, 1) (cf_y and cf_d together set the scenario)",
-                        None,
-                    )
+            nulls = {k: _DEFAULT_STRENGTH for k in _SCENARIO if k in value and value[k] is None}
+            return {**value, **nulls}
         return value
 
     @field_validator("benchmark_covariates", mode="before")
@@ -113,24 +116,30 @@ class SensitivityParams(Params):
     def _one_name(cls, value: Any) -> Any:
         return (value,) if isinstance(value, str) else value
 
-    def groups(self) -> tuple[tuple[str, ...], ...]:
-        """The benchmark groups: each entry split at ``+``."""
-        return tuple(tuple(c.strip() for c in b.split("+")) for b in self.benchmark_covariates)
-
     @classmethod
     def off(cls, value: Any) -> bool:
         """Tell whether a raw ``sensitivity`` value leaves the analysis off.
 
         ``None``, or the YAML default: a mapping with ``cf_y`` and ``cf_d`` null and every
         other key at its default (Hydra can set keys only under a mapping, never under null).
+        Anything else, ``{}`` included, is on. From the command line a key set to its YAML
+        value (``estimator.sensitivity.rho=1.0``) cannot be told from the default: give
+        ``cf_y`` (``estimator.sensitivity.cf_y=0.03``) to switch the analysis on.
         """
         if value is None:
             return True
-        if not isinstance(value, Mapping) or any(value.get(k) is not None for k in _SCENARIO):
+        if not isinstance(value, Mapping) or any(
+            k not in value or value[k] is not None for k in _SCENARIO
+        ):
             return False
         rest = {k: v for k, v in value.items() if k not in _SCENARIO}
         defaults = {k: f.default for k, f in cls.model_fields.items() if k not in _SCENARIO}
         return all(k in defaults and _same(v, defaults[k]) for k, v in rest.items())
+
+
+def clipped_bound(who: str, quantity: str, benchmark: str) -> str:
+    """Return the warning for a benchmark's strength clipped to 1 (``aipw``, ``ipw``, ``ols``)."""
+    return f"{who}: the bound on {quantity} for {benchmark} exceeds 1 and was set to 1"
 
 
 OptionalSensitivity = Annotated[
@@ -493,7 +502,8 @@ def benchmark(
     dict
         ``cf_y`` :math:`= (R^2_{Y,l}-R^2_{Y,s})/(1-R^2_{Y,l})` with
         :math:`R^2_Y = 1-\hat\sigma^2/\widehat{Var}(Y)`; ``cf_d`` :math:`= (1-R^2_\alpha)/R^2_\alpha`,
-        :math:`R^2_\alpha = \hat\nu^2_s/\hat\nu^2_l` (both clipped to [0, 1]); ``rho``
+        :math:`R^2_\alpha = \hat\nu^2_s/\hat\nu^2_l` (both clipped to [0, 1]; :func:`report`
+        warns when one is set to 1); ``rho``
         :math:`= \operatorname{sign}(\Delta)\min(1, |\Delta|/\sqrt{(\hat\sigma^2_s-\hat\sigma^2_l)(\hat\nu^2_l-\hat\nu^2_s)})`
         (:math:`\pm 1` when a variance gain is not positive); ``delta_theta``
         :math:`=\Delta = \hat\theta_s - \hat\theta_l`. As DoubleML's ``gain_statistics``.
@@ -673,7 +683,7 @@ def report(
         "sensitivity.nu2": float(_median([r.el.nu2 for r in reps])),
         "sensitivity.sigma2_source": sigma2_source,
     }
-    warnings = (
+    warnings: tuple[str, ...] = (
         (
             f"{who}: the sensitivity element nu2 was not positive and was re-estimated as the "
             "mean squared Riesz representer (not orthogonal)",
@@ -685,6 +695,12 @@ def report(
     if shorts:
         rows = {name: repeated_benchmark(var_y, reps, short) for name, short in shorts.items()}
         tables["sensitivity.bounds"] = bounds_table(rows, reps, sens.level)
+        warnings += tuple(  # clipped as DoubleML does (cf_d = 1: unbounded, see bounds_table)
+            clipped_bound(who, key, f"benchmark {name}")
+            for name, stats in rows.items()
+            for key in _SCENARIO
+            if stats[key] >= 1.0
+        )
     tables["sensitivity.contour"] = contour_grid(reps, sens, tables.get("sensitivity.bounds"))
     if len(reps) > 1:
         tables["sensitivity.repetitions"] = _repetitions_table(reps, sens)

@@ -19,6 +19,7 @@ from causalkit.balance import (
 from causalkit.clusters import fit_clusters, fit_weights, weight_diagnostics
 from causalkit.contracts import Dataset, DiagnosticValue, Estimand, Fit, LazyTables, Resampler
 from causalkit.errors import DataError, EstimationError
+from causalkit.evalue import e_value
 from causalkit_plugins.estimators.microsynth.dual import weighted_gram
 from causalkit_plugins.estimators.microsynth.estimands import (
     BalancedContrast,
@@ -260,6 +261,30 @@ def _positive_weights(
     return data, inp, fit_weights(data, inp.table.n, units=inp.table.units), notes
 
 
+def _e_value(
+    estimand: Estimand,
+    estimate: float,
+    y_post: np.ndarray,
+    g: np.ndarray,
+    synthetic: np.ndarray,
+    post: np.ndarray,
+    weights: np.ndarray | None,
+) -> dict[str, DiagnosticValue]:
+    r"""The ``e_value.*`` diagnostics of an ATT or ITT; none for a CACE.
+
+    The outcome is each unit's mean post-period outcome (the headline is the gap of its
+    means); a 0/1 outcome's baseline risk is the synthetic control's mean over the post
+    periods (the treated group's counterfactual mean), otherwise the SD is the pooled
+    within-group SD of the unit means, weighted with the ``weight`` role
+    (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`). A CACE is an
+    effect among compliers, whose untreated mean the fit does not estimate.
+    """
+    if estimand is Estimand.CACE:
+        return {}
+    baseline = float(synthetic[post].mean())
+    return e_value(estimate, y_post.mean(axis=1), g, baseline, weights).diagnostics()
+
+
 def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     """Fit simplex MicroSynth in memory; see :class:`~causalkit_plugins.estimators.microsynth.estimator.MicroSynth`.
 
@@ -279,7 +304,8 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
     line (they are single units). With the ``weight`` role every quantity is the one of the
     frequency-expanded data (see the estimator's docstring); zero-weight units are dropped,
     the refit carries each unit's weight into its multiplicity, and the placebo draws are
-    refused in one line.
+    refused in one line. The ``e_value.*`` diagnostics are those of :func:`_e_value` (not
+    computed by the columnar and Spark backends).
     """
     role = group_role(p.estimand)
     if p.estimand is Estimand.CACE and data.roles.treatment is None:
@@ -359,6 +385,7 @@ def fit_simplex(data: Dataset, p: MicroSynthParams) -> Fit:
         "converged": sol.converged,
         "dual_residual": sol.residual,
         **weight_notes,
+        **_e_value(p.estimand, float(estimates[0]), table.y_post, g, treated_mean - per, post, dw),
     }
     if D is not None:
         diagnostics["compliance_gap"] = gap

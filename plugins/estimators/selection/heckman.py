@@ -22,6 +22,7 @@ from causalkit.contracts import (
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import EstimationError
+from causalkit.evalue import e_value
 from causalkit_plugins.dgps.heckman_selection import CLUSTERED_1000
 from causalkit_plugins.estimators.selection.heckman_data import SelectionData, selection_data
 from causalkit_plugins.estimators.selection.heckman_ml import MLResult, heckman_ml, heckman_scores
@@ -170,6 +171,30 @@ def _imr_collinearity(X: np.ndarray, imr: np.ndarray) -> tuple[float, float]:
     return r2, float(np.linalg.cond(Z))
 
 
+def _e_value(sd: SelectionData, coef: np.ndarray) -> dict[str, DiagnosticValue]:
+    r"""The ``e_value.*`` diagnostics of a 0/1 treatment's coefficient; none otherwise.
+
+    Computed on the selected units, whose outcome is observed: the SD of a continuous outcome
+    is their pooled within-arm SD (weighted with the ``weight`` role), the baseline risk of a
+    0/1 outcome their mean outcome-equation prediction :math:`x_i'\hat\beta` with the
+    treatment set to 0 (weighted). Both describe the selected sample, not the population
+    the latent-outcome effect is for.
+    """
+    if sd.treatment is None:
+        return {}
+    j = sd.outcome_names.index(sd.treatment)
+    t = sd.X[:, j]
+    w = None if sd.weights is None else sd.weights[sd.d]
+    arms = t.astype(bool)
+    if not np.isin(t, (0.0, 1.0)).all() or arms.all() or not arms.any():
+        return {}
+    if w is not None and not (w[arms].sum() > 0 and w[~arms].sum() > 0):
+        return {}
+    beta = coef[: sd.X.shape[1]]
+    baseline = float(np.average(sd.X @ beta - t * beta[j], weights=w))
+    return e_value(float(beta[j]), sd.y, arms, baseline, w).diagnostics()
+
+
 class Heckman:
     r"""Heckman sample-selection model.
 
@@ -206,6 +231,8 @@ class Heckman:
     (the model's coefficient table, as R's ``summary``); selection-equation ones as
     ``coef.sel.<name>``. With ``method="ml"``, ``lr_rho0`` and ``lr_rho0_p`` are the
     likelihood-ratio specification test of :math:`\rho = 0` against the independent model.
+    With a 0/1 treatment the diagnostics include the E-value of its coefficient
+    (``e_value.*``, :func:`_e_value`: SD or baseline risk from the selected units).
 
     Clusters and sampling weights: with the ``cluster`` or ``weight`` role the fit carries
     influence values of every coefficient and every standard error (``se.<name>``, the
@@ -344,6 +371,7 @@ class Heckman:
                 "converged": est.converged,
                 **(cl.diagnostics or {}),
                 **weight_diagnostics(w),
+                **_e_value(sd, est.coef),
             }
         )
 

@@ -21,12 +21,14 @@ from causalkit.contracts import (
     Estimand,
     EstimandName,
     Fit,
+    FormulaTerm,
     Params,
     Resampler,
 )
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, EstimationError
+from causalkit.evalue import e_value, pooled_sd
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
 from causalkit_plugins.estimators.aipw.sensitivity import Elements, OptionalSensitivity
 from causalkit_plugins.estimators.selection.estimands import (
@@ -49,7 +51,6 @@ from causalkit_plugins.estimators.selection.propensity import (
     treatment_data,
     unselected_warnings,
 )
-from causalkit_plugins.estimators.selection.sensitivity import e_value, pooled_sd
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -310,7 +311,8 @@ class IPW:
     conversion behind it (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`:
     ``e_value.conversion`` ``risk_ratio`` for a 0/1 outcome, from the weighted control mean
     :math:`\hat\mu_0` and :math:`\hat\mu_0 + \hat\tau`; ``smd_0.91`` otherwise, with the
-    unweighted pooled within-arm SD ``e_value.sd``; ``e_value.basis`` says it in words); the
+    pooled within-arm SD ``e_value.sd``, weighted by the sampling weights if any (not by the
+    inverse-probability weights); ``e_value.basis`` says it in words); the
     E-value of a confidence limit is
     :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_ci` of the interval
     inference gives.
@@ -432,7 +434,9 @@ class IPW:
             "propensity_converged": ps.converged,
             "propensity_separation": ps.separation,
             # an E-value is for an effect, not for a mean
-            **({} if p.estimand in MEANS else e_value(res.estimate, y, d, res.mu0).diagnostics()),
+            **(
+                {} if p.estimand in MEANS else e_value(res.estimate, y, d, res.mu0, w).diagnostics()
+            ),
             "outcome_sd": outcome_sd,
         }
         sens: tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]] = (
@@ -441,7 +445,7 @@ class IPW:
             (),
         )
         if p.sensitivity is not None:
-            sens = self._sensitivity(td, ps, res, cl.clusters, w)
+            sens = self._sensitivity(td, ps, res, cl.clusters, w, data.roles.terms)
         return Fit(
             p.estimand,
             res.estimate,
@@ -477,8 +481,12 @@ class IPW:
         res: IPWResult,
         clusters: Clusters | None,
         w: np.ndarray | None,
+        terms: tuple[FormulaTerm, ...] = (),
     ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], tuple[str, ...]]:
         """Bounds, RVs, benchmarks and contour grid (:mod:`.ipw_sensitivity`).
+
+        ``terms``: the covariate formulas' terms a benchmark may name
+        (:func:`~causalkit.formulas.benchmark_groups`).
 
         Each benchmark refits the propensity model and the outcome regressions without its
         columns (with the sampling weights ``w``, if any); the CI bounds are clustered with
@@ -499,7 +507,9 @@ class IPW:
             return ipw_elements(td.y, td.d, e, X, p.estimand, w)
 
         shorts = {}
-        for name, group in benchmark_columns(sens, td.covariates, td.propensity_covariates).items():
+        for name, group in benchmark_columns(
+            sens, td.covariates, td.propensity_covariates, terms
+        ).items():
             keep = [j for j, c in enumerate(td.propensity_covariates) if c not in group]
             ps_s, res_s = self._estimate(td.y, td.d, td.P[:, keep], w)
             shorts[name] = (res_s.estimate, elements(group, ps_s.score))

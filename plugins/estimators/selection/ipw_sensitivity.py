@@ -12,13 +12,14 @@ weighted population's elements. Everything else is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from causalkit.contracts import Clusters, DiagnosticValue, Estimand
+from causalkit.contracts import Clusters, DiagnosticValue, Estimand, FormulaTerm
 from causalkit.errors import DataError, EstimationError
+from causalkit.formulas import benchmark_groups
 from causalkit_plugins.estimators.aipw.sensitivity import (
     Elements,
     Repetition,
@@ -124,21 +125,24 @@ def ipw_elements(
 
 
 def benchmark_columns(
-    sens: SensitivityParams, covariates: tuple[str, ...], propensity: tuple[str, ...]
+    sens: SensitivityParams,
+    covariates: tuple[str, ...],
+    propensity: tuple[str, ...],
+    terms: Sequence[FormulaTerm] = (),
 ) -> dict[str, tuple[str, ...]]:
-    """Benchmark name -> the columns it leaves out; one-line errors for unknown or exhausting ones."""
-    known = dict.fromkeys((*covariates, *propensity))
+    """Benchmark name -> the columns it leaves out; one-line errors for unknown or exhausting ones.
+
+    A name may be a column, a formula term or a variable of ``terms``
+    (:func:`~causalkit.formulas.benchmark_groups`).
+    """
+    known = tuple(dict.fromkeys((*covariates, *propensity)))
     field = "estimator.sensitivity.benchmark_covariates"
-    out = {}
-    for name, group in zip(sens.benchmark_covariates, sens.groups(), strict=True):
-        for c in group:
-            if c not in known:
-                raise DataError(field, f"covariates among {', '.join(known)}", repr(c))
+    out = benchmark_groups(sens.benchmark_covariates, known, terms, field)
+    for name, group in out.items():
         if not [c for c in propensity if c not in group]:
             raise DataError(
                 field, "at least one covariate left in the propensity model", repr(name)
             )
-        out[name] = group
     return out
 
 

@@ -24,6 +24,7 @@ from causalkit.contracts import (
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError
+from causalkit.evalue import e_value
 from causalkit.inputs import separating_columns
 from causalkit.panel import UnitTable, binary_column, unit_table
 from causalkit_plugins.dgps.selection_on_observables import clustered_worlds, weighted_world
@@ -175,6 +176,21 @@ def regression_adjustment(
     return RAResult(tau, psi, f1.coef, f0.coef, mu1, mu0, max(f1.condition, f0.condition))
 
 
+def _e_value_per_arm(
+    res: RAResult, y: np.ndarray, d: np.ndarray, w: np.ndarray | None, estimand: Estimand
+) -> dict[str, DiagnosticValue]:
+    r"""The ``e_value.*`` diagnostics of an effect (none for a potential-outcome mean).
+
+    The baseline risk of a 0/1 outcome is the estimand's mean control prediction
+    :math:`\hat\mu_0(x)`, weighted: over every unit (ATE) or over the treated (ATT).
+    """
+    if estimand in (Estimand.MEAN1, Estimand.MEAN0):
+        return {}
+    pop = np.ones(d.size, dtype=bool) if estimand in WHOLE_SAMPLE else d
+    baseline = float(np.average(res.mu0[pop], weights=None if w is None else w[pop]))
+    return e_value(res.estimate, y, d, baseline, w).diagnostics()
+
+
 def _numerics_warnings(condition: float, separating: list[str], pooled: bool = False) -> list[str]:
     """Warnings for a nearly collinear design and for covariates that predict the treatment."""
     out = []
@@ -274,6 +290,15 @@ class OLS:
     weighted (:func:`regression_adjustment`), so the analytic SE is the HC0 sandwich of the
     weighted stacked system (CR1 with clusters) and the bootstrap refits with each resampled
     unit's weight.
+
+    Diagnostics include the E-value of an effect (not of ``MEAN1``/``MEAN0``) with its
+    conversion (``e_value.*``,
+    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`; the SD of a
+    continuous outcome is the pooled within-arm SD, weighted with the ``weight`` role). The
+    baseline risk of a 0/1 outcome is the model's mean outcome without treatment over the
+    estimand's population: per arm, the mean control prediction :math:`\hat\mu_0(x)` over
+    every unit (ATE) or over the treated (ATT); pooled, the mean prediction with the treatment
+    set to 0.
 
     When the ``selected`` role is set (an outcome observed only for selected units, as in
     the ``heckman_selection`` DGP), the analysis is restricted to the selected units, which
@@ -384,6 +409,7 @@ class OLS:
                 "condition_number": res.condition,
                 **(cl.diagnostics or {}),
                 **weight_diagnostics(w),
+                **_e_value_per_arm(res, y, d, w, estimand),
             },
             warnings=(*warnings, *cl.warnings),
         )
@@ -439,11 +465,22 @@ class OLS:
             **{f"coef.{c}": float(b) for c, b in coefs.items()},
             **(cl.diagnostics or {}),
             **weight_diagnostics(w),
+            # baseline risk of a 0/1 outcome: the mean prediction with the treatment set to 0
+            **e_value(
+                res.estimate, y, d, float(np.average(res.coef[0] + X @ res.coef[2:], weights=w)), w
+            ).diagnostics(),
         }
         tables: dict[str, pd.DataFrame] = {}
         if self.params.sensitivity is not None:
             sd, tables, sw = sensitivity_analysis(
-                self.params.sensitivity, res, d, X, w, names, cl.clusters is not None
+                self.params.sensitivity,
+                res,
+                d,
+                X,
+                w,
+                names,
+                cl.clusters is not None,
+                data.roles.terms,
             )
             diagnostics.update(sd)
             warnings += sw

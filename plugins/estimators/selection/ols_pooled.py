@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from causalkit.contracts import DiagnosticValue, Params
-from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit.contracts import DiagnosticValue, FormulaTerm, Params
+from causalkit.errors import ConfigError, EstimationError
+from causalkit.formulas import benchmark_groups
+from causalkit_plugins.estimators.aipw.sensitivity import clipped_bound
 from causalkit_plugins.estimators.selection import partial_r2 as pr
 from causalkit_plugins.estimators.selection.least_squares import ArmFit, arm_ols, unscaled_block
 
@@ -167,10 +169,6 @@ class OLSSensitivityParams(Params):
         """The (kd, ky) pairs."""
         return tuple(zip(self.kd, self.ky or self.kd, strict=True))
 
-    def groups(self) -> tuple[tuple[str, ...], ...]:
-        """The benchmark groups: each entry split at ``+``."""
-        return tuple(tuple(c.strip() for c in b.split("+")) for b in self.benchmark_covariates)
-
     @classmethod
     def off(cls, value: Any) -> bool:
         """Tell whether a raw ``sensitivity`` value leaves the analysis off.
@@ -208,6 +206,7 @@ def sensitivity_analysis(
     w: np.ndarray | None,
     names: tuple[str, ...],
     clustered: bool,
+    terms: Sequence[FormulaTerm] = (),
 ) -> tuple[dict[str, DiagnosticValue], dict[str, pd.DataFrame], list[str]]:
     r"""Partial R², robustness values, benchmark bounds and the contour grid.
 
@@ -215,7 +214,9 @@ def sensitivity_analysis(
     (:mod:`~causalkit_plugins.estimators.selection.partial_r2`). A benchmark's partial R²
     with the outcome is that of its column(s) in the pooled regression, with the treatment
     that in the (weighted) regression of the treatment on the covariates
-    (:func:`~causalkit_plugins.estimators.selection.partial_r2.group_partial_r2`).
+    (:func:`~causalkit_plugins.estimators.selection.partial_r2.group_partial_r2`). A benchmark
+    may name a column, or a term or variable of the covariate formula's ``terms``
+    (:func:`~causalkit.formulas.benchmark_groups`), e.g. ``C(village)``: all its dummies.
     """
     est, se, dof = res.estimate, res.se_classical, res.dof
     if dof < 2:
@@ -235,7 +236,7 @@ def sensitivity_analysis(
             "ols: the sensitivity analysis' adjusted SEs, t-values, CIs and RV_{q,alpha} use "
             "the classical OLS SE (Cinelli & Hazlett 2020), not the clustered one"
         )
-    rows = _benchmark_rows(sens, res, d, X, w, names, warnings)
+    rows = _benchmark_rows(sens, res, d, X, w, names, terms, warnings)
     tables = {}
     if rows:
         tables["sensitivity.bounds"] = pr.bounds_table(rows, est, se, dof, sens.alpha, sens.reduce)
@@ -252,12 +253,13 @@ def _benchmark_rows(
     X: np.ndarray,
     w: np.ndarray | None,
     names: tuple[str, ...],
+    terms: Sequence[FormulaTerm],
     warnings: list[str],
 ) -> list[tuple[str, float, float]]:
     """(label, r2dz_x, r2yz_dx) of every benchmark and multiple, labelled as ``sensemakr``."""
     if not sens.benchmark_covariates:
         return []
-    field = "estimator.sensitivity.benchmark_covariates"
+    groups = benchmark_groups(sens.benchmark_covariates, names, terms)
     index = {c: j for j, c in enumerate(names)}
     sw = None if w is None else np.sqrt(w)
     Zx, dd = np.column_stack([np.ones(d.size), X]), d.astype(float)
@@ -265,12 +267,7 @@ def _benchmark_rows(
     resid = dd - Zx @ treat.coef
     rss_d = float(np.sum(resid**2 if w is None else w * resid**2))
     rows = []
-    for label, group in zip(sens.benchmark_covariates, sens.groups(), strict=True):
-        group = (label,) if label in index else group  # a column named "I(a + b)" is one
-        missing = [c for c in group if c not in index]
-        if missing:
-            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-            raise DataError(field, f"covariates among {shown}", repr(missing[0]))
+    for label, group in groups.items():
         cols = [index[c] for c in group]
         r2y = pr.group_partial_r2(
             res.coef[[c + 2 for c in cols]], res.cov_unscaled([c + 2 for c in cols]), res.rss
@@ -291,6 +288,6 @@ def _benchmark_rows(
         for (a, b), x, z in zip(sens.multiples(), r2dz, r2yz, strict=True):
             name = f"{b:g}x {label}" if a == b else f"{a:g}/{b:g}x {label}"
             if z >= 1.0:
-                warnings.append(f"ols: the bound on r2yz_dx for {name} exceeds 1 and was set to 1")
+                warnings.append(clipped_bound("ols", "r2yz_dx", name))
             rows.append((name, float(x), float(z)))
     return rows

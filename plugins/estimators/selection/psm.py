@@ -24,6 +24,7 @@ from causalkit.contracts import (
 from causalkit.contracts import Params as PluginParams
 from causalkit.coverage import World
 from causalkit.errors import ConfigError, DataError, EstimationError
+from causalkit.evalue import e_value, pooled_sd
 from causalkit_plugins.dgps.selection_on_observables import CLUSTERED_600, INFORMATIVE_600
 from causalkit_plugins.estimators.selection.estimands import LOGIT_CONFOUNDING, WEAK_OVERLAP
 from causalkit_plugins.estimators.selection.ipw import TargetEstimand, propensity_warnings
@@ -57,9 +58,7 @@ from causalkit_plugins.estimators.selection.psm_variance import (
 from causalkit_plugins.estimators.selection.sensitivity import (
     Alternative,
     covariance_adjusted,
-    e_value,
     matched_sets,
-    pooled_sd,
     rosenbaum_bounds,
     rosenbaum_m_bounds,
 )
@@ -339,7 +338,8 @@ class PSM:
     0.7-1.3% at the 5% level in ``tests/statistical/test_ipw_psm_coverage.py``'s world).
     Diagnostics include the E-value of the estimate with its conversion (``e_value.*``,
     :func:`.sensitivity.e_value`; a 0/1 outcome's baseline risk is the controls' mean weighted
-    as matched) and the pooled SD ``outcome_sd``,
+    as matched; a continuous outcome's SD is the pooled within-arm SD, weighted by the sampling
+    weights if any) and the unweighted pooled SD ``outcome_sd``,
     and ``se_score_adjustment`` (the variance added by the 2016 adjustment; 0 when not
     applied).
 
@@ -485,7 +485,7 @@ class PSM:
                 max(p.var_matches, 1) + 1, tol,
             )  # fmt: skip
             adjustment = terms.adjustment
-        diagnostics = self._diagnostics(td, ps, pairs, res, sigma2, balance)
+        diagnostics = self._diagnostics(td, ps, pairs, res, sigma2, balance, w)
         diagnostics["se_score_adjustment"] = adjustment
         diagnostics.update(weight_notes)
         se = ai_standard_error(res, p.variance, adjustment)
@@ -602,6 +602,7 @@ class PSM:
         res: MatchingResult,
         sigma2: np.ndarray | None,
         balance: dict[str, float],
+        sampling: np.ndarray | None,
     ) -> dict[str, DiagnosticValue]:
         p = self.params
         d, w = td.d, res.unit_weight
@@ -621,7 +622,7 @@ class PSM:
             "ps_estimation_ignored_in_se": p.match_on != "covariates" and not self._adjusts(),
             # baseline risk of a 0/1 outcome: the controls' mean weighted as matched
             **e_value(
-                res.estimate, td.y, d, float(np.average(td.y[~d], weights=w[~d]))
+                res.estimate, td.y, d, float(np.average(td.y[~d], weights=w[~d])), sampling
             ).diagnostics(),
             "outcome_sd": outcome_sd,
         }

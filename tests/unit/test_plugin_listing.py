@@ -36,7 +36,9 @@ def test_listing_shows_choices_roles_and_inference() -> None:
         for s in lines
     )
     assert "    roles: required outcome, treatment; optional cluster, weight" in lines
-    assert any(s.startswith("      cf_y = (required)  [float]") for s in lines)  # aipw.sensitivity
+    assert any(
+        s.startswith("      cf_y = 0.03  [float]") for s in lines
+    )  # aipw.sensitivity default
     assert any(
         s.startswith("    ci = 'percentile'  [one of 'percentile', 'normal']") for s in lines
     )

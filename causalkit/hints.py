@@ -23,13 +23,16 @@ def _role_hint(role: str, what: str, example: str, fit_example: str) -> str:
     )
 
 
+_FOLD = _role_hint("fold", "the fold columns are", "[f1,f2]", "[...]")
+_CLUSTER = _role_hint("cluster", "the cluster column is", "g", "'g'")
+
 KEY_HINTS: Mapping[str, str] = MappingProxyType(
     {
-        "estimator.fold_column": _role_hint("fold", "the fold columns are", "[f1,f2]", "[...]"),
-        "estimator.fold_columns": _role_hint("fold", "the fold columns are", "[f1,f2]", "[...]"),
-        "estimator.fold": _role_hint("fold", "the fold columns are", "[f1,f2]", "[...]"),
-        "estimator.cluster": _role_hint("cluster", "the cluster column is", "g", "'g'"),
-        "estimator.cluster_column": _role_hint("cluster", "the cluster column is", "g", "'g'"),
+        "estimator.fold_column": _FOLD,
+        "estimator.fold_columns": _FOLD,
+        "estimator.fold": _FOLD,
+        "estimator.cluster": _CLUSTER,
+        "estimator.cluster_column": _CLUSTER,
         "estimator.weight": _role_hint("weight", "the sampling weight column is", "w", "'w'"),
     }
 )

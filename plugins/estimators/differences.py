@@ -119,7 +119,7 @@ class _Difference:
     weights.
 
     Diagnostics include the E-value of the contrast with its conversion (``e_value.*``,
-    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`): for a 0/1 outcome
+    :func:`~causalkit.evalue.e_value`): for a 0/1 outcome
     the risk ratio with baseline risk the (weighted) outcome mean of the group :math:`G = 0`
     (the untreated arm for ``naive``, the assigned-control arm for ``itt``); otherwise the
     VanderWeele-Ding approximation with the (weighted) pooled within-group SD.

@@ -1,4 +1,4 @@
-"""The E-value of an AIPW effect (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`)."""
+"""The E-value of an AIPW effect (:func:`~causalkit.evalue.e_value`)."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def aipw_e_value(estimate: float, cfs: Sequence[CrossFit]) -> dict[str, Diagnost
     Returns
     -------
     dict
-        :meth:`~causalkit_plugins.estimators.selection.sensitivity.EValue.diagnostics`: a 0/1
+        :meth:`~causalkit.evalue.EValue.diagnostics`: a 0/1
         outcome's risk ratio from :func:`aipw_baseline`, otherwise the VanderWeele-Ding
         approximation with the pooled within-arm SD (weighted by the sampling weights).
     """

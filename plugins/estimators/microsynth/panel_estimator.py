@@ -285,7 +285,11 @@ class MicroSynthPanel:
         ),
         World(
             "weighted_null",
-            (*_WEIGHTED_AREAS[:-3], "dgp.effect=0", "dgp.weight_tilt=0.8"),
+            (
+                *(o for o in _WEIGHTED_AREAS if not o.startswith(("dgp.effect", "dgp.weight"))),
+                "dgp.effect=0",
+                "dgp.weight_tilt=0.8",
+            ),
             expect="refuse",
             reps=20,
             inferences=frozenset({"permutation"}),

@@ -276,7 +276,7 @@ def _e_value(
     means); a 0/1 outcome's baseline risk is the synthetic control's mean over the post
     periods (the treated group's counterfactual mean), otherwise the SD is the pooled
     within-group SD of the unit means, weighted with the ``weight`` role
-    (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`). A CACE is an
+    (:func:`~causalkit.evalue.e_value`). A CACE is an
     effect among compliers, whose untreated mean the fit does not estimate.
     """
     if estimand is Estimand.CACE:

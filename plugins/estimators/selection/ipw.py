@@ -308,13 +308,13 @@ class IPW:
     arm), balance before/after weighting (table ``balance`` from
     :func:`causalkit.balance.weighted_balance`; SMD denominators are the unweighted arm
     variances), clipped and trimmed counts, and the E-value of the estimate with the
-    conversion behind it (:func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`:
+    conversion behind it (:func:`~causalkit.evalue.e_value`:
     ``e_value.conversion`` ``risk_ratio`` for a 0/1 outcome, from the weighted control mean
     :math:`\hat\mu_0` and :math:`\hat\mu_0 + \hat\tau`; ``smd_0.91`` otherwise, with the
     pooled within-arm SD ``e_value.sd``, weighted by the sampling weights if any (not by the
     inverse-probability weights); ``e_value.basis`` says it in words); the
     E-value of a confidence limit is
-    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value_ci` of the interval
+    :func:`~causalkit.evalue.e_value_ci` of the interval
     inference gives.
 
     Sensitivity to unobserved confounding (``sensitivity``, as ``aipw``'s): the

@@ -293,7 +293,7 @@ class OLS:
 
     Diagnostics include the E-value of an effect (not of ``MEAN1``/``MEAN0``) with its
     conversion (``e_value.*``,
-    :func:`~causalkit_plugins.estimators.selection.sensitivity.e_value`; the SD of a
+    :func:`~causalkit.evalue.e_value`; the SD of a
     continuous outcome is the pooled within-arm SD, weighted with the ``weight`` role). The
     baseline risk of a 0/1 outcome is the model's mean outcome without treatment over the
     estimand's population: per arm, the mean control prediction :math:`\hat\mu_0(x)` over

@@ -337,7 +337,7 @@ class PSM:
     better than coin flips, and on raw outcomes the tests are conservative (Γ = 1 rejected
     0.7-1.3% at the 5% level in ``tests/statistical/test_ipw_psm_coverage.py``'s world).
     Diagnostics include the E-value of the estimate with its conversion (``e_value.*``,
-    :func:`.sensitivity.e_value`; a 0/1 outcome's baseline risk is the controls' mean weighted
+    :func:`causalkit.evalue.e_value`; a 0/1 outcome's baseline risk is the controls' mean weighted
     as matched; a continuous outcome's SD is the pooled within-arm SD, weighted by the sampling
     weights if any) and the unweighted pooled SD ``outcome_sd``,
     and ``se_score_adjustment`` (the variance added by the 2016 adjustment; 0 when not
